@@ -1,0 +1,824 @@
+//! GGUF v2/v3 reader.
+//!
+//! Incremental: bytes are pushed in chunks as they arrive (a fetch body, a `File` read by slices,
+//! a native file), the header and tensor table come out as soon as they are complete, and from then
+//! on each pushed chunk is cut into per-tensor pieces that the caller uploads and forgets. The
+//! whole file is never held. Random-access sources (a native file) use the same header parser and
+//! then read each tensor by its byte range.
+//!
+//! Strict: every count, length, dimension and offset is checked against the bytes that can exist
+//! (the file size when known, the bytes actually buffered otherwise) and against sane maxima before
+//! anything is allocated. A bad file is an [`Error::Gguf`] naming the problem and its byte offset.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, GgufProblem, Result};
+use crate::quant::GgmlType;
+
+pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// Upper bounds no real model reaches; they stop absurd counts before any allocation.
+const MAX_TENSORS: u64 = 1 << 20;
+const MAX_METADATA: u64 = 1 << 20;
+const MAX_DIMS: u32 = 4;
+const MAX_ARRAY_NESTING: u32 = 4;
+/// The header (metadata + tensor table) is buffered whole; a 256k-token vocabulary is ~10 MB.
+pub const MAX_HEADER_BYTES: u64 = 512 << 20;
+
+/// A metadata value. Integer and float widths are kept as written so `inspect` shows the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// Any integer value that fits in u64 (negative values do not).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::I8(v) => Some(v as i64),
+            Value::I16(v) => Some(v as i64),
+            Value::I32(v) => Some(v as i64),
+            Value::I64(v) => Some(v),
+            _ => self.as_u64().and_then(|v| i64::try_from(v).ok()),
+        }
+    }
+
+    /// Any numeric value as f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v as f64),
+            Value::F64(v) => Some(v),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The GGUF name of the value's type, for messages and `inspect`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::U8(_) => "u8",
+            Value::I8(_) => "i8",
+            Value::U16(_) => "u16",
+            Value::I16(_) => "i16",
+            Value::U32(_) => "u32",
+            Value::I32(_) => "i32",
+            Value::U64(_) => "u64",
+            Value::I64(_) => "i64",
+            Value::F32(_) => "f32",
+            Value::F64(_) => "f64",
+            Value::Bool(_) => "bool",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+        }
+    }
+}
+
+/// Metadata in file order, with lookup by key.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    entries: Vec<(String, Value)>,
+    index: HashMap<String, usize>,
+}
+
+impl Metadata {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.index.get(key).map(|&i| &self.entries[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(Value::as_u64)
+    }
+
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(Value::as_f64)
+    }
+
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(Value::as_bool)
+    }
+
+    pub fn get_array(&self, key: &str) -> Option<&[Value]> {
+        self.get(key).and_then(Value::as_array)
+    }
+
+    /// A required key of an integer type; a missing key or a wrong type is a `GGUF_INVALID` error.
+    pub fn require_u64(&self, key: &str) -> Result<u64> {
+        let v = self
+            .get(key)
+            .ok_or_else(|| Error::gguf(0, GgufProblem::MissingKey(key.to_string())))?;
+        v.as_u64().ok_or_else(|| {
+            Error::gguf(
+                0,
+                GgufProblem::WrongValueType {
+                    key: key.to_string(),
+                    expected: "a non-negative integer",
+                },
+            )
+        })
+    }
+
+    fn insert(&mut self, key: String, value: Value) -> bool {
+        if self.index.contains_key(&key) {
+            return false;
+        }
+        self.index.insert(key.clone(), self.entries.len());
+        self.entries.push((key, value));
+        true
+    }
+}
+
+/// One entry of the tensor table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// GGUF `ne` order: `dims[0]` is the contiguous row length.
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+    /// Offset of the tensor's first byte from the start of the data section.
+    pub offset: u64,
+    /// Size in bytes, derived from dims and type.
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// Length of one row (`dims[0]`) and number of rows (the product of the other dims).
+    pub fn rows_cols(&self) -> (u64, u64) {
+        let cols = self.dims.first().copied().unwrap_or(1);
+        (self.n_elements() / cols.max(1), cols)
+    }
+}
+
+/// Everything before the tensor data: version, metadata, tensor table and where data starts.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub version: u32,
+    pub metadata: Metadata,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Absolute file offset of the data section (tensor offsets are relative to it).
+    pub data_offset: u64,
+    /// Bytes of the file the header parser consumed (before alignment padding).
+    pub header_len: u64,
+}
+
+impl Header {
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Absolute end of the last tensor's data: the smallest file size that holds every tensor.
+    pub fn data_end(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|t| self.data_offset + t.offset + t.n_bytes)
+            .max()
+            .unwrap_or(self.data_offset)
+    }
+
+    /// Parse a header from the start of a file. `bytes` may hold just the header or the whole
+    /// file; `file_size` (when known) bounds every length and offset. `Ok(None)` means the
+    /// header continues past `bytes` and more bytes are needed.
+    pub fn parse(bytes: &[u8], file_size: Option<u64>) -> Result<Option<Header>> {
+        let mut cur = Cursor {
+            bytes,
+            pos: 0,
+            file_size,
+        };
+        match parse_header(&mut cur) {
+            Ok(h) => Ok(Some(h)),
+            Err(Stop::NeedMore) => Ok(None),
+            Err(Stop::Bad(e)) => Err(e),
+        }
+    }
+}
+
+/// Why the header parser stopped: a bad file, or it ran off the end of the bytes it was given.
+enum Stop {
+    NeedMore,
+    Bad(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Bad(e)
+    }
+}
+
+type PResult<T> = std::result::Result<T, Stop>;
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    file_size: Option<u64>,
+}
+
+impl Cursor<'_> {
+    fn offset(&self) -> u64 {
+        self.pos as u64
+    }
+
+    fn bad(&self, problem: GgufProblem) -> Stop {
+        Stop::Bad(Error::gguf(self.offset(), problem))
+    }
+
+    /// Bytes that can still follow the cursor: in the file when its size is known, otherwise an
+    /// upper bound from the header size cap (the actual buffer decides "need more").
+    fn remaining_in_file(&self) -> u64 {
+        match self.file_size {
+            Some(n) => n.saturating_sub(self.offset()),
+            None => MAX_HEADER_BYTES.saturating_sub(self.offset()),
+        }
+    }
+
+    fn take(&mut self, n: u64) -> PResult<&[u8]> {
+        if n > self.remaining_in_file() {
+            return Err(match self.file_size {
+                Some(_) => self.bad(GgufProblem::Truncated {
+                    needed: n - self.remaining_in_file(),
+                }),
+                None => self.bad(GgufProblem::HeaderTooLarge(self.offset() + n)),
+            });
+        }
+        let n = n as usize;
+        if self.bytes.len() - self.pos < n {
+            return Err(Stop::NeedMore);
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> PResult<[u8; N]> {
+        let s = self.take(N as u64)?;
+        Ok(s.try_into().expect("take returned N bytes"))
+    }
+
+    fn u8(&mut self) -> PResult<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u32(&mut self) -> PResult<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> PResult<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> PResult<String> {
+        let at = self.offset();
+        let len = self.u64()?;
+        if len > self.remaining_in_file() {
+            return Err(Stop::Bad(Error::gguf(at, GgufProblem::StringTooLong(len))));
+        }
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Stop::Bad(Error::gguf(at + 8, GgufProblem::InvalidUtf8)))
+    }
+
+    fn value(&mut self, type_id: u32, depth: u32) -> PResult<Value> {
+        Ok(match type_id {
+            0 => Value::U8(self.u8()?),
+            1 => Value::I8(self.u8()? as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array()?)),
+            3 => Value::I16(i16::from_le_bytes(self.array()?)),
+            4 => Value::U32(self.u32()?),
+            5 => Value::I32(i32::from_le_bytes(self.array()?)),
+            6 => Value::F32(f32::from_le_bytes(self.array()?)),
+            7 => Value::Bool(self.u8()? != 0),
+            8 => Value::String(self.string()?),
+            9 => {
+                if depth >= MAX_ARRAY_NESTING {
+                    return Err(self.bad(GgufProblem::NestingTooDeep));
+                }
+                let at = self.offset();
+                let elem_type = self.u32()?;
+                let len = self.u64()?;
+                let min_elem = min_value_size(elem_type).ok_or_else(|| {
+                    Stop::Bad(Error::gguf(at, GgufProblem::UnknownValueType(elem_type)))
+                })?;
+                if len.saturating_mul(min_elem) > self.remaining_in_file() {
+                    return Err(Stop::Bad(Error::gguf(at + 4, GgufProblem::ArrayTooLong(len))));
+                }
+                // Capacity is bounded by the bytes actually buffered, never by `len` alone.
+                let buffered = (self.bytes.len() - self.pos) as u64 / min_elem;
+                let mut items = Vec::with_capacity(len.min(buffered) as usize);
+                for _ in 0..len {
+                    items.push(self.value(elem_type, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::U64(self.u64()?),
+            11 => Value::I64(i64::from_le_bytes(self.array()?)),
+            12 => Value::F64(f64::from_le_bytes(self.array()?)),
+            other => {
+                return Err(Stop::Bad(Error::gguf(
+                    self.offset().saturating_sub(4),
+                    GgufProblem::UnknownValueType(other),
+                )))
+            }
+        })
+    }
+}
+
+/// The fewest bytes one value of a type can take (arrays and strings: their length fields).
+fn min_value_size(type_id: u32) -> Option<u64> {
+    Some(match type_id {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 => 8,
+        9 => 12,
+        10..=12 => 8,
+        _ => return None,
+    })
+}
+
+fn parse_header(cur: &mut Cursor) -> PResult<Header> {
+    let magic: [u8; 4] = cur.array()?;
+    if magic != GGUF_MAGIC {
+        return Err(Stop::Bad(Error::gguf(0, GgufProblem::BadMagic(magic))));
+    }
+    let version = cur.u32()?;
+    if version != 2 && version != 3 {
+        return Err(Stop::Bad(Error::gguf(
+            4,
+            GgufProblem::UnsupportedVersion(version),
+        )));
+    }
+    let n_tensors = cur.u64()?;
+    // A tensor-table entry takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes.
+    if n_tensors > MAX_TENSORS || n_tensors.saturating_mul(32) > cur.remaining_in_file() {
+        return Err(Stop::Bad(Error::gguf(
+            8,
+            GgufProblem::TooManyTensors(n_tensors),
+        )));
+    }
+    let n_kv = cur.u64()?;
+    // A metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes.
+    if n_kv > MAX_METADATA || n_kv.saturating_mul(13) > cur.remaining_in_file() {
+        return Err(Stop::Bad(Error::gguf(16, GgufProblem::TooManyMetadata(n_kv))));
+    }
+
+    let mut metadata = Metadata::default();
+    for _ in 0..n_kv {
+        let at = cur.offset();
+        let key = cur.string()?;
+        let type_id = cur.u32()?;
+        let value = cur.value(type_id, 0)?;
+        if !metadata.insert(key.clone(), value) {
+            return Err(Stop::Bad(Error::gguf(at, GgufProblem::DuplicateKey(key))));
+        }
+    }
+
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(v) => match v.as_u64() {
+            Some(a) if a.is_power_of_two() && a <= 65536 => a,
+            _ => {
+                let shown = v.as_u64().unwrap_or(0);
+                return Err(Stop::Bad(Error::gguf(
+                    cur.offset(),
+                    GgufProblem::BadAlignment(shown),
+                )));
+            }
+        },
+    };
+
+    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);
+    let mut seen = HashMap::with_capacity(n_tensors as usize);
+    for _ in 0..n_tensors {
+        let at = cur.offset();
+        let name = cur.string()?;
+        let n_dims = cur.u32()?;
+        if n_dims > MAX_DIMS {
+            return Err(cur.bad(GgufProblem::TooManyDims {
+                tensor: name,
+                n_dims,
+            }));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            let d = cur.u64()?;
+            if d == 0 || d > i64::MAX as u64 {
+                return Err(cur.bad(GgufProblem::BadDim {
+                    tensor: name,
+                    dim: d,
+                }));
+            }
+            dims.push(d);
+        }
+        if dims.is_empty() {
+            dims.push(1);
+        }
+        let type_id = cur.u32()?;
+        let ty = GgmlType::from_id(type_id).ok_or_else(|| {
+            cur.bad(GgufProblem::UnknownTensorType {
+                tensor: name.clone(),
+                type_id,
+            })
+        })?;
+        let offset = cur.u64()?;
+
+        let n_elements = dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= i64::MAX as u64)
+            .ok_or_else(|| Stop::Bad(Error::gguf(at, GgufProblem::TooManyElements { tensor: name.clone() })))?;
+        if dims[0] % ty.block_size() != 0 {
+            return Err(Stop::Bad(Error::gguf(
+                at,
+                GgufProblem::RowNotBlockAligned {
+                    tensor: name,
+                    row: dims[0],
+                    block: ty.block_size(),
+                },
+            )));
+        }
+        let n_bytes = ty.bytes_for(n_elements).ok_or_else(|| {
+            Stop::Bad(Error::gguf(at, GgufProblem::TooManyElements { tensor: name.clone() }))
+        })?;
+        if offset % alignment != 0 {
+            return Err(Stop::Bad(Error::gguf(
+                at,
+                GgufProblem::MisalignedTensor {
+                    tensor: name,
+                    offset,
+                    alignment,
+                },
+            )));
+        }
+        if seen.insert(name.clone(), tensors.len()).is_some() {
+            return Err(Stop::Bad(Error::gguf(at, GgufProblem::DuplicateTensor(name))));
+        }
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ty,
+            offset,
+            n_bytes,
+        });
+    }
+
+    let header_len = cur.offset();
+    let data_offset = header_len.div_ceil(alignment) * alignment;
+    let header = Header {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+        header_len,
+    };
+    check_tensor_layout(&header, cur.file_size).map_err(Stop::Bad)?;
+    Ok(header)
+}
+
+/// Tensors must not overlap and, when the file size is known, must end inside the file.
+fn check_tensor_layout(header: &Header, file_size: Option<u64>) -> Result<()> {
+    let mut order: Vec<usize> = (0..header.tensors.len()).collect();
+    order.sort_by_key(|&i| header.tensors[i].offset);
+    for pair in order.windows(2) {
+        let (a, b) = (&header.tensors[pair[0]], &header.tensors[pair[1]]);
+        if a.offset + a.n_bytes > b.offset {
+            return Err(Error::gguf(
+                header.data_offset + b.offset,
+                GgufProblem::TensorsOverlap {
+                    first: a.name.clone(),
+                    second: b.name.clone(),
+                },
+            ));
+        }
+    }
+    for t in &header.tensors {
+        let end = header
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|s| s.checked_add(t.n_bytes));
+        let limit = file_size.unwrap_or(u64::MAX);
+        match end {
+            Some(end) if end <= limit => {}
+            _ => {
+                return Err(Error::gguf(
+                    header.data_offset.saturating_add(t.offset),
+                    GgufProblem::TensorOutOfBounds {
+                        tensor: t.name.clone(),
+                        end: end.unwrap_or(u64::MAX),
+                        file_size: limit,
+                    },
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the streaming reader hands out as bytes arrive.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The header and tensor table are complete (emitted once, before any tensor data).
+    Header(&'a Header),
+    /// `bytes` belong to tensor `tensor` (index into `Header::tensors`) starting at byte
+    /// `offset` of that tensor. Pieces of one tensor arrive in order.
+    TensorData {
+        tensor: usize,
+        offset: u64,
+        bytes: &'a [u8],
+    },
+    /// Every byte of tensor `tensor` has been handed out.
+    TensorDone { tensor: usize },
+}
+
+/// Incremental GGUF reader for sequential sources (a fetch body, a stream). Push chunks of any
+/// size; it buffers only the header, then cuts each chunk into tensor pieces and keeps nothing.
+pub struct StreamReader {
+    file_size: Option<u64>,
+    /// Bytes seen so far (absolute offset of the next pushed byte).
+    position: u64,
+    /// Header bytes buffered until the header parses.
+    pending: Vec<u8>,
+    /// Buffered length at which to try parsing again (grows geometrically, so a large header is
+    /// parsed O(log n) times, not once per chunk).
+    next_attempt: usize,
+    header: Option<Header>,
+    /// Tensor indices sorted by offset, and per tensor the bytes already handed out.
+    order: Vec<usize>,
+    delivered: Vec<u64>,
+}
+
+impl StreamReader {
+    /// `file_size` is the total length when the source knows it (Content-Length, File.size);
+    /// it lets lengths and offsets be rejected before their bytes arrive.
+    pub fn new(file_size: Option<u64>) -> Self {
+        StreamReader {
+            file_size,
+            position: 0,
+            pending: Vec::new(),
+            next_attempt: 24,
+            header: None,
+            order: Vec::new(),
+            delivered: Vec::new(),
+        }
+    }
+
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Bytes pushed so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Feed the next chunk. `sink` receives the header once it is complete, then tensor pieces.
+    pub fn push(&mut self, chunk: &[u8], sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+        if let Some(size) = self.file_size {
+            if self.position + chunk.len() as u64 > size {
+                return Err(Error::InvalidArgument(format!(
+                    "the source delivered more than its declared {size} bytes"
+                )));
+            }
+        }
+        if self.header.is_some() {
+            let start = self.position;
+            self.position += chunk.len() as u64;
+            return self.deliver(start, chunk, sink);
+        }
+
+        self.pending.extend_from_slice(chunk);
+        self.position += chunk.len() as u64;
+        let at_end = self.file_size == Some(self.position);
+        if self.pending.len() < self.next_attempt && !at_end {
+            return Ok(());
+        }
+        self.try_header(self.file_size, sink)
+    }
+
+    /// Parse the buffered bytes as a header; once complete, emit it and the tensor bytes
+    /// already buffered behind it.
+    fn try_header(
+        &mut self,
+        file_size: Option<u64>,
+        sink: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match Header::parse(&self.pending, file_size)? {
+            None => {
+                if self.pending.len() as u64 >= MAX_HEADER_BYTES {
+                    return Err(Error::gguf(
+                        self.pending.len() as u64,
+                        GgufProblem::HeaderTooLarge(self.pending.len() as u64),
+                    ));
+                }
+                self.next_attempt = self.pending.len().saturating_mul(2);
+                Ok(())
+            }
+            Some(header) => {
+                let mut order: Vec<usize> = (0..header.tensors.len()).collect();
+                order.sort_by_key(|&i| header.tensors[i].offset);
+                self.delivered = vec![0; header.tensors.len()];
+                self.order = order;
+                sink(Event::Header(&header))?;
+                self.header = Some(header);
+                let pending = std::mem::take(&mut self.pending);
+                self.deliver(0, &pending, sink)
+            }
+        }
+    }
+
+    /// Hand out the parts of `bytes` (absolute file offset `start`) that fall inside tensors.
+    fn deliver(&mut self, start: u64, bytes: &[u8], sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+        let header = self.header.as_ref().expect("deliver runs after the header");
+        let end = start + bytes.len() as u64;
+        for &i in &self.order {
+            let t = &header.tensors[i];
+            let t_start = header.data_offset + t.offset;
+            let t_end = t_start + t.n_bytes;
+            if t_end <= start {
+                continue;
+            }
+            if t_start >= end {
+                break;
+            }
+            let lo = t_start.max(start);
+            let hi = t_end.min(end);
+            let piece = &bytes[(lo - start) as usize..(hi - start) as usize];
+            sink(Event::TensorData {
+                tensor: i,
+                offset: lo - t_start,
+                bytes: piece,
+            })?;
+            self.delivered[i] += piece.len() as u64;
+            if self.delivered[i] == t.n_bytes {
+                sink(Event::TensorDone { tensor: i })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The source has ended: an error if the header or any tensor is incomplete. `sink` gets
+    /// whatever a source of unknown size left buffered (a header shorter than one parse step).
+    pub fn finish(&mut self, sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<&Header> {
+        if self.header.is_none() {
+            // Now the size is known: the parse either completes or reports the truncation.
+            self.try_header(Some(self.position), sink)?;
+        }
+        let Some(header) = self.header.as_ref() else {
+            return Err(Error::gguf(
+                self.position,
+                GgufProblem::Truncated { needed: 1 },
+            ));
+        };
+        let end = header.data_end();
+        if self.position < end {
+            return Err(Error::gguf(
+                self.position,
+                GgufProblem::Truncated {
+                    needed: end - self.position,
+                },
+            ));
+        }
+        Ok(header)
+    }
+}
+
+/// A GGUF file on disk: header parsed once, tensors read by range on demand.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct GgufFile {
+    file: std::fs::File,
+    pub header: Header,
+    pub file_size: u64,
+    path: std::path::PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl GgufFile {
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        use std::io::Read;
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {shown}"), e))?
+            .len();
+        let mut buf = Vec::new();
+        let mut want: u64 = 1 << 20;
+        loop {
+            let target = want.min(file_size).min(MAX_HEADER_BYTES) as usize;
+            if buf.len() < target {
+                let old = buf.len();
+                buf.resize(target, 0);
+                file.read_exact(&mut buf[old..])
+                    .map_err(|e| Error::io(format!("reading {shown}"), e))?;
+            }
+            if let Some(header) = Header::parse(&buf, Some(file_size))? {
+                return Ok(GgufFile {
+                    file,
+                    header,
+                    file_size,
+                    path,
+                });
+            }
+            if buf.len() as u64 >= file_size.min(MAX_HEADER_BYTES) {
+                return Err(Error::gguf(
+                    buf.len() as u64,
+                    GgufProblem::HeaderTooLarge(buf.len() as u64),
+                ));
+            }
+            want *= 4;
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The raw bytes of one tensor, read from its range in the file.
+    pub fn read_tensor(&self, info: &TensorInfo) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; info.n_bytes as usize];
+        self.read_range(self.header.data_offset + info.offset, &mut out)
+            .map_err(|e| Error::io(format!("reading tensor `{}`", info.name), e))?;
+        Ok(out)
+    }
+
+    /// Read `out.len()` bytes at absolute offset `offset`.
+    pub fn read_range(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(out, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_exact(out)
+        }
+    }
+}

@@ -19,18 +19,49 @@ pub enum GgufProblem {
     NestingTooDeep,
     DuplicateKey(String),
     BadAlignment(u64),
-    TooManyDims { tensor: String, n_dims: u32 },
-    BadDim { tensor: String, dim: u64 },
-    TooManyElements { tensor: String },
-    UnknownTensorType { tensor: String, type_id: u32 },
-    RowNotBlockAligned { tensor: String, row: u64, block: u64 },
+    TooManyDims {
+        tensor: String,
+        n_dims: u32,
+    },
+    BadDim {
+        tensor: String,
+        dim: u64,
+    },
+    TooManyElements {
+        tensor: String,
+    },
+    UnknownTensorType {
+        tensor: String,
+        type_id: u32,
+    },
+    RowNotBlockAligned {
+        tensor: String,
+        row: u64,
+        block: u64,
+    },
     DuplicateTensor(String),
-    MisalignedTensor { tensor: String, offset: u64, alignment: u64 },
-    TensorOutOfBounds { tensor: String, end: u64, file_size: u64 },
-    TensorsOverlap { first: String, second: String },
-    Truncated { needed: u64 },
+    MisalignedTensor {
+        tensor: String,
+        offset: u64,
+        alignment: u64,
+    },
+    TensorOutOfBounds {
+        tensor: String,
+        end: u64,
+        file_size: u64,
+    },
+    TensorsOverlap {
+        first: String,
+        second: String,
+    },
+    Truncated {
+        needed: u64,
+    },
     HeaderTooLarge(u64),
-    WrongValueType { key: String, expected: &'static str },
+    WrongValueType {
+        key: String,
+        expected: &'static str,
+    },
     MissingKey(String),
 }
 
@@ -38,7 +69,11 @@ impl fmt::Display for GgufProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use GgufProblem::*;
         match self {
-            BadMagic(m) => write!(f, "bad magic {m:?} (expected \"GGUF\"): not a GGUF file"),
+            BadMagic(m) => write!(
+                f,
+                "bad magic {:?} (expected \"GGUF\"): not a GGUF file",
+                String::from_utf8_lossy(m)
+            ),
             UnsupportedVersion(v) => write!(f, "GGUF version {v} is not supported (2 and 3 are)"),
             TooManyTensors(n) => write!(f, "tensor count {n} is beyond any sane model"),
             TooManyMetadata(n) => write!(f, "metadata count {n} is beyond any sane file"),
@@ -144,7 +179,7 @@ impl Error {
         Error::Gguf { offset, problem }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,

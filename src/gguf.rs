@@ -208,7 +208,7 @@ impl TensorInfo {
         self.dims.iter().product()
     }
 
-    /// Length of one row (`dims[0]`) and number of rows (the product of the other dims).
+    /// (number of rows, row length): rows are the product of the dims after `dims[0]`.
     pub fn rows_cols(&self) -> (u64, u64) {
         let cols = self.dims.first().copied().unwrap_or(1);
         (self.n_elements() / cols.max(1), cols)
@@ -363,7 +363,10 @@ impl Cursor<'_> {
                     Stop::Bad(Error::gguf(at, GgufProblem::UnknownValueType(elem_type)))
                 })?;
                 if len.saturating_mul(min_elem) > self.remaining_in_file() {
-                    return Err(Stop::Bad(Error::gguf(at + 4, GgufProblem::ArrayTooLong(len))));
+                    return Err(Stop::Bad(Error::gguf(
+                        at + 4,
+                        GgufProblem::ArrayTooLong(len),
+                    )));
                 }
                 // Capacity is bounded by the bytes actually buffered, never by `len` alone.
                 let buffered = (self.bytes.len() - self.pos) as u64 / min_elem;
@@ -422,7 +425,10 @@ fn parse_header(cur: &mut Cursor) -> PResult<Header> {
     let n_kv = cur.u64()?;
     // A metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes.
     if n_kv > MAX_METADATA || n_kv.saturating_mul(13) > cur.remaining_in_file() {
-        return Err(Stop::Bad(Error::gguf(16, GgufProblem::TooManyMetadata(n_kv))));
+        return Err(Stop::Bad(Error::gguf(
+            16,
+            GgufProblem::TooManyMetadata(n_kv),
+        )));
     }
 
     let mut metadata = Metadata::default();
@@ -489,7 +495,14 @@ fn parse_header(cur: &mut Cursor) -> PResult<Header> {
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| Stop::Bad(Error::gguf(at, GgufProblem::TooManyElements { tensor: name.clone() })))?;
+            .ok_or_else(|| {
+                Stop::Bad(Error::gguf(
+                    at,
+                    GgufProblem::TooManyElements {
+                        tensor: name.clone(),
+                    },
+                ))
+            })?;
         if dims[0] % ty.block_size() != 0 {
             return Err(Stop::Bad(Error::gguf(
                 at,
@@ -501,7 +514,12 @@ fn parse_header(cur: &mut Cursor) -> PResult<Header> {
             )));
         }
         let n_bytes = ty.bytes_for(n_elements).ok_or_else(|| {
-            Stop::Bad(Error::gguf(at, GgufProblem::TooManyElements { tensor: name.clone() }))
+            Stop::Bad(Error::gguf(
+                at,
+                GgufProblem::TooManyElements {
+                    tensor: name.clone(),
+                },
+            ))
         })?;
         if offset % alignment != 0 {
             return Err(Stop::Bad(Error::gguf(
@@ -514,7 +532,10 @@ fn parse_header(cur: &mut Cursor) -> PResult<Header> {
             )));
         }
         if seen.insert(name.clone(), tensors.len()).is_some() {
-            return Err(Stop::Bad(Error::gguf(at, GgufProblem::DuplicateTensor(name))));
+            return Err(Stop::Bad(Error::gguf(
+                at,
+                GgufProblem::DuplicateTensor(name),
+            )));
         }
         tensors.push(TensorInfo {
             name,
@@ -636,7 +657,11 @@ impl StreamReader {
     }
 
     /// Feed the next chunk. `sink` receives the header once it is complete, then tensor pieces.
-    pub fn push(&mut self, chunk: &[u8], sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<()> {
         if let Some(size) = self.file_size {
             if self.position + chunk.len() as u64 > size {
                 return Err(Error::InvalidArgument(format!(
@@ -691,7 +716,12 @@ impl StreamReader {
     }
 
     /// Hand out the parts of `bytes` (absolute file offset `start`) that fall inside tensors.
-    fn deliver(&mut self, start: u64, bytes: &[u8], sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+    fn deliver(
+        &mut self,
+        start: u64,
+        bytes: &[u8],
+        sink: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<()> {
         let header = self.header.as_ref().expect("deliver runs after the header");
         let end = start + bytes.len() as u64;
         for &i in &self.order {
@@ -761,7 +791,8 @@ impl GgufFile {
         use std::io::Read;
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {shown}"), e))?;
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {shown}"), e))?;
         let file_size = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {shown}"), e))?

@@ -1,11 +1,22 @@
 //! llama-wgpu: Llama-family GGUF models, natively and in the browser.
 //!
-//! Module map (see ARCHITECTURE.md): `gguf` reads files, `quant` knows the block formats,
-//! `config` turns metadata into hyperparameters, `tokenizer` and `chat` turn text into ids,
-//! `reference` is the CPU decoder every GPU result is checked against, `sampler` picks tokens.
+//! Module map (see ARCHITECTURE.md): `gguf` reads files (`gguf_writer` writes them), `quant`
+//! knows the block formats, `config` turns metadata into hyperparameters, `tokenizer` and `chat`
+//! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
+//! `sampler` picks tokens, `generate` is the loop, and `engine` ties them into the public API.
 
+pub mod chat;
+pub mod config;
+pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod gguf_writer;
 pub mod quant;
+pub mod reference;
+pub mod sampler;
+pub mod tokenizer;
 
+pub use engine::{Device, Engine, EngineOptions};
 pub use error::{Error, GgufProblem, Result};
+pub use generate::{GenerateOptions, Generation, StopReason};

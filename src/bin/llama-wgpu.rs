@@ -1,1 +1,391 @@
-fn main(){}
+//! The native command line: generate, chat, tokenize, inspect.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    if let Err(e) = cli::run() {
+        eprintln!("error [{}]: {e}", e.code());
+        std::process::exit(1);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::io::{BufRead, Write};
+    use std::path::PathBuf;
+
+    use clap::{Args, Parser, Subcommand};
+    use llama_wgpu::chat::Message;
+    use llama_wgpu::config::Config;
+    use llama_wgpu::engine::{Device, Engine, EngineOptions};
+    use llama_wgpu::generate::{GenerateOptions, Generation};
+    use llama_wgpu::gguf::{GgufFile, Value};
+    use llama_wgpu::sampler::SamplingParams;
+    use llama_wgpu::tokenizer::Tokenizer;
+    use llama_wgpu::{Error, Result};
+
+    #[derive(Parser)]
+    #[command(name = "llama-wgpu", version, about = "Run Llama-family GGUF models")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Generate text from a raw prompt or one chat message, streaming it to stdout.
+        Generate(GenerateArgs),
+        /// Chat in the terminal: one user message per line, the model's reply streamed back.
+        Chat(ChatArgs),
+        /// Print the token ids of TEXT (or of JSON strings read one per line from stdin).
+        Tokenize(TokenizeArgs),
+        /// Show a GGUF file's metadata and tensor table.
+        Inspect {
+            #[arg(long)]
+            model: PathBuf,
+        },
+    }
+
+    #[derive(Args)]
+    struct ModelArgs {
+        /// Path to a GGUF file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Where the decoder runs.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// KV cache length in tokens (default: the model's, at most 4096).
+        #[arg(long)]
+        context_length: Option<usize>,
+    }
+
+    #[derive(Args)]
+    struct SamplingArgs {
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// 0 means greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f32,
+        /// 0 disables top-k.
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop when the text contains this (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+    }
+
+    impl SamplingArgs {
+        fn options(&self) -> GenerateOptions {
+            GenerateOptions {
+                max_tokens: self.max_tokens,
+                sampling: SamplingParams {
+                    temperature: self.temperature,
+                    top_k: self.top_k,
+                    top_p: self.top_p,
+                    min_p: self.min_p,
+                    repeat_penalty: self.repeat_penalty,
+                    seed: self.seed,
+                    ..SamplingParams::default()
+                },
+                stop: self.stop.clone(),
+            }
+        }
+    }
+
+    #[derive(Args)]
+    struct GenerateArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Raw text to continue (special-token text is parsed; BOS only if the model adds one).
+        #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+        prompt: Option<String>,
+        /// A user message, rendered through the model's chat template.
+        #[arg(long)]
+        chat: Option<String>,
+        /// System message for --chat.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print one JSON object instead of streaming text.
+        #[arg(long)]
+        json: bool,
+    }
+
+    #[derive(Args)]
+    struct ChatArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    }
+
+    #[derive(Args)]
+    struct TokenizeArgs {
+        #[arg(long)]
+        model: PathBuf,
+        /// Recognise special-token text (e.g. `<|im_start|>`) as tokens.
+        #[arg(long)]
+        parse_special: bool,
+        /// Add BOS/EOS as the model's metadata says.
+        #[arg(long)]
+        add_special: bool,
+        text: Option<String>,
+    }
+
+    /// `writeln!` into a String, which cannot fail.
+    macro_rules! outln {
+        ($o:expr, $($arg:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!($o, $($arg)*);
+        }};
+    }
+
+    pub fn run() -> Result<()> {
+        let cli = Cli::parse();
+        match cli.command {
+            Command::Generate(a) => generate(a),
+            Command::Chat(a) => chat(a),
+            Command::Tokenize(a) => tokenize(a),
+            Command::Inspect { model } => inspect(model),
+        }
+    }
+
+    fn load(m: &ModelArgs) -> Result<Engine> {
+        let options = EngineOptions {
+            device: m.device.parse::<Device>()?,
+            context_length: m.context_length,
+        };
+        Engine::load(&m.model, &options)
+    }
+
+    fn stdout_piece(piece: &str) -> bool {
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (e.g. `| head`) stops generation instead of erroring.
+        out.write_all(piece.as_bytes())
+            .and_then(|_| out.flush())
+            .is_ok()
+    }
+
+    fn generate(a: GenerateArgs) -> Result<()> {
+        let mut engine = load(&a.model)?;
+        let options = a.sampling.options();
+        let mut sink = |piece: &str| a.json || stdout_piece(piece);
+        let (prompt_ids, result) = match (&a.prompt, &a.chat) {
+            (Some(prompt), _) => {
+                let ids = engine.encode_prompt(prompt)?;
+                let r = engine.generate_ids(&ids, &options, &mut sink)?;
+                (ids, r)
+            }
+            (None, Some(user)) => {
+                let messages = conversation(a.system.as_deref(), user);
+                let ids = engine.chat_prompt_ids(&messages)?;
+                let r = engine.generate_ids(&ids, &options, &mut sink)?;
+                (ids, r)
+            }
+            (None, None) => unreachable!("clap requires --prompt or --chat"),
+        };
+        if a.json {
+            print_json(&prompt_ids, &result);
+        } else {
+            println!();
+            print_stats(&result);
+        }
+        Ok(())
+    }
+
+    fn conversation(system: Option<&str>, user: &str) -> Vec<Message> {
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(Message::new("system", s));
+        }
+        messages.push(Message::new("user", user));
+        messages
+    }
+
+    fn print_json(prompt_ids: &[u32], g: &Generation) {
+        let v = serde_json::json!({
+            "prompt_ids": prompt_ids,
+            "ids": g.ids,
+            "text": g.text,
+            "stop_reason": g.stop_reason.as_str(),
+            "prefill_tokens_per_s": g.stats.prefill_tokens_per_second(),
+            "decode_tokens_per_s": g.stats.decode_tokens_per_second(),
+        });
+        println!("{v}");
+    }
+
+    fn print_stats(g: &Generation) {
+        eprintln!(
+            "[{} prompt tokens, {} generated, stop: {}; prefill {:.1} tok/s, decode {:.1} tok/s, first token after {:.2} s]",
+            g.stats.prompt_tokens,
+            g.stats.generated_tokens,
+            g.stop_reason.as_str(),
+            g.stats.prefill_tokens_per_second(),
+            g.stats.decode_tokens_per_second(),
+            g.stats.time_to_first_token_seconds,
+        );
+    }
+
+    fn chat(a: ChatArgs) -> Result<()> {
+        let mut engine = load(&a.model)?;
+        let options = a.sampling.options();
+        let mut messages = Vec::new();
+        if let Some(s) = &a.system {
+            messages.push(Message::new("system", s));
+        }
+        eprintln!(
+            "Model loaded ({} layers, context {}). Type a message; Ctrl-D quits.",
+            engine.config.n_layer,
+            engine.context_length()
+        );
+        let stdin = std::io::stdin();
+        loop {
+            eprint!("> ");
+            let mut line = String::new();
+            if stdin
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Error::io("reading stdin", e))?
+                == 0
+            {
+                return Ok(());
+            }
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            messages.push(Message::new("user", line));
+            match engine.chat(&messages, &options, &mut stdout_piece) {
+                Ok(reply) => {
+                    println!();
+                    print_stats(&reply);
+                    messages.push(Message::new("assistant", &reply.text));
+                }
+                Err(e @ Error::ContextOverflow { .. }) => {
+                    eprintln!("error [{}]: {e}; starting a new conversation", e.code());
+                    messages.truncate(a.system.is_some() as usize);
+                    engine.reset();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn tokenize(a: TokenizeArgs) -> Result<()> {
+        let file = GgufFile::open(&a.model)?;
+        let tokenizer = Tokenizer::from_gguf(&file.header.metadata)?;
+        let encode = |text: &str| -> Result<String> {
+            let ids = tokenizer.encode(text, a.add_special, a.parse_special)?;
+            Ok(serde_json::to_string(&ids).expect("ids serialize"))
+        };
+        if let Some(text) = &a.text {
+            println!("{}", encode(text)?);
+            return Ok(());
+        }
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.map_err(|e| Error::io("reading stdin", e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let text: String = serde_json::from_str(&line).map_err(|e| {
+                Error::InvalidArgument(format!("stdin line {}: not a JSON string: {e}", n + 1))
+            })?;
+            println!("{}", encode(&text)?);
+        }
+        Ok(())
+    }
+
+    fn inspect(path: PathBuf) -> Result<()> {
+        let file = GgufFile::open(&path)?;
+        let h = &file.header;
+        let mut o = String::new();
+        outln!(o, "file:        {}", path.display());
+        outln!(o, "size:        {} bytes", file.file_size);
+        outln!(
+            o,
+            "gguf:        version {}, alignment {}, data at byte {}",
+            h.version,
+            h.alignment,
+            h.data_offset
+        );
+        outln!(o, "\nmetadata ({} keys):", h.metadata.len());
+        for (key, value) in h.metadata.iter() {
+            outln!(o, "  {key:<44} {}", show_value(value));
+        }
+        outln!(o, "\ntensors ({}):", h.tensors.len());
+        outln!(
+            o,
+            "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+            "name",
+            "type",
+            "dims",
+            "offset",
+            "bytes"
+        );
+        for t in &h.tensors {
+            let dims = format!("{:?}", t.dims);
+            outln!(
+                o,
+                "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+                t.name,
+                t.ty.name(),
+                dims,
+                t.offset,
+                t.n_bytes
+            );
+        }
+        let total: u64 = h.tensors.iter().map(|t| t.n_bytes).sum();
+        outln!(o, "  total {total} bytes of tensor data");
+        match Config::from_header(h) {
+            Ok(c) => outln!(
+                o,
+                "\nmodel: {} — dim {}, {} layers, {} heads ({} KV, head {}), ffn {}, vocab {}, context {}, rope base {}, rms eps {}, tied embeddings: {}",
+                c.architecture, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab,
+                c.context_length, c.rope_base, c.rms_eps, c.tied_embeddings
+            ),
+            Err(e) => outln!(o, "\nnot runnable as a model: [{}] {e}", e.code()),
+        }
+        // Written at once, and a closed pipe (`| head`) is not an error.
+        let _ = std::io::stdout().lock().write_all(o.as_bytes());
+        Ok(())
+    }
+
+    fn show_value(v: &Value) -> String {
+        match v {
+            Value::String(s) if s.len() > 80 => {
+                let cut = (0..=80).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+                format!("{:?}… ({} bytes)", &s[..cut], s.len())
+            }
+            Value::String(s) => format!("{s:?}"),
+            Value::Array(items) => {
+                let head: Vec<String> = items.iter().take(6).map(show_value).collect();
+                let more = if items.len() > 6 { ", …" } else { "" };
+                let ty = items.first().map(Value::type_name).unwrap_or("?");
+                format!("[{ty}; {}] [{}{more}]", items.len(), head.join(", "))
+            }
+            Value::Bool(b) => b.to_string(),
+            Value::F32(x) => format!("{x}"),
+            Value::F64(x) => format!("{x}"),
+            other => match other.as_i64() {
+                Some(i) => i.to_string(),
+                None => other
+                    .as_u64()
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| format!("{other:?}")),
+            },
+        }
+    }
+}

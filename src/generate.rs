@@ -1,0 +1,326 @@
+//! The generation loop, shared by every backend (CPU reference now, GPU next) and by native and
+//! web callers: prompt ids in, text pieces out through a callback, until EOS, a stop string, the
+//! token budget or a full context.
+//!
+//! A [`Session`] remembers which tokens its backend's KV cache holds, so a new prompt that starts
+//! with the same tokens (the next turn of a chat) only runs the new suffix.
+
+use web_time::Instant;
+
+use crate::error::{Error, Result};
+use crate::sampler::{Sampler, SamplingParams};
+use crate::tokenizer::Tokenizer;
+
+/// What a decoder must offer the loop. `next_token` runs `tokens` at the next positions of the
+/// KV cache and returns the token sampled after the last of them, so a backend that samples on
+/// the GPU never has to hand logits back.
+pub trait Backend {
+    fn context_length(&self) -> usize;
+    /// Tokens currently in the KV cache.
+    fn position(&self) -> usize;
+    /// Drop cached positions from `n` on.
+    fn truncate(&mut self, n: usize);
+    fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32])
+        -> Result<u32>;
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation ends when the text contains any of these; the stop string itself is not
+    /// emitted.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// `max_tokens` were generated.
+    Length,
+    /// A stop string appeared.
+    Stop,
+    /// The context window is full.
+    ContextFull,
+    /// The caller's callback asked to stop.
+    Cancelled,
+}
+
+impl StopReason {
+    /// OpenAI-style finish reason: a full context reads as `length`, like a token limit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::Length | StopReason::ContextFull => "length",
+            StopReason::Stop => "stop",
+            StopReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens found already in the KV cache and not run again.
+    pub cached_prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    /// From the start of the call to the first sampled token.
+    pub time_to_first_token_seconds: f64,
+}
+
+impl GenerationStats {
+    /// Prompt tokens actually run per second of prefill.
+    pub fn prefill_tokens_per_second(&self) -> f64 {
+        rate(
+            self.prompt_tokens - self.cached_prompt_tokens,
+            self.prefill_seconds,
+        )
+    }
+
+    /// Tokens per second after the first (whose cost is the prefill's).
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        rate(self.generated_tokens.saturating_sub(1), self.decode_seconds)
+    }
+}
+
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stop_reason: StopReason,
+    pub stats: GenerationStats,
+}
+
+/// A backend plus the record of the tokens its cache holds.
+pub struct Session<B: Backend> {
+    pub backend: B,
+    cached: Vec<u32>,
+}
+
+impl<B: Backend> Session<B> {
+    pub fn new(backend: B) -> Self {
+        Session {
+            backend,
+            cached: Vec::new(),
+        }
+    }
+
+    /// Forget the cached conversation.
+    pub fn reset(&mut self) {
+        self.backend.truncate(0);
+        self.cached.clear();
+    }
+
+    /// Generate a continuation of `prompt`. `on_piece` receives text as it becomes final
+    /// (complete UTF-8, never part of a stop string) and returns `false` to stop early.
+    pub fn generate(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        options.sampling.validate()?;
+        let start = Instant::now();
+        let context = self.backend.context_length();
+        if prompt.is_empty() {
+            return Err(Error::InvalidArgument("the prompt has no tokens".into()));
+        }
+        if prompt.len() >= context {
+            return Err(Error::ContextOverflow {
+                tokens: prompt.len(),
+                context,
+            });
+        }
+
+        // Reuse the cached prefix; at least the last prompt token must run to get logits.
+        let reuse = common_prefix(&self.cached, prompt).min(prompt.len() - 1);
+        self.backend.truncate(reuse);
+        self.cached.truncate(reuse);
+
+        let mut sampler = Sampler::new(options.sampling.clone());
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            cached_prompt_tokens: reuse,
+            ..Default::default()
+        };
+        // The decoder sees the prompt's tail as context so the first piece keeps its leading
+        // space (SentencePiece).
+        let tail = &prompt[prompt.len().saturating_sub(4)..];
+        let mut out = TextOut::new(tokenizer, &options.stop, tail)?;
+        let mut ids = Vec::new();
+
+        let prefill_start = Instant::now();
+        let mut next = self.feed(&prompt[reuse..], &mut sampler, &history)?;
+        stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
+        stats.time_to_first_token_seconds = start.elapsed().as_secs_f64();
+        let decode_start = Instant::now();
+
+        let stop_reason = loop {
+            if tokenizer.is_stop(next) {
+                break StopReason::Eos;
+            }
+            ids.push(next);
+            history.push(next);
+            match out.push(next, on_piece)? {
+                Some(reason) => break reason,
+                None if ids.len() >= options.max_tokens => break StopReason::Length,
+                None if self.backend.position() + 1 >= context => break StopReason::ContextFull,
+                None => {}
+            }
+            next = self.feed(&[next], &mut sampler, &history)?;
+        };
+        if stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled {
+            out.finish(on_piece)?;
+        }
+        stats.generated_tokens = ids.len();
+        stats.decode_seconds = decode_start.elapsed().as_secs_f64();
+        Ok(Generation {
+            ids,
+            text: out.text,
+            stop_reason,
+            stats,
+        })
+    }
+
+    fn feed(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32]) -> Result<u32> {
+        let next = self.backend.next_token(tokens, sampler, history)?;
+        self.cached.extend_from_slice(tokens);
+        Ok(next)
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Turns ids into emitted text: UTF-8-safe pieces from the tokenizer's stream decoder, held back
+/// while they could be the start of a stop string.
+struct TextOut<'a> {
+    decoder: crate::tokenizer::StreamDecoder<'a>,
+    stop: &'a [String],
+    /// Decoded but not yet emitted (might begin a stop string).
+    held: String,
+    /// Everything emitted.
+    text: String,
+}
+
+impl<'a> TextOut<'a> {
+    fn new(tokenizer: &'a Tokenizer, stop: &'a [String], context: &[u32]) -> Result<Self> {
+        Ok(TextOut {
+            decoder: tokenizer.stream_decoder(true).with_context(context)?,
+            stop,
+            held: String::new(),
+            text: String::new(),
+        })
+    }
+
+    fn push(
+        &mut self,
+        id: u32,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<StopReason>> {
+        if let Some(piece) = self.decoder.push(id)? {
+            self.held.push_str(&piece);
+        }
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
+            self.held.truncate(at);
+            self.emit_held(on_piece);
+            return Ok(Some(StopReason::Stop));
+        }
+        // Keep back the longest tail that is a proper prefix of some stop string.
+        let keep = self
+            .stop
+            .iter()
+            .map(|s| longest_suffix_prefix(&self.held, s))
+            .max()
+            .unwrap_or(0);
+        let emit_to = self.held.len() - keep;
+        if emit_to > 0 {
+            let rest = self.held.split_off(emit_to);
+            let cont = self.emit_held(on_piece);
+            self.held = rest;
+            if !cont {
+                return Ok(Some(StopReason::Cancelled));
+            }
+        }
+        Ok(None)
+    }
+
+    fn emit_held(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> bool {
+        if self.held.is_empty() {
+            return true;
+        }
+        let piece = std::mem::take(&mut self.held);
+        self.text.push_str(&piece);
+        on_piece(&piece)
+    }
+
+    fn finish(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> Result<()> {
+        if let Some(rest) = self.decoder.flush()? {
+            self.held.push_str(&rest);
+        }
+        self.emit_held(on_piece);
+        Ok(())
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`, on char boundaries.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_prefix() {
+        assert_eq!(longest_suffix_prefix("hello wor", "world"), 3);
+        assert_eq!(longest_suffix_prefix("hello", "world"), 0);
+        assert_eq!(
+            longest_suffix_prefix("abc", "abc"),
+            0,
+            "a whole match is not held back"
+        );
+        assert_eq!(longest_suffix_prefix("x<|", "<|im_end|>"), 2);
+        assert_eq!(longest_suffix_prefix("é", "éa"), 2);
+    }
+
+    #[test]
+    fn prefix_len() {
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
+        assert_eq!(common_prefix(&[], &[1]), 0);
+    }
+}

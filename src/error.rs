@@ -151,6 +151,21 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// No usable GPU: no WebGPU in this browser, or no adapter/driver natively.
+    #[error("no usable GPU: {0}")]
+    WebGpuUnavailable(String),
+
+    /// The adapter cannot hold the model (buffer, binding or memory limits).
+    #[error("the model does not fit this GPU: {0}")]
+    ModelTooLarge(String),
+
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+
+    /// A GPU operation failed (shader compilation, validation, mapping).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -171,6 +186,10 @@ impl Error {
             Error::ChatTemplate(_) => "CHAT_TEMPLATE_ERROR",
             Error::ContextOverflow { .. } => "CONTEXT_OVERFLOW",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::WebGpuUnavailable(_) => "WEBGPU_UNAVAILABLE",
+            Error::ModelTooLarge(_) => "MODEL_TOO_LARGE",
+            Error::DeviceLost(_) => "DEVICE_LOST",
+            Error::Gpu(_) => "GPU_ERROR",
             Error::Io { .. } => "IO_ERROR",
         }
     }

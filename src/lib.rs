@@ -12,6 +12,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_writer;
+pub mod gpu;
 pub mod quant;
 pub mod reference;
 pub mod sampler;

@@ -1,0 +1,234 @@
+//! Writes the seed corpus for the `gguf_reader` fuzz target into `fuzz/corpus/gguf_reader/`:
+//! a few small valid GGUFs built with `GgufWriter` (a tiny llama model with a SentencePiece
+//! vocabulary, one with a byte-level BPE vocabulary, a vocab-only file, a v2-style metadata zoo)
+//! and the quantization fixtures from `tests/fixtures/quant/`. Each file is written behind one
+//! control byte (see the target), once per control value in `CONTROL`.
+//!
+//! Run from the repository root:
+//! `cargo run --release --manifest-path fuzz/Cargo.toml --example seed`
+
+use std::path::{Path, PathBuf};
+
+use llama_wgpu::gguf::Value;
+use llama_wgpu::gguf_writer::GgufWriter;
+use llama_wgpu::quant::GgmlType;
+
+/// Control bytes: different chunkings of the stream reader.
+const CONTROL: [u8; 3] = [0x00, 0x5a, 0xff];
+
+fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .flat_map(|i| ((i.wrapping_mul(2654435761) ^ seed) as f32 / u32::MAX as f32).to_le_bytes())
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+}
+
+/// The tensors of a 1-layer llama with embedding 8, 2 heads (1 KV head), ffn 16.
+fn llama_tensors(w: &mut GgufWriter, vocab: u64) {
+    let (e, kv, f) = (8u64, 4u64, 16u64);
+    w.metadata("general.architecture", Value::String("llama".into()))
+        .metadata("general.name", Value::String("fuzz-seed".into()))
+        .metadata("llama.embedding_length", Value::U32(e as u32))
+        .metadata("llama.block_count", Value::U32(1))
+        .metadata("llama.attention.head_count", Value::U32(2))
+        .metadata("llama.attention.head_count_kv", Value::U32(1))
+        .metadata("llama.feed_forward_length", Value::U32(f as u32))
+        .metadata("llama.context_length", Value::U32(64))
+        .metadata("llama.rope.freq_base", Value::F32(10000.0))
+        .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    let mut t = |name: &str, dims: &[u64]| {
+        let n = dims.iter().product::<u64>();
+        w.tensor(name, dims, GgmlType::F32, f32_bytes(n, name.len() as u32));
+    };
+    t("token_embd.weight", &[e, vocab]);
+    t("output_norm.weight", &[e]);
+    for (name, dims) in [
+        ("attn_norm", vec![e]),
+        ("attn_q", vec![e, e]),
+        ("attn_k", vec![e, kv]),
+        ("attn_v", vec![e, kv]),
+        ("attn_output", vec![e, e]),
+        ("ffn_norm", vec![e]),
+        ("ffn_gate", vec![e, f]),
+        ("ffn_up", vec![e, f]),
+        ("ffn_down", vec![f, e]),
+    ] {
+        t(&format!("blk.0.{name}.weight"), &dims);
+    }
+}
+
+/// A SentencePiece ("llama") vocabulary: control tokens, byte fallback, scored pieces.
+fn spm_vocab(w: &mut GgufWriter) -> u64 {
+    let mut tokens = vec!["<unk>", "<s>", "</s>"];
+    let bytes: Vec<String> = (0..4u8).map(|b| format!("<0x{b:02X}>")).collect();
+    tokens.extend(bytes.iter().map(String::as_str));
+    tokens.extend(["▁", "H", "i", "▁H", "▁Hi", "w", "o", "r", "l", "d", "▁w", "or", "ld"]);
+    let n = tokens.len();
+    let types: Vec<Value> = (0..n)
+        .map(|i| match i {
+            0 => Value::I32(2),
+            1 | 2 => Value::I32(3),
+            3..=6 => Value::I32(6),
+            _ => Value::I32(1),
+        })
+        .collect();
+    w.metadata("tokenizer.ggml.model", Value::String("llama".into()))
+        .metadata("tokenizer.ggml.tokens", strings(&tokens))
+        .metadata(
+            "tokenizer.ggml.scores",
+            Value::Array((0..n).map(|i| Value::F32(-(i as f32))).collect()),
+        )
+        .metadata("tokenizer.ggml.token_type", Value::Array(types))
+        .metadata("tokenizer.ggml.bos_token_id", Value::U32(1))
+        .metadata("tokenizer.ggml.eos_token_id", Value::U32(2))
+        .metadata("tokenizer.ggml.unknown_token_id", Value::U32(0))
+        .metadata("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    n as u64
+}
+
+/// A byte-level BPE ("gpt2") vocabulary with merges and the smollm pre-tokenizer.
+fn bpe_vocab(w: &mut GgufWriter, pre: &str) -> u64 {
+    let tokens = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "H",
+        "i",
+        "Ġ",
+        "w",
+        "o",
+        "r",
+        "l",
+        "d",
+        "Hi",
+        "Ġw",
+        "or",
+        "ld",
+        "Ġwor",
+        "Ġworld",
+        "!",
+        "Ċ",
+    ];
+    let n = tokens.len();
+    let types: Vec<Value> = (0..n)
+        .map(|i| Value::I32(if i < 3 { 3 } else { 1 }))
+        .collect();
+    w.metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .metadata("tokenizer.ggml.pre", Value::String(pre.into()))
+        .metadata("tokenizer.ggml.tokens", strings(&tokens))
+        .metadata("tokenizer.ggml.token_type", Value::Array(types))
+        .metadata(
+            "tokenizer.ggml.merges",
+            strings(&["H i", "Ġ w", "o r", "l d", "Ġw or", "Ġwor ld"]),
+        )
+        .metadata("tokenizer.ggml.bos_token_id", Value::U32(1))
+        .metadata("tokenizer.ggml.eos_token_id", Value::U32(2))
+        .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false))
+        .metadata(
+            "tokenizer.chat_template",
+            Value::String("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}".into()),
+        );
+    n as u64
+}
+
+fn seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+
+    let mut w = GgufWriter::new();
+    let v = spm_vocab(&mut w);
+    llama_tensors(&mut w, v);
+    out.push(("llama-spm".to_string(), w.to_bytes()));
+
+    let mut w = GgufWriter::new();
+    let v = bpe_vocab(&mut w, "smollm");
+    llama_tensors(&mut w, v);
+    out.push(("llama-bpe-smollm".to_string(), w.to_bytes()));
+
+    // Vocab-only files (no tensors), as llama.cpp's ggml-vocab-*.gguf.
+    for pre in ["llama-bpe", "gpt-2", "qwen2", "default"] {
+        let mut w = GgufWriter::new();
+        w.metadata("general.architecture", Value::String("llama".into()));
+        bpe_vocab(&mut w, pre);
+        out.push((format!("vocab-{pre}"), w.to_bytes()));
+    }
+
+    // Every metadata type, nested arrays, a custom alignment and a quantized tensor.
+    let mut w = GgufWriter::new();
+    w.metadata("general.alignment", Value::U32(64))
+        .metadata("u8", Value::U8(7))
+        .metadata("i8", Value::I8(-7))
+        .metadata("u16", Value::U16(700))
+        .metadata("i16", Value::I16(-700))
+        .metadata("u32", Value::U32(70000))
+        .metadata("i32", Value::I32(-70000))
+        .metadata("f32", Value::F32(0.5))
+        .metadata("bool", Value::Bool(true))
+        .metadata("string", Value::String("héllo".into()))
+        .metadata("u64", Value::U64(1 << 40))
+        .metadata("i64", Value::I64(-(1 << 40)))
+        .metadata("f64", Value::F64(-0.25))
+        .metadata(
+            "nested",
+            Value::Array(vec![
+                Value::Array(vec![Value::I16(-3), Value::I16(7)]),
+                Value::Array(vec![Value::I16(1)]),
+            ]),
+        )
+        .metadata("empty", Value::Array(vec![]))
+        .tensor("q8", &[32, 2], GgmlType::Q8_0, vec![0x11; 68])
+        .tensor("f16", &[4], GgmlType::F16, vec![0x3c; 8]);
+    out.push(("metadata-zoo".to_string(), w.to_bytes()));
+
+    out
+}
+
+fn ok_or_code(r: llama_wgpu::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let fuzz_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let corpus = fuzz_dir.join("corpus/gguf_reader");
+    std::fs::create_dir_all(&corpus)?;
+    let mut files = seeds();
+    let quant = fuzz_dir.join("../tests/fixtures/quant");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&quant)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    fixtures.sort();
+    for p in fixtures {
+        let stem = p.file_stem().unwrap().to_string_lossy().to_string();
+        files.push((format!("quant-{stem}"), std::fs::read(&p)?));
+    }
+    let mut written = 0;
+    for (name, bytes) in &files {
+        // Say how deep each seed gets, so a seed that stopped reaching the tokenizer is seen.
+        let header = llama_wgpu::gguf::Header::parse(bytes, Some(bytes.len() as u64));
+        let depth = match &header {
+            Ok(Some(h)) => format!(
+                "header ok; config: {}; tokenizer: {}",
+                ok_or_code(llama_wgpu::config::Config::from_header(h).map(|_| ())),
+                ok_or_code(llama_wgpu::tokenizer::Tokenizer::from_gguf(&h.metadata).map(|_| ())),
+            ),
+            Ok(None) => "header incomplete".to_string(),
+            Err(e) => format!("header refused: {e}"),
+        };
+        println!("{name:<24} {:>6} bytes  {depth}", bytes.len());
+        for control in CONTROL {
+            let path: &Path = &corpus.join(format!("seed-{name}-{control:02x}"));
+            let mut data = vec![control];
+            data.extend_from_slice(bytes);
+            std::fs::write(path, data)?;
+            written += 1;
+        }
+    }
+    println!("wrote {written} seeds to {}", corpus.display());
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The GPU: adapter selection, the features and limits it offers, and the device we ask for.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Choices that tests and callers can force.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Use `shader-f16` kernels when the adapter has the feature.
+    pub allow_f16: bool,
+    /// Use subgroup kernels when the adapter has the feature.
+    pub allow_subgroups: bool,
+    /// Pretend the adapter's `max_storage_buffer_binding_size` is at most this (tests use it
+    /// to force tensors to be split across bindings).
+    pub max_binding_size: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            allow_f16: true,
+            allow_subgroups: true,
+            max_binding_size: None,
+        }
+    }
+}
+
+/// Optional features the kernels can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuFeatures {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub features: GpuFeatures,
+    pub limits: wgpu::Limits,
+    /// Largest buffer range one binding may cover (after any test override).
+    pub max_binding_size: u64,
+    /// A CPU emulation (lavapipe, SwiftShader): kernels for it avoid workgroup barriers.
+    pub is_cpu: bool,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Pick the high-performance adapter and open a device with the limits it offers.
+    pub async fn new(options: &GpuOptions) -> Result<GpuContext> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::WebGpuUnavailable(format!(
+                    "no GPU adapter ({e}); a browser needs WebGPU (Chrome/Edge 113+, or \
+                     --enable-unsafe-webgpu), a native build needs a Vulkan, Metal or DX12 driver"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let shader_f16 = options.allow_f16 && offered.contains(wgpu::Features::SHADER_F16);
+        let subgroups = options.allow_subgroups && offered.contains(wgpu::Features::SUBGROUP);
+        let mut required_features = wgpu::Features::empty();
+        if shader_f16 {
+            required_features |= wgpu::Features::SHADER_F16;
+        }
+        if subgroups {
+            required_features |= wgpu::Features::SUBGROUP;
+        }
+        // Ask for everything the adapter offers: model buffers want the largest bindings.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("llama-wgpu"),
+                required_features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::WebGpuUnavailable(format!("the adapter refused a device: {e}")))?;
+
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_cb.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(None));
+        let uncaptured_cb = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut u) = uncaptured_cb.lock() {
+                u.get_or_insert_with(|| e.to_string());
+            }
+        }));
+
+        let max_binding_size = options
+            .max_binding_size
+            .unwrap_or(u64::MAX)
+            .min(limits.max_storage_buffer_binding_size as u64)
+            .min(limits.max_buffer_size);
+        Ok(GpuContext {
+            device,
+            queue,
+            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+            info,
+            features: GpuFeatures {
+                shader_f16,
+                subgroups,
+            },
+            limits,
+            max_binding_size,
+            lost,
+            uncaptured,
+        })
+    }
+
+    /// Blocking constructor for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: &GpuOptions) -> Result<GpuContext> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// A one-line description: adapter name, backend, features.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}{}{})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.features.shader_f16 {
+                ", shader-f16"
+            } else {
+                ""
+            },
+            if self.features.subgroups {
+                ", subgroups"
+            } else {
+                ""
+            },
+        )
+    }
+
+    /// An error if the device was lost or a GPU call failed since the last check.
+    pub fn check(&self) -> Result<()> {
+        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(Error::DeviceLost(reason));
+        }
+        if let Some(e) = self.uncaptured.lock().ok().and_then(|mut u| u.take()) {
+            return Err(Error::Gpu(e));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The machinery every kernel shares: WGSL source with explicit substitutions, a compute
+//! pipeline with its bind-group layout, bind groups built from a list of buffers, and reading a
+//! buffer back. Kernel-specific code (which buffers, how many workgroups) lives in `kernels.rs`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// WGSL text with `{{NAME}}` placeholders replaced by explicit values. Variants of a kernel
+/// (workgroup size, f16 or f32 storage) are the same file with different substitutions.
+pub struct ShaderSource {
+    text: String,
+}
+
+impl ShaderSource {
+    pub fn new(template: &str) -> Self {
+        ShaderSource {
+            text: template.to_string(),
+        }
+    }
+
+    pub fn define(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        self.text = self
+            .text
+            .replace(&format!("{{{{{name}}}}}"), &value.to_string());
+        self
+    }
+
+    /// The final text; an error if a placeholder was left unfilled.
+    pub fn finish(self, kernel: &str) -> Result<String> {
+        if let Some(at) = self.text.find("{{") {
+            let rest = &self.text[at..];
+            let end = rest.find("}}").map(|e| e + 2).unwrap_or(rest.len().min(40));
+            return Err(Error::Gpu(format!(
+                "kernel {kernel}: placeholder {} was not defined",
+                &rest[..end]
+            )));
+        }
+        Ok(self.text)
+    }
+}
+
+/// A compiled compute pipeline and the layout of its bind group 0.
+pub struct Kernel {
+    pub name: String,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl Kernel {
+    /// Compile `source` (entry point `main`). Compilation errors come back as `Error::Gpu`
+    /// naming the kernel, not as a panic from the uncaptured-error handler.
+    pub async fn new(ctx: &GpuContext, name: &str, source: ShaderSource) -> Result<Kernel> {
+        let mut wgsl = source.finish(name)?;
+        if ctx.features.shader_f16 && wgsl.contains("f16") && !wgsl.contains("enable f16;") {
+            wgsl = format!("enable f16;\n{wgsl}");
+        }
+        // Browsers require the directive for subgroup builtins; naga rejects it.
+        if cfg!(target_arch = "wasm32") && wgsl.contains("subgroup") {
+            wgsl = format!("enable subgroups;\n{wgsl}");
+        }
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = ctx
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("kernel {name} failed to compile: {e}")));
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        Ok(Kernel {
+            name: name.to_string(),
+            pipeline,
+            layout,
+        })
+    }
+
+    /// A bind group with `bindings[i]` at `@binding(i)`.
+    pub fn bind(&self, ctx: &GpuContext, bindings: &[wgpu::BufferBinding<'_>]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(b.clone()),
+            })
+            .collect();
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&self.name),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
+
+    /// A dispatch bound once (at load) and recorded every step.
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        bindings: &[wgpu::BufferBinding<'_>],
+        workgroups: [u32; 3],
+    ) -> Op {
+        Op {
+            name: self.name.clone(),
+            pipeline: self.pipeline.clone(),
+            bind_group: self.bind(ctx, bindings),
+            workgroups,
+        }
+    }
+
+    /// Record one dispatch into an open compute pass.
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        workgroups: [u32; 3],
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+    }
+}
+
+/// One dispatch with everything bound: what the model records, in order, into a step's pass.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub name: String,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+}
+
+impl Op {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// Record `ops` in order into one compute pass of a new encoder and submit it.
+pub fn submit_ops(ctx: &GpuContext, ops: &[&Op]) {
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for op in ops {
+            op.record(&mut pass);
+        }
+    }
+    ctx.queue.submit([encoder.finish()]);
+}
+
+/// A whole buffer as a binding.
+pub fn whole(buffer: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: None,
+    }
+}
+
+/// A byte range of a buffer as a binding.
+pub fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: std::num::NonZeroU64::new(size),
+    }
+}
+
+/// A storage buffer (read/write from shaders, copy source and destination).
+pub fn storage_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        // Bindings need a non-zero size that is a multiple of 4.
+        size: size.max(4).div_ceil(4) * 4,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// A small uniform buffer holding `value` (kernel parameters).
+pub fn uniform_buffer<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
+    let bytes = bytemuck::bytes_of(value);
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (bytes.len() as u64).max(16).div_ceil(16) * 16,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue.write_buffer(&buffer, 0, bytes);
+    buffer
+}
+
+/// A buffer the CPU can map for reading, sized for `size` bytes.
+pub fn readback_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size.max(4).div_ceil(4) * 4,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Map `staging` (a MAP_READ buffer already filled by a submitted copy) and return its first
+/// `len` bytes. Async because on the web mapping completes on the event loop; native callers
+/// poll the device while waiting.
+pub async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+    let slice = staging.slice(..len.max(4).div_ceil(4) * 4);
+    let (sender, receiver) = oneshot();
+    slice.map_async(wgpu::MapMode::Read, move |r| sender.send(r));
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    let mapped = receiver.await;
+    ctx.check()?;
+    mapped.map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
+    let bytes = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+        view[..len as usize].to_vec()
+    };
+    staging.unmap();
+    Ok(bytes)
+}
+
+/// Copy `len` bytes from `buffer` at `offset` to the CPU (tests, logits on request).
+pub async fn read_buffer(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>> {
+    let staging = readback_buffer(ctx, "readback", len);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, len.div_ceil(4) * 4);
+    ctx.queue.submit([encoder.finish()]);
+    read_mapped(ctx, &staging, len).await
+}
+
+/// `read_buffer` as f32 values.
+pub async fn read_f32(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    n: usize,
+) -> Result<Vec<f32>> {
+    let bytes = read_buffer(ctx, buffer, offset, n as u64 * 4).await?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+/// A single-value channel whose receiver is a future (map callbacks run on another thread
+/// natively and on the event loop on the web).
+fn oneshot<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
+    let shared = Arc::new(Mutex::new((None, None)));
+    (OneshotSender(shared.clone()), OneshotReceiver(shared))
+}
+
+type Slot<T> = Arc<Mutex<(Option<T>, Option<Waker>)>>;
+
+struct OneshotSender<T>(Slot<T>);
+struct OneshotReceiver<T>(Slot<T>);
+
+impl<T> OneshotSender<T> {
+    fn send(self, value: T) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.0 = Some(value);
+            if let Some(w) = slot.1.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<T> Future for OneshotReceiver<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut slot = match self.0.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        match slot.0.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                slot.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The decoder's GPU side: the device (`context`), the shared kernel machinery (`kernel`), and
+//! the typed kernels the model calls.
+
+pub mod context;
+pub mod kernel;
+
+pub use context::{GpuContext, GpuFeatures, GpuOptions};

@@ -3,5 +3,6 @@
 
 pub mod context;
 pub mod kernel;
+pub mod kernels;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};

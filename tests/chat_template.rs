@@ -2,38 +2,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use llama_wgpu::chat::{ChatTemplate, Message};
 use llama_wgpu::gguf::GgufFile;
 use llama_wgpu::tokenizer::Tokenizer;
 use llama_wgpu::Error;
 
-/// A vocabulary's GGUF, looked up as `tests/tokenizer_vectors.rs` does.
-fn vocab_path(name: &str) -> Option<PathBuf> {
-    let file = format!("ggml-vocab-{name}.gguf");
-    let cache = common::cache_dir();
-    let mut candidates = Vec::new();
-    if name == "smollm2" {
-        candidates.push(cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    }
-    candidates.push(cache.join("vocabs").join(&file));
-    candidates.push(
-        common::crate_dir()
-            .join("../shared/fixtures/tokenizer")
-            .join(&file),
-    );
-    let found = candidates.into_iter().find(|p| p.exists());
-    if found.is_none() {
-        let required = std::env::var("LLAMA_WGPU_REQUIRE_FIXTURES").as_deref() == Ok("1");
-        assert!(!required, "{name} vocab not found (run ./build.sh setup)");
-        eprintln!("SKIPPED: {name} vocab not found (run ./build.sh setup)");
-    }
-    found
-}
-
 fn template_and_tokenizer(name: &str) -> Option<(ChatTemplate, Tokenizer)> {
-    let file = GgufFile::open(vocab_path(name)?).unwrap();
+    let file = GgufFile::open(common::vocab_path(name)?).unwrap();
     let meta = &file.header.metadata;
     let tokenizer = Tokenizer::from_gguf(meta).unwrap();
     Some((

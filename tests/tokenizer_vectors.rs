@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use llama_wgpu::gguf::{GgufFile, Header, Value};
@@ -20,33 +19,6 @@ const VOCABS: [&str; 4] = ["llama-spm", "llama-bpe", "gpt-2", "smollm2"];
 /// Emoji (several byte tokens each), CJK and accents: text whose characters span tokens.
 const MIXED_TEXT: &str = "Hello 🦙 world! 我想在apple工作 😶‍🌫️ naïve café ✅\n  done";
 
-fn required() -> bool {
-    std::env::var("LLAMA_WGPU_REQUIRE_FIXTURES").as_deref() == Ok("1")
-}
-
-/// Where a vocabulary's GGUF is: the cache (`build.sh setup`), then `../shared/fixtures`.
-/// smollm2's is the default model itself, or its vocab-only copy.
-fn vocab_path(name: &str) -> Option<PathBuf> {
-    let file = format!("ggml-vocab-{name}.gguf");
-    let cache = common::cache_dir();
-    let mut candidates = Vec::new();
-    if name == "smollm2" {
-        candidates.push(cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    }
-    candidates.push(cache.join("vocabs").join(&file));
-    candidates.push(
-        common::crate_dir()
-            .join("../shared/fixtures/tokenizer")
-            .join(&file),
-    );
-    let found = candidates.into_iter().find(|p| p.exists());
-    if found.is_none() {
-        assert!(!required(), "{name} vocab not found (run ./build.sh setup)");
-        eprintln!("SKIPPED: {name} vocab not found (run ./build.sh setup)");
-    }
-    found
-}
-
 /// Each vocabulary is built once and shared by the tests (llama-bpe takes a moment).
 fn tokenizer(name: &str) -> Option<&'static Tokenizer> {
     static LOADED: [OnceLock<Option<Tokenizer>>; 4] = [
@@ -58,7 +30,7 @@ fn tokenizer(name: &str) -> Option<&'static Tokenizer> {
     let index = VOCABS.iter().position(|&v| v == name).expect("known vocab");
     LOADED[index]
         .get_or_init(|| {
-            let path = vocab_path(name)?;
+            let path = common::vocab_path(name)?;
             let file = GgufFile::open(&path).expect("vocab GGUF opens");
             Some(Tokenizer::from_gguf(&file.header.metadata).expect("tokenizer builds"))
         })

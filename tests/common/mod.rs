@@ -65,6 +65,25 @@ pub fn shared_or_skip(rel: &str) -> Option<PathBuf> {
     p
 }
 
+/// Where a vocabulary's GGUF is: the cache (`build.sh setup`), then `../shared/fixtures`.
+/// smollm2's is the default model itself, or its vocab-only copy.
+pub fn vocab_path(name: &str) -> Option<PathBuf> {
+    let file = format!("ggml-vocab-{name}.gguf");
+    let cache = cache_dir();
+    let mut candidates = Vec::new();
+    if name == "smollm2" {
+        candidates.push(cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    }
+    candidates.push(cache.join("vocabs").join(&file));
+    candidates.push(crate_dir().join("../shared/fixtures/tokenizer").join(&file));
+    let found = candidates.into_iter().find(|p| p.exists());
+    if found.is_none() {
+        assert!(!required(), "{name} vocab not found (run ./build.sh setup)");
+        eprintln!("SKIPPED: {name} vocab not found (run ./build.sh setup)");
+    }
+    found
+}
+
 /// Read a little-endian f32 `.npy` (NumPy format v1/v2/v3, C order) into (shape, values).
 pub fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -5,6 +5,8 @@ use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generate::{Backend, GenerateOptions, Generation, Session};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
@@ -14,6 +16,8 @@ use crate::tokenizer::Tokenizer;
 pub enum Device {
     /// The f32 CPU reference decoder.
     Cpu,
+    /// WGSL kernels through wgpu on the machine's GPU adapter.
+    Gpu,
 }
 
 impl std::str::FromStr for Device {
@@ -21,9 +25,7 @@ impl std::str::FromStr for Device {
     fn from_str(s: &str) -> Result<Device> {
         match s {
             "cpu" => Ok(Device::Cpu),
-            "gpu" => Err(Error::InvalidArgument(
-                "the GPU decoder is not available in this build yet; use --device cpu".into(),
-            )),
+            "gpu" => Ok(Device::Gpu),
             other => Err(Error::InvalidArgument(format!(
                 "unknown device `{other}` (cpu or gpu)"
             ))),
@@ -49,6 +51,54 @@ impl Default for EngineOptions {
 }
 
 pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+
+impl Backend for Box<dyn Backend> {
+    fn context_length(&self) -> usize {
+        (**self).context_length()
+    }
+
+    fn position(&self) -> usize {
+        (**self).position()
+    }
+
+    fn truncate(&mut self, n: usize) {
+        (**self).truncate(n)
+    }
+
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32> {
+        (**self).next_token(tokens, sampler, history)
+    }
+}
+
+/// Natively the GPU model's async step is driven to completion in place.
+#[cfg(not(target_arch = "wasm32"))]
+impl Backend for GpuModel {
+    fn context_length(&self) -> usize {
+        GpuModel::context_length(self)
+    }
+
+    fn position(&self) -> usize {
+        GpuModel::position(self)
+    }
+
+    fn truncate(&mut self, n: usize) {
+        GpuModel::truncate(self, n)
+    }
+
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32> {
+        pollster::block_on(GpuModel::next_token(self, tokens, sampler, history))
+    }
+}
 
 impl Backend for ReferenceModel {
     fn context_length(&self) -> usize {
@@ -84,7 +134,7 @@ pub struct Engine {
     pub config: Config,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
-    session: Session<ReferenceModel>,
+    session: Session<Box<dyn Backend>>,
 }
 
 impl Engine {
@@ -103,8 +153,12 @@ impl Engine {
                 "context length {context} is too small"
             )));
         }
-        let model = match options.device {
-            Device::Cpu => ReferenceModel::load(&file, context)?,
+        let model: Box<dyn Backend> = match options.device {
+            Device::Cpu => Box::new(ReferenceModel::load(&file, context)?),
+            Device::Gpu => {
+                let ctx = crate::gpu::GpuContext::new_blocking(&Default::default())?;
+                Box::new(pollster::block_on(GpuModel::load(ctx, &file, context))?)
+            }
         };
         Ok(Engine {
             config,

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gguf_writer;
 pub mod gpu;
+pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampler;

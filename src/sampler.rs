@@ -134,6 +134,12 @@ impl Sampler {
         &self.params
     }
 
+    /// Count a draw made elsewhere (by the GPU sampler, from this sampler's params and step),
+    /// so the next draw uses the next step of the stream.
+    pub fn advance(&mut self) {
+        self.step += 1;
+    }
+
     /// Draws made so far (the step the next draw uses).
     pub fn step(&self) -> u64 {
         self.step

@@ -1,0 +1,609 @@
+//! The decoder on the GPU: weights (quantized, streamed in), KV cache, and the forward pass as a
+//! list of kernel ops.
+//!
+//! Decode: the ops of one step are bound once at load and recorded into one command encoder per
+//! token; one submit; 4 bytes (the sampled id) come back. Prefill: the prompt runs in batches
+//! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
+//! step (whose final norm, LM head and sampler give the first new token).
+
+use crate::config::{block_tensor, Config, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
+use crate::error::{Error, Result};
+use crate::gguf::{Header, TensorInfo};
+use crate::gpu::kernel::{range, read_mapped, readback_buffer, storage_buffer, whole, Op};
+use crate::gpu::kernels::attention::{Attention, AttentionScratch};
+use crate::gpu::kernels::embed::Embed;
+use crate::gpu::kernels::ffn::Ffn;
+use crate::gpu::kernels::matvec::{MatMul, MatVec};
+use crate::gpu::kernels::norm::RmsNorm;
+use crate::gpu::kernels::rope::{KvCache, Rope};
+use crate::gpu::kernels::sample::GpuSampler;
+use crate::gpu::kernels::{step_params_buffer, StepParams};
+use crate::gpu::weights::{upload_tensor_as_f32, GpuWeight};
+use crate::gpu::GpuContext;
+use crate::sampler::Sampler;
+
+/// Prompt tokens per prefill batch: large enough that the weights are read once per batch
+/// rather than once per token, small enough that activations stay a few MB.
+pub const PREFILL_BATCH: usize = 128;
+
+/// The largest `repeat_last_n` the GPU sampler accepts.
+pub const MAX_SAMPLER_HISTORY: usize = 1024;
+
+struct LayerWeights {
+    attn_norm: wgpu::Buffer,
+    wq: GpuWeight,
+    wk: GpuWeight,
+    wv: GpuWeight,
+    wo: GpuWeight,
+    ffn_norm: wgpu::Buffer,
+    w_gate: GpuWeight,
+    w_up: GpuWeight,
+    w_down: GpuWeight,
+}
+
+struct Weights {
+    token_embd: GpuWeight,
+    /// `None` when the LM head is tied to `token_embd`.
+    output: Option<GpuWeight>,
+    output_norm: wgpu::Buffer,
+    rope_freqs: Option<wgpu::Buffer>,
+    layers: Vec<LayerWeights>,
+}
+
+impl Weights {
+    fn lm_head(&self) -> &GpuWeight {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+}
+
+struct Kernels {
+    matvec: MatVec,
+    matmul: MatMul,
+    embed: Embed,
+    norm: RmsNorm,
+    rope: Rope,
+    attention: Attention,
+    ffn: Ffn,
+    sampler: GpuSampler,
+}
+
+/// Per-token activations of a batch of up to `max_tokens` tokens, each `[max_tokens][width]`.
+struct Activations {
+    max_tokens: usize,
+    tokens: wgpu::Buffer,
+    x: wgpu::Buffer,
+    h: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    att: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    scratch: AttentionScratch,
+}
+
+impl Activations {
+    fn new(
+        ctx: &GpuContext,
+        c: &Config,
+        k: &Kernels,
+        kv: &KvCache,
+        max_tokens: usize,
+    ) -> Result<Self> {
+        let buf =
+            |label: &str, width: usize| storage_buffer(ctx, label, (max_tokens * width * 4) as u64);
+        Ok(Activations {
+            max_tokens,
+            tokens: buf("tokens", 1),
+            x: buf("x", c.n_embd),
+            h: buf("h", c.n_embd),
+            q: buf("q", c.q_dim()),
+            k: buf("k", c.kv_dim()),
+            v: buf("v", c.kv_dim()),
+            att: buf("att", c.q_dim()),
+            gate: buf("gate", c.n_ff),
+            up: buf("up", c.n_ff),
+            scratch: k.attention.scratch(ctx, kv, max_tokens)?,
+        })
+    }
+}
+
+pub struct GpuModel {
+    ctx: GpuContext,
+    config: Config,
+    weights: Weights,
+    kernels: Kernels,
+    kv: KvCache,
+    step: wgpu::Buffer,
+    decode: Activations,
+    prefill: Activations,
+    logits: wgpu::Buffer,
+    /// The sampled id of each step, written by the sampler kernel.
+    ids_out: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// One decode step: layers, final norm, LM head, sampler (bound at load).
+    decode_ops: Vec<Op>,
+    position: usize,
+    gpu_bytes: u64,
+}
+
+/// Collects tensor bytes as they arrive (from a file or a stream) into GPU weights.
+pub struct WeightLoader<'a> {
+    ctx: &'a GpuContext,
+    header: &'a Header,
+    /// Per tensor index: the GPU weight being filled, or the f32 vector's bytes (norms).
+    slots: Vec<Slot>,
+}
+
+enum Slot {
+    Unused,
+    Matrix(GpuWeight),
+    Vector(Vec<u8>),
+}
+
+impl<'a> WeightLoader<'a> {
+    pub fn new(ctx: &'a GpuContext, header: &'a Header, config: &Config) -> Result<Self> {
+        let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
+        for (name, dims) in config.expected_tensors() {
+            let index = header
+                .tensors
+                .iter()
+                .position(|t| t.name == name)
+                .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
+            slots[index] = if dims.len() == 1 {
+                Slot::Vector(Vec::new())
+            } else {
+                Slot::Matrix(GpuWeight::new(ctx, &header.tensors[index])?)
+            };
+        }
+        Ok(WeightLoader { ctx, header, slots })
+    }
+
+    /// The next piece of tensor `index` (pieces of a tensor arrive in order).
+    pub fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<()> {
+        match self.slots.get_mut(index) {
+            Some(Slot::Matrix(w)) => w.write(self.ctx, offset, bytes),
+            Some(Slot::Vector(v)) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+            Some(Slot::Unused) | None => Ok(()),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Result<(TensorInfo, Slot)> {
+        let index = self
+            .header
+            .tensors
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
+        let slot = std::mem::replace(&mut self.slots[index], Slot::Unused);
+        Ok((self.header.tensors[index].clone(), slot))
+    }
+
+    fn matrix(&mut self, name: &str) -> Result<GpuWeight> {
+        match self.take(name)? {
+            (_, Slot::Matrix(mut w)) => {
+                w.finish(self.ctx)?;
+                Ok(w)
+            }
+            (info, _) => Err(Error::ModelInvalid(format!(
+                "tensor `{}` is not a matrix",
+                info.name
+            ))),
+        }
+    }
+
+    fn vector(&mut self, name: &str) -> Result<wgpu::Buffer> {
+        match self.take(name)? {
+            (info, Slot::Vector(bytes)) => {
+                if bytes.len() as u64 != info.n_bytes {
+                    return Err(Error::ModelInvalid(format!(
+                        "tensor `{name}`: {} of {} bytes arrived",
+                        bytes.len(),
+                        info.n_bytes
+                    )));
+                }
+                upload_tensor_as_f32(self.ctx, &info, &bytes)
+            }
+            (info, _) => Err(Error::ModelInvalid(format!(
+                "tensor `{}` is not a vector",
+                info.name
+            ))),
+        }
+    }
+
+    fn finish(mut self, config: &Config) -> Result<Weights> {
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for l in 0..config.n_layer {
+            let name = |n: &str| block_tensor(l, n);
+            layers.push(LayerWeights {
+                attn_norm: self.vector(&name("attn_norm"))?,
+                wq: self.matrix(&name("attn_q"))?,
+                wk: self.matrix(&name("attn_k"))?,
+                wv: self.matrix(&name("attn_v"))?,
+                wo: self.matrix(&name("attn_output"))?,
+                ffn_norm: self.vector(&name("ffn_norm"))?,
+                w_gate: self.matrix(&name("ffn_gate"))?,
+                w_up: self.matrix(&name("ffn_up"))?,
+                w_down: self.matrix(&name("ffn_down"))?,
+            });
+        }
+        Ok(Weights {
+            token_embd: self.matrix(TOKEN_EMBD)?,
+            output: match config.tied_embeddings {
+                true => None,
+                false => Some(self.matrix(OUTPUT)?),
+            },
+            output_norm: self.vector(OUTPUT_NORM)?,
+            rope_freqs: match config.has_rope_freqs {
+                true => Some(self.vector(ROPE_FREQS)?),
+                false => None,
+            },
+            layers,
+        })
+    }
+}
+
+impl GpuModel {
+    /// Load from a GGUF file on disk, reading each tensor in 1 MiB pieces so host memory stays
+    /// bounded by a piece, not by the model.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn load(
+        ctx: GpuContext,
+        file: &crate::gguf::GgufFile,
+        context_len: usize,
+    ) -> Result<GpuModel> {
+        let config = Config::from_header(&file.header)?;
+        let mut loader = WeightLoader::new(&ctx, &file.header, &config)?;
+        let mut piece = vec![0u8; 1 << 20];
+        for (index, t) in file.header.tensors.iter().enumerate() {
+            let start = file.header.data_offset + t.offset;
+            let mut done = 0u64;
+            while done < t.n_bytes {
+                let n = (t.n_bytes - done).min(piece.len() as u64) as usize;
+                file.read_range(start + done, &mut piece[..n])
+                    .map_err(|e| Error::io(format!("reading tensor `{}`", t.name), e))?;
+                loader.write(index, done, &piece[..n])?;
+                done += n as u64;
+            }
+        }
+        let weights = loader.finish(&config)?;
+        Self::build(ctx, config, weights, context_len).await
+    }
+
+    /// Compile the kernels, allocate the KV cache and activations, and bind the decode step.
+    async fn build(
+        ctx: GpuContext,
+        config: Config,
+        weights: Weights,
+        context_len: usize,
+    ) -> Result<GpuModel> {
+        let context_len = context_len.min(config.context_length);
+        if context_len < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "context length {context_len} is too small"
+            )));
+        }
+        let kernels = Kernels {
+            matvec: MatVec::new(&ctx).await?,
+            matmul: MatMul::new(&ctx).await?,
+            embed: Embed::new(&ctx).await?,
+            norm: RmsNorm::new(&ctx, &config).await?,
+            rope: Rope::new(&ctx, &config).await?,
+            attention: Attention::new(&ctx, &config).await?,
+            ffn: Ffn::new(&ctx).await?,
+            sampler: GpuSampler::new(&ctx, config.n_vocab, MAX_SAMPLER_HISTORY).await?,
+        };
+        let kv = KvCache::new(&ctx, &config, context_len)?;
+        let decode = Activations::new(&ctx, &config, &kernels, &kv, 1)?;
+        let prefill =
+            Activations::new(&ctx, &config, &kernels, &kv, PREFILL_BATCH.min(context_len))?;
+        let logits = storage_buffer(&ctx, "logits", config.n_vocab as u64 * 4);
+        let ids_out = storage_buffer(&ctx, "sampled ids", 4);
+        let staging = readback_buffer(&ctx, "sampled id", 4);
+        let step = step_params_buffer(&ctx);
+
+        let mut model = GpuModel {
+            gpu_bytes: 0,
+            ctx,
+            config,
+            weights,
+            kernels,
+            kv,
+            step,
+            decode,
+            prefill,
+            logits,
+            ids_out,
+            staging,
+            decode_ops: Vec::new(),
+            position: 0,
+        };
+        let mut decode_ops = model.layer_ops(&model.decode, 1)?;
+        decode_ops.extend(model.head_ops()?);
+        model.decode_ops = decode_ops;
+        model.gpu_bytes = model.count_gpu_bytes();
+        model.ctx.check()?;
+        Ok(model)
+    }
+
+    fn count_gpu_bytes(&self) -> u64 {
+        let w = &self.weights;
+        let matrices: u64 = w
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain(std::iter::once(&w.token_embd))
+            .chain(w.output.iter())
+            .map(GpuWeight::gpu_bytes)
+            .sum();
+        let acts = |a: &Activations| {
+            [
+                &a.tokens, &a.x, &a.h, &a.q, &a.k, &a.v, &a.att, &a.gate, &a.up,
+            ]
+            .iter()
+            .map(|b| b.size())
+            .sum::<u64>()
+                + a.scratch.bytes()
+        };
+        matrices + self.kv.bytes() + acts(&self.decode) + acts(&self.prefill) + self.logits.size()
+    }
+
+    /// The transformer blocks over the `n_tokens` rows of `a` (embedding included).
+    fn layer_ops(&self, a: &Activations, n_tokens: usize) -> Result<Vec<Op>> {
+        let (c, k, w, step) = (&self.config, &self.kernels, &self.weights, &self.step);
+        let t = a.max_tokens;
+        // y (+)= W x over the batch: a matvec for one token, a tiled matmul for many.
+        let linear = |weight: &GpuWeight,
+                      x: &wgpu::Buffer,
+                      y: &wgpu::Buffer,
+                      accumulate: bool|
+         -> Result<Vec<Op>> {
+            match n_tokens {
+                1 => k.matvec.op(&self.ctx, weight, whole(x), y, 0, accumulate),
+                n => k
+                    .matmul
+                    .op(&self.ctx, weight, whole(x), n as u32, y, 0, accumulate),
+            }
+        };
+        let ctx = &self.ctx;
+        let mut ops = Vec::new();
+        // x = token_embd[tokens]                                              [n_tokens, n_embd]
+        ops.extend(
+            k.embed
+                .op(ctx, &w.token_embd, whole(&a.tokens), &a.x, n_tokens as u32)?,
+        );
+        for (l, lw) in w.layers.iter().enumerate() {
+            // h = rmsnorm(x) * attn_norm
+            ops.push(k.norm.op(
+                ctx,
+                step,
+                whole(&a.x),
+                whole(&lw.attn_norm),
+                whole(&a.h),
+                c.n_embd,
+                t,
+            )?);
+            // q = Wq h, k = Wk h, v = Wv h                        [n_tokens, q_dim | kv_dim]
+            ops.extend(linear(&lw.wq, &a.h, &a.q, false)?);
+            ops.extend(linear(&lw.wk, &a.h, &a.k, false)?);
+            ops.extend(linear(&lw.wv, &a.h, &a.v, false)?);
+            // RoPE on q and k; k and v appended to the cache at pos..pos+n_tokens
+            let freqs = w.rope_freqs.as_ref().map(whole);
+            ops.extend(k.rope.ops(
+                ctx,
+                step,
+                whole(&a.q),
+                whole(&a.k),
+                whole(&a.v),
+                freqs,
+                &self.kv,
+                l,
+                t,
+            )?);
+            // att = softmax(q K^T / sqrt(head_dim)) V, causal                   [n_tokens, q_dim]
+            ops.extend(k.attention.ops(
+                ctx,
+                step,
+                whole(&a.q),
+                &self.kv,
+                l,
+                &a.scratch,
+                whole(&a.att),
+            )?);
+            // x += Wo att
+            ops.extend(linear(&lw.wo, &a.att, &a.x, true)?);
+            // h = rmsnorm(x) * ffn_norm
+            ops.push(k.norm.op(
+                ctx,
+                step,
+                whole(&a.x),
+                whole(&lw.ffn_norm),
+                whole(&a.h),
+                c.n_embd,
+                t,
+            )?);
+            // gate = silu(Wgate h) * (Wup h)                                     [n_tokens, n_ff]
+            ops.extend(linear(&lw.w_gate, &a.h, &a.gate, false)?);
+            ops.extend(linear(&lw.w_up, &a.h, &a.up, false)?);
+            ops.push(
+                k.ffn
+                    .silu_mul(ctx, step, whole(&a.gate), whole(&a.up), c.n_ff, t)?,
+            );
+            // x += Wdown gate
+            ops.extend(linear(&lw.w_down, &a.gate, &a.x, true)?);
+        }
+        Ok(ops)
+    }
+
+    /// logits = lm_head(rmsnorm(x) * output_norm) for the one row in `decode.x`, then sample.
+    fn head_ops(&self) -> Result<Vec<Op>> {
+        let (ctx, k, a) = (&self.ctx, &self.kernels, &self.decode);
+        let mut ops = vec![k.norm.op(
+            ctx,
+            &self.step,
+            whole(&a.x),
+            whole(&self.weights.output_norm),
+            whole(&a.h),
+            self.config.n_embd,
+            1,
+        )?];
+        ops.extend(k.matvec.op(
+            ctx,
+            self.weights.lm_head(),
+            whole(&a.h),
+            &self.logits,
+            0,
+            false,
+        )?);
+        ops.extend(k.sampler.op(
+            ctx,
+            &self.logits,
+            &self.step,
+            range(&a.tokens, 0, 4),
+            &self.ids_out,
+        )?);
+        Ok(ops)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.kv.context_len()
+    }
+
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Forget cached positions from `n` on (the cache rows past it are simply overwritten later).
+    pub fn truncate(&mut self, n: usize) {
+        self.position = self.position.min(n);
+    }
+
+    /// Bytes of GPU memory held: weights, KV cache, activations.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.gpu_bytes
+    }
+
+    /// Dispatches recorded per decode step.
+    pub fn dispatches_per_token(&self) -> usize {
+        self.decode_ops.len()
+    }
+
+    fn write_step(&self, pos: usize, n_tokens: usize, sample_step: u64) {
+        let params = StepParams {
+            pos: pos as u32,
+            n_tokens: n_tokens as u32,
+            sample_step: sample_step as u32,
+            _pad: 0,
+        };
+        self.ctx
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
+    }
+
+    fn check_room(&self, n: usize) -> Result<()> {
+        let context = self.context_length();
+        if self.position + n > context {
+            return Err(Error::ContextOverflow {
+                tokens: self.position + n,
+                context,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_ids(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+            Some(t) => Err(Error::InvalidArgument(format!(
+                "token id {t} is outside the vocabulary of {} tokens",
+                self.config.n_vocab
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `tokens` at the next positions and sample the token after the last of them on the GPU.
+    pub async fn next_token(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("no tokens to run".into()));
+        }
+        self.check_ids(tokens)?;
+        self.check_room(tokens.len())?;
+        if sampler.step() == 0 {
+            self.kernels
+                .sampler
+                .set_params(&self.ctx, sampler.params(), history)?;
+        }
+        let sample_step = sampler.step();
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        // All but the last token run in batches; the last runs as a decode step, so its row
+        // feeds the final norm, the LM head and the sampler bound at load.
+        let (body, last) = tokens.split_at(tokens.len() - 1);
+        if !body.is_empty() {
+            self.prefill_batches(body)?;
+        }
+        self.ctx
+            .queue
+            .write_buffer(&self.decode.tokens, 0, bytemuck::cast_slice(last));
+        self.write_step(self.position, 1, sample_step);
+        record(&mut encoder, &self.decode_ops);
+        encoder.copy_buffer_to_buffer(&self.ids_out, 0, &self.staging, 0, 4);
+        self.ctx.queue.submit([encoder.finish()]);
+        let bytes = read_mapped(&self.ctx, &self.staging, 4).await?;
+        self.position += 1;
+        sampler.advance();
+        let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if id as usize >= self.config.n_vocab {
+            return Err(Error::Gpu(format!(
+                "the sampler returned id {id}, outside the vocabulary"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Run prompt tokens through the blocks in batches (filling the KV cache), without sampling.
+    fn prefill_batches(&mut self, tokens: &[u32]) -> Result<()> {
+        for batch in tokens.chunks(self.prefill.max_tokens) {
+            let ops = self.layer_ops(&self.prefill, batch.len())?;
+            self.ctx
+                .queue
+                .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
+            self.write_step(self.position, batch.len(), 0);
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            record(&mut encoder, &ops);
+            self.ctx.queue.submit([encoder.finish()]);
+            self.position += batch.len();
+        }
+        self.ctx.check()
+    }
+
+    /// The logits after running `tokens` (tests compare them with the CPU reference). Samples
+    /// greedily as a side effect, like a decode step.
+    pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut sampler = Sampler::new(crate::sampler::SamplingParams::greedy());
+        self.next_token(tokens, &mut sampler, tokens).await?;
+        crate::gpu::kernel::read_f32(&self.ctx, &self.logits, 0, self.config.n_vocab).await
+    }
+}
+
+fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    for op in ops {
+        op.record(&mut pass);
+    }
+}

@@ -65,7 +65,9 @@ fn spm_vocab(w: &mut GgufWriter) -> u64 {
     let mut tokens = vec!["<unk>", "<s>", "</s>"];
     let bytes: Vec<String> = (0..4u8).map(|b| format!("<0x{b:02X}>")).collect();
     tokens.extend(bytes.iter().map(String::as_str));
-    tokens.extend(["▁", "H", "i", "▁H", "▁Hi", "w", "o", "r", "l", "d", "▁w", "or", "ld"]);
+    tokens.extend([
+        "▁", "H", "i", "▁H", "▁Hi", "w", "o", "r", "l", "d", "▁w", "or", "ld",
+    ]);
     let n = tokens.len();
     let types: Vec<Value> = (0..n)
         .map(|i| match i {

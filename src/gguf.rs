@@ -566,9 +566,10 @@ fn check_tensor_layout(header: &Header, file_size: Option<u64>) -> Result<()> {
     order.sort_by_key(|&i| header.tensors[i].offset);
     for pair in order.windows(2) {
         let (a, b) = (&header.tensors[pair[0]], &header.tensors[pair[1]]);
-        if a.offset + a.n_bytes > b.offset {
+        // Saturating: offsets near u64::MAX must not wrap past the next tensor's start.
+        if a.offset.saturating_add(a.n_bytes) > b.offset {
             return Err(Error::gguf(
-                header.data_offset + b.offset,
+                header.data_offset.saturating_add(b.offset),
                 GgufProblem::TensorsOverlap {
                     first: a.name.clone(),
                     second: b.name.clone(),

@@ -433,6 +433,21 @@ fn stream_reader_rejects_more_bytes_than_declared() {
 }
 
 #[test]
+fn offsets_near_the_end_of_u64_do_not_overflow() {
+    // Found by the fuzz target: two tensors at 0xffff_ffff_ffff_ffc0 once overflowed the
+    // overlap check.
+    let hex = "47475546030000000200000000000000000000000000000001000000000000006101000000100000000000000000000000c0ffffffffffffff01000000000000006201000000100000000000000000000000c0ffffffffffffff";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert!(matches!(
+        problem(parse(&bytes)),
+        GgufProblem::TensorsOverlap { .. } | GgufProblem::TensorOutOfBounds { .. }
+    ));
+}
+
+#[test]
 fn random_corruption_never_panics() {
     // A cheap deterministic mutation sweep (the fuzz target in fuzz/ does this at scale).
     let bytes = tiny_llama().to_bytes();

@@ -64,7 +64,11 @@ fn stream(file: &[u8], control: u8, known_size: bool) -> llama_wgpu::Result<Stre
             } => {
                 let (got, done) = &mut out.tensors[tensor];
                 assert!(!*done, "tensor {tensor} data after TensorDone");
-                assert_eq!(offset, got.len() as u64, "tensor {tensor} pieces out of order");
+                assert_eq!(
+                    offset,
+                    got.len() as u64,
+                    "tensor {tensor} pieces out of order"
+                );
                 got.extend_from_slice(bytes);
             }
             Event::TensorDone { tensor } => {
@@ -75,7 +79,7 @@ fn stream(file: &[u8], control: u8, known_size: bool) -> llama_wgpu::Result<Stre
         }
         Ok(())
     };
-    let mut chunks = Chunks(u32::from(control) * 0x9E37_79B9 | 1);
+    let mut chunks = Chunks(u32::from(control).wrapping_mul(0x9E37_79B9) | 1);
     let mut rest = file;
     while !rest.is_empty() {
         let n = chunks.next(rest.len());
@@ -86,13 +90,51 @@ fn stream(file: &[u8], control: u8, known_size: bool) -> llama_wgpu::Result<Stre
     Ok(out)
 }
 
-fn same_header(a: &Header, b: &Header) -> bool {
-    a.version == b.version
-        && a.alignment == b.alignment
-        && a.data_offset == b.data_offset
-        && a.header_len == b.header_len
-        && a.tensors == b.tensors
-        && a.metadata.iter().eq(b.metadata.iter())
+fn entries(h: &Header) -> String {
+    let all: Vec<String> = h
+        .metadata
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    all.join("\n")
+}
+
+/// The first field in which two headers differ, if any.
+fn header_difference(a: &Header, b: &Header) -> Option<String> {
+    let fields = [
+        (
+            "version",
+            format!("{}", a.version),
+            format!("{}", b.version),
+        ),
+        (
+            "alignment",
+            format!("{}", a.alignment),
+            format!("{}", b.alignment),
+        ),
+        (
+            "data_offset",
+            format!("{}", a.data_offset),
+            format!("{}", b.data_offset),
+        ),
+        (
+            "header_len",
+            format!("{}", a.header_len),
+            format!("{}", b.header_len),
+        ),
+        (
+            "tensors",
+            format!("{:?}", a.tensors),
+            format!("{:?}", b.tensors),
+        ),
+        // Entries in file order, by their Debug text (a NaN value is not `==` to itself; the
+        // Debug of `Metadata` itself shows its HashMap index in random order).
+        ("metadata", entries(a), entries(b)),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, x, y)| x != y)
+        .map(|(name, x, y)| format!("{name}: parse {x} / stream {y}"))
 }
 
 fn use_header(header: &Header) {
@@ -127,7 +169,9 @@ fuzz_target!(|data: &[u8]| {
     match (&parsed, &known) {
         (Some(p), Ok(s)) => {
             let h = s.header.as_ref().expect("a finished stream has a header");
-            assert!(same_header(p, h), "stream and parse disagree on the header");
+            if let Some(diff) = header_difference(p, h) {
+                panic!("stream and parse disagree on the header: {diff}");
+            }
             for (t, (bytes, done)) in h.tensors.iter().zip(&s.tensors) {
                 let start = (h.data_offset + t.offset) as usize;
                 assert!(*done, "tensor {} never finished", t.name);

@@ -4,5 +4,6 @@
 pub mod context;
 pub mod kernel;
 pub mod kernels;
+pub mod weights;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};

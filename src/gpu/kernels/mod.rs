@@ -2,6 +2,14 @@
 //! load) and functions that bind buffers into [`Op`](crate::gpu::kernel::Op)s, checking shapes
 //! where the op is made. Shaders live in `shaders/`, one file per family.
 
+pub mod attention;
+pub mod embed;
+pub mod ffn;
+pub mod matvec;
+pub mod norm;
+pub mod rope;
+pub mod sample;
+
 use bytemuck::{Pod, Zeroable};
 
 /// Values that change every step, written with one `queue.write_buffer` before the step's

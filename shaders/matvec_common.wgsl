@@ -1,0 +1,33 @@
+// Inputs and outputs of the matrix-vector and matrix-matrix kernels: x holds n_tokens rows of
+// `cols` values (cols is a multiple of 4, so x is read as vec4s), y the outputs (indexed as
+// Params in quant_common.wgsl says).
+
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn units_per_row() -> u32 {
+    return (params.cols + UNIT - 1u) / UNIT;
+}
+
+// The x values of unit u of the token whose row starts at vec4 `base`. Past `cols` they are
+// zero: only an F32/F16 row whose length is not a multiple of 32 has a partial last unit (its
+// weights are zero padding, but x must not be read out of bounds).
+fn x_unit(base: u32, u: u32) -> Unit {
+    var v: Unit;
+    let whole_unit = UNIT * (u + 1u) <= params.cols;
+    for (var i = 0u; i < 8u; i++) {
+        if (whole_unit || UNIT * u + 4u * i < params.cols) {
+            v[i] = x[base + 8u * u + i];
+        }
+    }
+    return v;
+}
+
+// Write (or add, for a fused residual) one output.
+fn store(i: u32, v: f32) {
+    if (params.accumulate != 0u) {
+        y[i] += v;
+    } else {
+        y[i] = v;
+    }
+}

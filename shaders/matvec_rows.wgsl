@@ -1,0 +1,56 @@
+// y[r] = dot(W row r, x) for CPU emulations of a GPU (lavapipe, SwiftShader): each invocation
+// computes 8 rows, so every x value it loads serves 8 rows, and nothing waits at a workgroup
+// barrier (those emulators make barriers 3-100x slower than this: shared/TOOLCHAIN.md). There,
+// every load is a loop over the SIMD lanes; loading x once per 8 rows made this kernel ~3x
+// faster than one row per invocation. matvec_workgroup.wgsl is the variant for real GPUs.
+
+const WORKGROUP: u32 = 16u;
+const ROWS: u32 = 8u;
+
+// Row `i` of this invocation's eight; past the part's end, its last row (read, never stored).
+fn row_of(first: u32, i: u32) -> u32 {
+    return min(first + i, params.rows - 1u);
+}
+
+fn row_dot(row: u32, u: u32, xs: Unit) -> f32 {
+    return dot_unit(unit_values(row * params.qstride, row * params.sstride, u), xs);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // More than 65535 workgroups are dispatched as a 2-D grid.
+    let first = ((wg.y * groups.x + wg.x) * WORKGROUP + lid) * ROWS;
+    if (first >= params.rows) {
+        return;
+    }
+    // Rows first .. first+3 in acc_a, first+4 .. first+7 in acc_b.
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var u = 0u; u < units_per_row(); u++) {
+        let xs = x_unit(0u, u);
+        acc_a += vec4<f32>(
+            row_dot(row_of(first, 0u), u, xs),
+            row_dot(row_of(first, 1u), u, xs),
+            row_dot(row_of(first, 2u), u, xs),
+            row_dot(row_of(first, 3u), u, xs),
+        );
+        acc_b += vec4<f32>(
+            row_dot(row_of(first, 4u), u, xs),
+            row_dot(row_of(first, 5u), u, xs),
+            row_dot(row_of(first, 6u), u, xs),
+            row_dot(row_of(first, 7u), u, xs),
+        );
+    }
+    for (var i = 0u; i < 4u; i++) {
+        if (first + i < params.rows) {
+            store(params.y_offset + first + i, acc_a[i]);
+        }
+        if (first + 4u + i < params.rows) {
+            store(params.y_offset + first + 4u + i, acc_b[i]);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+// What every kernel that reads a quantized weight shares: its parameters, the `quants` plane
+// of one weight part, and byte unpacking. The layout (planes, units, row strides) is described
+// in src/gpu/weights.rs. The type's own file (quant_<type>.wgsl) follows this one and defines
+//     fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit
+// the 32 values of unit u (values 32u .. 32u+31) of the row whose quants start at vec4 `qrow`
+// and whose scales start at word `srow`, decoded in f32.
+//
+// Each unit_values loads each plane it needs once, as whole vec4<u32>s. On CPU emulations of a
+// GPU (lavapipe, SwiftShader) every load instruction costs a loop over the SIMD lanes, so the
+// number of loads, not arithmetic, sets the speed; on GPUs wide loads are what memory wants.
+
+struct Params {
+    // Rows in this part and values per row.
+    rows: u32,
+    cols: u32,
+    // Row strides: vec4<u32>s in `quants`, u32s in `scales`.
+    qstride: u32,
+    sstride: u32,
+    // Output element of this part's first row (for the first token), and elements between
+    // consecutive tokens' outputs.
+    y_offset: u32,
+    y_stride: u32,
+    // Tokens (rows of x) in a batch.
+    n_tokens: u32,
+    // Nonzero: add to the output instead of overwriting it (a fused residual add).
+    accumulate: u32,
+    // Invocations that share one row (the workgroup-reduction matvec; a power of two).
+    threads_per_row: u32,
+    // First row of this part and rows of the whole tensor (the embedding gather).
+    first_row: u32,
+    total_rows: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> quants: array<vec4<u32>>;
+
+// Values per unit, and a unit's values as eight vec4s (values 4i .. 4i+3 in element i).
+const UNIT: u32 = 32u;
+alias Unit = array<vec4<f32>, 8>;
+
+fn dot_unit(w: Unit, x: Unit) -> f32 {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        acc += w[i] * x[i];
+    }
+    return acc.x + acc.y + acc.z + acc.w;
+}
+
+// The four bytes of `w`, low byte first.
+fn bytes4(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(0xFFu));
+}
+
+// The four bytes of `w` as signed (i8) values.
+fn sbytes4(w: u32) -> vec4<f32> {
+    let shifted = vec4<u32>(w << 24u, w << 16u, w << 8u, w);
+    // An arithmetic shift right brings each byte down with its sign.
+    return vec4<f32>(bitcast<vec4<i32>>(shifted) >> vec4<u32>(24u));
+}
+
+// Byte `k` of `w`, as a signed (i8) value.
+fn sbyte(w: u32, k: u32) -> f32 {
+    return f32(bitcast<i32>(w << (24u - 8u * k)) >> 24u);
+}

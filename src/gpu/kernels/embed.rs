@@ -1,0 +1,79 @@
+//! The token embedding: rows of a quantized table (`token_embd`, kept in its GGUF type) gathered
+//! into f32 activations, `x[t] = table row tokens[t]`. The ids are read from a GPU buffer, so a
+//! decode step can embed the id the previous step's sampler wrote without a CPU round trip.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{uniform_buffer, Kernel, Op, ShaderSource};
+use crate::gpu::kernels::matvec::{
+    binding_bytes, decode_source, grid, kernel_for, part_bindings, WeightParams,
+};
+use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
+use crate::gpu::GpuContext;
+use crate::quant::GgmlType;
+
+const EMBED_WGSL: &str = include_str!("../../../shaders/embed.wgsl");
+
+/// Invocations per workgroup (`WORKGROUP` in `embed.wgsl`).
+const WORKGROUP: u64 = 64;
+
+/// One gather pipeline per GPU type (no barriers: the same kernel suits every adapter).
+pub struct Embed {
+    kernels: Vec<(GgmlType, Kernel)>,
+}
+
+impl Embed {
+    pub async fn new(ctx: &GpuContext) -> Result<Embed> {
+        let mut kernels = Vec::with_capacity(GPU_TYPES.len());
+        for ty in GPU_TYPES {
+            let text = [decode_source(ty).as_str(), EMBED_WGSL].join("\n");
+            let name = format!("embed_{}", ty.name().to_lowercase());
+            kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
+        }
+        Ok(Embed { kernels })
+    }
+
+    /// `x[t * table.cols ..][.. table.cols]` = row `tokens[t]` of `table` for `t < n_tokens`:
+    /// one op per part of the table. Ids past the table read its last row.
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        table: &GpuWeight,
+        tokens: wgpu::BufferBinding<'_>,
+        x: &wgpu::Buffer,
+        n_tokens: u32,
+    ) -> Result<Vec<Op>> {
+        let n = n_tokens as u64;
+        let x_needed = n * table.cols * 4;
+        if n == 0 || binding_bytes(&tokens) < n * 4 || x.size() < x_needed {
+            return Err(Error::InvalidArgument(format!(
+                "embedding `{}`: {n_tokens} tokens need ids of {} bytes (have {}) and an output \
+                 of {x_needed} bytes (have {})",
+                table.name,
+                n * 4,
+                binding_bytes(&tokens),
+                x.size()
+            )));
+        }
+        if n * table.cols > u32::MAX as u64 || tokens.buffer == x {
+            return Err(Error::InvalidArgument(format!(
+                "embedding `{}`: {n_tokens} tokens are too many for one op, or the ids and the \
+                 output share a buffer",
+                table.name
+            )));
+        }
+        let kernel = kernel_for(&self.kernels, table)?;
+        let invocations = n * table.cols.div_ceil(UNIT);
+        let [gx, gy] = grid(ctx, invocations.div_ceil(WORKGROUP), &kernel.name)?;
+        let mut ops = Vec::with_capacity(table.parts.len());
+        for part in &table.parts {
+            let params = WeightParams {
+                n_tokens,
+                ..WeightParams::for_part(table, part)
+            };
+            let params = uniform_buffer(ctx, &kernel.name, &params);
+            let bindings = part_bindings(table, part, &params, tokens.clone(), x);
+            ops.push(kernel.op(ctx, &bindings, [gx, gy, 1]));
+        }
+        Ok(ops)
+    }
+}

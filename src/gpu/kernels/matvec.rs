@@ -1,0 +1,372 @@
+//! Products with quantized weights: `MatVec` (y = W x, one token: decode) and `MatMul`
+//! (Y = X Wᵀ, a batch of tokens: prefill), for every type in [`GPU_TYPES`], with an optional
+//! fused residual add (`accumulate`: y += W x).
+//!
+//! A shader is assembled from three pieces: `quant_common.wgsl` (parameters, the `quants`
+//! plane, byte unpacking), the type's `quant_<type>.wgsl` (`load4`: decode four values of a
+//! unit, arithmetic in f32, f16 values through `unpack2x16float`) and a driver saying who
+//! computes what. Each product has a driver for CPU emulations (no workgroup barriers, which
+//! they make very slow) and one for real GPUs (reductions and tiles in workgroup memory),
+//! chosen by `ctx.is_cpu` unless a test forces one.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::weights::{GpuWeight, WeightPart, GPU_TYPES, UNIT};
+use crate::gpu::GpuContext;
+use crate::quant::GgmlType;
+
+const QUANT_COMMON: &str = include_str!("../../../shaders/quant_common.wgsl");
+const QUANT_SCALES_F16: &str = include_str!("../../../shaders/quant_scales_f16.wgsl");
+const MATVEC_COMMON: &str = include_str!("../../../shaders/matvec_common.wgsl");
+const MATVEC_ROWS: &str = include_str!("../../../shaders/matvec_rows.wgsl");
+const MATVEC_WORKGROUP: &str = include_str!("../../../shaders/matvec_workgroup.wgsl");
+const MATMUL_ROWS: &str = include_str!("../../../shaders/matmul_rows.wgsl");
+const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+
+/// Rows per workgroup of the barrier-free drivers (`WORKGROUP * ROWS` in
+/// `matvec_rows.wgsl` and `matmul_rows.wgsl`).
+const ROWS_PER_WORKGROUP: u64 = 16 * 8;
+/// Invocations per workgroup of `matvec_workgroup.wgsl`.
+const REDUCE_WORKGROUP: u64 = 256;
+/// Tokens per workgroup of `matmul_rows.wgsl`.
+const MATMUL_ROWS_TOKENS: u64 = 8;
+/// Output tile of `matmul_tiled.wgsl`.
+const TILE_ROWS: u64 = 64;
+const TILE_TOKENS: u64 = 32;
+
+/// The WGSL that decodes `ty`'s units (`load4`), for the drivers to follow.
+pub(crate) fn decode_source(ty: GgmlType) -> String {
+    use GgmlType::*;
+    let (scales, body) = match ty {
+        F32 => ("", include_str!("../../../shaders/quant_f32.wgsl")),
+        F16 => ("", include_str!("../../../shaders/quant_f16.wgsl")),
+        Q4_0 => (
+            QUANT_SCALES_F16,
+            include_str!("../../../shaders/quant_q4_0.wgsl"),
+        ),
+        Q4_1 => ("", include_str!("../../../shaders/quant_q4_1.wgsl")),
+        Q8_0 => (
+            QUANT_SCALES_F16,
+            include_str!("../../../shaders/quant_q8_0.wgsl"),
+        ),
+        Q4_K => ("", include_str!("../../../shaders/quant_q4_k.wgsl")),
+        Q6_K => (
+            QUANT_SCALES_F16,
+            include_str!("../../../shaders/quant_q6_k.wgsl"),
+        ),
+        _ => unreachable!("decode_source is only asked for GPU_TYPES"),
+    };
+    [QUANT_COMMON, scales, body].join("\n")
+}
+
+/// `Params` of `quant_common.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub(crate) struct WeightParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub qstride: u32,
+    pub sstride: u32,
+    pub y_offset: u32,
+    pub y_stride: u32,
+    pub n_tokens: u32,
+    pub accumulate: u32,
+    pub threads_per_row: u32,
+    pub first_row: u32,
+    pub total_rows: u32,
+    pub _pad: u32,
+}
+
+impl WeightParams {
+    /// The fields that describe `part` of `w`.
+    pub(crate) fn for_part(w: &GpuWeight, part: &WeightPart) -> WeightParams {
+        WeightParams {
+            rows: part.n_rows as u32,
+            cols: w.cols as u32,
+            qstride: (w.layout.quant_row_bytes / 16) as u32,
+            sstride: (w.layout.scale_row_bytes / 4) as u32,
+            first_row: part.first_row as u32,
+            total_rows: w.rows as u32,
+            ..Default::default()
+        }
+    }
+}
+
+/// One pipeline per GPU type, compiled from `driver`.
+async fn compile(ctx: &GpuContext, family: &str, driver: &str) -> Result<Vec<(GgmlType, Kernel)>> {
+    let mut kernels = Vec::with_capacity(GPU_TYPES.len());
+    for ty in GPU_TYPES {
+        let text = [decode_source(ty).as_str(), driver].join("\n");
+        let name = format!("{family}_{}", ty.name().to_lowercase());
+        kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
+    }
+    Ok(kernels)
+}
+
+pub(crate) fn kernel_for<'a>(
+    kernels: &'a [(GgmlType, Kernel)],
+    w: &GpuWeight,
+) -> Result<&'a Kernel> {
+    kernels
+        .iter()
+        .find(|(ty, _)| *ty == w.ty)
+        .map(|(_, k)| k)
+        .ok_or_else(|| Error::UnsupportedTensorType {
+            tensor: w.name.clone(),
+            ty: w.ty.name().to_string(),
+            hint: " by this kernel",
+        })
+}
+
+/// The bindings of one part: params, quants, input, output, then scales where the type has them.
+pub(crate) fn part_bindings<'a>(
+    w: &'a GpuWeight,
+    part: &'a WeightPart,
+    params: &'a wgpu::Buffer,
+    input: wgpu::BufferBinding<'a>,
+    output: &'a wgpu::Buffer,
+) -> Vec<wgpu::BufferBinding<'a>> {
+    let mut bindings = vec![whole(params), w.quants_binding(part), input, whole(output)];
+    bindings.extend(w.scales_binding(part));
+    bindings
+}
+
+/// A dispatch of `n` workgroups as an (x, y) grid within the per-dimension limit; shaders
+/// number workgroups `wg.y * groups.x + wg.x` and ignore those past `n`.
+pub(crate) fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
+    let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
+    let x = n.clamp(1, max);
+    let y = n.div_ceil(x);
+    if y > max {
+        return Err(Error::ModelTooLarge(format!(
+            "{what} needs {n} workgroups, more than this adapter dispatches"
+        )));
+    }
+    Ok([x as u32, y as u32])
+}
+
+/// Bytes a binding covers.
+pub(crate) fn binding_bytes(b: &wgpu::BufferBinding<'_>) -> u64 {
+    b.size
+        .map(|s| s.get())
+        .unwrap_or(b.buffer.size().saturating_sub(b.offset))
+}
+
+/// Check that `input` holds `n_tokens` rows of `w.cols` f32 and `y` holds `n_tokens` rows of
+/// `w.rows` f32 after `y_offset`, and that they are different buffers.
+fn check_io(
+    w: &GpuWeight,
+    x: &wgpu::BufferBinding<'_>,
+    n_tokens: u64,
+    y: &wgpu::Buffer,
+    y_offset: u64,
+) -> Result<()> {
+    let x_needed = n_tokens * w.cols * 4;
+    if binding_bytes(x) < x_needed {
+        return Err(Error::InvalidArgument(format!(
+            "`{}`: x holds {} bytes, {n_tokens} token(s) of {} values need {x_needed}",
+            w.name,
+            binding_bytes(x),
+            w.cols
+        )));
+    }
+    let y_end = y_offset + n_tokens * w.rows;
+    if y.size() < y_end * 4 || y_end > u32::MAX as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "`{}`: y holds {} bytes, outputs up to element {y_end} need {}",
+            w.name,
+            y.size(),
+            y_end * 4
+        )));
+    }
+    if x.buffer == y {
+        return Err(Error::InvalidArgument(format!(
+            "`{}`: x and y must be different buffers",
+            w.name
+        )));
+    }
+    Ok(())
+}
+
+/// How a matrix-vector product is spread over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatVecVariant {
+    /// Each invocation computes 8 rows, no barriers (CPU emulators).
+    RowsPerInvocation,
+    /// Several invocations per row and a tree reduction in workgroup memory (real GPUs).
+    RowsPerWorkgroup,
+}
+
+impl MatVecVariant {
+    pub fn for_context(ctx: &GpuContext) -> MatVecVariant {
+        match ctx.is_cpu {
+            true => MatVecVariant::RowsPerInvocation,
+            false => MatVecVariant::RowsPerWorkgroup,
+        }
+    }
+}
+
+/// y = W x (or y += W x) for one token.
+pub struct MatVec {
+    variant: MatVecVariant,
+    kernels: Vec<(GgmlType, Kernel)>,
+}
+
+impl MatVec {
+    /// The variant suited to the adapter, for every GPU type.
+    pub async fn new(ctx: &GpuContext) -> Result<MatVec> {
+        Self::with_variant(ctx, MatVecVariant::for_context(ctx)).await
+    }
+
+    /// A chosen variant (tests run both on one adapter).
+    pub async fn with_variant(ctx: &GpuContext, variant: MatVecVariant) -> Result<MatVec> {
+        let (family, driver) = match variant {
+            MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
+            MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP),
+        };
+        let driver = [MATVEC_COMMON, driver].join("\n");
+        Ok(MatVec {
+            variant,
+            kernels: compile(ctx, family, &driver).await?,
+        })
+    }
+
+    pub fn variant(&self) -> MatVecVariant {
+        self.variant
+    }
+
+    /// `y[y_offset + r] = dot(W row r, x)` for every row r of `w` (`+=` when `accumulate`):
+    /// one op per part of `w`. `x` holds `w.cols` f32.
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: wgpu::BufferBinding<'_>,
+        y: &wgpu::Buffer,
+        y_offset: u64,
+        accumulate: bool,
+    ) -> Result<Vec<Op>> {
+        check_io(w, &x, 1, y, y_offset)?;
+        let kernel = kernel_for(&self.kernels, w)?;
+        let units = w.cols.div_ceil(UNIT);
+        let threads_per_row = units.next_power_of_two().clamp(1, 64);
+        let mut ops = Vec::with_capacity(w.parts.len());
+        for part in &w.parts {
+            let params = WeightParams {
+                y_offset: (y_offset + part.first_row) as u32,
+                accumulate: accumulate as u32,
+                threads_per_row: threads_per_row as u32,
+                n_tokens: 1,
+                ..WeightParams::for_part(w, part)
+            };
+            let rows_per_workgroup = match self.variant {
+                MatVecVariant::RowsPerInvocation => ROWS_PER_WORKGROUP,
+                MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row,
+            };
+            let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
+            let params = uniform_buffer(ctx, &kernel.name, &params);
+            let bindings = part_bindings(w, part, &params, x.clone(), y);
+            ops.push(kernel.op(ctx, &bindings, [gx, gy, 1]));
+        }
+        Ok(ops)
+    }
+}
+
+/// How a batched product is spread over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatMulVariant {
+    /// Each invocation computes 8 rows x 4 tokens, no barriers (CPU emulators).
+    RowsPerInvocation,
+    /// 64-row x 32-token tiles staged in workgroup memory (real GPUs).
+    Tiled,
+}
+
+impl MatMulVariant {
+    pub fn for_context(ctx: &GpuContext) -> MatMulVariant {
+        match ctx.is_cpu {
+            true => MatMulVariant::RowsPerInvocation,
+            false => MatMulVariant::Tiled,
+        }
+    }
+}
+
+/// Y = X Wᵀ (or Y += X Wᵀ) for a batch of tokens: `Y[t, r] = dot(W row r, X[t])`.
+pub struct MatMul {
+    variant: MatMulVariant,
+    kernels: Vec<(GgmlType, Kernel)>,
+}
+
+impl MatMul {
+    /// The variant suited to the adapter, for every GPU type.
+    pub async fn new(ctx: &GpuContext) -> Result<MatMul> {
+        Self::with_variant(ctx, MatMulVariant::for_context(ctx)).await
+    }
+
+    /// A chosen variant (tests run both on one adapter).
+    pub async fn with_variant(ctx: &GpuContext, variant: MatMulVariant) -> Result<MatMul> {
+        let (family, driver) = match variant {
+            MatMulVariant::RowsPerInvocation => ("matmul_rows", MATMUL_ROWS),
+            MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
+        };
+        let driver = [MATVEC_COMMON, driver].join("\n");
+        Ok(MatMul {
+            variant,
+            kernels: compile(ctx, family, &driver).await?,
+        })
+    }
+
+    pub fn variant(&self) -> MatMulVariant {
+        self.variant
+    }
+
+    /// `Y[t, r]` at element `y_offset + t * w.rows + r` of `y` for the `n_tokens` rows of `x`
+    /// (f32 `[n_tokens, w.cols]`): one op per part of `w`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: wgpu::BufferBinding<'_>,
+        n_tokens: u32,
+        y: &wgpu::Buffer,
+        y_offset: u64,
+        accumulate: bool,
+    ) -> Result<Vec<Op>> {
+        if n_tokens == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "`{}`: a batch needs at least one token",
+                w.name
+            )));
+        }
+        check_io(w, &x, n_tokens as u64, y, y_offset)?;
+        let kernel = kernel_for(&self.kernels, w)?;
+        let (rows_per_workgroup, tokens_per_workgroup) = match self.variant {
+            MatMulVariant::RowsPerInvocation => (ROWS_PER_WORKGROUP, MATMUL_ROWS_TOKENS),
+            MatMulVariant::Tiled => (TILE_ROWS, TILE_TOKENS),
+        };
+        let gz = (n_tokens as u64).div_ceil(tokens_per_workgroup);
+        if gz > ctx.limits.max_compute_workgroups_per_dimension as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "`{}`: a batch of {n_tokens} tokens is more than one dispatch covers",
+                w.name
+            )));
+        }
+        let mut ops = Vec::with_capacity(w.parts.len());
+        for part in &w.parts {
+            let params = WeightParams {
+                y_offset: (y_offset + part.first_row) as u32,
+                y_stride: w.rows as u32,
+                n_tokens,
+                accumulate: accumulate as u32,
+                ..WeightParams::for_part(w, part)
+            };
+            let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
+            let params = uniform_buffer(ctx, &kernel.name, &params);
+            let bindings = part_bindings(w, part, &params, x.clone(), y);
+            ops.push(kernel.op(ctx, &bindings, [gx, gy, gz as u32]));
+        }
+        Ok(ops)
+    }
+}

@@ -1,0 +1,206 @@
+//! RMSNorm over the rows of a batch: `out = x / sqrt(mean(x^2) + eps) * w`.
+//!
+//! Two variants with the same bindings: one workgroup per row with a tree reduction
+//! (`rmsnorm.wgsl`, for real GPUs) and one invocation per row (`rmsnorm_rows.wgsl`, for CPU
+//! emulators, where workgroup barriers cost more than a serial sum of a few thousand values).
+//!
+//! This file also holds the shape checks the activation kernels (`rope`, `attention`, `ffn`)
+//! share: every op checks its bindings when it is made, so a wrong buffer is an error there and
+//! never an out-of-bounds read in a shader.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::GpuContext;
+
+const RMSNORM_WGSL: &str = include_str!("../../../shaders/rmsnorm.wgsl");
+const RMSNORM_ROWS_WGSL: &str = include_str!("../../../shaders/rmsnorm_rows.wgsl");
+
+/// Invocations per workgroup of the per-row reduction (a power of two).
+const ROW_WORKGROUP: u32 = 256;
+/// Rows per workgroup of the invocation-per-row variant.
+const ROWS_PER_WORKGROUP: u32 = 64;
+
+/// How a row is reduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormVariant {
+    /// One workgroup per row, tree reduction in workgroup memory (real GPUs).
+    RowPerWorkgroup,
+    /// One invocation per row, no barriers (CPU emulators).
+    RowPerInvocation,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    dim: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+pub struct RmsNorm {
+    kernel: Kernel,
+    variant: NormVariant,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// The variant suited to the adapter, with the model's epsilon.
+    pub async fn new(ctx: &GpuContext, config: &Config) -> Result<RmsNorm> {
+        let variant = match ctx.is_cpu {
+            true => NormVariant::RowPerInvocation,
+            false => NormVariant::RowPerWorkgroup,
+        };
+        Self::with_variant(ctx, config.rms_eps, variant).await
+    }
+
+    /// A chosen variant (tests run both on one adapter).
+    pub async fn with_variant(ctx: &GpuContext, eps: f32, variant: NormVariant) -> Result<RmsNorm> {
+        let kernel = match variant {
+            NormVariant::RowPerWorkgroup => {
+                let source = ShaderSource::new(RMSNORM_WGSL).define("WG", ROW_WORKGROUP);
+                Kernel::new(ctx, "rmsnorm", source).await?
+            }
+            NormVariant::RowPerInvocation => {
+                let source = ShaderSource::new(RMSNORM_ROWS_WGSL).define("WG", ROWS_PER_WORKGROUP);
+                Kernel::new(ctx, "rmsnorm_rows", source).await?
+            }
+        };
+        Ok(RmsNorm {
+            kernel,
+            variant,
+            eps,
+        })
+    }
+
+    pub fn variant(&self) -> NormVariant {
+        self.variant
+    }
+
+    /// `out[t] = rmsnorm(x[t]) * weight` for the step's `n_tokens` rows of `dim` values
+    /// (`x`, `out`: `[max_tokens][dim]`, different buffers; `weight`: `[dim]`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        x: wgpu::BufferBinding<'_>,
+        weight: wgpu::BufferBinding<'_>,
+        out: wgpu::BufferBinding<'_>,
+        dim: usize,
+        max_tokens: usize,
+    ) -> Result<Op> {
+        check_step(step)?;
+        check_tokens("rmsnorm", max_tokens)?;
+        let rows = max_tokens * dim;
+        check_f32(ctx, "rmsnorm input", &x, rows)?;
+        check_f32(ctx, "rmsnorm weight", &weight, dim)?;
+        check_f32(ctx, "rmsnorm output", &out, rows)?;
+        check_distinct("rmsnorm", &[&out], &[&x, &weight])?;
+        let params = Params {
+            dim: to_u32("dimension", dim)?,
+            eps: self.eps,
+            _pad: [0; 2],
+        };
+        let params = uniform_buffer(ctx, "rmsnorm params", &params);
+        let workgroups = match self.variant {
+            NormVariant::RowPerWorkgroup => max_tokens as u32,
+            NormVariant::RowPerInvocation => (max_tokens as u32).div_ceil(ROWS_PER_WORKGROUP),
+        };
+        Ok(self.kernel.op(
+            ctx,
+            &[whole(step), whole(&params), x, weight, out],
+            [workgroups, 1, 1],
+        ))
+    }
+}
+
+/// Tokens a batch op is made for: at least one, and at most one dispatch dimension.
+pub(crate) fn check_tokens(op: &str, max_tokens: usize) -> Result<()> {
+    if max_tokens == 0 || max_tokens > 65535 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: a batch of {max_tokens} tokens (1 to 65535 are possible)"
+        )));
+    }
+    Ok(())
+}
+
+/// The step-parameter uniform (`kernels::step_params_buffer`).
+pub(crate) fn check_step(step: &wgpu::Buffer) -> Result<()> {
+    let size = std::mem::size_of::<super::StepParams>() as u64;
+    if !step.usage().contains(wgpu::BufferUsages::UNIFORM) || step.size() < size {
+        return Err(Error::InvalidArgument(
+            "the step parameters must be the uniform buffer from step_params_buffer".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes a binding covers.
+pub(crate) fn binding_size(b: &wgpu::BufferBinding<'_>) -> u64 {
+    b.size
+        .map(|s| s.get())
+        .unwrap_or_else(|| b.buffer.size().saturating_sub(b.offset))
+}
+
+/// `b` is a storage binding this device accepts holding at least `floats` f32 values.
+pub(crate) fn check_f32(
+    ctx: &GpuContext,
+    what: &str,
+    b: &wgpu::BufferBinding<'_>,
+    floats: usize,
+) -> Result<()> {
+    let size = binding_size(b);
+    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
+    let problem = if !b.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        Some("is not a storage buffer".to_string())
+    } else if b.offset % align != 0 {
+        Some(format!(
+            "starts at {} (not a multiple of {align})",
+            b.offset
+        ))
+    } else if b.offset + size > b.buffer.size() {
+        Some("reaches past the end of its buffer".to_string())
+    } else if size > ctx.max_binding_size {
+        Some(format!(
+            "covers {size} bytes, over the binding limit of {}",
+            ctx.max_binding_size
+        ))
+    } else if size < floats as u64 * 4 {
+        Some(format!(
+            "holds {} f32 values, the op needs {floats}",
+            size / 4
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(Error::InvalidArgument(format!("{what} {p}"))),
+        None => Ok(()),
+    }
+}
+
+/// No buffer written by an op is bound a second time in it: WebGPU forbids a writable binding
+/// aliasing another, and reading one binding while writing another would race. Read-only
+/// bindings may share a buffer.
+pub(crate) fn check_distinct(
+    op: &str,
+    written: &[&wgpu::BufferBinding<'_>],
+    read: &[&wgpu::BufferBinding<'_>],
+) -> Result<()> {
+    for (i, w) in written.iter().enumerate() {
+        let others = written[i + 1..].iter().chain(read);
+        if others.into_iter().any(|b| b.buffer == w.buffer) {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: a buffer it writes is bound twice; outputs need buffers of their own"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn to_u32(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} {v} is too large")))
+}

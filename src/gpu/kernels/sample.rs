@@ -1,0 +1,288 @@
+//! Sampling on the GPU: the CPU sampler's chain (`crate::sampler`), random draws included, so
+//! the logits never leave the GPU and the sampled id feeds the next step's embedding directly.
+//!
+//! Two dispatches per token: `sample_keys` (one workgroup per 1024 logits: repetition penalty,
+//! order-preserving keys, per-chunk best) and `sample_pick` (one workgroup: top-k by counting
+//! passes, a sorted head, the CPU's sequential arithmetic, the draw). The algorithm, and where
+//! it can differ from the CPU, is described at the top of `shaders/sample_pick.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::GpuContext;
+use crate::sampler::SamplingParams;
+
+/// Parameters, the order-preserving key and the random number generator (`uniform01`, the
+/// WGSL port of [`crate::sampler::uniform`]) shared by the sampling shaders.
+pub const SAMPLE_COMMON_WGSL: &str = include_str!("../../../shaders/sample_common.wgsl");
+const SAMPLE_KEYS_WGSL: &str = include_str!("../../../shaders/sample_keys.wgsl");
+const SAMPLE_PICK_WGSL: &str = include_str!("../../../shaders/sample_pick.wgsl");
+
+/// Invocations per workgroup of `sample_keys`, and the groups of its two-level reduction.
+const WG: u32 = 256;
+const GROUPS: u32 = 16;
+/// Logits per invocation of `sample_keys`.
+const PER: u32 = 4;
+const CHUNK: u32 = WG * PER;
+/// Capacity of `sample_pick`'s sorted head: a top_k up to this runs entirely on the sorted
+/// head. Six arrays of it in workgroup memory (12 KiB of WebGPU's guaranteed 16 KiB).
+const HEAD: u32 = 512;
+/// Invocations of `sample_pick`'s one workgroup on a GPU. On a CPU adapter one workgroup runs
+/// on one thread as SIMD groups of 8 lanes (lavapipe) that each execute every branch of the
+/// loop body under a mask, so one group is fastest (measured on lavapipe, top_k 40: 3 ms with
+/// 8 invocations, 13 ms with 256, before the sort was made one pass).
+const PICK_WG_GPU: u32 = 256;
+const PICK_WG_CPU: u32 = 8;
+
+/// The parameters uniform (`SampleParams` in `shaders/sample_common.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
+pub struct SampleUniform {
+    /// 0: greedy.
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    /// 0 when the penalty is off.
+    pub repeat_last_n: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+}
+
+impl SampleUniform {
+    /// The uniform for `p`, with every "off" setting in the one form the shaders test for.
+    pub fn new(p: &SamplingParams) -> SampleUniform {
+        let penalty_on = p.repeat_penalty != 1.0 && p.repeat_last_n > 0;
+        SampleUniform {
+            temperature: if p.temperature > 0.0 {
+                p.temperature
+            } else {
+                0.0
+            },
+            top_k: p.top_k.min(u32::MAX as usize) as u32,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: if penalty_on {
+                p.repeat_last_n.min(u32::MAX as usize) as u32
+            } else {
+                0
+            },
+            seed_lo: p.seed as u32,
+            seed_hi: (p.seed >> 32) as u32,
+        }
+    }
+}
+
+/// The compiled sampling kernels and the buffers they keep between tokens.
+pub struct GpuSampler {
+    n_vocab: u32,
+    max_history: u32,
+    keys_kernel: Kernel,
+    pick_kernel: Kernel,
+    /// `SampleUniform`, written by `set_params`.
+    params: wgpu::Buffer,
+    /// `[count, ring[max_history]]`: the j-th id ever appended is at `1 + j % max_history`.
+    history: wgpu::Buffer,
+    /// The order-preserving key of each penalized logit (pass 1 to pass 2).
+    keys: wgpu::Buffer,
+    /// The best (key, id) of each chunk of `CHUNK` logits.
+    partials: wgpu::Buffer,
+}
+
+impl GpuSampler {
+    /// Compile the kernels for a vocabulary of `n_vocab` and a history ring of `max_history`
+    /// ids (the largest `repeat_last_n` that `set_params` will accept).
+    pub async fn new(ctx: &GpuContext, n_vocab: usize, max_history: usize) -> Result<GpuSampler> {
+        // Counts travel through f32 reductions in the shader: exact below 2^24.
+        if n_vocab == 0 || n_vocab >= 1 << 24 {
+            return Err(Error::InvalidArgument(format!(
+                "GPU sampler: n_vocab {n_vocab} must be in 1..2^24"
+            )));
+        }
+        if max_history == 0 || max_history >= 1 << 24 {
+            return Err(Error::InvalidArgument(format!(
+                "GPU sampler: max_history {max_history} must be in 1..2^24"
+            )));
+        }
+        let n = n_vocab as u32;
+        let n_partials = n.div_ceil(CHUNK);
+        let source = |body: &str| {
+            ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{body}"))
+                .define("N_VOCAB", n)
+                .define("HISTORY_CAP", max_history)
+                .define("WG", WG)
+                .define("GROUPS", GROUPS)
+        };
+        let keys_kernel = Kernel::new(
+            ctx,
+            "sample_keys",
+            source(SAMPLE_KEYS_WGSL).define("PER", PER),
+        )
+        .await?;
+        let pick_wg = std::env::var("ZZ_PICK_WG")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if ctx.is_cpu { PICK_WG_CPU } else { PICK_WG_GPU });
+        let pick_kernel = Kernel::new(
+            ctx,
+            "sample_pick",
+            ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{SAMPLE_PICK_WGSL}"))
+                .define("N_VOCAB", n)
+                .define("HISTORY_CAP", max_history)
+                .define("WG", pick_wg)
+                .define("N_PARTIALS", n_partials)
+                .define("HEAD", HEAD),
+        )
+        .await?;
+        let params = uniform_buffer(
+            ctx,
+            "sample params",
+            &SampleUniform::new(&SamplingParams::greedy()),
+        );
+        let history = storage_buffer(ctx, "sample history", (1 + max_history as u64) * 4);
+        ctx.queue
+            .write_buffer(&history, 0, bytemuck::bytes_of(&0u32));
+        Ok(GpuSampler {
+            n_vocab: n,
+            max_history: max_history as u32,
+            keys_kernel,
+            pick_kernel,
+            params,
+            history,
+            keys: storage_buffer(ctx, "sample keys", n as u64 * 4),
+            partials: storage_buffer(ctx, "sample partials", n_partials as u64 * 8),
+        })
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab as usize
+    }
+
+    /// Set the parameters for a generation and the ids generated or read so far (oldest
+    /// first; only the last `repeat_last_n` matter, the ring keeps the last `max_history`).
+    /// The kernel appends every sampled id to this history itself.
+    pub fn set_params(
+        &self,
+        ctx: &GpuContext,
+        params: &SamplingParams,
+        history: &[u32],
+    ) -> Result<()> {
+        params.validate()?;
+        let uniform = SampleUniform::new(params);
+        if uniform.repeat_last_n > self.max_history {
+            return Err(Error::InvalidArgument(format!(
+                "repeat_last_n {} exceeds the GPU sampler's history of {} ids",
+                params.repeat_last_n, self.max_history
+            )));
+        }
+        let kept = &history[history.len().saturating_sub(self.max_history as usize)..];
+        let mut words = Vec::with_capacity(1 + kept.len());
+        words.push(kept.len() as u32);
+        words.extend_from_slice(kept);
+        ctx.queue
+            .write_buffer(&self.params, 0, bytemuck::bytes_of(&uniform));
+        ctx.queue
+            .write_buffer(&self.history, 0, bytemuck::cast_slice(&words));
+        Ok(())
+    }
+
+    /// The two dispatches that sample one token from `logits` (f32, n_vocab: the last token's
+    /// row) at step `StepParams::sample_step` of `step_params`. The id goes to `tokens_out`
+    /// (u32 at index 0 of the binding: the next step's embedding input), to
+    /// `ids_out[sample_step % len]` (u32: read back by the CPU when it wants) and to the
+    /// history ring.
+    pub fn op(
+        &self,
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        step_params: &wgpu::Buffer,
+        tokens_out: wgpu::BufferBinding<'_>,
+        ids_out: &wgpu::Buffer,
+    ) -> Result<Vec<Op>> {
+        let bad = |what: String| Err(Error::InvalidArgument(format!("GPU sampler: {what}")));
+        let n_bytes = self.n_vocab as u64 * 4;
+        if logits.size() < n_bytes {
+            return bad(format!(
+                "logits buffer holds {} bytes, {} logits need {n_bytes}",
+                logits.size(),
+                self.n_vocab
+            ));
+        }
+        if n_bytes > ctx.max_binding_size {
+            return bad(format!(
+                "{} logits exceed one binding ({} bytes)",
+                self.n_vocab, ctx.max_binding_size
+            ));
+        }
+        if step_params.size() < std::mem::size_of::<super::StepParams>() as u64 {
+            return bad("the step params buffer is smaller than StepParams".into());
+        }
+        let out_size = tokens_out.size.map_or(
+            tokens_out.buffer.size().saturating_sub(tokens_out.offset),
+            |s| s.get(),
+        );
+        if out_size < 4
+            || tokens_out.offset % ctx.limits.min_storage_buffer_offset_alignment as u64 != 0
+        {
+            return bad(format!(
+                "tokens_out needs 4 bytes at an offset aligned to {} (got {out_size} at {})",
+                ctx.limits.min_storage_buffer_offset_alignment, tokens_out.offset
+            ));
+        }
+        if ids_out.size() < 4 {
+            return bad("ids_out needs at least 4 bytes".into());
+        }
+        let logits = crate::gpu::kernel::range(logits, 0, n_bytes);
+        let keys = self.keys_kernel.op(
+            ctx,
+            &[
+                logits,
+                whole(&self.params),
+                whole(&self.history),
+                whole(&self.keys),
+                whole(&self.partials),
+            ],
+            [self.n_vocab.div_ceil(CHUNK), 1, 1],
+        );
+        let pick = self.pick_kernel.op(
+            ctx,
+            &[
+                whole(&self.keys),
+                whole(&self.partials),
+                whole(&self.params),
+                whole(step_params),
+                whole(&self.history),
+                tokens_out,
+                whole(ids_out),
+            ],
+            [1, 1, 1],
+        );
+        Ok(vec![keys, pick])
+    }
+
+    /// The history ring as the kernels see it (`[count, ring...]`), for tests and debugging.
+    pub fn history_buffer(&self) -> &wgpu::Buffer {
+        &self.history
+    }
+
+    /// The last `min(count, max_history)` ids of the history, oldest first.
+    pub async fn read_history(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
+        let bytes = crate::gpu::kernel::read_buffer(
+            ctx,
+            &self.history,
+            0,
+            (1 + self.max_history as u64) * 4,
+        )
+        .await?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let count = words[0];
+        let cap = self.max_history;
+        let kept = count.min(cap);
+        Ok((count - kept..count)
+            .map(|j| words[1 + (j % cap) as usize])
+            .collect())
+    }
+}

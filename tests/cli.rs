@@ -1,0 +1,379 @@
+//! The `llama-wgpu` binary end to end: generate (text and JSON, raw prompt and chat), tokenize
+//! (argument, special tokens, stdin), inspect, and the one-line errors.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Greedy continuation of "Once upon a time" (30 tokens, no BOS), from shared/TOOLCHAIN.md.
+const CONTINUATION: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
+skyscrapers and bustling streets. But as the years went by, the city began to lose";
+const ONCE_UPON_A_TIME: [u64; 4] = [6403, 1980, 253, 655];
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_llama-wgpu"))
+}
+
+/// Runs the binary with `args` (and `stdin`, when given, on its standard input).
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the llama-wgpu binary starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and insists on success, returning stdout.
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let o = run(args, stdin);
+    assert!(
+        o.status.success(),
+        "llama-wgpu {args:?} failed ({}):\n{}",
+        o.status,
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs and insists on a failure reported as exactly one line `error [CODE]: ...` on stderr.
+fn fails_with(args: &[&str], code: &str) -> String {
+    let o = run(args, None);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "llama-wgpu {args:?} succeeded; stdout:\n{}",
+        stdout(&o)
+    );
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {}\n{err}", o.status);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{args:?} panicked:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one line on stderr, got:\n{err}"
+    );
+    let prefix = format!("error [{code}]: ");
+    assert!(
+        lines[0].starts_with(&prefix) && lines[0].len() > prefix.len(),
+        "{args:?}: expected `{prefix}...`, got: {}",
+        lines[0]
+    );
+    lines[0].to_string()
+}
+
+fn model() -> Option<String> {
+    common::default_model().map(|p| p.to_str().expect("UTF-8 model path").to_string())
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+/// A scratch file in Cargo's per-test-target temp folder.
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let p =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn generate_prints_the_reference_continuation() {
+    let Some(m) = model() else { return };
+    let args = [
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "Once upon a time",
+        "--max-tokens",
+        "30",
+        "--temperature",
+        "0",
+        "--device",
+        "cpu",
+    ];
+    let o = run(&args, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{CONTINUATION}\n"));
+    // The statistics go to stderr.
+    let err = stderr(&o);
+    assert!(err.contains("4 prompt tokens, 30 generated"), "{err}");
+    assert!(err.contains("tok/s"), "{err}");
+}
+
+#[test]
+fn generate_json() {
+    let Some(m) = model() else { return };
+    let out = ok(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "Once upon a time",
+            "--max-tokens",
+            "30",
+            "--temperature",
+            "0",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.trim_end().lines().count(), 1, "one JSON object: {out}");
+    let v = json(&out);
+    assert_eq!(ids(&v["prompt_ids"]), ONCE_UPON_A_TIME);
+    assert_eq!(ids(&v["ids"]).len(), 30);
+    assert_eq!(v["text"], CONTINUATION);
+    assert_eq!(v["stop_reason"], "length");
+    for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
+        let rate = v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));
+        assert!(rate > 0.0 && rate.is_finite(), "{key} = {rate}");
+    }
+}
+
+#[test]
+fn generate_chat_json() {
+    let Some(m) = model() else { return };
+    let out = ok(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--chat",
+            "What is 2+2?",
+            "--max-tokens",
+            "16",
+            "--temperature",
+            "0",
+            "--json",
+        ],
+        None,
+    );
+    let v = json(&out);
+    let prompt = ids(&v["prompt_ids"]);
+    assert_eq!(
+        prompt.first(),
+        Some(&1),
+        "starts with <|im_start|>: {prompt:?}"
+    );
+    assert!(prompt.len() > 5, "{prompt:?}");
+    let stop = v["stop_reason"].as_str().unwrap();
+    assert!(stop == "eos" || stop == "length", "{stop}");
+    let generated = ids(&v["ids"]);
+    assert!(
+        !generated.is_empty() && generated.len() <= 16,
+        "{generated:?}"
+    );
+    assert!(v["text"].is_string());
+}
+
+#[test]
+fn tokenize_text_special_and_stdin() {
+    let Some(m) = model() else { return };
+    let tok = |extra: &[&str], stdin: Option<&str>| {
+        let mut args = vec!["tokenize", "--model", &m];
+        args.extend_from_slice(extra);
+        ok(&args, stdin)
+    };
+
+    assert_eq!(
+        ids(&json(&tok(&["Once upon a time"], None))),
+        ONCE_UPON_A_TIME
+    );
+    // Special-token text is one token only when asked.
+    assert_eq!(
+        ids(&json(&tok(&["--parse-special", "<|im_start|>"], None))),
+        [1]
+    );
+    let plain = ids(&json(&tok(&["<|im_start|>"], None)));
+    assert!(plain.len() > 1 && !plain.contains(&1), "{plain:?}");
+
+    // Stdin: one JSON string per line in, one JSON array per line out (blank lines skipped).
+    let input = "\"Once upon a time\"\n\n\"<|im_start|>user\\nHi\"\n\"\"\n";
+    let out = tok(&["--parse-special"], Some(input));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(ids(&json(lines[0])), ONCE_UPON_A_TIME);
+    let second = ids(&json(lines[1]));
+    assert_eq!(second.first(), Some(&1), "{second:?}");
+    assert!(ids(&json(lines[2])).is_empty());
+
+    // A line that is not a JSON string is an argument error.
+    let o = run(&["tokenize", "--model", &m], Some("not json\n"));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).starts_with("error [INVALID_ARGUMENT]: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tokenize_add_special_on_a_vocab_only_gguf() {
+    // llama.cpp's vocab-only SentencePiece GGUF (no tensors), fetched by `./build.sh setup`.
+    let Some(vocab) = common::vocab_path("llama-spm") else {
+        return;
+    };
+    let v = vocab.to_str().unwrap();
+    let with = ids(&json(&ok(
+        &["tokenize", "--model", v, "--add-special", "Hello world"],
+        None,
+    )));
+    assert_eq!(with.first(), Some(&1), "BOS first: {with:?}");
+    let without = ids(&json(&ok(&["tokenize", "--model", v, "Hello world"], None)));
+    assert_eq!(with[1..], without[..], "BOS is the only addition");
+    assert_ne!(without.first(), Some(&1));
+}
+
+#[test]
+fn inspect_shows_the_tensor_table_and_model() {
+    let Some(m) = model() else { return };
+    let n_tensors = llama_wgpu::gguf::GgufFile::open(&m)
+        .unwrap()
+        .header
+        .tensors
+        .len();
+    let out = ok(&["inspect", "--model", &m], None);
+    assert!(
+        out.lines()
+            .any(|l| l.trim() == format!("tensors ({n_tensors}):")),
+        "no `tensors ({n_tensors}):` line"
+    );
+    assert!(out.contains("token_embd.weight"));
+    assert!(out.contains("general.architecture"));
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("model: "))
+        .unwrap_or_else(|| panic!("no model summary line in:\n{out}"));
+    assert!(
+        summary.starts_with("model: llama")
+            && summary.contains("dim 576")
+            && summary.contains("30 layers")
+            && summary.contains("vocab 49152")
+            && summary.contains("tied embeddings: true"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn errors_are_one_line_with_a_code() {
+    // A file that is not GGUF.
+    let junk = scratch(
+        "junk.gguf",
+        b"this is a text file, not a GGUF model at all\n",
+    );
+    let junk = junk.to_str().unwrap();
+    let line = fails_with(
+        &["generate", "--model", junk, "--prompt", "hi"],
+        "GGUF_INVALID",
+    );
+    assert!(line.contains("magic"), "{line}");
+    fails_with(&["tokenize", "--model", junk, "hi"], "GGUF_INVALID");
+    fails_with(&["inspect", "--model", junk], "GGUF_INVALID");
+
+    // A path that does not exist.
+    let missing = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no/such/model.gguf");
+    let missing = missing.to_str().unwrap();
+    fails_with(
+        &["generate", "--model", missing, "--prompt", "hi"],
+        "IO_ERROR",
+    );
+    fails_with(&["inspect", "--model", missing], "IO_ERROR");
+
+    let Some(m) = model() else { return };
+    // The first megabyte of the real model.
+    let mut head = std::fs::read(&m).unwrap();
+    head.truncate(1_000_000);
+    let truncated = scratch("truncated.gguf", &head);
+    let truncated = truncated.to_str().unwrap();
+    fails_with(
+        &["generate", "--model", truncated, "--prompt", "hi"],
+        "GGUF_INVALID",
+    );
+    fails_with(&["inspect", "--model", truncated], "GGUF_INVALID");
+
+    // An unknown device.
+    let line = fails_with(
+        &[
+            "generate", "--model", &m, "--prompt", "hi", "--device", "tpu",
+        ],
+        "INVALID_ARGUMENT",
+    );
+    assert!(line.contains("tpu"), "{line}");
+    // The GPU decoder: it runs where an adapter exists (lavapipe counts); where it cannot run,
+    // a one-line error with a GPU code.
+    let args = [
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "hi",
+        "--device",
+        "gpu",
+        "--max-tokens",
+        "1",
+        "--temperature",
+        "0",
+    ];
+    let o = run(&args, None);
+    if !o.status.success() {
+        // Graphics drivers may write their own notes to stderr (mesa: "error: XDG_RUNTIME_DIR
+        // is invalid ..."); of the CLI's own lines there must be exactly one.
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "--device gpu panicked:\n{err}");
+        let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("error [")).collect();
+        assert_eq!(ours.len(), 1, "{err}");
+        let codes = [
+            "INVALID_ARGUMENT",
+            "WEBGPU_UNAVAILABLE",
+            "GPU_ERROR",
+            "MODEL_TOO_LARGE",
+            "DEVICE_LOST",
+        ];
+        assert!(
+            codes
+                .iter()
+                .any(|c| ours[0].starts_with(&format!("error [{c}]: "))),
+            "--device gpu failed without a GPU error code:\n{err}"
+        );
+    }
+    // Sampling parameters out of range.
+    let line = fails_with(
+        &["generate", "--model", &m, "--prompt", "hi", "--top-p", "2"],
+        "INVALID_ARGUMENT",
+    );
+    assert!(line.contains("top_p"), "{line}");
+}

@@ -1,0 +1,240 @@
+//! The generation loop through the public `Engine` API, on the default model with the CPU
+//! reference decoder: stop strings, token and context limits, chat KV-cache reuse, seeded
+//! sampling and cancellation.
+
+mod common;
+
+use llama_wgpu::chat::Message;
+use llama_wgpu::sampler::SamplingParams;
+use llama_wgpu::{Device, Engine, EngineOptions, Error, GenerateOptions, StopReason};
+
+/// Greedy continuation of "Once upon a time" (30 tokens, no BOS), from shared/TOOLCHAIN.md.
+const CONTINUATION: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
+skyscrapers and bustling streets. But as the years went by, the city began to lose";
+const ONCE_UPON_A_TIME: [u32; 4] = [6403, 1980, 253, 655];
+
+fn load(context_length: usize) -> Option<Engine> {
+    let path = common::default_model()?;
+    let options = EngineOptions {
+        device: Device::Cpu,
+        context_length: Some(context_length),
+    };
+    Some(Engine::load(path, &options).expect("the default model loads"))
+}
+
+fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    }
+}
+
+fn ignore(_: &str) -> bool {
+    true
+}
+
+#[test]
+fn a_stop_string_ends_generation_before_it() {
+    let Some(mut engine) = load(256) else { return };
+    assert_eq!(
+        engine.encode_prompt("Once upon a time").unwrap(),
+        ONCE_UPON_A_TIME
+    );
+    let options = GenerateOptions {
+        stop: vec![" Haven".to_string()],
+        ..greedy(30)
+    };
+    let mut streamed = String::new();
+    let g = engine
+        .generate("Once upon a time", &options, &mut |piece| {
+            streamed.push_str(piece);
+            true
+        })
+        .unwrap();
+    assert_eq!(g.stop_reason, StopReason::Stop);
+    assert_eq!(g.stop_reason.as_str(), "stop");
+    assert_eq!(g.text, ", the city of Nova");
+    assert!(CONTINUATION.starts_with(&format!("{} Haven", g.text)));
+    assert_eq!(streamed, g.text, "the streamed pieces add up to the text");
+    assert!(
+        !streamed.contains("Haven"),
+        "the stop string is never emitted"
+    );
+    // The token that completed the stop string was generated (it is in ids), not emitted.
+    assert_eq!(g.stats.generated_tokens, g.ids.len());
+    assert!(g.ids.len() < 30);
+
+    // Without the stop string, the same engine gives the whole reference continuation, and
+    // the streamed pieces still add up to the text.
+    let mut streamed = String::new();
+    let g = engine
+        .generate("Once upon a time", &greedy(30), &mut |piece| {
+            streamed.push_str(piece);
+            true
+        })
+        .unwrap();
+    assert_eq!(g.text, CONTINUATION);
+    assert_eq!(streamed, g.text);
+    assert_eq!(g.stop_reason, StopReason::Length);
+}
+
+#[test]
+fn max_tokens_ends_with_length() {
+    let Some(mut engine) = load(256) else { return };
+    let g = engine
+        .generate("Once upon a time", &greedy(5), &mut ignore)
+        .unwrap();
+    assert_eq!(g.stop_reason, StopReason::Length);
+    assert_eq!(g.stop_reason.as_str(), "length");
+    assert_eq!(g.ids.len(), 5);
+    assert_eq!(g.stats.generated_tokens, 5);
+    assert_eq!(g.stats.prompt_tokens, 4);
+    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_context_overflow() {
+    let Some(mut engine) = load(16) else { return };
+    assert_eq!(engine.context_length(), 16);
+    let prompt: Vec<u32> = ONCE_UPON_A_TIME.iter().copied().cycle().take(40).collect();
+    match engine.generate_ids(&prompt, &greedy(5), &mut ignore) {
+        Err(Error::ContextOverflow { tokens, context }) => {
+            assert_eq!((tokens, context), (40, 16))
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    // The same through the text API, with its stable error code.
+    let text = "Once upon a time ".repeat(10);
+    let err = engine.generate(&text, &greedy(5), &mut ignore).unwrap_err();
+    assert!(
+        matches!(err, Error::ContextOverflow { context: 16, .. }),
+        "{err}"
+    );
+    assert_eq!(err.code(), "CONTEXT_OVERFLOW");
+
+    // The engine is still usable afterwards.
+    let g = engine
+        .generate("Once upon a time", &greedy(5), &mut ignore)
+        .unwrap();
+    assert_eq!(g.ids.len(), 5);
+    assert_eq!(g.stop_reason, StopReason::Length);
+    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+}
+
+#[test]
+fn a_full_context_during_generation_is_context_full() {
+    let Some(mut engine) = load(16) else { return };
+    let ids = engine
+        .encode_prompt("Once upon a time, in a small village nestled between rolling hills")
+        .unwrap();
+    assert!(ids.len() >= 10, "{ids:?}");
+    let prompt = &ids[..10];
+    let g = engine
+        .generate_ids(prompt, &greedy(100), &mut ignore)
+        .unwrap();
+    assert_eq!(g.stop_reason, StopReason::ContextFull);
+    // Reported like a token limit (OpenAI's finish_reason).
+    assert_eq!(g.stop_reason.as_str(), "length");
+    assert!(!g.ids.is_empty());
+    assert!(
+        prompt.len() + g.ids.len() <= 16,
+        "{} prompt + {} generated tokens in a context of 16",
+        prompt.len(),
+        g.ids.len()
+    );
+}
+
+#[test]
+fn a_second_chat_turn_reuses_the_kv_cache_and_matches_a_fresh_engine() {
+    let Some(mut engine) = load(256) else { return };
+    let options = greedy(10);
+    let mut messages = vec![Message::new("user", "What is 2+2?")];
+    let first = engine.chat(&messages, &options, &mut ignore).unwrap();
+    assert!(!first.ids.is_empty());
+    assert_eq!(
+        first.stats.cached_prompt_tokens, 0,
+        "a reset engine has nothing cached"
+    );
+
+    messages.push(Message::new("assistant", first.text.trim()));
+    messages.push(Message::new("user", "And 3+3?"));
+    let second = engine.chat(&messages, &options, &mut ignore).unwrap();
+    assert!(
+        second.stats.cached_prompt_tokens > 0,
+        "the second turn reran the whole conversation: {:?}",
+        second.stats
+    );
+    assert!(second.stats.cached_prompt_tokens < second.stats.prompt_tokens);
+    drop(engine);
+
+    let Some(mut fresh) = load(256) else { return };
+    let again = fresh.chat(&messages, &options, &mut ignore).unwrap();
+    assert_eq!(again.stats.cached_prompt_tokens, 0);
+    assert_eq!(again.stats.prompt_tokens, second.stats.prompt_tokens);
+    assert_eq!(again.ids, second.ids);
+    assert_eq!(again.text, second.text);
+    assert_eq!(again.stop_reason, second.stop_reason);
+}
+
+#[test]
+fn sampling_is_reproducible_per_seed() {
+    let Some(mut engine) = load(256) else { return };
+    let sample = |engine: &mut Engine, seed: u64| {
+        let options = GenerateOptions {
+            max_tokens: 10,
+            sampling: SamplingParams {
+                temperature: 0.8,
+                seed,
+                ..SamplingParams::default()
+            },
+            stop: Vec::new(),
+        };
+        engine
+            .generate("Once upon a time", &options, &mut ignore)
+            .unwrap()
+    };
+    let a = sample(&mut engine, 7);
+    engine.reset();
+    let b = sample(&mut engine, 7);
+    assert_eq!(a.ids, b.ids, "the same seed gives the same tokens");
+    assert_eq!(a.text, b.text);
+    // The cached prompt must not change the draw either.
+    let c = sample(&mut engine, 7);
+    assert_eq!(a.ids, c.ids);
+
+    let others: Vec<String> = (8..13).map(|seed| sample(&mut engine, seed).text).collect();
+    assert!(
+        others.iter().any(|t| *t != a.text),
+        "seeds 8..13 all gave the text of seed 7: {:?}",
+        a.text
+    );
+}
+
+#[test]
+fn a_callback_returning_false_cancels() {
+    let Some(mut engine) = load(256) else { return };
+    let mut pieces = Vec::new();
+    let g = engine
+        .generate("Once upon a time", &greedy(30), &mut |piece| {
+            pieces.push(piece.to_string());
+            false
+        })
+        .unwrap();
+    assert_eq!(g.stop_reason, StopReason::Cancelled);
+    assert_eq!(
+        pieces.len(),
+        1,
+        "no piece after the callback said stop: {pieces:?}"
+    );
+    assert_eq!(g.text, pieces[0]);
+    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+    assert!(g.ids.len() < 30, "{} tokens", g.ids.len());
+
+    // Cancelling leaves the engine usable.
+    let g = engine
+        .generate("Once upon a time", &greedy(3), &mut ignore)
+        .unwrap();
+    assert_eq!(g.stop_reason, StopReason::Length);
+    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+}

@@ -1,0 +1,654 @@
+//! The quantized-weight kernels (matvec, batched matmul, embedding gather) on the machine's
+//! adapter (lavapipe in CI) against the CPU: `quant::dequantize` (bit-exact with ggml) and a
+//! dot product in f64. Every type with a GPU kernel, both variants of each product, the default
+//! model's real tensors and shapes, random valid blocks, awkward shapes, tensors split across
+//! bindings, streaming upload in odd pieces, and the error paths.
+//!
+//! Tolerance of a dot product over `cols` terms: the GPU decodes each weight with at most one
+//! f32 rounding (the f16 scales times small integers are exact in f32; `d * q + m` and the like
+//! round once), rounds each product once, and adds the terms in f32 in its own order (vec4 lanes,
+//! units, a tree across invocations). The classic bound for any summation order is
+//! `(n - 1) u sum|terms|` with u = 2^-24, so |gpu - exact| <= (cols + 2) u sum|w x| to first
+//! order; we allow (cols + 4) u sum|w x|. This is measured against sum|w x|, not against the
+//! (possibly cancelling) result, so it is tight where it matters: a wrong nibble, scale or row
+//! moves a result by a sizeable fraction of sum|w x|, thousands of times this bound.
+//! An embedding row is the decoded weights themselves: the shader does the same f32 operations
+//! as `quant.rs` (products of an f16 by small integers are exact, then one rounding), so it may
+//! differ by at most one rounding of a contracted multiply-add: 1 ulp.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use llama_wgpu::gguf::{GgufFile, TensorInfo};
+use llama_wgpu::gpu::kernel::{read_buffer, read_f32, storage_buffer, submit_ops, whole, Op};
+use llama_wgpu::gpu::kernels::embed::Embed;
+use llama_wgpu::gpu::kernels::matvec::{MatMul, MatMulVariant, MatVec, MatVecVariant};
+use llama_wgpu::gpu::weights::{upload_f32_vector, GpuWeight, GPU_TYPES};
+use llama_wgpu::gpu::{GpuContext, GpuOptions};
+use llama_wgpu::quant::{self, GgmlType};
+
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// A device with every pipeline of this family compiled.
+struct Gpu {
+    ctx: GpuContext,
+    matvecs: [MatVec; 2],
+    matmuls: [MatMul; 2],
+    embed: Embed,
+}
+
+impl Gpu {
+    fn open(options: GpuOptions) -> Gpu {
+        let ctx = GpuContext::new_blocking(&options)
+            .expect("a GPU adapter (lavapipe: apt mesa-vulkan-drivers)");
+        let started = std::time::Instant::now();
+        let gpu = pollster::block_on(async {
+            Gpu {
+                matvecs: [
+                    MatVec::with_variant(&ctx, MatVecVariant::RowsPerInvocation)
+                        .await
+                        .unwrap(),
+                    MatVec::with_variant(&ctx, MatVecVariant::RowsPerWorkgroup)
+                        .await
+                        .unwrap(),
+                ],
+                matmuls: [
+                    MatMul::with_variant(&ctx, MatMulVariant::RowsPerInvocation)
+                        .await
+                        .unwrap(),
+                    MatMul::with_variant(&ctx, MatMulVariant::Tiled)
+                        .await
+                        .unwrap(),
+                ],
+                embed: Embed::new(&ctx).await.unwrap(),
+                ctx,
+            }
+        });
+        eprintln!(
+            "adapter: {}; 35 pipelines compiled in {:.2} s",
+            gpu.ctx.describe(),
+            started.elapsed().as_secs_f64()
+        );
+        gpu
+    }
+}
+
+/// The default device, shared by the tests of this file.
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::open(GpuOptions::default()))
+}
+
+/// Bindings limited to 64 KiB, so that tensors of a few hundred KiB split into parts.
+const SMALL_BINDING: u64 = 64 << 10;
+
+fn small_binding_gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::open(GpuOptions {
+            max_binding_size: Some(SMALL_BINDING),
+            ..GpuOptions::default()
+        })
+    })
+}
+
+/// A tensor's GGUF bytes and its values as `quant.rs` decodes them.
+struct Tensor {
+    info: TensorInfo,
+    bytes: Vec<u8>,
+    values: Vec<f32>,
+}
+
+impl Tensor {
+    fn new(info: TensorInfo, bytes: Vec<u8>) -> Tensor {
+        let values = quant::dequantize_tensor(&info, &bytes).unwrap();
+        Tensor {
+            info,
+            bytes,
+            values,
+        }
+    }
+
+    fn from_file(file: &GgufFile, name: &str) -> Tensor {
+        let info = file.header.tensor(name).unwrap().clone();
+        let bytes = file.read_tensor(&info).unwrap();
+        Tensor::new(info, bytes)
+    }
+
+    /// Random valid blocks of `ty`: random bytes, with every f16 scale field set to a small
+    /// finite value (random bytes would give infinities and NaNs).
+    fn random(ty: GgmlType, rows: u64, cols: u64, rng: &mut Rng) -> Tensor {
+        let n_bytes = ty.bytes_for(rows * cols).unwrap();
+        let mut bytes: Vec<u8> = (0..n_bytes).map(|_| rng.next() as u8).collect();
+        for block in bytes.chunks_exact_mut(ty.type_size() as usize) {
+            let f16_fields: &[usize] = match ty {
+                GgmlType::F32 => {
+                    block.copy_from_slice(&rng.uniform(1.0).to_le_bytes());
+                    &[]
+                }
+                GgmlType::F16 => &[0],
+                GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+                GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
+                GgmlType::Q6_K => &[208],
+                _ => unreachable!("{ty} has no GPU kernel"),
+            };
+            for &at in f16_fields {
+                let scale = half::f16::from_f32(rng.uniform(0.05));
+                block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+            }
+        }
+        let info = TensorInfo {
+            name: format!("random.{ty}.{rows}x{cols}"),
+            dims: vec![cols, rows],
+            ty,
+            offset: 0,
+            n_bytes,
+        };
+        Tensor::new(info, bytes)
+    }
+
+    fn rows_cols(&self) -> (usize, usize) {
+        let (rows, cols) = self.info.rows_cols();
+        (rows as usize, cols as usize)
+    }
+
+    /// Per row r: (dot(row r, x) in f64, sum |w x|).
+    fn dot_rows(&self, x: &[f32]) -> Vec<(f64, f64)> {
+        let (_, cols) = self.rows_cols();
+        self.values
+            .chunks_exact(cols)
+            .map(|row| {
+                row.iter().zip(x).fold((0.0, 0.0), |(s, a), (&w, &x)| {
+                    let p = w as f64 * x as f64;
+                    (s + p, a + p.abs())
+                })
+            })
+            .collect()
+    }
+}
+
+/// splitmix64: deterministic test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-scale, scale).
+    fn uniform(&mut self, scale: f32) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(1.0)).collect()
+    }
+}
+
+/// A storage buffer holding `values` (activations are bound whole, whatever the weight limit).
+fn f32_buffer(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
+    let buffer = storage_buffer(ctx, "f32", values.len() as u64 * 4);
+    ctx.queue
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+    buffer
+}
+
+fn run(ctx: &GpuContext, ops: &[Op]) {
+    submit_ops(ctx, &ops.iter().collect::<Vec<_>>());
+}
+
+fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    let values = pollster::block_on(read_f32(ctx, buffer, 0, n)).unwrap();
+    ctx.check().unwrap();
+    values
+}
+
+/// Outputs land after a few guard values and before a few more, to catch stray writes.
+const GUARD: usize = 3;
+
+/// Check `got` (the whole output buffer) against `y0 + products` at `GUARD..`, and that the
+/// guards kept their values from `y0`.
+fn assert_products(what: &str, got: &[f32], y0: &[f32], products: &[(f64, f64)], cols: usize) {
+    let n = products.len();
+    assert_eq!(
+        &got[..GUARD],
+        &y0[..GUARD],
+        "{what}: wrote before its output"
+    );
+    assert_eq!(
+        &got[GUARD + n..],
+        &y0[GUARD + n..],
+        "{what}: wrote past its output"
+    );
+    let mut worst = 0f64;
+    for (i, &(dot, abs)) in products.iter().enumerate() {
+        // NaN marks an output the kernel must overwrite (not accumulate into).
+        let base = match y0[GUARD + i] {
+            v if v.is_nan() => 0.0,
+            v => v as f64,
+        };
+        let want = base + dot;
+        let tol = (cols as f64 + 4.0) * U * abs + 2.0 * U * (base.abs() + abs);
+        let err = (got[GUARD + i] as f64 - want).abs();
+        assert!(
+            err <= tol,
+            "{what}: output {i} is {} but the CPU says {want} (error {err:e}, tolerance {tol:e}, \
+             sum|w x| {abs})",
+            got[GUARD + i]
+        );
+        worst = worst.max(err / tol.max(f64::MIN_POSITIVE));
+    }
+    assert!(
+        products.iter().filter(|p| p.1 > 0.0).count() * 2 >= n,
+        "{what}: test data should be mostly non-zero"
+    );
+    if worst > 0.0 {
+        eprintln!("{what}: worst error is {worst:.2} of the tolerance");
+    }
+}
+
+/// Guards and, when `accumulate`, starting values: random; else NaN, which must be overwritten.
+fn initial_output(n: usize, accumulate: bool, rng: &mut Rng) -> Vec<f32> {
+    (0..n + 2 * GUARD)
+        .map(|i| match accumulate || i < GUARD || i >= GUARD + n {
+            true => rng.uniform(4.0),
+            false => f32::NAN,
+        })
+        .collect()
+}
+
+/// y = W x through `matvec` into a buffer with guards; checked against the CPU.
+fn check_matvec(
+    gpu: &Gpu,
+    matvec: &MatVec,
+    w: &GpuWeight,
+    t: &Tensor,
+    accumulate: bool,
+    seed: u64,
+) {
+    let ctx = &gpu.ctx;
+    let (rows, cols) = t.rows_cols();
+    let mut rng = Rng(seed);
+    let x = rng.vec(cols);
+    let y0 = initial_output(rows, accumulate, &mut rng);
+    let xb = f32_buffer(ctx, &x);
+    let yb = f32_buffer(ctx, &y0);
+    let ops = matvec
+        .op(ctx, w, whole(&xb), &yb, GUARD as u64, accumulate)
+        .unwrap();
+    assert_eq!(ops.len(), w.parts.len());
+    run(ctx, &ops);
+    let got = read(ctx, &yb, y0.len());
+    let what = format!(
+        "{:?} {} ({rows}x{cols} {}{})",
+        matvec.variant(),
+        t.info.name,
+        t.info.ty,
+        if accumulate { ", accumulate" } else { "" }
+    );
+    assert_products(&what, &got, &y0, &t.dot_rows(&x), cols);
+}
+
+/// Y = X Wᵀ for `n_tokens` tokens through `matmul`; checked against the CPU token by token.
+fn check_matmul(
+    gpu: &Gpu,
+    matmul: &MatMul,
+    w: &GpuWeight,
+    t: &Tensor,
+    n_tokens: usize,
+    accumulate: bool,
+) {
+    let ctx = &gpu.ctx;
+    let (rows, cols) = t.rows_cols();
+    let mut rng = Rng(n_tokens as u64);
+    let x = rng.vec(n_tokens * cols);
+    let y0 = initial_output(n_tokens * rows, accumulate, &mut rng);
+    let xb = f32_buffer(ctx, &x);
+    let yb = f32_buffer(ctx, &y0);
+    let ops = matmul
+        .op(
+            ctx,
+            w,
+            whole(&xb),
+            n_tokens as u32,
+            &yb,
+            GUARD as u64,
+            accumulate,
+        )
+        .unwrap();
+    run(ctx, &ops);
+    let got = read(ctx, &yb, y0.len());
+    let products: Vec<(f64, f64)> = x.chunks_exact(cols).flat_map(|xt| t.dot_rows(xt)).collect();
+    let what = format!(
+        "{:?} {} ({rows}x{cols} {}, {n_tokens} tokens{})",
+        matmul.variant(),
+        t.info.name,
+        t.info.ty,
+        if accumulate { ", accumulate" } else { "" }
+    );
+    assert_products(&what, &got, &y0, &products, cols);
+}
+
+/// Gather `ids` from the table; ids past it must read its last row.
+fn check_embed(gpu: &Gpu, w: &GpuWeight, t: &Tensor, ids: &[u32]) {
+    let ctx = &gpu.ctx;
+    let (rows, cols) = t.rows_cols();
+    let ids_buffer = storage_buffer(ctx, "ids", ids.len() as u64 * 4);
+    ctx.queue
+        .write_buffer(&ids_buffer, 0, bytemuck::cast_slice(ids));
+    let out = f32_buffer(ctx, &vec![f32::NAN; ids.len() * cols]);
+    let ops = gpu
+        .embed
+        .op(ctx, w, whole(&ids_buffer), &out, ids.len() as u32)
+        .unwrap();
+    run(ctx, &ops);
+    let got = read(ctx, &out, ids.len() * cols);
+    for (t_i, &id) in ids.iter().enumerate() {
+        let row = (id as usize).min(rows - 1);
+        let want = &t.values[row * cols..][..cols];
+        for (k, (&g, &v)) in got[t_i * cols..][..cols].iter().zip(want).enumerate() {
+            assert!(
+                (g - v).abs() <= v.abs() * f32::EPSILON,
+                "embed {} ({}): token {t_i} (id {id}) value {k} is {g}, CPU {v}",
+                t.info.name,
+                t.info.ty
+            );
+        }
+    }
+}
+
+/// Every product and the gather for one tensor.
+fn check_all_kernels(gpu: &Gpu, t: &Tensor, n_tokens: usize) {
+    let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
+    for (i, matvec) in gpu.matvecs.iter().enumerate() {
+        check_matvec(gpu, matvec, &w, t, i == 1, 11 + i as u64);
+    }
+    for (i, matmul) in gpu.matmuls.iter().enumerate() {
+        check_matmul(gpu, matmul, &w, t, n_tokens, i == 0);
+    }
+    let rows = t.info.rows_cols().0 as u32;
+    check_embed(gpu, &w, t, &[0, rows - 1, rows / 2, rows, u32::MAX]);
+}
+
+#[test]
+fn default_model_tensors_match_the_cpu() {
+    let Some(path) = common::default_model() else {
+        return;
+    };
+    let gpu = gpu();
+    let file = GgufFile::open(path).unwrap();
+    // 576->576, 576->192, 576->1536, 1536->576 (Q4_1) and the tied LM head 576->49152 (Q8_0).
+    for name in [
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.ffn_up.weight",
+        "blk.0.ffn_down.weight",
+    ] {
+        check_all_kernels(gpu, &Tensor::from_file(&file, name), 13);
+    }
+    let head = Tensor::from_file(&file, "token_embd.weight");
+    let w = GpuWeight::upload(&gpu.ctx, &head.info, &head.bytes).unwrap();
+    for (i, matvec) in gpu.matvecs.iter().enumerate() {
+        check_matvec(gpu, matvec, &w, &head, false, 7 + i as u64);
+    }
+    check_matmul(gpu, &gpu.matmuls[0], &w, &head, 3, false);
+    check_embed(gpu, &w, &head, &[6403, 1980, 253, 655, 0, 49151, 49152]);
+}
+
+#[test]
+fn random_blocks_of_every_type_match_the_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng(5);
+    for ty in GPU_TYPES {
+        let block_cols = ty.block_size().max(32);
+        // Rows not a multiple of any workgroup; a row of one block; rows of several blocks.
+        for (rows, cols, n_tokens) in [
+            (1000, 2 * block_cols, 9),
+            (7, block_cols, 33),
+            (3, 3 * block_cols, 1),
+        ] {
+            check_all_kernels(gpu, &Tensor::random(ty, rows, cols, &mut rng), n_tokens);
+        }
+    }
+    // F32/F16 rows need not be whole units: the last one is padded and x read with a guard.
+    for ty in [GgmlType::F32, GgmlType::F16] {
+        check_all_kernels(gpu, &Tensor::random(ty, 5, 36, &mut rng), 3);
+        check_all_kernels(gpu, &Tensor::random(ty, 70, 4, &mut rng), 2);
+    }
+}
+
+#[test]
+fn llama_cpp_quantized_fixtures_match_the_cpu() {
+    let gpu = gpu();
+    for ty in GPU_TYPES {
+        let path = common::local_fixture(&format!("quant/{}.gguf", ty.name()));
+        let file = GgufFile::open(&path).unwrap();
+        for name in ["tensor_a.weight", "tensor_b.weight"] {
+            let t = Tensor::from_file(&file, name);
+            let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
+            for matvec in &gpu.matvecs {
+                check_matvec(gpu, matvec, &w, &t, false, 3);
+            }
+        }
+    }
+}
+
+#[test]
+fn tensors_split_across_bindings_match_the_cpu() {
+    let gpu = small_binding_gpu();
+    let mut rng = Rng(9);
+    let mut tensors = vec![
+        Tensor::random(GgmlType::Q8_0, 1000, 576, &mut rng),
+        Tensor::random(GgmlType::Q6_K, 600, 512, &mut rng),
+        Tensor::random(GgmlType::F16, 100, 1000, &mut rng),
+    ];
+    if let Some(path) = common::default_model() {
+        let file = GgufFile::open(path).unwrap();
+        tensors.push(Tensor::from_file(&file, "blk.0.ffn_up.weight"));
+    }
+    for t in &tensors {
+        let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
+        assert!(
+            w.parts.len() > 2,
+            "{}: {} parts",
+            t.info.name,
+            w.parts.len()
+        );
+        assert!(w.parts.iter().all(|p| p.buffer.size() <= SMALL_BINDING));
+        check_all_kernels(gpu, t, 17);
+    }
+}
+
+/// The GPU bytes of every part of a weight.
+fn gpu_bytes(ctx: &GpuContext, w: &GpuWeight) -> Vec<Vec<u8>> {
+    w.parts
+        .iter()
+        .map(|p| pollster::block_on(read_buffer(ctx, &p.buffer, 0, p.buffer.size())).unwrap())
+        .collect()
+}
+
+#[test]
+fn streaming_in_odd_pieces_uploads_the_same_bytes() {
+    let mut rng = Rng(21);
+    for gpu in [gpu(), small_binding_gpu()] {
+        let ctx = &gpu.ctx;
+        // Odd blocks per row (Q4_0 and F16 write their 2-byte fields in pairs), padded F16 rows,
+        // a K-quant, and (on the small-binding device) pieces that cross parts.
+        for t in [
+            Tensor::random(GgmlType::Q4_0, 600, 96, &mut rng),
+            Tensor::random(GgmlType::F16, 150, 332, &mut rng),
+            Tensor::random(GgmlType::Q6_K, 40, 768, &mut rng),
+            Tensor::random(GgmlType::Q4_1, 130, 576, &mut rng),
+        ] {
+            let whole_upload = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
+            let mut streamed = GpuWeight::new(ctx, &t.info).unwrap();
+            let max_piece = 3 * t.info.ty.type_size() + 5;
+            let mut offset = 0;
+            while offset < t.bytes.len() {
+                let n = (1 + rng.next() % max_piece as u64) as usize;
+                let piece = &t.bytes[offset..(offset + n).min(t.bytes.len())];
+                streamed.write(ctx, offset as u64, piece).unwrap();
+                offset += piece.len();
+            }
+            streamed.finish(ctx).unwrap();
+            assert_eq!(
+                gpu_bytes(ctx, &streamed),
+                gpu_bytes(ctx, &whole_upload),
+                "{}",
+                t.info.name
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_tensors_and_bad_ops_are_errors() {
+    let gpu = small_binding_gpu();
+    let ctx = &gpu.ctx;
+    let info = |ty: GgmlType, rows: u64, cols: u64| TensorInfo {
+        name: "blk.0.test.weight".into(),
+        dims: vec![cols, rows],
+        ty,
+        offset: 0,
+        n_bytes: ty.bytes_for(rows * cols).unwrap(),
+    };
+
+    let err = GpuWeight::new(ctx, &info(GgmlType::Q5_0, 4, 64)).unwrap_err();
+    assert_eq!(err.code(), "UNSUPPORTED_TENSOR_TYPE");
+    assert!(err.to_string().contains("blk.0.test.weight") && err.to_string().contains("Q5_0"));
+
+    // One F32 row of 32768 values is 128 KiB, more than this device's 64 KiB bindings.
+    let err = GpuWeight::new(ctx, &info(GgmlType::F32, 2, 32768)).unwrap_err();
+    assert_eq!(err.code(), "MODEL_TOO_LARGE", "{err}");
+    let err = GpuWeight::new(ctx, &info(GgmlType::F16, 2, 34)).unwrap_err();
+    assert_eq!(
+        err.code(),
+        "MODEL_INVALID",
+        "rows of a length not a multiple of 4: {err}"
+    );
+    let err = upload_f32_vector(ctx, "norm", &[0.0; 32768]).unwrap_err();
+    assert_eq!(err.code(), "MODEL_TOO_LARGE", "{err}");
+
+    let t = Tensor::random(GgmlType::Q4_0, 8, 64, &mut Rng(1));
+    let mut w = GpuWeight::new(ctx, &t.info).unwrap();
+    w.write(ctx, 0, &t.bytes[..50]).unwrap();
+    let err = w.write(ctx, 60, &t.bytes[60..]).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "a gap: {err}");
+    let err = w.write(ctx, 50, &[0u8; 1000]).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "past the end: {err}");
+    w.write(ctx, 50, &t.bytes[50..100]).unwrap();
+    let err = w.finish(ctx).unwrap_err();
+    assert!(err.to_string().contains("100 of its 288 bytes"), "{err}");
+
+    let w = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
+    let small = storage_buffer(ctx, "small", 63 * 4);
+    let x = storage_buffer(ctx, "x", 64 * 4);
+    let y = storage_buffer(ctx, "y", 8 * 4);
+    let matvec = &gpu.matvecs[0];
+    let code = |r: llama_wgpu::Result<Vec<Op>>| r.map(|_| ()).unwrap_err().code();
+    assert_eq!(
+        code(matvec.op(ctx, &w, whole(&small), &y, 0, false)),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(matvec.op(ctx, &w, whole(&x), &y, 1, false)),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(matvec.op(ctx, &w, whole(&x), &x, 0, false)),
+        "INVALID_ARGUMENT"
+    );
+    let matmul = &gpu.matmuls[0];
+    assert_eq!(
+        code(matmul.op(ctx, &w, whole(&x), 0, &y, 0, false)),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(matmul.op(ctx, &w, whole(&x), 2, &y, 0, false)),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(gpu.embed.op(ctx, &w, whole(&small), &x, 64)),
+        "INVALID_ARGUMENT"
+    );
+    assert!(matvec.op(ctx, &w, whole(&x), &y, 0, false).is_ok());
+    ctx.check().unwrap();
+}
+
+/// Time per matvec on this adapter (release build: `cargo test --release --test gpu_matvec
+/// -- --ignored --nocapture`). Not a pass/fail test: the figures are for reports.
+#[test]
+#[ignore]
+fn matvec_speed() {
+    let Some(path) = common::default_model() else {
+        return;
+    };
+    let gpu = gpu();
+    let ctx = &gpu.ctx;
+    let file = GgufFile::open(path).unwrap();
+    let mut rng = Rng(3);
+    let tensors = [
+        Tensor::from_file(&file, "token_embd.weight"),
+        Tensor::from_file(&file, "blk.0.ffn_up.weight"),
+        Tensor::from_file(&file, "blk.0.ffn_down.weight"),
+        Tensor::random(GgmlType::Q4_1, 4096, 4096, &mut rng),
+        Tensor::random(GgmlType::Q8_0, 4096, 4096, &mut rng),
+    ];
+    for t in &tensors {
+        let (rows, cols) = t.rows_cols();
+        let w = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
+        let x = f32_buffer(ctx, &rng.vec(cols));
+        let y = storage_buffer(ctx, "y", rows as u64 * 4);
+        for matvec in &gpu.matvecs {
+            let ops = matvec.op(ctx, &w, whole(&x), &y, 0, false).unwrap();
+            let seconds = time_ops(ctx, &ops, &y, 20);
+            eprintln!(
+                "matvec {:?} {} {rows}x{cols} {}: {:.3} ms ({:.2} GB/s of weights)",
+                matvec.variant(),
+                t.info.name,
+                t.info.ty,
+                seconds * 1e3,
+                w.gpu_bytes() as f64 / seconds / 1e9
+            );
+        }
+        let n_tokens = 64;
+        let xs = f32_buffer(ctx, &rng.vec(n_tokens * cols));
+        let ys = storage_buffer(ctx, "ys", (n_tokens * rows) as u64 * 4);
+        for matmul in &gpu.matmuls {
+            let ops = matmul
+                .op(ctx, &w, whole(&xs), n_tokens as u32, &ys, 0, false)
+                .unwrap();
+            let seconds = time_ops(ctx, &ops, &ys, 3);
+            eprintln!(
+                "matmul {:?} {} {rows}x{cols} {}, {n_tokens} tokens: {:.2} ms ({:.3} ms per token)",
+                matmul.variant(),
+                t.info.name,
+                t.info.ty,
+                seconds * 1e3,
+                seconds * 1e3 / n_tokens as f64
+            );
+        }
+    }
+}
+
+/// Median over 5 runs of the time per repetition of `ops`, recorded `reps` times into one submit.
+fn time_ops(ctx: &GpuContext, ops: &[Op], out: &wgpu::Buffer, reps: usize) -> f64 {
+    let all: Vec<&Op> = (0..reps).flat_map(|_| ops.iter()).collect();
+    submit_ops(ctx, &all);
+    read(ctx, out, 1);
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            submit_ops(ctx, &all);
+            read(ctx, out, 1);
+            started.elapsed().as_secs_f64() / reps as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}

@@ -7,14 +7,6 @@ const WORKGROUP: u32 = 16u;
 const ROWS: u32 = 8u;
 const TOKENS: u32 = 8u;
 
-fn row_of(first: u32, i: u32) -> u32 {
-    return min(first + i, params.rows - 1u);
-}
-
-fn row_unit(row: u32, u: u32) -> Unit {
-    return unit_values(row * params.qstride, row * params.sstride, u);
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

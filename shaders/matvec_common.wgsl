@@ -23,6 +23,20 @@ fn x_unit(base: u32, u: u32) -> Unit {
     return v;
 }
 
+// Row `first + i` of a group of rows an invocation computes; past the part's end, its last row
+// (read, never stored), so that the group's loads need no branch.
+fn row_of(first: u32, i: u32) -> u32 {
+    return min(first + i, params.rows - 1u);
+}
+
+fn row_unit(row: u32, u: u32) -> Unit {
+    return unit_values(row * params.qstride, row * params.sstride, u);
+}
+
+fn row_dot(row: u32, u: u32, xs: Unit) -> f32 {
+    return dot_unit(row_unit(row, u), xs);
+}
+
 // Write (or add, for a fused residual) one output.
 fn store(i: u32, v: f32) {
     if (params.accumulate != 0u) {

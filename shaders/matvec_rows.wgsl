@@ -7,15 +7,6 @@
 const WORKGROUP: u32 = 16u;
 const ROWS: u32 = 8u;
 
-// Row `i` of this invocation's eight; past the part's end, its last row (read, never stored).
-fn row_of(first: u32, i: u32) -> u32 {
-    return min(first + i, params.rows - 1u);
-}
-
-fn row_dot(row: u32, u: u32, xs: Unit) -> f32 {
-    return dot_unit(unit_values(row * params.qstride, row * params.sstride, u), xs);
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

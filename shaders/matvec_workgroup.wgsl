@@ -1,11 +1,13 @@
 // y[r] = dot(W row r, x) for real GPUs: `threads_per_row` invocations (a power of two chosen
-// from the row length) share a row, neighbours taking neighbouring units so that their loads
-// coalesce, and their partial sums meet in a tree reduction in workgroup memory. Nothing
-// assumes a hardware SIMD width. Rows per workgroup = WORKGROUP / threads_per_row.
+// from the row length) share a group of ROWS rows, neighbours taking neighbouring units so that
+// their weight loads coalesce and each x unit an invocation loads serves ROWS rows; their
+// partial sums meet in a tree reduction in workgroup memory. Nothing assumes a hardware SIMD
+// width. Rows per workgroup = WORKGROUP / threads_per_row * ROWS.
 
 const WORKGROUP: u32 = 256u;
+const ROWS: u32 = 4u;
 
-var<workgroup> partial: array<f32, WORKGROUP>;
+var<workgroup> partial: array<vec4<f32>, WORKGROUP>;
 
 @compute @workgroup_size(WORKGROUP)
 fn main(
@@ -16,12 +18,18 @@ fn main(
     // From a uniform, so the barriers below stay in uniform control flow.
     let threads = params.threads_per_row;
     let lane = lid % threads;
-    let row = (wg.y * groups.x + wg.x) * (WORKGROUP / threads) + lid / threads;
-    var acc = 0.0;
-    if (row < params.rows) {
+    let first = ((wg.y * groups.x + wg.x) * (WORKGROUP / threads) + lid / threads) * ROWS;
+    // Component i: row first + i.
+    var acc = vec4<f32>(0.0);
+    if (first < params.rows) {
         for (var u = lane; u < units_per_row(); u += threads) {
-            let w = unit_values(row * params.qstride, row * params.sstride, u);
-            acc += dot_unit(w, x_unit(0u, u));
+            let xs = x_unit(0u, u);
+            acc += vec4<f32>(
+                row_dot(row_of(first, 0u), u, xs),
+                row_dot(row_of(first, 1u), u, xs),
+                row_dot(row_of(first, 2u), u, xs),
+                row_dot(row_of(first, 3u), u, xs),
+            );
         }
     }
     partial[lid] = acc;
@@ -32,7 +40,11 @@ fn main(
         }
         workgroupBarrier();
     }
-    if (lane == 0u && row < params.rows) {
-        store(params.y_offset + row, partial[lid]);
+    if (lane == 0u) {
+        for (var i = 0u; i < ROWS; i++) {
+            if (first + i < params.rows) {
+                store(params.y_offset + first + i, partial[lid][i]);
+            }
+        }
     }
 }

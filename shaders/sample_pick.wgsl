@@ -197,14 +197,14 @@ var<workgroup> lmax: f32;
 // The chain.
 var<workgroup> kk: u32;
 var<workgroup> h: u32;
-var<workgroup> has_tail: bool;
+var<workgroup> has_tail: u32;
 var<workgroup> cut_k: vec2<u32>;
 var<workgroup> cut_h: vec2<u32>;
 var<workgroup> cut_p: vec2<u32>;
 var<workgroup> sum1: f32;
 var<workgroup> keep: u32;
-var<workgroup> tail_in: bool;
-var<workgroup> cut_in_tail: bool;
+var<workgroup> tail_in: u32;
+var<workgroup> cut_in_tail: u32;
 var<workgroup> thr: f32;
 var<workgroup> cumulative: f32;
 var<workgroup> sum3: f32;
@@ -221,7 +221,7 @@ var<workgroup> sc_after: vec2<u32>;
 var<workgroup> sc_ulp: f32;
 var<workgroup> sc_rounds: u32;
 var<workgroup> sc_ret: u32;
-var<workgroup> sc_found: bool;
+var<workgroup> sc_found: u32;
 var<workgroup> sc_key: u32;
 var<workgroup> sc_id: u32;
 // The radix search: the first element of rx_subset after rx_after whose running integer term
@@ -241,7 +241,7 @@ var<workgroup> rx_j: u32;
 var<workgroup> rx_id_prefix: u32;
 var<workgroup> rx_id_mask: u32;
 var<workgroup> rx_below: u32;
-var<workgroup> rx_found: bool;
+var<workgroup> rx_found: u32;
 var<workgroup> rx_id: u32;
 var<workgroup> rx_before: u32;
 
@@ -308,8 +308,10 @@ fn scanning(stop: u32, sum: f32, limit: f32) -> bool {
 }
 
 // Invocation 0: run the program until it needs the workgroup; leave the request in `req`.
+var<workgroup> dbg2: u32;
 fn advance() {
     loop {
+        if (dbg2 < 80u) { ids_out[100u + dbg2] = pc; dbg2++; }
         switch pc {
             case PC_TOPK: {
                 if (kk < N) {
@@ -357,7 +359,7 @@ fn advance() {
                 }
                 sum1 = s;
                 pc = PC_TOPP;
-                if (has_tail) {
+                if (has_tail != 0u) {
                     let tail = Subset(cut_k, cut_h, ALL, 0.0, 1.0);
                     scan_start(tail, s, 1.0, 1.0, STOP_NEVER, 0.0, PC_SUM1_GOT);
                 }
@@ -369,7 +371,7 @@ fn advance() {
             case PC_TOPP: {
                 // Top-p, then min-p, on the head.
                 keep = h;
-                cut_in_tail = false;
+                cut_in_tail = 0u;
                 cumulative = 0.0;
                 if (params.top_p < 1.0) {
                     var reached = false;
@@ -381,9 +383,9 @@ fn advance() {
                             break;
                         }
                     }
-                    cut_in_tail = !reached && has_tail;
+                    cut_in_tail = select(0u, 1u, !reached && has_tail != 0u);
                 }
-                tail_in = has_tail && (params.top_p >= 1.0 || cut_in_tail);
+                tail_in = select(0u, 1u, has_tail != 0u && (params.top_p >= 1.0 || cut_in_tail != 0u));
                 thr = 0.0;
                 if (params.min_p > 0.0) {
                     thr = params.min_p * (head_e[0] / sum1);
@@ -392,19 +394,19 @@ fn advance() {
                         c++;
                     }
                     if (c < keep) {
-                        tail_in = false;
+                        tail_in = 0u;
                     }
                     keep = max(c, 1u);
                 }
                 cut_p = ALL;
                 pc = PC_SUM3_HEAD;
-                if (tail_in && cut_in_tail) {
+                if (tail_in != 0u && cut_in_tail != 0u) {
                     let tail = Subset(cut_k, cut_h, ALL, 0.0, 1.0);
                     scan_start(tail, cumulative, 1.0, sum1, STOP_AT_LEAST, params.top_p, PC_TOPP_GOT);
                 }
             }
             case PC_TOPP_GOT: {
-                if (sc_found) {
+                if (sc_found != 0u) {
                     cut_p = vec2<u32>(sc_key, sc_id);
                 }
                 pc = PC_SUM3_HEAD;
@@ -417,7 +419,7 @@ fn advance() {
                 }
                 sum3 = s;
                 pc = PC_TOTAL_HEAD;
-                if (tail_in) {
+                if (tail_in != 0u) {
                     let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                     scan_start(fin, s, params.temperature, 1.0, STOP_NEVER, 0.0, PC_SUM3_GOT);
                 }
@@ -433,7 +435,7 @@ fn advance() {
                 }
                 total = s;
                 pc = PC_DRAW;
-                if (tail_in) {
+                if (tail_in != 0u) {
                     let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                     scan_start(fin, s, params.temperature, sum3, STOP_NEVER, 0.0, PC_TOTAL_GOT);
                 }
@@ -457,7 +459,7 @@ fn advance() {
                 }
                 pc = PC_FINISH;
                 if (pick == NO_ID) {
-                    if (tail_in) {
+                    if (tail_in != 0u) {
                         let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                         scan_start(fin, cumulative, params.temperature, sum3, STOP_ABOVE, goal, PC_DRAW_GOT);
                     } else {
@@ -466,7 +468,7 @@ fn advance() {
                 }
             }
             case PC_DRAW_GOT: {
-                if (sc_found) {
+                if (sc_found != 0u) {
                     pick = sc_id;
                     pc = PC_FINISH;
                 } else {
@@ -495,7 +497,7 @@ fn advance() {
             case PC_SCAN_ROUND: {
                 if (sc_rounds >= 64u) {
                     // Never seen: a sum crosses a handful of binades. Stop rather than spin.
-                    sc_found = false;
+                    sc_found = 0u;
                     pc = sc_ret;
                 } else {
                     let bits = bitcast<u32>(sc_sum);
@@ -524,15 +526,15 @@ fn advance() {
             case PC_SCAN_GOT: {
                 // Exact: fewer than 2^24 ulps of a power-of-two ulp, added within the binade.
                 let reached = sc_sum + f32(rx_before) * sc_ulp;
-                if (!rx_found) {
+                if (rx_found == 0u) {
                     sc_sum = reached;
-                    sc_found = false;
+                    sc_found = 0u;
                     pc = sc_ret;
                 } else {
                     // The event element: its f32 addition done for real.
                     sc_sum = reached + rel_exp(rx_prefix, lmax, sc_temperature) / sc_div;
                     if (scanning(sc_stop, sc_sum, sc_limit)) {
-                        sc_found = true;
+                        sc_found = 1u;
                         sc_key = rx_prefix;
                         sc_id = rx_id;
                         pc = sc_ret;
@@ -570,7 +572,7 @@ fn advance() {
                 rx_min_id = atomicLoad(&hist_id[chosen]);
                 reset_hist();
                 if (!found) {
-                    rx_found = false;
+                    rx_found = 0u;
                     rx_before = acc;
                     pc = rx_ret;
                 } else {
@@ -586,7 +588,7 @@ fn advance() {
                         let tau = term_of(rx_prefix, lmax, rx_term);
                         rx_j = (rx_x - rx_above + tau - 1u) / tau;
                         rx_before = rx_above + (rx_j - 1u) * tau;
-                        rx_found = true;
+                        rx_found = 1u;
                         rx_id = rx_min_id;
                         pc = rx_ret;
                         if (rx_j > 1u) {
@@ -666,15 +668,17 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             let top_k = params.top_k;
             kk = select(N, top_k, top_k > 0u && top_k < N);
             h = min(kk, HEAD);
-            has_tail = h < kk;
+            has_tail = select(0u, 1u, h < kk);
             atomicStore(&head_len, 0u);
             reset_hist();
             pc = PC_TOPK;
             advance();
         }
     }
+    var dbg = 0u;
     loop {
         let r = workgroupUniformLoad(&req);
+        if (lid == 0u && dbg < 100u) { ids_out[10u + dbg] = r[0] * 1000u + pc; dbg++; }
         if (r[0] == REQ_DONE) {
             if (lid == 0u) {
                 let id = r[19];

@@ -4,7 +4,7 @@
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::generate::{Backend, GenerateOptions, Generation, Session};
+use crate::generate::{Backend, BackendStats, GenerateOptions, Generation, Session};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
@@ -73,6 +73,10 @@ impl Backend for Box<dyn Backend> {
     ) -> Result<u32> {
         (**self).next_token(tokens, sampler, history)
     }
+
+    fn stats(&self) -> BackendStats {
+        (**self).stats()
+    }
 }
 
 /// Natively the GPU model's async step is driven to completion in place.
@@ -97,6 +101,16 @@ impl Backend for GpuModel {
         history: &[u32],
     ) -> Result<u32> {
         pollster::block_on(GpuModel::next_token(self, tokens, sampler, history))
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            device: self.context().describe(),
+            gpu_bytes: self.gpu_bytes(),
+            dispatches_per_token: self.dispatches_per_token(),
+            submits_per_token: 1,
+            readback_bytes_per_token: 4,
+        }
     }
 }
 
@@ -127,6 +141,13 @@ impl Backend for ReferenceModel {
         }
         let logits = self.forward(*last)?;
         Ok(sampler.sample(logits, history))
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            device: format!("CPU reference ({} threads)", crate::reference::threads()),
+            ..Default::default()
+        }
     }
 }
 
@@ -222,6 +243,11 @@ impl Engine {
     ) -> Result<Generation> {
         let ids = self.chat_prompt_ids(messages)?;
         self.generate_ids(&ids, options, on_piece)
+    }
+
+    /// The backend's device and per-token figures (for benchmarks).
+    pub fn backend_stats(&self) -> BackendStats {
+        self.session.backend.stats()
     }
 
     /// Forget the conversation held in the KV cache.

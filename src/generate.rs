@@ -22,6 +22,22 @@ pub trait Backend {
     fn truncate(&mut self, n: usize);
     fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32])
         -> Result<u32>;
+    /// What the backend holds and does per token, for benchmarks.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+}
+
+/// Figures a benchmark reports about a backend.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackendStats {
+    /// The device the backend runs on.
+    pub device: String,
+    /// GPU memory held (weights, KV cache, activations); 0 on the CPU.
+    pub gpu_bytes: u64,
+    pub dispatches_per_token: usize,
+    pub submits_per_token: usize,
+    pub readback_bytes_per_token: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +47,8 @@ pub struct GenerateOptions {
     /// Generation ends when the text contains any of these; the stop string itself is not
     /// emitted.
     pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks want a fixed token count).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +57,7 @@ impl Default for GenerateOptions {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }
@@ -179,7 +198,7 @@ impl<B: Backend> Session<B> {
         let decode_start = Instant::now();
 
         let stop_reason = loop {
-            if tokenizer.is_stop(next) {
+            if !options.ignore_eos && tokenizer.is_stop(next) {
                 break StopReason::Eos;
             }
             ids.push(next);

@@ -78,6 +78,14 @@ fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32]) -> Result<()> {
 
 /// Run `f(start, chunk)` on consecutive `size`-element chunks of `out`: across threads
 /// natively, one after another in wasm (no threads there).
+/// Threads the decoder splits its work over (1 on wasm32).
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    return 1;
+}
+
 fn for_each_chunk<F>(out: &mut [f32], size: usize, f: F) -> Result<()>
 where
     F: Fn(usize, &mut [f32]) -> Result<()> + Send + Sync,

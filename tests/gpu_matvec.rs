@@ -464,6 +464,20 @@ fn tensors_split_across_bindings_match_the_cpu() {
     }
 }
 
+#[test]
+fn dispatches_past_the_per_dimension_limit_fold_into_two_dimensions() {
+    // Pretend the adapter dispatches at most 7 workgroups per dimension, so that every op
+    // below needs a 2-D grid with some workgroups past the end (which must do nothing).
+    let mut gpu = Gpu::open(GpuOptions::default());
+    gpu.ctx.limits.max_compute_workgroups_per_dimension = 7;
+    let mut rng = Rng(13);
+    let t = Tensor::random(GgmlType::Q4_0, 1000, 64, &mut rng);
+    check_all_kernels(&gpu, &t, 300);
+    let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
+    let ids: Vec<u32> = (0..500).map(|_| (rng.next() % 1100) as u32).collect();
+    check_embed(&gpu, &w, &t, &ids);
+}
+
 /// The GPU bytes of every part of a weight.
 fn gpu_bytes(ctx: &GpuContext, w: &GpuWeight) -> Vec<Vec<u8>> {
     w.parts

@@ -599,6 +599,21 @@ fn zz_time() {
 }
 #[test]
 fn zz_time2() {
+    {
+        let bench = Bench::new(N_VOCAB, 64, 200);
+        let mut rng = Rng(3);
+        let logits = lm_logits(&mut rng, N_VOCAB, &[]);
+        let p = SamplingParams {
+            temperature: 0.8,
+            ..SamplingParams::greedy()
+        };
+        let got = bench.run(&p, &[], &[logits]);
+        eprintln!(
+            "got {got:?} trace {:?} pcs {:?}",
+            &bench.read_ids(200)[10..60],
+            &bench.read_ids(200)[100..180]
+        );
+    }
     let n = N_VOCAB;
     let bench = Bench::new(n, 64, 200);
     let mut rng = Rng(3);

@@ -41,6 +41,8 @@ mod cli {
         Chat(ChatArgs),
         /// Print the token ids of TEXT (or of JSON strings read one per line from stdin).
         Tokenize(TokenizeArgs),
+        /// Measure load time, prefill and decode speed.
+        Bench(BenchArgs),
         /// Show a GGUF file's metadata and tensor table.
         Inspect {
             #[arg(long)]
@@ -98,6 +100,7 @@ mod cli {
                     ..SamplingParams::default()
                 },
                 stop: self.stop.clone(),
+                ignore_eos: false,
             }
         }
     }
@@ -133,6 +136,23 @@ mod cli {
     }
 
     #[derive(Args)]
+    struct BenchArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Greedy tokens generated after the prompt (end-of-text does not stop them).
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    }
+
+    #[derive(Args)]
     struct TokenizeArgs {
         #[arg(long)]
         model: PathBuf,
@@ -159,6 +179,7 @@ mod cli {
             Command::Generate(a) => generate(a),
             Command::Chat(a) => chat(a),
             Command::Tokenize(a) => tokenize(a),
+            Command::Bench(a) => bench(a),
             Command::Inspect { model } => inspect(model),
         }
     }
@@ -282,6 +303,109 @@ mod cli {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Median, min and max of a list of figures.
+    fn spread(mut v: Vec<f64>) -> serde_json::Value {
+        v.sort_by(f64::total_cmp);
+        let median = match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        serde_json::json!({
+            "median": median,
+            "min": v.first().copied().unwrap_or(0.0),
+            "max": v.last().copied().unwrap_or(0.0),
+        })
+    }
+
+    fn bench(a: BenchArgs) -> Result<()> {
+        if a.prompt_tokens == 0 || a.repeats == 0 {
+            return Err(Error::InvalidArgument(
+                "--prompt-tokens and --repeats must be positive".into(),
+            ));
+        }
+        let start = std::time::Instant::now();
+        let mut engine = load(&a.model)?;
+        let load_s = start.elapsed().as_secs_f64();
+        if a.prompt_tokens + a.gen_tokens >= engine.context_length() {
+            return Err(Error::ContextOverflow {
+                tokens: a.prompt_tokens + a.gen_tokens,
+                context: engine.context_length(),
+            });
+        }
+        // A prompt of exactly N tokens: ordinary prose, repeated and cut.
+        let text =
+            "The quick brown fox jumps over the lazy dog while the river runs past the old mill. ";
+        let unit = engine.tokenizer.encode(text, false, false)?;
+        let prompt: Vec<u32> = unit.iter().copied().cycle().take(a.prompt_tokens).collect();
+        let options = GenerateOptions {
+            max_tokens: a.gen_tokens.max(1),
+            sampling: SamplingParams::greedy(),
+            stop: Vec::new(),
+            ignore_eos: true,
+        };
+        let (mut prefill, mut decode, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.repeats {
+            engine.reset();
+            let g = engine.generate_ids(&prompt, &options, &mut |_| true)?;
+            prefill.push(g.stats.prefill_tokens_per_second());
+            decode.push(g.stats.decode_tokens_per_second());
+            ttft.push(g.stats.time_to_first_token_seconds);
+        }
+        let stats = engine.backend_stats();
+        let ttft = spread(ttft)["median"].clone();
+        let report = serde_json::json!({
+            "adapter": stats.device,
+            "prompt_tokens": a.prompt_tokens,
+            "gen_tokens": a.gen_tokens,
+            "repeats": a.repeats,
+            "prefill_tokens_per_s": spread(prefill),
+            "decode_tokens_per_s": spread(decode),
+            "load_s": load_s,
+            "ttft_s": ttft,
+            "gpu_bytes": stats.gpu_bytes,
+            "dispatches_per_token": stats.dispatches_per_token,
+            "submits_per_token": stats.submits_per_token,
+            "readback_bytes_per_token": stats.readback_bytes_per_token,
+        });
+        if a.json {
+            println!("{report}");
+            return Ok(());
+        }
+        let r = &report;
+        let fig = |k: &str| {
+            format!(
+                "{:.1} tok/s (min {:.1}, max {:.1})",
+                r[k]["median"].as_f64().unwrap_or(0.0),
+                r[k]["min"].as_f64().unwrap_or(0.0),
+                r[k]["max"].as_f64().unwrap_or(0.0)
+            )
+        };
+        println!("device:      {}", stats.device);
+        println!("load:        {load_s:.2} s");
+        println!(
+            "prefill:     {} over {} tokens",
+            fig("prefill_tokens_per_s"),
+            a.prompt_tokens
+        );
+        println!(
+            "decode:      {} over {} tokens",
+            fig("decode_tokens_per_s"),
+            a.gen_tokens
+        );
+        println!(
+            "first token: {:.3} s (median of {})",
+            r["ttft_s"].as_f64().unwrap_or(0.0),
+            a.repeats
+        );
+        println!("gpu memory:  {:.1} MB", stats.gpu_bytes as f64 / 1e6);
+        println!(
+            "per token:   {} dispatches, {} submits, {} bytes read back",
+            stats.dispatches_per_token, stats.submits_per_token, stats.readback_bytes_per_token
+        );
+        Ok(())
     }
 
     fn tokenize(a: TokenizeArgs) -> Result<()> {

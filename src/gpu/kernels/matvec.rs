@@ -28,8 +28,9 @@ const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
 /// Rows per workgroup of the barrier-free drivers (`WORKGROUP * ROWS` in
 /// `matvec_rows.wgsl` and `matmul_rows.wgsl`).
 const ROWS_PER_WORKGROUP: u64 = 16 * 8;
-/// Invocations per workgroup of `matvec_workgroup.wgsl`.
+/// Invocations per workgroup of `matvec_workgroup.wgsl`, and rows each group of them shares.
 const REDUCE_WORKGROUP: u64 = 256;
+const REDUCE_ROWS: u64 = 4;
 /// Tokens per workgroup of `matmul_rows.wgsl`.
 const MATMUL_ROWS_TOKENS: u64 = 8;
 /// Output tile of `matmul_tiled.wgsl`.
@@ -137,14 +138,17 @@ pub(crate) fn part_bindings<'a>(
 /// number workgroups `wg.y * groups.x + wg.x` and ignore those past `n`.
 pub(crate) fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
     let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
+    grid_within(max, n).ok_or_else(|| {
+        Error::ModelTooLarge(format!(
+            "{what} needs {n} workgroups, more than this adapter dispatches"
+        ))
+    })
+}
+
+fn grid_within(max: u64, n: u64) -> Option<[u32; 2]> {
     let x = n.clamp(1, max);
     let y = n.div_ceil(x);
-    if y > max {
-        return Err(Error::ModelTooLarge(format!(
-            "{what} needs {n} workgroups, more than this adapter dispatches"
-        )));
-    }
-    Ok([x as u32, y as u32])
+    (y <= max).then_some([x as u32, y as u32])
 }
 
 /// Bytes a binding covers.
@@ -263,7 +267,7 @@ impl MatVec {
             };
             let rows_per_workgroup = match self.variant {
                 MatVecVariant::RowsPerInvocation => ROWS_PER_WORKGROUP,
-                MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row,
+                MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row * REDUCE_ROWS,
             };
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
@@ -368,5 +372,20 @@ impl MatMul {
             ops.push(kernel.op(ctx, &bindings, [gx, gy, gz as u32]));
         }
         Ok(ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_within;
+
+    #[test]
+    fn large_dispatches_fold_into_two_dimensions() {
+        assert_eq!(grid_within(65535, 300), Some([300, 1]));
+        assert_eq!(grid_within(65535, 65536), Some([65535, 2]));
+        // Shaders skip the workgroups past n: here 56 are dispatched for 50.
+        assert_eq!(grid_within(7, 50), Some([7, 8]));
+        assert_eq!(grid_within(7, 49), Some([7, 7]));
+        assert_eq!(grid_within(7, 50 * 50), None);
     }
 }

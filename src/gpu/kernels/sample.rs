@@ -19,12 +19,31 @@ pub const SAMPLE_COMMON_WGSL: &str = include_str!("../../../shaders/sample_commo
 const SAMPLE_KEYS_WGSL: &str = include_str!("../../../shaders/sample_keys.wgsl");
 const SAMPLE_PICK_WGSL: &str = include_str!("../../../shaders/sample_pick.wgsl");
 
-/// Invocations per workgroup of `sample_keys`, and the groups of its two-level reduction.
-const WG: u32 = 256;
-const GROUPS: u32 = 16;
-/// Logits per invocation of `sample_keys`.
-const PER: u32 = 4;
-const CHUNK: u32 = WG * PER;
+/// Shape of `sample_keys`: invocations per workgroup, groups of its two-level reduction, and
+/// logits per invocation, on a GPU and on a CPU adapter.
+const KEYS_GPU: KeysShape = KeysShape {
+    wg: 256,
+    groups: 16,
+    per: 4,
+};
+const KEYS_CPU: KeysShape = KeysShape {
+    wg: 8,
+    groups: 8,
+    per: 64,
+};
+
+#[derive(Clone, Copy)]
+struct KeysShape {
+    wg: u32,
+    groups: u32,
+    per: u32,
+}
+
+impl KeysShape {
+    fn chunk(self) -> u32 {
+        self.wg * self.per
+    }
+}
 /// Capacity of `sample_pick`'s sorted head: a top_k up to this runs entirely on the sorted
 /// head. Six arrays of it in workgroup memory (12 KiB of WebGPU's guaranteed 16 KiB).
 const HEAD: u32 = 512;
@@ -88,15 +107,16 @@ pub struct GpuSampler {
     history: wgpu::Buffer,
     /// The order-preserving key of each penalized logit (pass 1 to pass 2).
     keys: wgpu::Buffer,
-    /// The best (key, id) of each chunk of `CHUNK` logits.
+    /// The best (key, id) of each chunk of `keys_shape.chunk()` logits.
     partials: wgpu::Buffer,
+    keys_shape: KeysShape,
 }
 
 impl GpuSampler {
     /// Compile the kernels for a vocabulary of `n_vocab` and a history ring of `max_history`
     /// ids (the largest `repeat_last_n` that `set_params` will accept).
     pub async fn new(ctx: &GpuContext, n_vocab: usize, max_history: usize) -> Result<GpuSampler> {
-        // Counts travel through f32 reductions in the shader: exact below 2^24.
+        // Ids and counts are kept below 2^24 (the shader's radix passes on ids use 3 bytes).
         if n_vocab == 0 || n_vocab >= 1 << 24 {
             return Err(Error::InvalidArgument(format!(
                 "GPU sampler: n_vocab {n_vocab} must be in 1..2^24"
@@ -108,31 +128,27 @@ impl GpuSampler {
             )));
         }
         let n = n_vocab as u32;
-        let n_partials = n.div_ceil(CHUNK);
+        let keys_shape = if ctx.is_cpu { KEYS_CPU } else { KEYS_GPU };
+        let n_partials = n.div_ceil(keys_shape.chunk());
         let source = |body: &str| {
             ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{body}"))
                 .define("N_VOCAB", n)
                 .define("HISTORY_CAP", max_history)
-                .define("WG", WG)
-                .define("GROUPS", GROUPS)
         };
         let keys_kernel = Kernel::new(
             ctx,
             "sample_keys",
-            source(SAMPLE_KEYS_WGSL).define("PER", PER),
+            source(SAMPLE_KEYS_WGSL)
+                .define("WG", keys_shape.wg)
+                .define("GROUPS", keys_shape.groups)
+                .define("PER", keys_shape.per),
         )
         .await?;
-        let pick_wg = std::env::var("ZZ_PICK_WG")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(if ctx.is_cpu { PICK_WG_CPU } else { PICK_WG_GPU });
         let pick_kernel = Kernel::new(
             ctx,
             "sample_pick",
-            ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{SAMPLE_PICK_WGSL}"))
-                .define("N_VOCAB", n)
-                .define("HISTORY_CAP", max_history)
-                .define("WG", pick_wg)
+            source(SAMPLE_PICK_WGSL)
+                .define("WG", if ctx.is_cpu { PICK_WG_CPU } else { PICK_WG_GPU })
                 .define("N_PARTIALS", n_partials)
                 .define("HEAD", HEAD),
         )
@@ -154,6 +170,7 @@ impl GpuSampler {
             history,
             keys: storage_buffer(ctx, "sample keys", n as u64 * 4),
             partials: storage_buffer(ctx, "sample partials", n_partials as u64 * 8),
+            keys_shape,
         })
     }
 
@@ -245,7 +262,7 @@ impl GpuSampler {
                 whole(&self.keys),
                 whole(&self.partials),
             ],
-            [self.n_vocab.div_ceil(CHUNK), 1, 1],
+            [self.n_vocab.div_ceil(self.keys_shape.chunk()), 1, 1],
         );
         let pick = self.pick_kernel.op(
             ctx,

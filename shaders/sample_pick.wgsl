@@ -308,50 +308,41 @@ fn scanning(stop: u32, sum: f32, limit: f32) -> bool {
 }
 
 // Invocation 0: run the program until it needs the workgroup; leave the request in `req`.
-var<workgroup> dbg2: u32;
 fn advance() {
     loop {
-        if (dbg2 < 80u) { ids_out[100u + dbg2] = pc; dbg2++; }
-        switch pc {
-            case PC_TOPK: {
+        if (pc == PC_TOPK) {
                 if (kk < N) {
                     radix_start(everything(), NONE, counting(), kk, PC_TOPK_GOT);
                 } else {
                     cut_k = ALL;
                     pc = PC_HEAD;
                 }
-            }
-            case PC_TOPK_GOT: {
+        } else if (pc == PC_TOPK_GOT) {
                 cut_k = vec2<u32>(rx_prefix, rx_id);
                 pc = PC_HEAD;
-            }
-            case PC_HEAD: {
+        } else if (pc == PC_HEAD) {
                 if (h < kk) {
                     radix_start(everything(), NONE, counting(), h, PC_HEAD_GOT);
                 } else {
                     cut_h = cut_k;
                     pc = PC_COMPACT;
                 }
-            }
-            case PC_HEAD_GOT: {
+        } else if (pc == PC_HEAD_GOT) {
                 cut_h = vec2<u32>(rx_prefix, rx_id);
                 pc = PC_COMPACT;
-            }
-            case PC_COMPACT: {
+        } else if (pc == PC_COMPACT) {
                 req[0] = REQ_COMPACT;
                 req[3] = cut_h.x;
                 req[4] = cut_h.y;
                 pc = PC_RANK;
                 return;
-            }
-            case PC_RANK: {
+        } else if (pc == PC_RANK) {
                 req[0] = REQ_RANK;
                 req[12] = bitcast<u32>(params.temperature);
                 req[15] = h;
                 pc = PC_SUM1_HEAD;
                 return;
-            }
-            case PC_SUM1_HEAD: {
+        } else if (pc == PC_SUM1_HEAD) {
                 // Softmax at temperature 1 over the top-k set: head, then tail.
                 var s = 0.0;
                 for (var j = lane; j < h; j++) {
@@ -363,12 +354,10 @@ fn advance() {
                     let tail = Subset(cut_k, cut_h, ALL, 0.0, 1.0);
                     scan_start(tail, s, 1.0, 1.0, STOP_NEVER, 0.0, PC_SUM1_GOT);
                 }
-            }
-            case PC_SUM1_GOT: {
+        } else if (pc == PC_SUM1_GOT) {
                 sum1 = sc_sum;
                 pc = PC_TOPP;
-            }
-            case PC_TOPP: {
+        } else if (pc == PC_TOPP) {
                 // Top-p, then min-p, on the head.
                 keep = h;
                 cut_in_tail = 0u;
@@ -404,14 +393,12 @@ fn advance() {
                     let tail = Subset(cut_k, cut_h, ALL, 0.0, 1.0);
                     scan_start(tail, cumulative, 1.0, sum1, STOP_AT_LEAST, params.top_p, PC_TOPP_GOT);
                 }
-            }
-            case PC_TOPP_GOT: {
+        } else if (pc == PC_TOPP_GOT) {
                 if (sc_found != 0u) {
                     cut_p = vec2<u32>(sc_key, sc_id);
                 }
                 pc = PC_SUM3_HEAD;
-            }
-            case PC_SUM3_HEAD: {
+        } else if (pc == PC_SUM3_HEAD) {
                 // Temperature and softmax over the kept head, then tail.
                 var s = 0.0;
                 for (var j = lane; j < keep; j++) {
@@ -423,12 +410,10 @@ fn advance() {
                     let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                     scan_start(fin, s, params.temperature, 1.0, STOP_NEVER, 0.0, PC_SUM3_GOT);
                 }
-            }
-            case PC_SUM3_GOT: {
+        } else if (pc == PC_SUM3_GOT) {
                 sum3 = sc_sum;
                 pc = PC_TOTAL_HEAD;
-            }
-            case PC_TOTAL_HEAD: {
+        } else if (pc == PC_TOTAL_HEAD) {
                 var s = 0.0;
                 for (var j = lane; j < keep; j++) {
                     s += head_w[j] / sum3;
@@ -439,12 +424,10 @@ fn advance() {
                     let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                     scan_start(fin, s, params.temperature, sum3, STOP_NEVER, 0.0, PC_TOTAL_GOT);
                 }
-            }
-            case PC_TOTAL_GOT: {
+        } else if (pc == PC_TOTAL_GOT) {
                 total = sc_sum;
                 pc = PC_DRAW;
-            }
-            case PC_DRAW: {
+        } else if (pc == PC_DRAW) {
                 // The first cumulative probability above u * total.
                 let goal = uniform01(params.seed_lo, params.seed_hi, 0u, step_params.sample_step)
                     * total;
@@ -466,8 +449,7 @@ fn advance() {
                         pick = head_id[keep - 1u];
                     }
                 }
-            }
-            case PC_DRAW_GOT: {
+        } else if (pc == PC_DRAW_GOT) {
                 if (sc_found != 0u) {
                     pick = sc_id;
                     pc = PC_FINISH;
@@ -476,25 +458,21 @@ fn advance() {
                     let fin = Subset(cut_k, cut_h, cut_p, thr, sum1);
                     radix_start(fin, NONE, counting(), NO_ID, PC_LAST_COUNT);
                 }
-            }
-            case PC_LAST_COUNT: {
+        } else if (pc == PC_LAST_COUNT) {
                 if (rx_before == 0u) {
                     pick = head_id[keep - 1u];
                     pc = PC_FINISH;
                 } else {
                     radix_start(rx_subset, NONE, counting(), rx_before, PC_LAST_GOT);
                 }
-            }
-            case PC_LAST_GOT: {
+        } else if (pc == PC_LAST_GOT) {
                 pick = rx_id;
                 pc = PC_FINISH;
-            }
-            case PC_FINISH: {
+        } else if (pc == PC_FINISH) {
                 req[0] = REQ_DONE;
                 req[19] = pick;
                 return;
-            }
-            case PC_SCAN_ROUND: {
+        } else if (pc == PC_SCAN_ROUND) {
                 if (sc_rounds >= 64u) {
                     // Never seen: a sum crosses a handful of binades. Stop rather than spin.
                     sc_found = 0u;
@@ -522,8 +500,7 @@ fn advance() {
                     }
                     radix_start(sc_subset, sc_after, Term(0u, sc_temperature, sc_div, inv_ulp), x, PC_SCAN_GOT);
                 }
-            }
-            case PC_SCAN_GOT: {
+        } else if (pc == PC_SCAN_GOT) {
                 // Exact: fewer than 2^24 ulps of a power-of-two ulp, added within the binade.
                 let reached = sc_sum + f32(rx_before) * sc_ulp;
                 if (rx_found == 0u) {
@@ -544,8 +521,7 @@ fn advance() {
                         pc = PC_SCAN_ROUND;
                     }
                 }
-            }
-            case PC_RADIX_PASS: {
+        } else if (pc == PC_RADIX_PASS) {
                 req[0] = REQ_HIST_KEY;
                 request_subset(rx_subset, rx_after);
                 req[15] = 24u - 8u * rx_pass;
@@ -553,8 +529,7 @@ fn advance() {
                 req[17] = rx_mask;
                 pc = PC_RADIX_GOT;
                 return;
-            }
-            case PC_RADIX_GOT: {
+        } else if (pc == PC_RADIX_GOT) {
                 // Buckets from the largest key down: the CPU's order.
                 let shift = 24u - 8u * rx_pass;
                 var acc = rx_above;
@@ -600,8 +575,7 @@ fn advance() {
                         }
                     }
                 }
-            }
-            case PC_RADIX_ID_PASS: {
+        } else if (pc == PC_RADIX_ID_PASS) {
                 req[0] = REQ_HIST_ID;
                 request_subset(rx_subset, rx_after);
                 req[15] = 16u - 8u * rx_pass;
@@ -610,8 +584,7 @@ fn advance() {
                 req[18] = rx_prefix;
                 pc = PC_RADIX_ID_GOT;
                 return;
-            }
-            case PC_RADIX_ID_GOT: {
+        } else if (pc == PC_RADIX_ID_GOT) {
                 // Buckets from the lowest id up: the j-th lowest id among equal keys.
                 let shift = 16u - 8u * rx_pass;
                 var acc = rx_below;
@@ -635,12 +608,10 @@ fn advance() {
                     rx_id = rx_id_prefix;
                     pc = rx_ret;
                 }
-            }
-            default: {
-                req[0] = REQ_DONE;
-                req[19] = 0u;
-                return;
-            }
+        } else {
+            req[0] = REQ_DONE;
+            req[19] = 0u;
+            return;
         }
     }
 }
@@ -675,10 +646,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             advance();
         }
     }
-    var dbg = 0u;
     loop {
         let r = workgroupUniformLoad(&req);
-        if (lid == 0u && dbg < 100u) { ids_out[10u + dbg] = r[0] * 1000u + pc; dbg++; }
         if (r[0] == REQ_DONE) {
             if (lid == 0u) {
                 let id = r[19];

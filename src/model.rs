@@ -41,7 +41,8 @@ struct LayerWeights {
     w_down: GpuWeight,
 }
 
-struct Weights {
+/// Every weight of the model on the GPU: what a [`WeightLoader`] produces.
+pub struct Weights {
     token_embd: GpuWeight,
     /// `None` when the LM head is tied to `token_embd`.
     output: Option<GpuWeight>,
@@ -214,7 +215,8 @@ impl<'a> WeightLoader<'a> {
         }
     }
 
-    fn finish(mut self, config: &Config) -> Result<Weights> {
+    /// Every tensor has arrived: finish the uploads and hand the weights over.
+    pub fn finish(mut self, config: &Config) -> Result<Weights> {
         let mut layers = Vec::with_capacity(config.n_layer);
         for l in 0..config.n_layer {
             let name = |n: &str| block_tensor(l, n);
@@ -274,7 +276,8 @@ impl GpuModel {
     }
 
     /// Compile the kernels, allocate the KV cache and activations, and bind the decode step.
-    async fn build(
+    /// Used after a [`WeightLoader`] has received every tensor (from a file or a stream).
+    pub async fn build(
         ctx: GpuContext,
         config: Config,
         weights: Weights,

@@ -26,7 +26,7 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
     GenerateOptions {
         max_tokens,
         sampling: SamplingParams::greedy(),
-        stop: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -188,7 +188,7 @@ fn sampling_is_reproducible_per_seed() {
                 seed,
                 ..SamplingParams::default()
             },
-            stop: Vec::new(),
+            ..Default::default()
         };
         engine
             .generate("Once upon a time", &options, &mut ignore)

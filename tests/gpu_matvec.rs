@@ -247,7 +247,7 @@ fn assert_products(what: &str, got: &[f32], y0: &[f32], products: &[(f64, f64)],
         products.iter().filter(|p| p.1 > 0.0).count() * 2 >= n,
         "{what}: test data should be mostly non-zero"
     );
-    if worst > 0.0 {
+    if worst > 0.5 {
         eprintln!("{what}: worst error is {worst:.2} of the tolerance");
     }
 }
@@ -472,7 +472,7 @@ fn dispatches_past_the_per_dimension_limit_fold_into_two_dimensions() {
     gpu.ctx.limits.max_compute_workgroups_per_dimension = 7;
     let mut rng = Rng(13);
     let t = Tensor::random(GgmlType::Q4_0, 1000, 64, &mut rng);
-    check_all_kernels(&gpu, &t, 300);
+    check_all_kernels(&gpu, &t, 40);
     let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
     let ids: Vec<u32> = (0..500).map(|_| (rng.next() % 1100) as u32).collect();
     check_embed(&gpu, &w, &t, &ids);
@@ -504,7 +504,7 @@ fn streaming_in_odd_pieces_uploads_the_same_bytes() {
             let max_piece = 3 * t.info.ty.type_size() + 5;
             let mut offset = 0;
             while offset < t.bytes.len() {
-                let n = (1 + rng.next() % max_piece as u64) as usize;
+                let n = (1 + rng.next() % max_piece) as usize;
                 let piece = &t.bytes[offset..(offset + n).min(t.bytes.len())];
                 streamed.write(ctx, offset as u64, piece).unwrap();
                 offset += piece.len();
@@ -594,8 +594,11 @@ fn bad_tensors_and_bad_ops_are_errors() {
     ctx.check().unwrap();
 }
 
-/// Time per matvec on this adapter (release build: `cargo test --release --test gpu_matvec
-/// -- --ignored --nocapture`). Not a pass/fail test: the figures are for reports.
+/// Time per op on this adapter (`cargo test --release --test gpu_matvec -- --ignored
+/// --nocapture`). Not a pass/fail test: the figures are for reports. Each line gives the wall
+/// time and, on Linux, this process's CPU time per op: lavapipe runs shaders on the process's
+/// own threads, so CPU time is a steadier figure on a shared machine (wall ~ CPU / threads when
+/// the cores are free).
 #[test]
 #[ignore]
 fn matvec_speed() {
@@ -610,25 +613,32 @@ fn matvec_speed() {
         Tensor::from_file(&file, "token_embd.weight"),
         Tensor::from_file(&file, "blk.0.ffn_up.weight"),
         Tensor::from_file(&file, "blk.0.ffn_down.weight"),
+        Tensor::from_file(&file, "blk.0.attn_q.weight"),
         Tensor::random(GgmlType::Q4_1, 4096, 4096, &mut rng),
         Tensor::random(GgmlType::Q8_0, 4096, 4096, &mut rng),
+        Tensor::random(GgmlType::Q4_K, 4096, 4096, &mut rng),
+        Tensor::random(GgmlType::Q6_K, 4096, 4096, &mut rng),
     ];
     for t in &tensors {
         let (rows, cols) = t.rows_cols();
         let w = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
+        let what = format!("{} {rows}x{cols} {}", t.info.name, t.info.ty);
         let x = f32_buffer(ctx, &rng.vec(cols));
         let y = storage_buffer(ctx, "y", rows as u64 * 4);
+        // Enough repetitions for ~0.2 G weights per measurement.
+        let reps = (200_000_000 / (rows * cols)).clamp(1, 1000);
         for matvec in &gpu.matvecs {
             let ops = matvec.op(ctx, &w, whole(&x), &y, 0, false).unwrap();
-            let seconds = time_ops(ctx, &ops, &y, 20);
+            let (wall, cpu) = time_ops(ctx, &ops, &y, reps);
             eprintln!(
-                "matvec {:?} {} {rows}x{cols} {}: {:.3} ms ({:.2} GB/s of weights)",
+                "matvec {:?} {what}: {:.3} ms wall, {cpu} ({:.2} GB/s of weights)",
                 matvec.variant(),
-                t.info.name,
-                t.info.ty,
-                seconds * 1e3,
-                w.gpu_bytes() as f64 / seconds / 1e9
+                wall * 1e3,
+                w.gpu_bytes() as f64 / wall / 1e9
             );
+        }
+        if rows > 4096 {
+            continue; // The LM head's matmul is not used in prefill.
         }
         let n_tokens = 64;
         let xs = f32_buffer(ctx, &rng.vec(n_tokens * cols));
@@ -637,32 +647,40 @@ fn matvec_speed() {
             let ops = matmul
                 .op(ctx, &w, whole(&xs), n_tokens as u32, &ys, 0, false)
                 .unwrap();
-            let seconds = time_ops(ctx, &ops, &ys, 3);
+            let (wall, cpu) = time_ops(ctx, &ops, &ys, (reps / n_tokens).max(1));
             eprintln!(
-                "matmul {:?} {} {rows}x{cols} {}, {n_tokens} tokens: {:.2} ms ({:.3} ms per token)",
+                "matmul {:?} {what}, {n_tokens} tokens: {:.3} ms wall per token, {cpu} for all",
                 matmul.variant(),
-                t.info.name,
-                t.info.ty,
-                seconds * 1e3,
-                seconds * 1e3 / n_tokens as f64
+                wall * 1e3 / n_tokens as f64,
             );
         }
     }
 }
 
-/// Median over 5 runs of the time per repetition of `ops`, recorded `reps` times into one submit.
-fn time_ops(ctx: &GpuContext, ops: &[Op], out: &wgpu::Buffer, reps: usize) -> f64 {
+/// (wall seconds, "x ms CPU") per repetition of `ops`, recorded `reps` times into one submit,
+/// over three submits after a warm-up.
+fn time_ops(ctx: &GpuContext, ops: &[Op], out: &wgpu::Buffer, reps: usize) -> (f64, String) {
     let all: Vec<&Op> = (0..reps).flat_map(|_| ops.iter()).collect();
     submit_ops(ctx, &all);
     read(ctx, out, 1);
-    let mut times: Vec<f64> = (0..5)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            submit_ops(ctx, &all);
-            read(ctx, out, 1);
-            started.elapsed().as_secs_f64() / reps as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[2]
+    let cpu_before = process_cpu_seconds();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        submit_ops(ctx, &all);
+        read(ctx, out, 1);
+    }
+    let per_rep = |seconds: f64| seconds / (3 * reps) as f64;
+    let cpu = match (cpu_before, process_cpu_seconds()) {
+        (Some(a), Some(b)) => format!("{:.3} ms CPU", per_rep(b - a) * 1e3),
+        _ => "CPU time unknown".into(),
+    };
+    (per_rep(started.elapsed().as_secs_f64()), cpu)
+}
+
+/// User + system time of this process (all threads) from /proc, in seconds (100 Hz ticks).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

@@ -611,7 +611,7 @@ fn zz_time2() {
         eprintln!(
             "got {got:?} trace {:?} pcs {:?}",
             &bench.read_ids(200)[10..60],
-            &bench.read_ids(200)[100..180]
+            &bench.read_ids(200)[100..144]
         );
     }
     let n = N_VOCAB;
@@ -972,6 +972,51 @@ var<workgroup> req: vec4<u32>;
         }
         ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
         eprintln!("{name}: min {:.3} ms", ts[0]);
+    }
+}
+
+#[test]
+fn zz_bug() {
+    let ctx = ctx();
+    let out = storage_buffer(ctx, "o", 64);
+    for wg in [8u32, 16, 32, 64] {
+        let src = format!(
+            r"
+@group(0) @binding(0) var<storage, read_write> o: array<u32>;
+var<workgroup> a: array<u32, 512>;
+var<workgroup> n: u32;
+var<workgroup> pc: u32;
+var<workgroup> req: array<u32, 4>;
+fn advance() {{
+    loop {{
+        switch pc {{
+            case 0u: {{ req[0] = 1u; pc = 1u; return; }}
+            case 1u: {{ var acc = 0u; for (var b = 0u; b < 256u; b++) {{ let c = a[b]; if (acc + c >= 10u) {{ break; }} acc += c; }} o[1] = acc; req[0] = 1u; pc = 2u; return; }}
+            case 2u: {{ var s = 0u; for (var j = 0u; j < n; j++) {{ s += a[j]; }} o[0] = s; pc = 3u; }}
+            case 3u: {{ req[0] = 0u; return; }}
+            default: {{ return; }}
+        }}
+    }}
+}}
+@compute @workgroup_size({wg}) fn main(@builtin(local_invocation_index) lid: u32) {{
+    for (var j = lid; j < 512u; j += {wg}u) {{ a[j] = 1u; }}
+    if (lid == 0u) {{ n = 512u; pc = 0u; advance(); }}
+    loop {{
+        let r = workgroupUniformLoad(&req);
+        if (r[0] == 0u) {{ break; }}
+        workgroupBarrier();
+        if (lid == 0u) {{ advance(); }}
+    }}
+}}"
+        );
+        let kern = pollster::block_on(Kernel::new(ctx, "bug", ShaderSource::new(&src))).unwrap();
+        let op = kern.op(ctx, &[whole(&out)], [1, 1, 1]);
+        submit_ops(ctx, &[&op]);
+        let bytes = pollster::block_on(read_buffer(ctx, &out, 0, 4)).unwrap();
+        eprintln!(
+            "wg {wg}: sum {} (want 512)",
+            u32::from_le_bytes(bytes[..4].try_into().unwrap())
+        );
     }
 }
 

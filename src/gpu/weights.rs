@@ -17,10 +17,14 @@
 //! | Q4_K | the whole 144-byte block (9 `vec4<u32>`: d, dmin and the 12 scale bytes, then 128 of nibbles) | none |
 //! | Q6_K | ql, qh and the 16 i8 scales: 208 bytes (13 `vec4<u32>`) | f16 d          |
 //!
-//! So the quantized data lands on 16-byte boundaries (shaders read it as `array<vec4<u32>>`),
-//! the f16 scales pack two to a `u32` (read with `unpack2x16float`, no optional feature), and
-//! GPU memory equals the file's bytes, plus at most 3 bytes per row of scale padding. Q4_K is
-//! already 16-byte aligned and keeps its block unchanged.
+//! So the quantized data lands on 16-byte boundaries (shaders read it as `array<vec4<u32>>`,
+//! one load per block plane: on CPU emulations every load instruction is expensive, on GPUs
+//! wide loads coalesce), the f16 scales pack two to a `u32` (read with `unpack2x16float`, no
+//! optional feature), and GPU memory equals the file's bytes plus at most 2 bytes per row
+//! (rounding a row's scales to whole `u32`s) and 255 per part (aligning the `scales` plane),
+//! besides the F32/F16 row padding below.
+//! Q4_K is already 16-byte aligned and keeps its block unchanged; Q4_1's 20-byte block is
+//! 4-byte aligned but its nibbles would not be 16-byte aligned.
 //!
 //! Shaders walk a row in *units* of [`UNIT`] = 32 values: one Q4_0/Q4_1/Q8_0 block, an eighth of
 //! a K-quant super-block, or 32 F32/F16 values. F32 and F16 rows are padded with zeros to a
@@ -99,7 +103,7 @@ pub struct WeightLayout {
 }
 
 impl WeightLayout {
-    /// The layout of `rows` of `cols` values of `ty`, or `None` for a type without a kernel.
+    /// The layout of rows of `cols` values of `ty`, or `None` for a type without a kernel.
     fn new(ty: GgmlType, cols: u64) -> Option<WeightLayout> {
         let planes = planes(ty)?;
         let blocks_per_row = cols / ty.block_size();

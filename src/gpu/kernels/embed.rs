@@ -3,11 +3,11 @@
 //! decode step can embed the id the previous step's sampler wrote without a CPU round trip.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{uniform_buffer, Kernel, Op, ShaderSource};
+use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
 use crate::gpu::kernels::matvec::{
-    binding_bytes, decode_source, grid, kernel_for, part_bindings, WeightParams,
+    binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
 };
-use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
+use crate::gpu::weights::{GpuWeight, UNIT};
 use crate::gpu::GpuContext;
 use crate::quant::GgmlType;
 
@@ -23,13 +23,9 @@ pub struct Embed {
 
 impl Embed {
     pub async fn new(ctx: &GpuContext) -> Result<Embed> {
-        let mut kernels = Vec::with_capacity(GPU_TYPES.len());
-        for ty in GPU_TYPES {
-            let text = [decode_source(ty).as_str(), EMBED_WGSL].join("\n");
-            let name = format!("embed_{}", ty.name().to_lowercase());
-            kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
-        }
-        Ok(Embed { kernels })
+        Ok(Embed {
+            kernels: compile(ctx, "embed", EMBED_WGSL).await?,
+        })
     }
 
     /// `x[t * table.cols ..][.. table.cols]` = row `tokens[t]` of `table` for `t < n_tokens`:

@@ -1,13 +1,20 @@
 //! Products with quantized weights: `MatVec` (y = W x, one token: decode) and `MatMul`
 //! (Y = X Wᵀ, a batch of tokens: prefill), for every type in [`GPU_TYPES`], with an optional
-//! fused residual add (`accumulate`: y += W x).
+//! fused residual add (`accumulate`: y += W x). Arithmetic is f32 throughout; f16 values are
+//! decoded from u32 with `unpack2x16float`, so no optional feature is needed.
 //!
 //! A shader is assembled from three pieces: `quant_common.wgsl` (parameters, the `quants`
-//! plane, byte unpacking), the type's `quant_<type>.wgsl` (`load4`: decode four values of a
-//! unit, arithmetic in f32, f16 values through `unpack2x16float`) and a driver saying who
-//! computes what. Each product has a driver for CPU emulations (no workgroup barriers, which
-//! they make very slow) and one for real GPUs (reductions and tiles in workgroup memory),
-//! chosen by `ctx.is_cpu` unless a test forces one.
+//! plane, byte unpacking), the type's `quant_<type>.wgsl` (`unit_values`: the 32 values of one
+//! unit of a row, loading each plane once) and a driver saying who computes what:
+//!
+//! | product | CPU emulations (`ctx.is_cpu`)                  | real GPUs                                   |
+//! |---------|------------------------------------------------|---------------------------------------------|
+//! | matvec  | `matvec_rows`: 8 rows per invocation           | `matvec_workgroup`: invocations share rows, tree reduction |
+//! | matmul  | `matmul_rows`: 8 rows x 8 tokens per invocation | `matmul_tiled`: 64x32 tiles in workgroup memory |
+//!
+//! The CPU drivers use no workgroup barrier (lavapipe and SwiftShader make barriers very slow)
+//! and reuse every load they can, since on those emulators each load instruction is a loop
+//! over the SIMD lanes. Tests force either variant with `with_variant`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -37,27 +44,23 @@ const MATMUL_ROWS_TOKENS: u64 = 8;
 const TILE_ROWS: u64 = 64;
 const TILE_TOKENS: u64 = 32;
 
-/// The WGSL that decodes `ty`'s units (`load4`), for the drivers to follow.
+/// The WGSL that decodes `ty`'s units (`unit_values`), for a driver to follow.
 pub(crate) fn decode_source(ty: GgmlType) -> String {
     use GgmlType::*;
-    let (scales, body) = match ty {
-        F32 => ("", include_str!("../../../shaders/quant_f32.wgsl")),
-        F16 => ("", include_str!("../../../shaders/quant_f16.wgsl")),
-        Q4_0 => (
-            QUANT_SCALES_F16,
-            include_str!("../../../shaders/quant_q4_0.wgsl"),
-        ),
-        Q4_1 => ("", include_str!("../../../shaders/quant_q4_1.wgsl")),
-        Q8_0 => (
-            QUANT_SCALES_F16,
-            include_str!("../../../shaders/quant_q8_0.wgsl"),
-        ),
-        Q4_K => ("", include_str!("../../../shaders/quant_q4_k.wgsl")),
-        Q6_K => (
-            QUANT_SCALES_F16,
-            include_str!("../../../shaders/quant_q6_k.wgsl"),
-        ),
+    let body = match ty {
+        F32 => include_str!("../../../shaders/quant_f32.wgsl"),
+        F16 => include_str!("../../../shaders/quant_f16.wgsl"),
+        Q4_0 => include_str!("../../../shaders/quant_q4_0.wgsl"),
+        Q4_1 => include_str!("../../../shaders/quant_q4_1.wgsl"),
+        Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
+        Q4_K => include_str!("../../../shaders/quant_q4_k.wgsl"),
+        Q6_K => include_str!("../../../shaders/quant_q6_k.wgsl"),
         _ => unreachable!("decode_source is only asked for GPU_TYPES"),
+    };
+    // Q4_0, Q8_0 and Q6_K keep one f16 scale per block; Q4_1 declares its own (d, m) plane.
+    let scales = match ty {
+        Q4_0 | Q8_0 | Q6_K => QUANT_SCALES_F16,
+        _ => "",
     };
     [QUANT_COMMON, scales, body].join("\n")
 }
@@ -96,7 +99,11 @@ impl WeightParams {
 }
 
 /// One pipeline per GPU type, compiled from `driver`.
-async fn compile(ctx: &GpuContext, family: &str, driver: &str) -> Result<Vec<(GgmlType, Kernel)>> {
+pub(crate) async fn compile(
+    ctx: &GpuContext,
+    family: &str,
+    driver: &str,
+) -> Result<Vec<(GgmlType, Kernel)>> {
     let mut kernels = Vec::with_capacity(GPU_TYPES.len());
     for ty in GPU_TYPES {
         let text = [decode_source(ty).as_str(), driver].join("\n");
@@ -199,7 +206,8 @@ fn check_io(
 pub enum MatVecVariant {
     /// Each invocation computes 8 rows, no barriers (CPU emulators).
     RowsPerInvocation,
-    /// Several invocations per row and a tree reduction in workgroup memory (real GPUs).
+    /// Several invocations share a group of 4 rows, neighbours taking neighbouring units, and
+    /// meet in a tree reduction in workgroup memory (real GPUs).
     RowsPerWorkgroup,
 }
 
@@ -242,7 +250,7 @@ impl MatVec {
     }
 
     /// `y[y_offset + r] = dot(W row r, x)` for every row r of `w` (`+=` when `accumulate`):
-    /// one op per part of `w`. `x` holds `w.cols` f32.
+    /// one op per part of `w`. `x` holds `w.cols` f32; `y` is another buffer.
     pub fn op(
         &self,
         ctx: &GpuContext,
@@ -254,8 +262,9 @@ impl MatVec {
     ) -> Result<Vec<Op>> {
         check_io(w, &x, 1, y, y_offset)?;
         let kernel = kernel_for(&self.kernels, w)?;
-        let units = w.cols.div_ceil(UNIT);
-        let threads_per_row = units.next_power_of_two().clamp(1, 64);
+        // Enough invocations per row group that each takes about one unit of a short row
+        // (576 values: 18 units, 32 invocations) and a few of a long one.
+        let threads_per_row = w.cols.div_ceil(UNIT).next_power_of_two().clamp(1, 64);
         let mut ops = Vec::with_capacity(w.parts.len());
         for part in &w.parts {
             let params = WeightParams {
@@ -281,7 +290,7 @@ impl MatVec {
 /// How a batched product is spread over invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatMulVariant {
-    /// Each invocation computes 8 rows x 4 tokens, no barriers (CPU emulators).
+    /// Each invocation computes 8 rows x 8 tokens, no barriers (CPU emulators).
     RowsPerInvocation,
     /// 64-row x 32-token tiles staged in workgroup memory (real GPUs).
     Tiled,
@@ -326,7 +335,7 @@ impl MatMul {
     }
 
     /// `Y[t, r]` at element `y_offset + t * w.rows + r` of `y` for the `n_tokens` rows of `x`
-    /// (f32 `[n_tokens, w.cols]`): one op per part of `w`.
+    /// (f32 `[n_tokens, w.cols]`), `+=` when `accumulate`: one op per part of `w`.
     #[allow(clippy::too_many_arguments)]
     pub fn op(
         &self,
@@ -383,9 +392,9 @@ mod tests {
     fn large_dispatches_fold_into_two_dimensions() {
         assert_eq!(grid_within(65535, 300), Some([300, 1]));
         assert_eq!(grid_within(65535, 65536), Some([65535, 2]));
-        // Shaders skip the workgroups past n: here 56 are dispatched for 50.
-        assert_eq!(grid_within(7, 50), Some([7, 8]));
+        // Shaders skip the workgroups past n: here 42 are dispatched for 40.
+        assert_eq!(grid_within(7, 40), Some([7, 6]));
         assert_eq!(grid_within(7, 49), Some([7, 7]));
-        assert_eq!(grid_within(7, 50 * 50), None);
+        assert_eq!(grid_within(7, 50), None);
     }
 }

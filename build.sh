@@ -100,8 +100,8 @@ cmd_test() {
 cmd_demo() {
   cmd_setup
   cargo build --release --quiet
-  log "chatting with the default model on the CPU reference (Ctrl-D to quit)"
-  "$CARGO_TARGET_DIR/release/llama-wgpu" chat --model "$DEFAULT_MODEL" --device cpu
+  log "chatting with the default model on the GPU (Ctrl-D to quit)"
+  "$CARGO_TARGET_DIR/release/llama-wgpu" chat --model "$DEFAULT_MODEL"
 }
 
 case "${1:-}" in

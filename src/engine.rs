@@ -44,7 +44,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            device: Device::Cpu,
+            device: Device::Gpu,
             context_length: None,
         }
     }

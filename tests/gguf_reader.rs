@@ -1,61 +1,28 @@
 //! The GGUF reader on good and bad bytes: every malformed file gives its specific error, never a
 //! panic, and the streaming reader hands out exactly the bytes the random-access reader reads.
 
+mod common;
+
+use common::tiny_llama::{f32_bytes, llama_tensors};
 use llama_wgpu::config::Config;
 use llama_wgpu::gguf::{Event, Header, StreamReader, Value};
 use llama_wgpu::gguf_writer::GgufWriter;
 use llama_wgpu::quant::GgmlType;
 use llama_wgpu::{Error, GgufProblem};
 
-fn f32_bytes(n: usize, seed: u32) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| {
-            (((i as u32).wrapping_mul(2654435761) ^ seed) as f32 / u32::MAX as f32).to_le_bytes()
-        })
-        .collect()
-}
-
-/// A complete, tiny llama model: dim 8, 1 layer, 2 heads (1 KV head), ffn 16, vocab 16.
+/// The shared tiny llama (16-token vocab) plus a scores array and a nested array, so the
+/// reader's array paths are exercised.
 fn tiny_llama() -> GgufWriter {
-    let (e, kv, f, v) = (8u64, 4u64, 16u64, 16u64);
     let mut w = GgufWriter::new();
-    w.metadata("general.architecture", Value::String("llama".into()))
-        .metadata("general.name", Value::String("tiny".into()))
-        .metadata("llama.embedding_length", Value::U32(e as u32))
-        .metadata("llama.block_count", Value::U32(1))
-        .metadata("llama.attention.head_count", Value::U32(2))
-        .metadata("llama.attention.head_count_kv", Value::U32(1))
-        .metadata("llama.feed_forward_length", Value::U32(f as u32))
-        .metadata("llama.context_length", Value::U32(64))
-        .metadata("llama.rope.freq_base", Value::F32(10000.0))
-        .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
-        .metadata(
-            "tokenizer.ggml.scores",
-            Value::Array((0..v).map(|i| Value::F32(-(i as f32))).collect()),
-        )
-        .metadata(
-            "nested",
-            Value::Array(vec![Value::Array(vec![Value::I16(-3), Value::I16(7)])]),
-        );
-    let mut t = |name: &str, dims: &[u64]| {
-        let n = dims.iter().product::<u64>() as usize;
-        w.tensor(name, dims, GgmlType::F32, f32_bytes(n, name.len() as u32));
-    };
-    t("token_embd.weight", &[e, v]);
-    t("output_norm.weight", &[e]);
-    for (name, dims) in [
-        ("attn_norm", vec![e]),
-        ("attn_q", vec![e, e]),
-        ("attn_k", vec![e, kv]),
-        ("attn_v", vec![e, kv]),
-        ("attn_output", vec![e, e]),
-        ("ffn_norm", vec![e]),
-        ("ffn_gate", vec![e, f]),
-        ("ffn_up", vec![e, f]),
-        ("ffn_down", vec![f, e]),
-    ] {
-        t(&format!("blk.0.{name}.weight"), &dims);
-    }
+    llama_tensors(&mut w, 16);
+    w.metadata(
+        "tokenizer.ggml.scores",
+        Value::Array((0..16).map(|i| Value::F32(-(i as f32))).collect()),
+    )
+    .metadata(
+        "nested",
+        Value::Array(vec![Value::Array(vec![Value::I16(-3), Value::I16(7)])]),
+    );
     w
 }
 
@@ -89,7 +56,7 @@ fn well_formed_file_reads_back() {
     assert_eq!(h.tensors.len(), 11);
     assert_eq!(h.alignment, 32);
     assert_eq!(h.data_offset % 32, 0);
-    assert_eq!(h.metadata.get_str("general.name"), Some("tiny"));
+    assert_eq!(h.metadata.get_str("general.name"), Some("tiny-llama"));
     assert_eq!(h.metadata.get_u64("llama.block_count"), Some(1));
     assert_eq!(
         h.metadata.get("nested"),

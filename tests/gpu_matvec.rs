@@ -11,7 +11,8 @@
 //! `(n - 1) u sum|terms|` with u = 2^-24, so |gpu - exact| <= (cols + 2) u sum|w x| to first
 //! order; we allow (cols + 4) u sum|w x|. This is measured against sum|w x|, not against the
 //! (possibly cancelling) result, so it is tight where it matters: a wrong nibble, scale or row
-//! moves a result by a sizeable fraction of sum|w x|, thousands of times this bound.
+//! moves a result by a sizeable fraction of sum|w x|, thousands of times this bound. With
+//! `accumulate`, adding to the old y is one more rounding: 2 u (|y0| + sum|w x|) more.
 //! An embedding row is the decoded weights themselves: the shader does the same f32 operations
 //! as `quant.rs` (products of an f16 by small integers are exact, then one rounding), so it may
 //! differ by at most one rounding of a contracted multiply-add: 1 ulp.

@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+pub mod tiny_llama;
+
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -321,6 +321,15 @@ mod cli {
         })
     }
 
+    /// The process's peak resident memory (Linux `VmHWM`), to show that loading streams
+    /// tensors instead of holding the file.
+    fn peak_rss_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
     fn bench(a: BenchArgs) -> Result<()> {
         if a.prompt_tokens == 0 || a.repeats == 0 {
             return Err(Error::InvalidArgument(
@@ -330,6 +339,7 @@ mod cli {
         let start = std::time::Instant::now();
         let mut engine = load(&a.model)?;
         let load_s = start.elapsed().as_secs_f64();
+        let load_peak_rss = peak_rss_bytes();
         if a.prompt_tokens + a.gen_tokens >= engine.context_length() {
             return Err(Error::ContextOverflow {
                 tokens: a.prompt_tokens + a.gen_tokens,
@@ -365,6 +375,7 @@ mod cli {
             "prefill_tokens_per_s": spread(prefill),
             "decode_tokens_per_s": spread(decode),
             "load_s": load_s,
+            "host_peak_rss_bytes_after_load": load_peak_rss,
             "ttft_s": ttft,
             "gpu_bytes": stats.gpu_bytes,
             "dispatches_per_token": stats.dispatches_per_token,
@@ -402,6 +413,12 @@ mod cli {
             a.repeats
         );
         println!("gpu memory:  {:.1} MB", stats.gpu_bytes as f64 / 1e6);
+        if let Some(rss) = load_peak_rss {
+            println!(
+                "host memory: {:.1} MB peak resident after load",
+                rss as f64 / 1e6
+            );
+        }
         println!(
             "per token:   {} dispatches, {} submits, {} bytes read back",
             stats.dispatches_per_token, stats.submits_per_token, stats.readback_bytes_per_token

@@ -17,6 +17,14 @@ struct SampleParams {
     repeat_last_n: u32,
     seed_lo: u32,
     seed_hi: u32,
+    // Fixed by `GpuSampler::new` (uniforms rather than constants, so that samplers of every
+    // size share one compiled pipeline).
+    n_vocab: u32,
+    // Chunks of pass 1 (its per-chunk bests).
+    n_partials: u32,
+    // Capacity of the history ring.
+    history_cap: u32,
+    _pad: u32,
 }
 
 // The per-step uniform every kernel shares (`kernels::StepParams`).

@@ -4,15 +4,17 @@
 //   1. applies the repetition penalty: the ids of the history window (the last repeat_last_n
 //      ids of the ring in `history`) that fall in the chunk are marked in a workgroup bitset, so
 //      a repeated id is penalized once, exactly like the CPU's "once per distinct recent token";
-//      a marked logit l becomes l / penalty if l > 0, else l * penalty;
+//      a marked logit l becomes l / penalty if l > 0, else l * penalty (the division is
+//      correctly rounded on lavapipe; WGSL lets a GPU be 2.5 ulp off, which could only matter
+//      for a logit that exactly ties another);
 //   2. turns each (penalized, NaN -> -inf) logit into its order-preserving u32 key and stores it
 //      in `keys` (not in greedy mode, where pass 2 needs only the maximum);
 //   3. writes the chunk's best (key, id) to partials[chunk]: the largest key, the lowest id among
 //      equal keys (the CPU's greedy tie rule).
-// Two workgroup barriers for the bitset (only with a penalty) and two for the reduction.
+// Two workgroup barriers for the bitset (only with a penalty) and two for the reduction. The host
+// picks the shape: 256 invocations x 4 logits on GPUs, 8 x 64 on CPU adapters (where a
+// workgroup is one SIMD group and barriers are costly).
 
-const N: u32 = {{N_VOCAB}}u;
-const HISTORY_CAP: u32 = {{HISTORY_CAP}}u;
 const WG: u32 = {{WG}}u;
 const PER: u32 = {{PER}}u;
 const CHUNK: u32 = WG * PER;
@@ -21,7 +23,7 @@ const GROUPS: u32 = {{GROUPS}}u;
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<uniform> params: SampleParams;
-// history[0]: ids appended so far; history[1 + j % HISTORY_CAP]: the j-th id.
+// history[0]: ids appended so far; history[1 + j % history_cap]: the j-th id.
 @group(0) @binding(2) var<storage, read> history: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec2<u32>>;
@@ -40,7 +42,7 @@ fn before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let base = wg.x * CHUNK;
-    let end = min(base + CHUNK, N);
+    let end = min(base + CHUNK, params.n_vocab);
     let penalize = params.repeat_last_n > 0u;
     if (penalize) {
         for (var w = lid; w < CHUNK / 32u; w += WG) {
@@ -48,9 +50,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         workgroupBarrier();
         let count = history[0];
-        let window = min(min(count, params.repeat_last_n), HISTORY_CAP);
+        let window = min(min(count, params.repeat_last_n), params.history_cap);
         for (var j = lid; j < window; j += WG) {
-            let t = history[1u + (count - window + j) % HISTORY_CAP];
+            let t = history[1u + (count - window + j) % params.history_cap];
             if (t >= base && t < end) {
                 atomicOr(&marks[(t - base) / 32u], 1u << ((t - base) % 32u));
             }

@@ -47,12 +47,27 @@ impl Rng {
     }
 }
 
+/// 2^16 standard normal values, drawn once: each step's background is a random permutation of
+/// them (cheaper than fresh draws in a debug build).
+fn gaussians() -> &'static [f32] {
+    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rng = Rng(0x6a05);
+        (0..1 << 16).map(|_| rng.normal() as f32).collect()
+    })
+}
+
 /// Logits shaped like a language model's: a Gaussian background of width `spread` and a few
 /// boosted ids (some of them from `favour`, e.g. recent tokens, so a penalty matters), with a
 /// random sharpness, so the draws cover peaked and flat steps.
 fn lm_logits(rng: &mut Rng, n: usize, favour: &[u32]) -> Vec<f32> {
-    let spread = 1.0 + 1.5 * rng.unit();
-    let mut l: Vec<f32> = (0..n).map(|_| (spread * rng.normal()) as f32).collect();
+    let spread = 1.0 + 1.5 * rng.unit() as f32;
+    // i -> (a i + b) mod 2^16 with a odd is a permutation.
+    let (a, b) = (rng.next() as usize | 1, rng.next() as usize);
+    let table = gaussians();
+    let mut l: Vec<f32> = (0..n)
+        .map(|i| spread * table[a.wrapping_mul(i).wrapping_add(b) & 0xffff])
+        .collect();
     let boosted = 1 + rng.below(24);
     for b in 0..boosted {
         let id = if b % 3 == 0 && !favour.is_empty() {
@@ -374,7 +389,9 @@ fn settings() -> Vec<(&'static str, SamplingParams)> {
 fn compare_with_cpu(n: usize, steps: usize, seed: u64) -> Vec<(&'static str, Vec<usize>)> {
     let bench = Bench::new(n, 64, steps);
     let mut out = Vec::new();
-    for (name, params) in settings() {
+    for (i, (name, params)) in settings().into_iter().enumerate() {
+        // The two settings after the brief's six get half the steps (test time).
+        let steps = if i < 6 { steps } else { steps / 2 };
         let mut rng = Rng(seed);
         let prompt: Vec<u32> = (0..20).map(|_| rng.below(n) as u32).collect();
         // Every fourth step has tied logits, so ties meet every cut.
@@ -400,22 +417,29 @@ fn compare_with_cpu(n: usize, steps: usize, seed: u64) -> Vec<(&'static str, Vec
         }
         // The ring holds the last 64 ids: the prompt's tail and the draws.
         let ring = pollster::block_on(bench.sampler.read_history(ctx())).unwrap();
-        assert_eq!(ring, history[history.len() - 64..], "{name}: history");
+        assert_eq!(
+            ring,
+            history[history.len().saturating_sub(64)..],
+            "{name}: history"
+        );
         out.push((name, differ));
     }
     out
 }
 
-// Exact equality is expected: the kept sets and the order of the head's sums are the CPU's; what
-// differs is the rounding of exp and division (and, beyond the 1024-element sorted head, the
-// order of the tail's sums), so a choice differs only when u falls within ~1e-6 of a boundary
-// of the cumulative distribution. Allowed: 1 such step per setting (0 seen).
+// Exact equality is expected: the kept sets are the CPU's, and so are its f32 sums, operation by
+// operation on the sorted head and reproduced exactly over the tail. What can differ is the
+// rounding of exp and division (a few ulp on GPUs; lavapipe's exp is not glibc's), which moves
+// a cumulative boundary by about an ulp (6e-8), so a choice differs only when u falls that close
+// to one: about 1e-3 of the steps at most. Seen: 1 step of 1400 (top-k beyond the head, step
+// 68: the CPU's cumulative sum passed the target by one ulp, the GPU's did not). Allowed: 1 per
+// setting.
 const ALLOWED_MISMATCHES: usize = 1;
 
 #[test]
 fn choices_equal_the_cpu_step_by_step() {
     for (name, differ) in compare_with_cpu(N_VOCAB, 200, 3) {
-        eprintln!("{name}: {} of 200 steps differ {differ:?}", differ.len());
+        eprintln!("{name}: steps that differ: {differ:?}");
         assert!(
             differ.len() <= ALLOWED_MISMATCHES,
             "{name}: steps {differ:?} differ"
@@ -426,7 +450,7 @@ fn choices_equal_the_cpu_step_by_step() {
 #[test]
 fn choices_equal_the_cpu_on_small_and_odd_vocabularies() {
     // Smaller than the sorted head, not a multiple of a chunk, and a chunk plus one.
-    for (n, steps) in [(50, 100), (5003, 100), (1025, 100)] {
+    for (n, steps) in [(50, 40), (5003, 40), (1025, 40)] {
         for (name, differ) in compare_with_cpu(n, steps, n as u64) {
             assert!(
                 differ.len() <= ALLOWED_MISMATCHES,
@@ -434,6 +458,102 @@ fn choices_equal_the_cpu_on_small_and_odd_vocabularies() {
             );
         }
     }
+}
+
+#[test]
+fn flat_logits_over_a_large_vocabulary() {
+    // qwen2's vocabulary with every logit equal, or nearly: the tail's sums are at their
+    // largest (a whole-vocabulary tie, and histogram buckets that would overflow u32 without
+    // saturation). The CPU's choice is then decided by its f32 rounding alone.
+    let n = 151_936;
+    let bench = Bench::new(n, 64, 6);
+    let mut rng = Rng(6);
+    let logits: Vec<Vec<f32>> = (0..6)
+        .map(|s| {
+            if s % 2 == 0 {
+                vec![0.25; n]
+            } else {
+                (0..n).map(|_| (0.01 * rng.normal()) as f32).collect()
+            }
+        })
+        .collect();
+    for params in [
+        SamplingParams {
+            temperature: 1.0,
+            seed: 11,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            temperature: 2.0,
+            top_p: 0.5,
+            seed: 12,
+            ..SamplingParams::greedy()
+        },
+    ] {
+        let got = bench.run(&params, &[], &logits);
+        let mut cpu = Sampler::new(params.clone());
+        let want: Vec<u32> = logits.iter().map(|l| cpu.sample(l, &[])).collect();
+        assert_eq!(got, want, "{params:?}");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_sequence_and_the_history_records_it() {
+    let n = N_VOCAB;
+    let bench = Bench::new(n, 256, 48);
+    let mut rng = Rng(7);
+    let logits: Vec<Vec<f32>> = (0..48).map(|_| lm_logits(&mut rng, n, &[])).collect();
+    let params = SamplingParams {
+        seed: 7,
+        repeat_penalty: 1.1,
+        ..SamplingParams::default()
+    };
+    let prompt = [5u32, 6, 7];
+    let first = bench.run(&params, &prompt, &logits);
+    let history = pollster::block_on(bench.sampler.read_history(ctx())).unwrap();
+    assert_eq!(history, [&prompt[..], &first[..]].concat());
+    assert_eq!(bench.read_token(), first[47]);
+    // set_params starts over: the same seed, the same ids.
+    assert_eq!(bench.run(&params, &prompt, &logits), first);
+    for seed in [8, 7 + (1 << 32)] {
+        let other = SamplingParams {
+            seed,
+            ..params.clone()
+        };
+        assert_ne!(bench.run(&other, &prompt, &logits), first, "seed {seed}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let ctx = ctx();
+    assert!(pollster::block_on(GpuSampler::new(ctx, 0, 64)).is_err());
+    assert!(pollster::block_on(GpuSampler::new(ctx, 100, 0)).is_err());
+    let bench = Bench::new(1000, 16, 4);
+    let too_long = SamplingParams {
+        repeat_penalty: 1.1,
+        repeat_last_n: 17,
+        ..SamplingParams::default()
+    };
+    let err = bench.sampler.set_params(ctx, &too_long, &[]).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    // A window longer than the ring is fine when the penalty is off.
+    let off = SamplingParams {
+        repeat_last_n: 17,
+        ..SamplingParams::default()
+    };
+    bench.sampler.set_params(ctx, &off, &[]).unwrap();
+    let invalid = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    };
+    assert!(bench.sampler.set_params(ctx, &invalid, &[]).is_err());
+    let small = storage_buffer(ctx, "small logits", 999 * 4);
+    let ops = bench
+        .sampler
+        .op(ctx, &small, &bench.step, whole(&bench.tokens), &bench.ids);
+    assert!(matches!(ops, Err(e) if e.code() == "INVALID_ARGUMENT"));
+    ctx.check().unwrap();
 }
 
 /// The probabilities the chain gives (f64, sorted arithmetic), as (id, p) with p > 0.
@@ -517,15 +637,16 @@ fn chi_square(
 
 #[test]
 fn draws_over_many_seeds_follow_the_cpu_distribution() {
-    let n = N_VOCAB;
-    let (seeds, per_seed) = (50u64, 60usize);
+    // A smaller vocabulary keeps this fast; it still has a tail beyond the sorted head.
+    let n = 8192;
+    let (seeds, per_seed) = (25u64, 32usize);
     let draws = seeds * per_seed as u64;
     let bench = Bench::new(n, 64, per_seed);
     let mut rng = Rng(4);
     // A fixed step: a dozen likely ids over a Gaussian background.
     let mut logits: Vec<f32> = (0..n).map(|_| (1.2 * rng.normal()) as f32).collect();
     for (j, id) in [
-        11usize, 4000, 4001, 9999, 20000, 30001, 45000, 49151, 777, 1234, 31337, 2,
+        11usize, 4000, 4001, 999, 2000, 3001, 4500, 8191, 777, 1234, 7337, 2,
     ]
     .into_iter()
     .enumerate()
@@ -582,496 +703,43 @@ fn draws_over_many_seeds_follow_the_cpu_distribution() {
     }
 }
 
+/// Time per sampling op (both dispatches, submitted and waited for one at a time) at
+/// n_vocab = 49152: `cargo test --release --test gpu_sample -- --ignored --nocapture`.
 #[test]
-fn zz_time() {
+#[ignore]
+fn sampling_op_timings() {
     let n = N_VOCAB;
-    let bench = Bench::new(n, 64, 200);
-    let mut rng = Rng(3);
-    let logits: Vec<Vec<f32>> = (0..20).map(|_| lm_logits(&mut rng, n, &[])).collect();
+    let bench = Bench::new(n, 64, 1);
+    let ctx = ctx();
+    let mut rng = Rng(5);
+    let steps: Vec<Vec<f32>> = (0..8).map(|_| lm_logits(&mut rng, n, &[])).collect();
     let mut all = vec![("greedy", SamplingParams::greedy())];
     all.extend(settings());
+    eprintln!("adapter: {}", ctx.describe());
     for (name, params) in all {
-        bench.run(&params, &[], &logits[..2]);
-        let t = std::time::Instant::now();
-        bench.run(&params, &[], &logits);
-        eprintln!("{name}: {:?} per step", t.elapsed() / 20);
-    }
-}
-#[test]
-fn zz_time2() {
-    {
-        let bench = Bench::new(N_VOCAB, 64, 200);
-        let mut rng = Rng(3);
-        let logits = lm_logits(&mut rng, N_VOCAB, &[]);
-        let p = SamplingParams {
-            temperature: 0.8,
-            ..SamplingParams::greedy()
-        };
-        let got = bench.run(&p, &[], &[logits]);
-        eprintln!(
-            "got {got:?} trace {:?} pcs {:?}",
-            &bench.read_ids(200)[10..60],
-            &bench.read_ids(200)[100..144]
-        );
-    }
-    let n = N_VOCAB;
-    let bench = Bench::new(n, 64, 200);
-    let mut rng = Rng(3);
-    let logits = lm_logits(&mut rng, n, &[]);
-    let ctx = ctx();
-    let mode = std::env::var("ZZ_MODE").unwrap_or_default();
-    let p = match mode.as_str() {
-        "topk" => SamplingParams {
-            temperature: 1.0,
-            top_k: 40,
-            ..SamplingParams::greedy()
-        },
-        "temp" => SamplingParams {
-            temperature: 0.8,
-            ..SamplingParams::greedy()
-        },
-        "default" => SamplingParams::default(),
-        "topk1000" => SamplingParams {
-            temperature: 1.0,
-            top_k: 1000,
-            ..SamplingParams::greedy()
-        },
-        "topp" => SamplingParams {
-            temperature: 1.0,
-            top_p: 0.9,
-            ..SamplingParams::greedy()
-        },
-        _ => SamplingParams::greedy(),
-    };
-    bench.sampler.set_params(ctx, &p, &[]).unwrap();
-    ctx.queue
-        .write_buffer(&bench.logits, 0, bytemuck::cast_slice(&logits));
-    let wait = || {
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .unwrap();
-    };
-    for k in 0..3 {
-        let mut ts = Vec::new();
-        for _ in 0..25 {
-            let t = std::time::Instant::now();
-            match k {
-                0 | 1 => submit_ops(ctx, &[&bench.ops[k]]),
-                _ => submit_ops(ctx, &[&bench.ops[0], &bench.ops[1]]),
+        bench.sampler.set_params(ctx, &params, &[1, 2, 3]).unwrap();
+        let mut times = Vec::new();
+        for round in 0..4 {
+            for (s, logits) in steps.iter().enumerate() {
+                ctx.queue
+                    .write_buffer(&bench.logits, 0, bytemuck::cast_slice(logits));
+                ctx.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .unwrap();
+                let start = std::time::Instant::now();
+                bench.submit(logits, (round * steps.len() + s) as u32);
+                ctx.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .unwrap();
+                times.push(start.elapsed().as_secs_f64() * 1e3);
             }
-            wait();
-            ts.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        times.sort_by(|a, b| a.total_cmp(b));
         eprintln!(
-            "{mode} op {k}: min {:.3} ms, median {:.3} ms, iters {}",
-            ts[0],
-            ts[12],
-            bench.read_ids(2)[1]
+            "{name}: median {:.2} ms, min {:.2} ms, max {:.2} ms",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
         );
     }
-}
-
-#[test]
-fn zz_micro() {
-    let ctx = ctx();
-    let out = storage_buffer(ctx, "o", 1024);
-    let variants = [
-        ("empty", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { if (l == 0u) { o[0] = 1u; } }"),
-        ("barrier", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> w: array<u32, 256>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { w[l] = l; workgroupBarrier(); if (l == 0u) { o[0] = w[5]; } }"),
-        ("bigmem", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> w: array<u32, 3584>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { w[l] = l; workgroupBarrier(); if (l == 0u) { o[0] = w[5]; } }"),
-        ("10 barriers", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> w: array<u32, 256>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { for (var i = 0u; i < 10u; i++) { w[l] = l + i; workgroupBarrier(); } if (l == 0u) { o[0] = w[5]; } }"),
-        ("wg64 10 barriers", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> w: array<u32, 256>;\n@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) l: u32) { for (var i = 0u; i < 10u; i++) { w[l] = l + i; workgroupBarrier(); } if (l == 0u) { o[0] = w[5]; } }"),
-        ("atomics 49152", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> h: array<atomic<u32>, 256>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { for (var i = l; i < 49152u; i += 256u) { atomicAdd(&h[(i * 2654435761u) >> 24u], 1u); } workgroupBarrier(); if (l == 0u) { o[0] = atomicLoad(&h[5]); } }"),
-        ("exp 49152", "@group(0) @binding(0) var<storage, read_write> o: array<u32>;\nvar<workgroup> w: array<f32, 256>;\n@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) { var s = 0.0; for (var i = l; i < 49152u; i += 256u) { s += exp(f32(i) * -0.001); } w[l] = s; workgroupBarrier(); if (l == 0u) { o[0] = bitcast<u32>(w[5]); } }"),
-    ];
-    for (name, src) in variants {
-        let k = pollster::block_on(Kernel::new(ctx, name, ShaderSource::new(src))).unwrap();
-        let op = k.op(ctx, &[whole(&out)], [1, 1, 1]);
-        for _ in 0..3 {
-            submit_ops(ctx, &[&op]);
-        }
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .unwrap();
-        let t = std::time::Instant::now();
-        for _ in 0..50 {
-            submit_ops(ctx, &[&op]);
-        }
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .unwrap();
-        eprintln!("{name}: {:?}", t.elapsed() / 50);
-    }
-}
-#[test]
-fn zz_micro2() {
-    let ctx = ctx();
-    let out = storage_buffer(ctx, "o", 1024);
-    let flag = llama_wgpu::gpu::kernel::uniform_buffer(ctx, "f", &[0u32; 4]);
-    let f = r"
-@group(0) @binding(0) var<storage, read_write> o: array<u32>;
-@group(0) @binding(1) var<uniform> flag: vec4<u32>;
-var<workgroup> h: array<atomic<u32>, 256>;
-var<workgroup> r: vec4<u32>;
-var<private> lid: u32;
-fn work(x: u32) -> u32 {
-    var acc = 0u;
-    for (var p = 0u; p < 4u; p++) {
-        for (var b = lid; b < 256u; b += 256u) { atomicStore(&h[b], 0u); }
-        workgroupBarrier();
-        for (var i = lid; i < 49152u; i += 256u) { if (o[i % 256u] == x + p) { atomicAdd(&h[i & 255u], 1u); } }
-        workgroupBarrier();
-        if (lid == 0u) { r = vec4<u32>(atomicLoad(&h[3]), 0u, 0u, 0u); }
-        acc += workgroupUniformLoad(&r).x;
-    }
-    return acc;
-}
-@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) l: u32) {
-    lid = l;
-    var a = 0u;
-    if (flag.x != 0u) {
-        BODY
-    }
-    if (l == 0u) { o[0] = a; }
-}";
-    let variants: Vec<(String, String)> = vec![
-        ("1 site".into(), "a += work(1u);".into()),
-        ("S1 loop{switch 2 sites}".into(), "for (var j = 0u; j < 5u; j++) { switch j { case 0u: { a += work(1u); } case 1u: { a += work(2u); } default: {} } }".into()),
-        ("S2 loop{if barriers else wul; work}".into(), "for (var j = 0u; j < 5u; j++) { if (j == 0u) { workgroupBarrier(); workgroupBarrier(); } else { if (l == 0u) { r.y = j; } a += workgroupUniformLoad(&r).y; } a += work(j); }".into()),
-        ("S3 loop{work; loop barrier}".into(), "for (var j = 0u; j < 5u; j++) { a += work(j); for (var q = 0u; q < flag.y; q++) { workgroupBarrier(); } }".into()),
-    ];
-    for (k, body) in variants {
-        let src = f.replace("BODY", &body);
-        let kern = pollster::block_on(Kernel::new(ctx, "m", ShaderSource::new(&src))).unwrap();
-        let op = kern.op(ctx, &[whole(&out), whole(&flag)], [1, 1, 1]);
-        for _ in 0..3 {
-            submit_ops(ctx, &[&op]);
-        }
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .unwrap();
-        let t = std::time::Instant::now();
-        for _ in 0..30 {
-            submit_ops(ctx, &[&op]);
-        }
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .unwrap();
-        eprintln!("{k}, not taken: {:?}", t.elapsed() / 30);
-    }
-}
-#[test]
-fn zz_micro3() {
-    let ctx = ctx();
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/shaders/sample_pick.wgsl"
-    ))
-    .unwrap();
-    let common = SAMPLE_COMMON_WGSL;
-    let mi = src.find("@compute @workgroup_size(WG)").unwrap();
-    let base = &src[..mi];
-    let mains = [
-        (
-            "sort-only no advance",
-            r"
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
-    if (lid == 999u) { ids_out[1] = keys[0] + partials[0].x + params.top_k + step_params.pos + history[0]; tokens_out[0] = 0u; }
-    if (lid == 0u) { req[0] = REQ_SORT; req[15] = 2u; req[16] = 1u; req[17] = 1024u; req[1] = 0u; }
-    loop {
-        let r = workgroupUniformLoad(&req);
-        if (r[0] == REQ_DONE) { break; }
-        switch r[0] {
-            case REQ_SORT: {
-                let k = r[15];
-                let j = r[16];
-                for (var t = lid; t < r[17] / 2u; t += WG) {
-                    let a = (t / j) * 2u * j + t % j;
-                    let b = a + j;
-                    let ka = head_key[a];
-                    let ia = head_id[a];
-                    let kb = head_key[b];
-                    let ib = head_id[b];
-                    if (before(kb, ib, ka, ia) == ((a & k) == 0u)) {
-                        head_key[a] = kb; head_id[a] = ib; head_key[b] = ka; head_id[b] = ia;
-                    }
-                }
-            }
-            default: {}
-        }
-        workgroupBarrier();
-        if (lid == 0u) { req[1] += 1u; if (req[1] >= 60u) { req[0] = REQ_DONE; } ids_out[0] = req[1]; }
-    }
-}",
-        ),
-        (
-            "sort with advance",
-            r"
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
-    if (lid == 999u) { ids_out[1] = keys[0] + partials[0].x + params.top_k + step_params.pos + history[0]; tokens_out[0] = 0u; }
-    lane = lid;
-    if (lid == 0u) { h = 1024u; cut_h = ALL; lmax = 0.0; pc = PC_COMPACT; advance(); }
-    loop {
-        let r = workgroupUniformLoad(&req);
-        if (r[0] == REQ_DONE || r[0] == REQ_VALUES) { break; }
-        switch r[0] {
-            case REQ_SORT: {
-                let k = r[15];
-                let j = r[16];
-                for (var t = lid; t < r[17] / 2u; t += WG) {
-                    let a = (t / j) * 2u * j + t % j;
-                    let b = a + j;
-                    let ka = head_key[a];
-                    let ia = head_id[a];
-                    let kb = head_key[b];
-                    let ib = head_id[b];
-                    if (before(kb, ib, ka, ia) == ((a & k) == 0u)) {
-                        head_key[a] = kb; head_id[a] = ib; head_key[b] = ka; head_id[b] = ia;
-                    }
-                }
-            }
-            default: {}
-        }
-        workgroupBarrier();
-        if (subgroupBroadcastFirst(lid) == 0u) { advance(); }
-        if (lid == 0u) { ids_out[0] += 1u; }
-    }
-}",
-        ),
-    ];
-    let keys = storage_buffer(ctx, "k", 49152 * 4);
-    let parts = storage_buffer(ctx, "p", 48 * 8);
-    let params = llama_wgpu::gpu::kernel::uniform_buffer(ctx, "u", &[0u32; 8]);
-    let step = step_params_buffer(ctx);
-    let hist = storage_buffer(ctx, "h", 65 * 4);
-    let tok = storage_buffer(ctx, "t", 4);
-    let ids = storage_buffer(ctx, "i", 64);
-    for (name, m) in mains {
-        let text = format!("{common}\n{base}\n{m}");
-        let k = pollster::block_on(Kernel::new(
-            ctx,
-            name,
-            ShaderSource::new(&text)
-                .define("N_VOCAB", 49152)
-                .define("HISTORY_CAP", 64)
-                .define("WG", 256)
-                .define("N_PARTIALS", 48)
-                .define("HEAD", 1024),
-        ))
-        .unwrap();
-        let op = k.op(
-            ctx,
-            &[
-                whole(&keys),
-                whole(&parts),
-                whole(&params),
-                whole(&step),
-                whole(&hist),
-                whole(&tok),
-                whole(&ids),
-            ],
-            [1, 1, 1],
-        );
-        let mut ts = Vec::new();
-        for _ in 0..10 {
-            ctx.queue.write_buffer(&ids, 0, &[0u8; 64]);
-            let t = std::time::Instant::now();
-            submit_ops(ctx, &[&op]);
-            ctx.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .unwrap();
-            ts.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let bytes = pollster::block_on(read_buffer(ctx, &ids, 0, 4)).unwrap();
-        eprintln!(
-            "{name}: min {:.3} ms, iterations {}",
-            ts[0],
-            u32::from_le_bytes(bytes[..4].try_into().unwrap())
-        );
-    }
-}
-#[test]
-fn zz_micro4() {
-    let ctx = ctx();
-    let out = storage_buffer(ctx, "o", 4096);
-    let mk_case = |c: usize| -> String {
-        let mut body = String::new();
-        for q in 0..12 {
-            body.push_str(&format!(
-                "st[{}] = st[{}] * {}u + st[{}] ^ {}u;\n",
-                (c + q) % 16,
-                (c + 2 * q) % 16,
-                2 * q + 1,
-                (c + q + 5) % 16,
-                c * 7 + q
-            ));
-        }
-        body
-    };
-    let k = 27;
-    let mut sw = String::new();
-    let mut chain = String::new();
-    let mut sw_inner = String::new();
-    for c in 0..k {
-        sw.push_str(&format!(
-            "case {c}u: {{ {} pc = {}u; }}\n",
-            mk_case(c),
-            (c + 1) % k
-        ));
-        chain.push_str(&format!(
-            "{}if (p == {c}u) {{ {} pc = {}u; }}\n",
-            if c == 0 { "" } else { "else " },
-            mk_case(c),
-            (c + 1) % k
-        ));
-        sw_inner.push_str(&format!(
-            "case {c}u: {{ if (lid == 0u) {{ {} pc = {}u; }} }}\n",
-            mk_case(c),
-            (c + 1) % k
-        ));
-    }
-    let variants = [
-        ("switch on wg var in lid==0", format!("if (lid == 0u) {{ let p = pc; switch p {{ {sw} default: {{}} }} }}")),
-        ("ifchain on wg var in lid==0", format!("if (lid == 0u) {{ let p = pc; {chain} }}")),
-        ("switch on uniform p in lid==0", format!("let p = workgroupUniformLoad(&pc); if (lid == 0u) {{ switch p {{ {sw} default: {{}} }} }}")),
-        ("uniform switch, lid==0 inside", format!("let p = workgroupUniformLoad(&pc); switch p {{ {sw_inner} default: {{}} }}")),
-    ];
-    for (name, call) in variants {
-        let src = format!(
-            r"
-@group(0) @binding(0) var<storage, read_write> o: array<u32>;
-var<workgroup> st: array<u32, 16>;
-var<workgroup> pc: u32;
-var<workgroup> req: vec4<u32>;
-@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) lid: u32) {{
-    loop {{
-        let r = workgroupUniformLoad(&req);
-        if (r.x >= 56u) {{ break; }}
-        workgroupBarrier();
-        {call}
-        workgroupBarrier();
-        if (lid == 0u) {{ req.x += 1u; }}
-    }}
-    if (lid == 0u) {{ o[0] = st[3]; }}
-}}"
-        );
-        let kern = pollster::block_on(Kernel::new(ctx, name, ShaderSource::new(&src))).unwrap();
-        let op = kern.op(ctx, &[whole(&out)], [1, 1, 1]);
-        let mut ts = Vec::new();
-        for _ in 0..10 {
-            let t = std::time::Instant::now();
-            submit_ops(ctx, &[&op]);
-            ctx.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .unwrap();
-            ts.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        eprintln!("{name}: min {:.3} ms", ts[0]);
-    }
-}
-
-#[test]
-fn zz_bug() {
-    let ctx = ctx();
-    let out = storage_buffer(ctx, "o", 64);
-    for wg in [8u32, 16, 32, 64] {
-        let src = format!(
-            r"
-@group(0) @binding(0) var<storage, read_write> o: array<u32>;
-var<workgroup> a: array<u32, 512>;
-var<workgroup> n: u32;
-var<workgroup> pc: u32;
-var<workgroup> req: array<u32, 4>;
-fn advance() {{
-    loop {{
-        switch pc {{
-            case 0u: {{ req[0] = 1u; pc = 1u; return; }}
-            case 1u: {{ var acc = 0u; for (var b = 0u; b < 256u; b++) {{ let c = a[b]; if (acc + c >= 10u) {{ break; }} acc += c; }} o[1] = acc; req[0] = 1u; pc = 2u; return; }}
-            case 2u: {{ var s = 0u; for (var j = 0u; j < n; j++) {{ s += a[j]; }} o[0] = s; pc = 3u; }}
-            case 3u: {{ req[0] = 0u; return; }}
-            default: {{ return; }}
-        }}
-    }}
-}}
-@compute @workgroup_size({wg}) fn main(@builtin(local_invocation_index) lid: u32) {{
-    for (var j = lid; j < 512u; j += {wg}u) {{ a[j] = 1u; }}
-    if (lid == 0u) {{ n = 512u; pc = 0u; advance(); }}
-    loop {{
-        let r = workgroupUniformLoad(&req);
-        if (r[0] == 0u) {{ break; }}
-        workgroupBarrier();
-        if (lid == 0u) {{ advance(); }}
-    }}
-}}"
-        );
-        let kern = pollster::block_on(Kernel::new(ctx, "bug", ShaderSource::new(&src))).unwrap();
-        let op = kern.op(ctx, &[whole(&out)], [1, 1, 1]);
-        submit_ops(ctx, &[&op]);
-        let bytes = pollster::block_on(read_buffer(ctx, &out, 0, 4)).unwrap();
-        eprintln!(
-            "wg {wg}: sum {} (want 512)",
-            u32::from_le_bytes(bytes[..4].try_into().unwrap())
-        );
-    }
-}
-
-#[test]
-fn zz_diag() {
-    let n = N_VOCAB;
-    let bench = Bench::new(n, 64, 200);
-    let (name, params) = settings()[0].clone();
-    let mut rng = Rng(3);
-    let prompt: Vec<u32> = (0..20).map(|_| rng.below(n) as u32).collect();
-    let logits: Vec<Vec<f32>> = (0..40)
-        .map(|s| {
-            if s % 4 == 3 {
-                tied_logits(&mut rng, n, &prompt)
-            } else {
-                lm_logits(&mut rng, n, &prompt)
-            }
-        })
-        .collect();
-    let t = std::time::Instant::now();
-    let got = bench.run(&params, &prompt, &logits);
-    eprintln!("{name}: gpu {:?} per step", t.elapsed() / 40);
-    let t = std::time::Instant::now();
-    let mut cpu = Sampler::new(params.clone());
-    let mut history = prompt.clone();
-    for (s, (l, &g)) in logits.iter().zip(&got).enumerate() {
-        let c = cpu.sample(l, &history);
-        if c != g {
-            let mut sorted: Vec<(u32, f32)> =
-                l.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
-            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let rank = |id: u32| sorted.iter().position(|x| x.0 == id).unwrap();
-            let probs = expected_distribution(l, &params);
-            let head_mass: f64 = probs[..1024.min(probs.len())].iter().map(|x| x.1).sum();
-            let mx = sorted[0].1;
-            let w: Vec<f32> = sorted
-                .iter()
-                .map(|x| ((x.1 - mx) / params.temperature).exp())
-                .collect();
-            let s32: f32 = w.iter().sum();
-            let s64: f64 = w.iter().map(|&x| x as f64).sum();
-            let q: Vec<f32> = w.iter().map(|&x| x / s32).collect();
-            let t32: f32 = q.iter().sum();
-            eprintln!(
-                "sum3 f32 {s32} f64 {s64} rel {}, total f32 {t32}",
-                (s32 as f64 - s64) / s64
-            );
-            eprintln!(
-                "step {s}: cpu {c} rank {}, gpu {g} rank {}, u {}, head mass {head_mass}",
-                rank(c),
-                rank(g),
-                uniform(params.seed, s as u64)
-            );
-        }
-        history.push(g);
-    }
-    eprintln!("cpu {:?} per step", t.elapsed() / 40);
 }

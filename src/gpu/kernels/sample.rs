@@ -1,10 +1,12 @@
 //! Sampling on the GPU: the CPU sampler's chain (`crate::sampler`), random draws included, so
 //! the logits never leave the GPU and the sampled id feeds the next step's embedding directly.
 //!
-//! Two dispatches per token: `sample_keys` (one workgroup per 1024 logits: repetition penalty,
-//! order-preserving keys, per-chunk best) and `sample_pick` (one workgroup: top-k by counting
-//! passes, a sorted head, the CPU's sequential arithmetic, the draw). The algorithm, and where
-//! it can differ from the CPU, is described at the top of `shaders/sample_pick.wgsl`.
+//! Two dispatches per token: `sample_keys` (one workgroup per chunk of logits: repetition
+//! penalty, order-preserving keys, per-chunk best) and `sample_pick` (one workgroup: top-k by
+//! radix counting passes, a sorted head run through the CPU's own f32 operations, the tail's
+//! sequential sums reproduced exactly in parallel, the draw). Greedy stops after the per-chunk
+//! bests. The algorithm, and where it can differ from the CPU, is described at the top of
+//! `shaders/sample_pick.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -44,20 +46,33 @@ impl KeysShape {
         self.wg * self.per
     }
 }
+
 /// Capacity of `sample_pick`'s sorted head: a top_k up to this runs entirely on the sorted
-/// head. Six arrays of it in workgroup memory (12 KiB of WebGPU's guaranteed 16 KiB).
+/// head. Six arrays of it in workgroup memory: 12 KiB of the 16 KiB every WebGPU adapter
+/// offers, with 3 KiB of histograms and the state machine beside them.
 const HEAD: u32 = 512;
-/// Invocations of `sample_pick`'s one workgroup on a GPU. On a CPU adapter one workgroup runs
-/// on one thread as SIMD groups of 8 lanes (lavapipe) that each execute every branch of the
-/// loop body under a mask, so one group is fastest (measured on lavapipe, top_k 40: 3 ms with
-/// 8 invocations, 13 ms with 256, before the sort was made one pass).
+
+/// Invocations of `sample_pick`'s one workgroup on a GPU.
 const PICK_WG_GPU: u32 = 256;
-const PICK_WG_CPU: u32 = 8;
+
+/// Invocations of `sample_pick`'s one workgroup on a CPU adapter. There the workgroup runs on
+/// one thread as SIMD groups of 8 lanes that each execute every branch under a mask, so fewer
+/// groups are faster (top_k 40 on lavapipe: 2.7 ms with 128, 4.3 ms with 256). But lavapipe
+/// stops the loops of a group after 65535 iterations per dispatch (see the shader), and one
+/// pass over the keys costs n_vocab / (2 * invocations) of them: the size keeps a pass under
+/// ~300 iterations, room for ~150 passes (a step at high temperature over 150k ids needs ~100).
+fn pick_wg_cpu(n_vocab: u32) -> u32 {
+    if n_vocab <= 1 << 16 {
+        128
+    } else {
+        256
+    }
+}
 
 /// The parameters uniform (`SampleParams` in `shaders/sample_common.wgsl`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
-pub struct SampleUniform {
+struct SampleUniform {
     /// 0: greedy.
     pub temperature: f32,
     pub top_k: u32,
@@ -68,11 +83,16 @@ pub struct SampleUniform {
     pub repeat_last_n: u32,
     pub seed_lo: u32,
     pub seed_hi: u32,
+    pub n_vocab: u32,
+    pub n_partials: u32,
+    pub history_cap: u32,
+    pub _pad: u32,
 }
 
 impl SampleUniform {
-    /// The uniform for `p`, with every "off" setting in the one form the shaders test for.
-    pub fn new(p: &SamplingParams) -> SampleUniform {
+    /// The uniform for `p` and the sampler's sizes, with every "off" setting in the one form
+    /// the shaders test for.
+    fn new(p: &SamplingParams, sampler: &Sizes) -> SampleUniform {
         let penalty_on = p.repeat_penalty != 1.0 && p.repeat_last_n > 0;
         SampleUniform {
             temperature: if p.temperature > 0.0 {
@@ -91,14 +111,27 @@ impl SampleUniform {
             },
             seed_lo: p.seed as u32,
             seed_hi: (p.seed >> 32) as u32,
+            n_vocab: sampler.n_vocab,
+            n_partials: sampler.n_partials,
+            history_cap: sampler.max_history,
+            _pad: 0,
         }
     }
 }
 
+/// What the shaders need to know of a sampler's size (in the uniform, not in the shader text,
+/// so that samplers of every size share one compiled pipeline: lavapipe spends ~5 s compiling
+/// `sample_pick` the first time it runs).
+#[derive(Clone, Copy)]
+struct Sizes {
+    n_vocab: u32,
+    n_partials: u32,
+    max_history: u32,
+}
+
 /// The compiled sampling kernels and the buffers they keep between tokens.
 pub struct GpuSampler {
-    n_vocab: u32,
-    max_history: u32,
+    sizes: Sizes,
     keys_kernel: Kernel,
     pick_kernel: Kernel,
     /// `SampleUniform`, written by `set_params`.
@@ -129,12 +162,12 @@ impl GpuSampler {
         }
         let n = n_vocab as u32;
         let keys_shape = if ctx.is_cpu { KEYS_CPU } else { KEYS_GPU };
-        let n_partials = n.div_ceil(keys_shape.chunk());
-        let source = |body: &str| {
-            ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{body}"))
-                .define("N_VOCAB", n)
-                .define("HISTORY_CAP", max_history)
+        let sizes = Sizes {
+            n_vocab: n,
+            n_partials: n.div_ceil(keys_shape.chunk()),
+            max_history: max_history as u32,
         };
+        let source = |body: &str| ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{body}"));
         let keys_kernel = Kernel::new(
             ctx,
             "sample_keys",
@@ -148,34 +181,39 @@ impl GpuSampler {
             ctx,
             "sample_pick",
             source(SAMPLE_PICK_WGSL)
-                .define("WG", if ctx.is_cpu { PICK_WG_CPU } else { PICK_WG_GPU })
-                .define("N_PARTIALS", n_partials)
+                .define(
+                    "WG",
+                    if ctx.is_cpu {
+                        pick_wg_cpu(n)
+                    } else {
+                        PICK_WG_GPU
+                    },
+                )
                 .define("HEAD", HEAD),
         )
         .await?;
         let params = uniform_buffer(
             ctx,
             "sample params",
-            &SampleUniform::new(&SamplingParams::greedy()),
+            &SampleUniform::new(&SamplingParams::greedy(), &sizes),
         );
         let history = storage_buffer(ctx, "sample history", (1 + max_history as u64) * 4);
         ctx.queue
             .write_buffer(&history, 0, bytemuck::bytes_of(&0u32));
         Ok(GpuSampler {
-            n_vocab: n,
-            max_history: max_history as u32,
+            sizes,
             keys_kernel,
             pick_kernel,
             params,
             history,
             keys: storage_buffer(ctx, "sample keys", n as u64 * 4),
-            partials: storage_buffer(ctx, "sample partials", n_partials as u64 * 8),
+            partials: storage_buffer(ctx, "sample partials", sizes.n_partials as u64 * 8),
             keys_shape,
         })
     }
 
     pub fn n_vocab(&self) -> usize {
-        self.n_vocab as usize
+        self.sizes.n_vocab as usize
     }
 
     /// Set the parameters for a generation and the ids generated or read so far (oldest
@@ -188,14 +226,16 @@ impl GpuSampler {
         history: &[u32],
     ) -> Result<()> {
         params.validate()?;
-        let uniform = SampleUniform::new(params);
-        if uniform.repeat_last_n > self.max_history {
+        let uniform = SampleUniform::new(params, &self.sizes);
+        if uniform.repeat_last_n > self.sizes.max_history {
             return Err(Error::InvalidArgument(format!(
                 "repeat_last_n {} exceeds the GPU sampler's history of {} ids",
-                params.repeat_last_n, self.max_history
+                params.repeat_last_n, self.sizes.max_history
             )));
         }
-        let kept = &history[history.len().saturating_sub(self.max_history as usize)..];
+        let kept = &history[history
+            .len()
+            .saturating_sub(self.sizes.max_history as usize)..];
         let mut words = Vec::with_capacity(1 + kept.len());
         words.push(kept.len() as u32);
         words.extend_from_slice(kept);
@@ -207,10 +247,12 @@ impl GpuSampler {
     }
 
     /// The two dispatches that sample one token from `logits` (f32, n_vocab: the last token's
-    /// row) at step `StepParams::sample_step` of `step_params`. The id goes to `tokens_out`
-    /// (u32 at index 0 of the binding: the next step's embedding input), to
-    /// `ids_out[sample_step % len]` (u32: read back by the CPU when it wants) and to the
-    /// history ring.
+    /// row), drawing `u = sampler::uniform(seed, sample_step)` with `sample_step` read from
+    /// `step_params` (`StepParams`, rewritten before each submit; like the CPU sampler's
+    /// counter it should advance on every token, greedy ones included; 32 bits of it). The id
+    /// goes to `tokens_out` (u32 at index 0 of the binding: the next step's embedding input),
+    /// to `ids_out[sample_step % len]` (u32: read back by the CPU a step or two later) and to
+    /// the history ring. Bind once at load and record every step.
     pub fn op(
         &self,
         ctx: &GpuContext,
@@ -220,18 +262,18 @@ impl GpuSampler {
         ids_out: &wgpu::Buffer,
     ) -> Result<Vec<Op>> {
         let bad = |what: String| Err(Error::InvalidArgument(format!("GPU sampler: {what}")));
-        let n_bytes = self.n_vocab as u64 * 4;
+        let n_bytes = self.sizes.n_vocab as u64 * 4;
         if logits.size() < n_bytes {
             return bad(format!(
                 "logits buffer holds {} bytes, {} logits need {n_bytes}",
                 logits.size(),
-                self.n_vocab
+                self.sizes.n_vocab
             ));
         }
         if n_bytes > ctx.max_binding_size {
             return bad(format!(
                 "{} logits exceed one binding ({} bytes)",
-                self.n_vocab, ctx.max_binding_size
+                self.sizes.n_vocab, ctx.max_binding_size
             ));
         }
         if step_params.size() < std::mem::size_of::<super::StepParams>() as u64 {
@@ -262,7 +304,7 @@ impl GpuSampler {
                 whole(&self.keys),
                 whole(&self.partials),
             ],
-            [self.n_vocab.div_ceil(self.keys_shape.chunk()), 1, 1],
+            [self.sizes.n_vocab.div_ceil(self.keys_shape.chunk()), 1, 1],
         );
         let pick = self.pick_kernel.op(
             ctx,
@@ -280,23 +322,18 @@ impl GpuSampler {
         Ok(vec![keys, pick])
     }
 
-    /// The history ring as the kernels see it (`[count, ring...]`), for tests and debugging.
-    pub fn history_buffer(&self) -> &wgpu::Buffer {
-        &self.history
-    }
-
     /// The last `min(count, max_history)` ids of the history, oldest first.
     pub async fn read_history(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
         let bytes = crate::gpu::kernel::read_buffer(
             ctx,
             &self.history,
             0,
-            (1 + self.max_history as u64) * 4,
+            (1 + self.sizes.max_history as u64) * 4,
         )
         .await?;
         let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         let count = words[0];
-        let cap = self.max_history;
+        let cap = self.sizes.max_history;
         let kept = count.min(cap);
         Ok((count - kept..count)
             .map(|j| words[1 + (j % cap) as usize])

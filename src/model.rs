@@ -356,7 +356,13 @@ impl GpuModel {
 
     /// The transformer blocks over the `n_tokens` rows of `a` (embedding included).
     fn layer_ops(&self, a: &Activations, n_tokens: usize) -> Result<Vec<Op>> {
-        let (c, k, w, step) = (&self.config, &self.kernels, &self.weights, &self.step);
+        let (ctx, c, k, w, step) = (
+            &self.ctx,
+            &self.config,
+            &self.kernels,
+            &self.weights,
+            &self.step,
+        );
         let t = a.max_tokens;
         // y (+)= W x over the batch: a matvec for one token, a tiled matmul for many.
         let linear = |weight: &GpuWeight,
@@ -365,13 +371,24 @@ impl GpuModel {
                       accumulate: bool|
          -> Result<Vec<Op>> {
             match n_tokens {
-                1 => k.matvec.op(&self.ctx, weight, whole(x), y, 0, accumulate),
+                1 => k.matvec.op(ctx, weight, whole(x), y, 0, accumulate),
                 n => k
                     .matmul
-                    .op(&self.ctx, weight, whole(x), n as u32, y, 0, accumulate),
+                    .op(ctx, weight, whole(x), n as u32, y, 0, accumulate),
             }
         };
-        let ctx = &self.ctx;
+        // h = rmsnorm(x) * weight                                              [n_tokens, n_embd]
+        let rmsnorm = |weight: &wgpu::Buffer| -> Result<Op> {
+            k.norm.op(
+                ctx,
+                step,
+                whole(&a.x),
+                whole(weight),
+                whole(&a.h),
+                c.n_embd,
+                t,
+            )
+        };
         let mut ops = Vec::new();
         // x = token_embd[tokens]                                              [n_tokens, n_embd]
         ops.extend(
@@ -380,15 +397,7 @@ impl GpuModel {
         );
         for (l, lw) in w.layers.iter().enumerate() {
             // h = rmsnorm(x) * attn_norm
-            ops.push(k.norm.op(
-                ctx,
-                step,
-                whole(&a.x),
-                whole(&lw.attn_norm),
-                whole(&a.h),
-                c.n_embd,
-                t,
-            )?);
+            ops.push(rmsnorm(&lw.attn_norm)?);
             // q = Wq h, k = Wk h, v = Wv h                        [n_tokens, q_dim | kv_dim]
             ops.extend(linear(&lw.wq, &a.h, &a.q, false)?);
             ops.extend(linear(&lw.wk, &a.h, &a.k, false)?);
@@ -419,15 +428,7 @@ impl GpuModel {
             // x += Wo att
             ops.extend(linear(&lw.wo, &a.att, &a.x, true)?);
             // h = rmsnorm(x) * ffn_norm
-            ops.push(k.norm.op(
-                ctx,
-                step,
-                whole(&a.x),
-                whole(&lw.ffn_norm),
-                whole(&a.h),
-                c.n_embd,
-                t,
-            )?);
+            ops.push(rmsnorm(&lw.ffn_norm)?);
             // gate = silu(Wgate h) * (Wup h)                                     [n_tokens, n_ff]
             ops.extend(linear(&lw.w_gate, &a.h, &a.gate, false)?);
             ops.extend(linear(&lw.w_up, &a.h, &a.up, false)?);

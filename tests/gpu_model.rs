@@ -15,15 +15,6 @@ use llama_wgpu::model::GpuModel;
 use llama_wgpu::reference::ReferenceModel;
 use llama_wgpu::{Device, Engine, EngineOptions, GenerateOptions};
 
-const TINY_MODELS: [&str; 6] = [
-    "tiny-llama-d64-smollm2vocab.F32",
-    "tiny-llama-d64-smollm2vocab.Q8_0",
-    "tiny-llama-d64-smollm2vocab.Q4_0",
-    "tiny-llama-d64-smollm2vocab.Q4_1",
-    "tiny-llama-d256-smollm2vocab.Q4_K_M",
-    "tiny-llama-d256-smollm2vocab.Q6_K",
-];
-
 const REFERENCE_TEXT: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
     skyscrapers and bustling streets. But as the years went by, the city began to lose";
 
@@ -44,63 +35,36 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 #[test]
 fn tiny_models_match_numpy_logits_and_greedy_ids() {
-    for name in TINY_MODELS {
-        let Some(gguf) = common::shared_or_skip(&format!("tiny-models/{name}.gguf")) else {
-            continue;
+    for name in common::TINY_MODELS {
+        let Some(m) = common::tiny_model(name) else {
+            return;
         };
-        let dir = gguf.parent().unwrap();
-        let reference: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
-                .unwrap();
-        let ids = |v: &serde_json::Value| -> Vec<u32> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        };
-        let prompt = ids(&reference["prompt_ids"]);
-        let greedy = ids(&reference["numpy_f32"]["greedy_ids"]);
-        let (shape, expected) =
-            common::read_npy_f32(&dir.join(format!("{name}.numpy_f32.prompt_logits.f32.npy")));
-        let vocab = shape[1];
-
         // Token by token: every position's logits.
-        let mut model = load(&gguf, 64);
+        let mut model = load(&m.gguf, 64);
         let mut worst = 0f32;
-        for (i, &t) in prompt.iter().enumerate() {
+        for (i, &t) in m.prompt.iter().enumerate() {
             let logits = pollster::block_on(model.forward_logits(&[t])).unwrap();
-            worst = worst.max(max_abs_diff(&logits, &expected[i * vocab..(i + 1) * vocab]));
+            worst = worst.max(max_abs_diff(&logits, m.logits_at(i)));
         }
         eprintln!("{name}: max |gpu - numpy| over the prompt = {worst:e}");
         assert!(worst < 1e-3, "{name}: logits differ by {worst}");
 
         // Greedy continuation.
-        let mut next = argmax(&expected[(prompt.len() - 1) * vocab..]);
+        let last = m.logits_at(m.prompt.len() - 1);
+        let mut next = common::argmax(last);
         let mut got = Vec::new();
-        for _ in 0..greedy.len() {
+        for _ in 0..m.greedy.len() {
             got.push(next);
             let logits = pollster::block_on(model.forward_logits(&[next])).unwrap();
-            next = argmax(&logits);
+            next = common::argmax(&logits);
         }
-        assert_eq!(got, greedy, "{name}: greedy ids");
+        assert_eq!(got, m.greedy, "{name}: greedy ids");
 
         // The whole prompt as one batched prefill gives the last position's logits too.
-        let mut batched = load(&gguf, 64);
-        let logits = pollster::block_on(batched.forward_logits(&prompt)).unwrap();
-        let last = &expected[(prompt.len() - 1) * vocab..];
+        let mut batched = load(&m.gguf, 64);
+        let logits = pollster::block_on(batched.forward_logits(&m.prompt)).unwrap();
         let d = max_abs_diff(&logits, last);
         eprintln!("{name}: batched prefill max |gpu - numpy| = {d:e}");
         assert!(d < 1e-3, "{name}: batched prefill differs by {d}");

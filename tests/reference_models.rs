@@ -8,65 +8,27 @@ use llama_wgpu::reference::ReferenceModel;
 use llama_wgpu::tokenizer::Tokenizer;
 use llama_wgpu::Error;
 
-const TINY_MODELS: &[&str] = &[
-    "tiny-llama-d64-smollm2vocab.F32",
-    "tiny-llama-d64-smollm2vocab.Q8_0",
-    "tiny-llama-d64-smollm2vocab.Q4_0",
-    "tiny-llama-d64-smollm2vocab.Q4_1",
-    "tiny-llama-d256-smollm2vocab.Q4_K_M",
-    "tiny-llama-d256-smollm2vocab.Q6_K",
-];
-
 /// Max |ours - numpy| over all prompt logits. The numpy reference does the same f32 math on the
 /// same dequantized weights, so the two differ only in summation order: relative rounding of
 /// ~1e-6 on sums whose terms reach ~10, i.e. ~1e-5 on logits of magnitude ~5. 1e-4 leaves a
 /// 10x margin and is still 20x below the smallest greedy top1-top2 margin of these files (0.0019).
 const LOGIT_TOLERANCE: f32 = 1e-4;
 
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 #[test]
 fn tiny_models_match_numpy_logits_and_greedy_ids() {
-    for name in TINY_MODELS {
-        let Some(gguf) = common::shared_or_skip(&format!("tiny-models/{name}.gguf")) else {
+    for name in common::TINY_MODELS {
+        let Some(m) = common::tiny_model(name) else {
             return;
         };
-        let dir = gguf.parent().unwrap();
-        let refs: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
-                .unwrap();
-        let (shape, expected) =
-            common::read_npy_f32(&dir.join(format!("{name}.numpy_f32.prompt_logits.f32.npy")));
-        let prompt = ids(&refs["prompt_ids"]);
-        let greedy = ids(&refs["numpy_f32"]["greedy_ids"]);
-
-        let file = GgufFile::open(&gguf).unwrap();
+        let file = GgufFile::open(&m.gguf).unwrap();
         let mut model = ReferenceModel::load(&file, 256).unwrap();
-        let n_vocab = model.config().n_vocab;
-        assert_eq!(shape, [prompt.len(), n_vocab]);
+        assert_eq!(m.vocab, model.config().n_vocab);
 
         let mut max_diff = 0f32;
         let mut last = Vec::new();
-        for (i, &t) in prompt.iter().enumerate() {
+        for (i, &t) in m.prompt.iter().enumerate() {
             let logits = model.forward(t).unwrap();
-            let want = &expected[i * n_vocab..(i + 1) * n_vocab];
-            for (a, b) in logits.iter().zip(want) {
+            for (a, b) in logits.iter().zip(m.logits_at(i)) {
                 max_diff = max_diff.max((a - b).abs());
             }
             last = logits.to_vec();
@@ -78,12 +40,12 @@ fn tiny_models_match_numpy_logits_and_greedy_ids() {
         );
 
         let mut got = Vec::new();
-        let mut next = argmax(&last);
-        for _ in 0..greedy.len() {
+        let mut next = common::argmax(&last);
+        for _ in 0..m.greedy.len() {
             got.push(next);
-            next = argmax(model.forward(next).unwrap());
+            next = common::argmax(model.forward(next).unwrap());
         }
-        assert_eq!(got, greedy, "{name}: greedy ids");
+        assert_eq!(got, m.greedy, "{name}: greedy ids");
     }
 }
 
@@ -171,7 +133,7 @@ fn default_model_greedy_continuation_matches_llama_cpp() {
     let mut nova_margin = None;
     let start = std::time::Instant::now();
     for _ in 0..30 {
-        let next = argmax(&logits);
+        let next = common::argmax(&logits);
         if tokenizer.decode(&[next], false).unwrap() == " Nova" {
             let mut sorted = logits.clone();
             sorted.sort_by(|a, b| b.total_cmp(a));

@@ -126,3 +126,70 @@ pub fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     assert_eq!(values.len(), shape.iter().product::<usize>());
     (shape, values)
 }
+
+/// The random-weight llama models in `../shared/fixtures/tiny-models` (their README).
+pub const TINY_MODELS: [&str; 6] = [
+    "tiny-llama-d64-smollm2vocab.F32",
+    "tiny-llama-d64-smollm2vocab.Q8_0",
+    "tiny-llama-d64-smollm2vocab.Q4_0",
+    "tiny-llama-d64-smollm2vocab.Q4_1",
+    "tiny-llama-d256-smollm2vocab.Q4_K_M",
+    "tiny-llama-d256-smollm2vocab.Q6_K",
+];
+
+/// One tiny model with its numpy f32 reference: prompt ids, the logits at every prompt
+/// position, and the greedy ids that follow.
+pub struct TinyModel {
+    pub name: &'static str,
+    pub gguf: PathBuf,
+    pub prompt: Vec<u32>,
+    pub greedy: Vec<u32>,
+    pub vocab: usize,
+    logits: Vec<f32>,
+}
+
+impl TinyModel {
+    /// The numpy logits after prompt token `i`.
+    pub fn logits_at(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.vocab..(i + 1) * self.vocab]
+    }
+}
+
+/// Load a tiny model's reference, or print SKIPPED when `../shared/fixtures` is absent.
+pub fn tiny_model(name: &'static str) -> Option<TinyModel> {
+    let gguf = shared_or_skip(&format!("tiny-models/{name}.gguf"))?;
+    let dir = gguf.parent().unwrap().to_path_buf();
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
+            .unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let (shape, logits) =
+        read_npy_f32(&dir.join(format!("{name}.numpy_f32.prompt_logits.f32.npy")));
+    let prompt = ids(&refs["prompt_ids"]);
+    assert_eq!(shape[0], prompt.len());
+    Some(TinyModel {
+        name,
+        gguf,
+        greedy: ids(&refs["numpy_f32"]["greedy_ids"]),
+        prompt,
+        vocab: shape[1],
+        logits,
+    })
+}
+
+/// Index of the largest value, the lowest index on ties (as the samplers break them).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

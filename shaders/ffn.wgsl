@@ -1,7 +1,6 @@
 // Elementwise ops of the feed-forward block and the residual stream, over the step's n_tokens
 // rows of `width` values: dst[t][i] = EXPR, substituted by ffn.rs per op:
 //   silu_mul (in place):  silu(dst) * src                  dst = gate, src = up
-//   silu_mul (fused):     silu(src[t][i]) * src[t][w + i]  src = [gate | up] rows, dst = out
 //   add:                  dst + src                        dst = x, src = y
 
 struct Step { pos: u32, n_tokens: u32, sample_step: u32, pad: u32 }

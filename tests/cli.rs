@@ -7,11 +7,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Greedy continuation of "Once upon a time" (30 tokens, no BOS), from shared/TOOLCHAIN.md.
-const CONTINUATION: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
-skyscrapers and bustling streets. But as the years went by, the city began to lose";
-const ONCE_UPON_A_TIME: [u64; 4] = [6403, 1980, 253, 655];
-
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llama-wgpu"))
 }
@@ -126,7 +121,7 @@ fn generate_prints_the_reference_continuation() {
     ];
     let o = run(&args, None);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), format!("{CONTINUATION}\n"));
+    assert_eq!(stdout(&o), format!("{}\n", common::REFERENCE_CONTINUATION));
     // The statistics go to stderr.
     let err = stderr(&o);
     assert!(err.contains("4 prompt tokens, 30 generated"), "{err}");
@@ -153,9 +148,12 @@ fn generate_json() {
     );
     assert_eq!(out.trim_end().lines().count(), 1, "one JSON object: {out}");
     let v = json(&out);
-    assert_eq!(ids(&v["prompt_ids"]), ONCE_UPON_A_TIME);
+    assert_eq!(
+        ids(&v["prompt_ids"]),
+        common::ONCE_UPON_A_TIME.map(u64::from)
+    );
     assert_eq!(ids(&v["ids"]).len(), 30);
-    assert_eq!(v["text"], CONTINUATION);
+    assert_eq!(v["text"], common::REFERENCE_CONTINUATION);
     assert_eq!(v["stop_reason"], "length");
     for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
         let rate = v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));
@@ -210,7 +208,7 @@ fn tokenize_text_special_and_stdin() {
 
     assert_eq!(
         ids(&json(&tok(&["Once upon a time"], None))),
-        ONCE_UPON_A_TIME
+        common::ONCE_UPON_A_TIME.map(u64::from)
     );
     // Special-token text is one token only when asked.
     assert_eq!(
@@ -225,7 +223,10 @@ fn tokenize_text_special_and_stdin() {
     let out = tok(&["--parse-special"], Some(input));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert_eq!(ids(&json(lines[0])), ONCE_UPON_A_TIME);
+    assert_eq!(
+        ids(&json(lines[0])),
+        common::ONCE_UPON_A_TIME.map(u64::from)
+    );
     let second = ids(&json(lines[1]));
     assert_eq!(second.first(), Some(&1), "{second:?}");
     assert!(ids(&json(lines[2])).is_empty());

@@ -8,11 +8,6 @@ use llama_wgpu::chat::Message;
 use llama_wgpu::sampler::SamplingParams;
 use llama_wgpu::{Device, Engine, EngineOptions, Error, GenerateOptions, StopReason};
 
-/// Greedy continuation of "Once upon a time" (30 tokens, no BOS), from shared/TOOLCHAIN.md.
-const CONTINUATION: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
-skyscrapers and bustling streets. But as the years went by, the city began to lose";
-const ONCE_UPON_A_TIME: [u32; 4] = [6403, 1980, 253, 655];
-
 fn load(context_length: usize) -> Option<Engine> {
     let path = common::default_model()?;
     let options = EngineOptions {
@@ -39,7 +34,7 @@ fn a_stop_string_ends_generation_before_it() {
     let Some(mut engine) = load(256) else { return };
     assert_eq!(
         engine.encode_prompt("Once upon a time").unwrap(),
-        ONCE_UPON_A_TIME
+        common::ONCE_UPON_A_TIME
     );
     let options = GenerateOptions {
         stop: vec![" Haven".to_string()],
@@ -55,7 +50,7 @@ fn a_stop_string_ends_generation_before_it() {
     assert_eq!(g.stop_reason, StopReason::Stop);
     assert_eq!(g.stop_reason.as_str(), "stop");
     assert_eq!(g.text, ", the city of Nova");
-    assert!(CONTINUATION.starts_with(&format!("{} Haven", g.text)));
+    assert!(common::REFERENCE_CONTINUATION.starts_with(&format!("{} Haven", g.text)));
     assert_eq!(streamed, g.text, "the streamed pieces add up to the text");
     assert!(
         !streamed.contains("Haven"),
@@ -74,7 +69,7 @@ fn a_stop_string_ends_generation_before_it() {
             true
         })
         .unwrap();
-    assert_eq!(g.text, CONTINUATION);
+    assert_eq!(g.text, common::REFERENCE_CONTINUATION);
     assert_eq!(streamed, g.text);
     assert_eq!(g.stop_reason, StopReason::Length);
 }
@@ -90,14 +85,23 @@ fn max_tokens_ends_with_length() {
     assert_eq!(g.ids.len(), 5);
     assert_eq!(g.stats.generated_tokens, 5);
     assert_eq!(g.stats.prompt_tokens, 4);
-    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+    assert!(
+        common::REFERENCE_CONTINUATION.starts_with(&g.text),
+        "{:?}",
+        g.text
+    );
 }
 
 #[test]
 fn a_prompt_longer_than_the_context_is_context_overflow() {
     let Some(mut engine) = load(16) else { return };
     assert_eq!(engine.context_length(), 16);
-    let prompt: Vec<u32> = ONCE_UPON_A_TIME.iter().copied().cycle().take(40).collect();
+    let prompt: Vec<u32> = common::ONCE_UPON_A_TIME
+        .iter()
+        .copied()
+        .cycle()
+        .take(40)
+        .collect();
     match engine.generate_ids(&prompt, &greedy(5), &mut ignore) {
         Err(Error::ContextOverflow { tokens, context }) => {
             assert_eq!((tokens, context), (40, 16))
@@ -119,7 +123,11 @@ fn a_prompt_longer_than_the_context_is_context_overflow() {
         .unwrap();
     assert_eq!(g.ids.len(), 5);
     assert_eq!(g.stop_reason, StopReason::Length);
-    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+    assert!(
+        common::REFERENCE_CONTINUATION.starts_with(&g.text),
+        "{:?}",
+        g.text
+    );
 }
 
 #[test]
@@ -228,7 +236,11 @@ fn a_callback_returning_false_cancels() {
         "no piece after the callback said stop: {pieces:?}"
     );
     assert_eq!(g.text, pieces[0]);
-    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+    assert!(
+        common::REFERENCE_CONTINUATION.starts_with(&g.text),
+        "{:?}",
+        g.text
+    );
     assert!(g.ids.len() < 30, "{} tokens", g.ids.len());
 
     // Cancelling leaves the engine usable.
@@ -236,5 +248,9 @@ fn a_callback_returning_false_cancels() {
         .generate("Once upon a time", &greedy(3), &mut ignore)
         .unwrap();
     assert_eq!(g.stop_reason, StopReason::Length);
-    assert!(CONTINUATION.starts_with(&g.text), "{:?}", g.text);
+    assert!(
+        common::REFERENCE_CONTINUATION.starts_with(&g.text),
+        "{:?}",
+        g.text
+    );
 }

@@ -15,9 +15,6 @@ use llama_wgpu::model::GpuModel;
 use llama_wgpu::reference::ReferenceModel;
 use llama_wgpu::{Device, Engine, EngineOptions, GenerateOptions};
 
-const REFERENCE_TEXT: &str = ", the city of Nova Haven was a thriving metropolis, with towering \
-    skyscrapers and bustling streets. But as the years went by, the city began to lose";
-
 fn gpu() -> GpuContext {
     GpuContext::new_blocking(&GpuOptions::default()).expect("a GPU adapter (lavapipe in CI)")
 }
@@ -93,13 +90,13 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
     let generation = engine
         .generate("Once upon a time", &options, &mut |_| true)
         .unwrap();
-    assert_eq!(generation.text, REFERENCE_TEXT);
+    assert_eq!(generation.text, common::REFERENCE_CONTINUATION);
 
     // Logits at each step against the CPU reference on the same tokens.
     let file = GgufFile::open(&path).unwrap();
     let mut cpu = ReferenceModel::load(&file, 64).unwrap();
     let mut gpu_model = load(&path, 64);
-    let tokens: Vec<u32> = [6403, 1980, 253, 655]
+    let tokens: Vec<u32> = common::ONCE_UPON_A_TIME
         .into_iter()
         .chain(generation.ids.iter().copied().take(8))
         .collect();

@@ -76,7 +76,7 @@ fn a_full_context_is_context_overflow_until_reset() {
     };
     let mut model = ReferenceModel::load(&GgufFile::open(path).unwrap(), 4).unwrap();
     assert_eq!(model.context_length(), 4);
-    let prompt = [6403, 1980, 253, 655];
+    let prompt = common::ONCE_UPON_A_TIME;
     let runs: Vec<Vec<f32>> = prompt
         .iter()
         .map(|&t| model.forward(t).unwrap().to_vec())
@@ -104,12 +104,6 @@ fn a_full_context_is_context_overflow_until_reset() {
     ));
 }
 
-/// Greedy continuation of "Once upon a time" (no BOS) agreed by llama.cpp and an f32 reference
-/// (shared/TOOLCHAIN.md, "The default model").
-const ONCE_UPON_A_TIME: [u32; 4] = [6403, 1980, 253, 655];
-const EXPECTED_CONTINUATION: &str = ", the city of Nova Haven was a thriving metropolis, with \
-towering skyscrapers and bustling streets. But as the years went by, the city began to lose";
-
 #[test]
 fn default_model_greedy_continuation_matches_llama_cpp() {
     let Some(path) = common::default_model() else {
@@ -120,12 +114,12 @@ fn default_model_greedy_continuation_matches_llama_cpp() {
     let tokenizer = Tokenizer::from_gguf(&file.header.metadata).unwrap();
     assert_eq!(
         tokenizer.encode("Once upon a time", true, false).unwrap(),
-        ONCE_UPON_A_TIME
+        common::ONCE_UPON_A_TIME
     );
 
     let start = std::time::Instant::now();
     let mut logits = Vec::new();
-    for &t in &ONCE_UPON_A_TIME {
+    for &t in &common::ONCE_UPON_A_TIME {
         logits = model.forward(t).unwrap().to_vec();
     }
     let prompt_time = start.elapsed();
@@ -145,14 +139,14 @@ fn default_model_greedy_continuation_matches_llama_cpp() {
     let decode_time = start.elapsed();
     eprintln!(
         "default model: prompt {:.1} tok/s, decode {:.1} tok/s (30 tokens, {} threads)",
-        ONCE_UPON_A_TIME.len() as f64 / prompt_time.as_secs_f64(),
+        common::ONCE_UPON_A_TIME.len() as f64 / prompt_time.as_secs_f64(),
         30.0 / decode_time.as_secs_f64(),
         rayon::current_num_threads()
     );
 
     assert_eq!(
         tokenizer.decode(&generated, false).unwrap(),
-        EXPECTED_CONTINUATION
+        common::REFERENCE_CONTINUATION
     );
     // The reference's margin at " Nova" is 0.16: right logits, not just the right argmax.
     let margin = nova_margin.unwrap();

@@ -127,6 +127,13 @@ pub fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     (shape, values)
 }
 
+/// The raw prompt "Once upon a time" on the default model (no BOS), and its greedy 30-token
+/// continuation as ../shared/TOOLCHAIN.md gives it (llama.cpp and an f32 reference agree).
+pub const ONCE_UPON_A_TIME: [u32; 4] = [6403, 1980, 253, 655];
+pub const REFERENCE_CONTINUATION: &str =
+    ", the city of Nova Haven was a thriving metropolis, with \
+    towering skyscrapers and bustling streets. But as the years went by, the city began to lose";
+
 /// The random-weight llama models in `../shared/fixtures/tiny-models` (their README).
 pub const TINY_MODELS: [&str; 6] = [
     "tiny-llama-d64-smollm2vocab.F32",

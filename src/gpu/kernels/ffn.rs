@@ -21,7 +21,6 @@ struct Params {
 
 pub struct Ffn {
     silu_mul: Kernel,
-    silu_mul_fused: Kernel,
     add: Kernel,
 }
 
@@ -35,11 +34,6 @@ impl Ffn {
         };
         Ok(Ffn {
             silu_mul: kernel("silu_mul", "silu(dst[o]) * src[o]").await?,
-            silu_mul_fused: kernel(
-                "silu_mul_fused",
-                "silu(src[t * 2u * w + i]) * src[t * 2u * w + w + i]",
-            )
-            .await?,
             add: kernel("add", "dst[o] + src[o]").await?,
         })
     }
@@ -57,23 +51,6 @@ impl Ffn {
         check_f32(ctx, "silu_mul gate", &gate, max_tokens * n_ff)?;
         check_f32(ctx, "silu_mul up", &up, max_tokens * n_ff)?;
         self.elementwise(ctx, &self.silu_mul, step, up, gate, n_ff, max_tokens)
-    }
-
-    /// `out = silu(gate) * up` where a fused gate/up matvec wrote rows `[gate | up]`:
-    /// `gate_up`: `[max_tokens][2 * n_ff]`, `out`: `[max_tokens][n_ff]`.
-    pub fn silu_mul_fused(
-        &self,
-        ctx: &GpuContext,
-        step: &wgpu::Buffer,
-        gate_up: wgpu::BufferBinding<'_>,
-        out: wgpu::BufferBinding<'_>,
-        n_ff: usize,
-        max_tokens: usize,
-    ) -> Result<Op> {
-        check_f32(ctx, "silu_mul gate_up", &gate_up, max_tokens * 2 * n_ff)?;
-        check_f32(ctx, "silu_mul output", &out, max_tokens * n_ff)?;
-        let op = &self.silu_mul_fused;
-        self.elementwise(ctx, op, step, gate_up, out, n_ff, max_tokens)
     }
 
     /// `x += y`; `x`, `y`: `[max_tokens][dim]`.

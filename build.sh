@@ -128,6 +128,30 @@ cmd_test() {
   cargo test --release 2>&1
 }
 
+# The npm package in pkg/: the crate compiled to wasm32, wasm-bindgen's ES module glue, wasm-opt,
+# then the JS facade, worker entry, types and package.json from pkg-templates/.
+cmd_build() {
+  cmd_setup
+  local version wasm out="$ROOT/pkg"
+  version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  log "cargo build (wasm32, profile wasm-release)"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --quiet
+  wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/llama_wgpu.wasm"
+  rm -rf "$out" && mkdir -p "$out"
+  wasm-bindgen --target web --out-dir "$out" --out-name llama_wgpu "$wasm"
+  log "wasm-opt -Oz"
+  PATH="$NPM_PREFIX/node_modules/.bin:$PATH" wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$out/llama_wgpu_bg.wasm" -o "$out/llama_wgpu_bg.wasm"
+  cp -r "$ROOT"/pkg-templates/. "$out/"
+  sed -i "s/@VERSION@/$version/" "$out/package.json"
+  cp "$ROOT/LICENSE"* "$out/" 2>/dev/null || true
+  local raw gz
+  raw=$(stat -c %s "$out/llama_wgpu_bg.wasm")
+  gz=$(gzip -9 -c "$out/llama_wgpu_bg.wasm" | wc -c)
+  log "pkg/ built: llama_wgpu_bg.wasm $raw bytes raw, $gz bytes gzip -9"
+}
+
 cmd_demo() {
   cmd_setup
   cargo build --release --quiet
@@ -138,6 +162,7 @@ cmd_demo() {
 case "${1:-}" in
   setup) cmd_setup ;;
   test) cmd_test ;;
+  build) cmd_build ;;
   demo) cmd_demo ;;
-  *) echo "usage: $0 setup|test|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|test|build|demo" >&2; exit 2 ;;
 esac

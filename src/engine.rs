@@ -4,8 +4,7 @@
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::generate::{Backend, BackendStats, GenerateOptions, Generation, Session};
-#[cfg(not(target_arch = "wasm32"))]
+use crate::generate::{Backend, BackendStats, GenerateOptions, Generation, Session, StepFuture};
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
 use crate::sampler::Sampler;
@@ -65,12 +64,12 @@ impl Backend for Box<dyn Backend> {
         (**self).truncate(n)
     }
 
-    fn next_token(
-        &mut self,
-        tokens: &[u32],
-        sampler: &mut Sampler,
-        history: &[u32],
-    ) -> Result<u32> {
+    fn next_token<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+    ) -> StepFuture<'a> {
         (**self).next_token(tokens, sampler, history)
     }
 
@@ -79,8 +78,6 @@ impl Backend for Box<dyn Backend> {
     }
 }
 
-/// Natively the GPU model's async step is driven to completion in place.
-#[cfg(not(target_arch = "wasm32"))]
 impl Backend for GpuModel {
     fn context_length(&self) -> usize {
         GpuModel::context_length(self)
@@ -94,13 +91,13 @@ impl Backend for GpuModel {
         GpuModel::truncate(self, n)
     }
 
-    fn next_token(
-        &mut self,
-        tokens: &[u32],
-        sampler: &mut Sampler,
-        history: &[u32],
-    ) -> Result<u32> {
-        pollster::block_on(GpuModel::next_token(self, tokens, sampler, history))
+    fn next_token<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+    ) -> StepFuture<'a> {
+        Box::pin(GpuModel::next_token(self, tokens, sampler, history))
     }
 
     fn stats(&self) -> BackendStats {
@@ -127,20 +124,24 @@ impl Backend for ReferenceModel {
         ReferenceModel::truncate(self, n)
     }
 
-    fn next_token(
-        &mut self,
-        tokens: &[u32],
-        sampler: &mut Sampler,
-        history: &[u32],
-    ) -> Result<u32> {
-        let (last, rest) = tokens
-            .split_last()
-            .ok_or_else(|| Error::InvalidArgument("no tokens to run".into()))?;
-        for &t in rest {
-            self.forward(t)?;
-        }
-        let logits = self.forward(*last)?;
-        Ok(sampler.sample(logits, history))
+    fn next_token<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+    ) -> StepFuture<'a> {
+        // The CPU does the work now; the future is ready when returned.
+        let mut run = |model: &mut ReferenceModel| -> Result<u32> {
+            let (last, rest) = tokens
+                .split_last()
+                .ok_or_else(|| Error::InvalidArgument("no tokens to run".into()))?;
+            for &t in rest {
+                model.forward(t)?;
+            }
+            let logits = model.forward(*last)?;
+            Ok(sampler.sample(logits, history))
+        };
+        Box::pin(std::future::ready(run(self)))
     }
 
     fn stats(&self) -> BackendStats {
@@ -189,6 +190,21 @@ impl Engine {
         })
     }
 
+    /// An engine over a backend loaded elsewhere (the web loader streams weights in).
+    pub fn from_parts(
+        config: Config,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        backend: Box<dyn Backend>,
+    ) -> Engine {
+        Engine {
+            config,
+            tokenizer,
+            template,
+            session: Session::new(backend),
+        }
+    }
+
     pub fn context_length(&self) -> usize {
         self.session.backend.context_length()
     }
@@ -198,7 +214,9 @@ impl Engine {
         self.tokenizer.encode(prompt, true, true)
     }
 
-    /// Continue a raw text prompt.
+    /// Continue a raw text prompt. `on_piece` is called once per generated token with the text
+    /// that became final (possibly empty) and returns `false` to stop.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -209,14 +227,26 @@ impl Engine {
         self.generate_ids(&ids, options, on_piece)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate_ids(
         &mut self,
         ids: &[u32],
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        pollster::block_on(self.generate_ids_async(ids, options, on_piece))
+    }
+
+    /// [`Engine::generate_ids`] for callers that must not block (the web).
+    pub async fn generate_ids_async(
+        &mut self,
+        ids: &[u32],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         self.session
-            .generate(&self.tokenizer, ids, options, on_piece)
+            .generate_async(&self.tokenizer, ids, options, on_piece)
+            .await
     }
 
     /// The prompt ids of a conversation rendered through the model's chat template, ending with
@@ -235,6 +265,7 @@ impl Engine {
 
     /// Reply to a conversation. The KV cache of the previous turns is reused when the new
     /// conversation extends the last one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn chat(
         &mut self,
         messages: &[Message],

@@ -166,6 +166,10 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// The engine is already generating; callers queue (the JS facade does).
+    #[error("the engine is busy: {0}")]
+    Busy(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -190,6 +194,7 @@ impl Error {
             Error::ModelTooLarge(_) => "MODEL_TOO_LARGE",
             Error::DeviceLost(_) => "DEVICE_LOST",
             Error::Gpu(_) => "GPU_ERROR",
+            Error::Busy(_) => "ENGINE_BUSY",
             Error::Io { .. } => "IO_ERROR",
         }
     }

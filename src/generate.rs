@@ -5,23 +5,35 @@
 //! A [`Session`] remembers which tokens its backend's KV cache holds, so a new prompt that starts
 //! with the same tokens (the next turn of a chat) only runs the new suffix.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
+/// One decoder step in flight. Boxed so `Backend` stays object-safe; not `Send`, because on the
+/// web the GPU's answer arrives on the page's event loop.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<u32>> + 'a>>;
+
 /// What a decoder must offer the loop. `next_token` runs `tokens` at the next positions of the
 /// KV cache and returns the token sampled after the last of them, so a backend that samples on
-/// the GPU never has to hand logits back.
+/// the GPU never has to hand logits back. It is async because reading the sampled id back from
+/// a GPU cannot block in a browser; CPU backends return a ready future.
 pub trait Backend {
     fn context_length(&self) -> usize;
     /// Tokens currently in the KV cache.
     fn position(&self) -> usize;
     /// Drop cached positions from `n` on.
     fn truncate(&mut self, n: usize);
-    fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32])
-        -> Result<u32>;
+    fn next_token<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+    ) -> StepFuture<'a>;
     /// What the backend holds and does per token, for benchmarks.
     fn stats(&self) -> BackendStats {
         BackendStats::default()
@@ -151,9 +163,22 @@ impl<B: Backend> Session<B> {
         self.cached.clear();
     }
 
-    /// Generate a continuation of `prompt`. `on_piece` receives text as it becomes final
-    /// (complete UTF-8, never part of a stop string) and returns `false` to stop early.
+    /// [`Session::generate_async`] driven to completion on this thread (native callers).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        pollster::block_on(self.generate_async(tokenizer, prompt, options, on_piece))
+    }
+
+    /// Generate a continuation of `prompt`. `on_piece` is called once per generated token with
+    /// the text that became final (complete UTF-8, never part of a stop string; empty when the
+    /// token's text is held back) and returns `false` to stop after that token.
+    pub async fn generate_async(
         &mut self,
         tokenizer: &Tokenizer,
         prompt: &[u32],
@@ -192,7 +217,7 @@ impl<B: Backend> Session<B> {
         let mut ids = Vec::new();
 
         let prefill_start = Instant::now();
-        let mut next = self.feed(&prompt[reuse..], &mut sampler, &history)?;
+        let mut next = self.feed(&prompt[reuse..], &mut sampler, &history).await?;
         stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
         stats.time_to_first_token_seconds = start.elapsed().as_secs_f64();
         let decode_start = Instant::now();
@@ -209,7 +234,7 @@ impl<B: Backend> Session<B> {
                 None if self.backend.position() + 1 >= context => break StopReason::ContextFull,
                 None => {}
             }
-            next = self.feed(&[next], &mut sampler, &history)?;
+            next = self.feed(&[next], &mut sampler, &history).await?;
         };
         if stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled {
             out.finish(on_piece)?;
@@ -224,8 +249,13 @@ impl<B: Backend> Session<B> {
         })
     }
 
-    fn feed(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32]) -> Result<u32> {
-        let next = self.backend.next_token(tokens, sampler, history)?;
+    async fn feed(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32> {
+        let next = self.backend.next_token(tokens, sampler, history).await?;
         self.cached.extend_from_slice(tokens);
         Ok(next)
     }
@@ -282,16 +312,15 @@ impl<'a> TextOut<'a> {
             .map(|s| longest_suffix_prefix(&self.held, s))
             .max()
             .unwrap_or(0);
-        let emit_to = self.held.len() - keep;
-        if emit_to > 0 {
-            let rest = self.held.split_off(emit_to);
-            let cont = self.emit_held(on_piece);
-            self.held = rest;
-            if !cont {
-                return Ok(Some(StopReason::Cancelled));
-            }
+        // Exactly one call per token, empty when everything is held back: the caller's chance
+        // to cancel comes every token, not only when text appears.
+        let rest = self.held.split_off(self.held.len() - keep);
+        let piece = std::mem::replace(&mut self.held, rest);
+        self.text.push_str(&piece);
+        match on_piece(&piece) {
+            true => Ok(None),
+            false => Ok(Some(StopReason::Cancelled)),
         }
-        Ok(None)
     }
 
     fn emit_held(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> bool {

@@ -18,6 +18,8 @@ pub mod quant;
 pub mod reference;
 pub mod sampler;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use engine::{Device, Engine, EngineOptions};
 pub use error::{Error, GgufProblem, Result};

@@ -129,9 +129,9 @@ pub struct GpuModel {
 }
 
 /// Collects tensor bytes as they arrive (from a file or a stream) into GPU weights.
-pub struct WeightLoader<'a> {
-    ctx: &'a GpuContext,
-    header: &'a Header,
+pub struct WeightLoader {
+    ctx: GpuContext,
+    tensors: Vec<TensorInfo>,
     /// Per tensor index: the GPU weight being filled, or the f32 vector's bytes (norms).
     slots: Vec<Slot>,
 }
@@ -142,8 +142,8 @@ enum Slot {
     Vector(Vec<u8>),
 }
 
-impl<'a> WeightLoader<'a> {
-    pub fn new(ctx: &'a GpuContext, header: &'a Header, config: &Config) -> Result<Self> {
+impl WeightLoader {
+    pub fn new(ctx: &GpuContext, header: &Header, config: &Config) -> Result<Self> {
         let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
         for (name, dims) in config.expected_tensors() {
             let index = header
@@ -157,13 +157,17 @@ impl<'a> WeightLoader<'a> {
                 Slot::Matrix(GpuWeight::new(ctx, &header.tensors[index])?)
             };
         }
-        Ok(WeightLoader { ctx, header, slots })
+        Ok(WeightLoader {
+            ctx: ctx.clone(),
+            tensors: header.tensors.clone(),
+            slots,
+        })
     }
 
     /// The next piece of tensor `index` (pieces of a tensor arrive in order).
     pub fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<()> {
         match self.slots.get_mut(index) {
-            Some(Slot::Matrix(w)) => w.write(self.ctx, offset, bytes),
+            Some(Slot::Matrix(w)) => w.write(&self.ctx, offset, bytes),
             Some(Slot::Vector(v)) => {
                 v.extend_from_slice(bytes);
                 Ok(())
@@ -174,19 +178,18 @@ impl<'a> WeightLoader<'a> {
 
     fn take(&mut self, name: &str) -> Result<(TensorInfo, Slot)> {
         let index = self
-            .header
             .tensors
             .iter()
             .position(|t| t.name == name)
             .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
         let slot = std::mem::replace(&mut self.slots[index], Slot::Unused);
-        Ok((self.header.tensors[index].clone(), slot))
+        Ok((self.tensors[index].clone(), slot))
     }
 
     fn matrix(&mut self, name: &str) -> Result<GpuWeight> {
         match self.take(name)? {
             (_, Slot::Matrix(mut w)) => {
-                w.finish(self.ctx)?;
+                w.finish(&self.ctx)?;
                 Ok(w)
             }
             (info, _) => Err(Error::ModelInvalid(format!(
@@ -206,7 +209,7 @@ impl<'a> WeightLoader<'a> {
                         info.n_bytes
                     )));
                 }
-                upload_tensor_as_f32(self.ctx, &info, &bytes)
+                upload_tensor_as_f32(&self.ctx, &info, &bytes)
             }
             (info, _) => Err(Error::ModelInvalid(format!(
                 "tensor `{}` is not a vector",

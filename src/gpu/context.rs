@@ -33,6 +33,8 @@ pub struct GpuFeatures {
     pub subgroups: bool,
 }
 
+/// Cheap to clone: wgpu handles are reference-counted.
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -109,7 +111,7 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
-            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+            is_cpu: is_cpu_adapter(&info),
             info,
             features: GpuFeatures {
                 shader_f16,
@@ -158,4 +160,15 @@ impl GpuContext {
         }
         Ok(())
     }
+}
+
+/// CPU emulations (lavapipe, SwiftShader) want the one-invocation-per-row kernels. Native
+/// drivers report the device type; in a browser only `isFallbackAdapter` reaches wgpu, and
+/// Chrome's SwiftShader is not always flagged as one, so the adapter's name is checked too.
+fn is_cpu_adapter(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_ascii_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || ["swiftshader", "llvmpipe", "lavapipe"]
+            .iter()
+            .any(|n| name.contains(n))
 }

@@ -1,0 +1,314 @@
+//! `WasmEngine`: generation and chat for JavaScript. Each call returns a Promise; tokens are
+//! reported through a JS callback once per generated token, which is also where the caller
+//! cancels (returning `false`), so an abort takes effect within one token.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use super::convert::{from_js, js_error, to_js};
+use crate::chat::Message;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, Generation, StopReason};
+use crate::gguf::Header;
+use crate::gpu::GpuContext;
+use crate::sampler::SamplingParams;
+
+/// The model as the page describes it (the facade's `modelInfo()`, `stats().model`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub name: Option<String>,
+    pub file_type: Option<u64>,
+    pub n_params: u64,
+    /// Context the model was trained for.
+    pub context_length: usize,
+    /// The KV cache this engine allocated (set when loading finishes).
+    pub context_length_used: usize,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_vocab: usize,
+    /// Distinct tensor types, e.g. `["F32", "Q4_1", "Q8_0"]`.
+    pub tensor_types: Vec<String>,
+    pub gpu_bytes: u64,
+    pub load_seconds: f64,
+}
+
+impl ModelInfo {
+    pub fn new(header: &Header, config: &Config) -> ModelInfo {
+        let mut tensor_types: Vec<String> = header
+            .tensors
+            .iter()
+            .map(|t| t.ty.name().to_owned())
+            .collect();
+        tensor_types.sort();
+        tensor_types.dedup();
+        ModelInfo {
+            architecture: config.architecture.clone(),
+            name: header.metadata.get_str("general.name").map(str::to_owned),
+            file_type: header.metadata.get_u64("general.file_type"),
+            n_params: header.tensors.iter().map(|t| t.n_elements()).sum(),
+            context_length: config.context_length,
+            context_length_used: 0,
+            n_layer: config.n_layer,
+            n_embd: config.n_embd,
+            n_vocab: config.n_vocab,
+            tensor_types,
+            gpu_bytes: 0,
+            load_seconds: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EngineInfo<'a> {
+    model: &'a ModelInfo,
+    adapter: &'a str,
+    features: Features,
+    context_length: usize,
+    gpu_bytes: u64,
+    load_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Features {
+    shader_f16: bool,
+    subgroups: bool,
+}
+
+/// Generation options as JS passes them (OpenAI / llama.cpp names; all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WebGenOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    repeat_last_n: Option<usize>,
+    /// f64 because JS numbers are; seeds above 2^53 are not representable there anyway.
+    seed: Option<f64>,
+    stop: Vec<String>,
+    ignore_eos: bool,
+}
+
+impl WebGenOptions {
+    fn into_options(self) -> GenerateOptions {
+        let d = SamplingParams::default();
+        GenerateOptions {
+            max_tokens: self
+                .max_tokens
+                .unwrap_or(GenerateOptions::default().max_tokens),
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                min_p: self.min_p.unwrap_or(d.min_p),
+                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+                repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
+                seed: self.seed.map(|s| s as u64).unwrap_or(d.seed),
+            },
+            stop: self.stop,
+            ignore_eos: self.ignore_eos,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WebMessage {
+    role: String,
+    content: String,
+}
+
+/// What a finished generation reports to JS.
+#[derive(Debug, Serialize)]
+struct GenResult {
+    text: String,
+    /// OpenAI's vocabulary: an end-of-generation token or stop string is "stop", a token or
+    /// context limit "length", a cancelled call "abort".
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+    cached_prompt_tokens: usize,
+    completion_tokens: usize,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    time_to_first_token_s: f64,
+    prefill_s: f64,
+    decode_s: f64,
+}
+
+impl GenResult {
+    fn new(g: Generation) -> GenResult {
+        GenResult {
+            finish_reason: match g.stop_reason {
+                StopReason::Eos | StopReason::Stop => "stop",
+                StopReason::Length | StopReason::ContextFull => "length",
+                StopReason::Cancelled => "abort",
+            },
+            prompt_tokens: g.stats.prompt_tokens,
+            cached_prompt_tokens: g.stats.cached_prompt_tokens,
+            completion_tokens: g.stats.generated_tokens,
+            prefill_tokens_per_s: g.stats.prefill_tokens_per_second(),
+            decode_tokens_per_s: g.stats.decode_tokens_per_second(),
+            time_to_first_token_s: g.stats.time_to_first_token_seconds,
+            prefill_s: g.stats.prefill_seconds,
+            decode_s: g.stats.decode_seconds,
+            text: g.text,
+        }
+    }
+}
+
+/// What to run: a raw prompt or a conversation.
+enum Prompt {
+    Text(String),
+    Chat(Vec<Message>),
+}
+
+#[wasm_bindgen]
+pub struct WasmEngine {
+    /// Shared with the futures of running calls; the RefCell's borrow is the "one generation
+    /// at a time" rule (a second call gets `ENGINE_BUSY`; the facade queues instead).
+    engine: Rc<RefCell<Engine>>,
+    info: ModelInfo,
+    adapter: String,
+    features: Features,
+}
+
+impl WasmEngine {
+    pub(super) fn new(engine: Engine, info: ModelInfo, ctx: &GpuContext) -> WasmEngine {
+        WasmEngine {
+            engine: Rc::new(RefCell::new(engine)),
+            info,
+            adapter: ctx.describe(),
+            features: Features {
+                shader_f16: ctx.features.shader_f16,
+                subgroups: ctx.features.subgroups,
+            },
+        }
+    }
+
+    fn run(&self, prompt: Prompt, options: JsValue, on_token: js_sys::Function) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut callback_error = None;
+            let result = run(&engine, prompt, &options, &on_token, &mut callback_error).await;
+            if let Some(thrown) = callback_error {
+                // The page's own exception wins: it is what its author will look for.
+                return Err(thrown);
+            }
+            result.map_err(|e| js_error(&e))
+        })
+    }
+}
+
+// Holding the borrow across the GPU awaits is the point: it is what makes a second call see
+// the engine busy instead of interleaving with this one.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn run(
+    engine: &RefCell<Engine>,
+    prompt: Prompt,
+    options: &JsValue,
+    on_token: &js_sys::Function,
+    callback_error: &mut Option<JsValue>,
+) -> Result<JsValue> {
+    let options = from_js::<WebGenOptions>(options, "generation options")?.into_options();
+    let mut engine = engine
+        .try_borrow_mut()
+        .map_err(|_| Error::Busy("a generation is already running".into()))?;
+    let ids = match prompt {
+        Prompt::Text(text) => engine.encode_prompt(&text)?,
+        Prompt::Chat(messages) => engine.chat_prompt_ids(&messages)?,
+    };
+    let mut on_piece = |piece: &str| match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece))
+    {
+        Ok(v) => v.as_bool() != Some(false),
+        Err(thrown) => {
+            *callback_error = Some(thrown);
+            false
+        }
+    };
+    let generation = engine
+        .generate_ids_async(&ids, &options, &mut on_piece)
+        .await?;
+    to_js(&GenResult::new(generation))
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Continue a raw text prompt; `on_token(piece)` is called after every generated token.
+    pub fn generate(
+        &self,
+        prompt: String,
+        options: JsValue,
+        on_token: js_sys::Function,
+    ) -> js_sys::Promise {
+        self.run(Prompt::Text(prompt), options, on_token)
+    }
+
+    /// Reply to `[{role, content}, ...]` through the model's chat template.
+    pub fn chat(
+        &self,
+        messages: JsValue,
+        options: JsValue,
+        on_token: js_sys::Function,
+    ) -> js_sys::Promise {
+        let messages = match from_js::<Option<Vec<WebMessage>>>(&messages, "messages") {
+            Ok(Some(m)) if !m.is_empty() => m,
+            Ok(_) => {
+                let e = Error::InvalidArgument("messages must be a non-empty array".into());
+                return js_sys::Promise::reject(&js_error(&e));
+            }
+            Err(e) => return js_sys::Promise::reject(&js_error(&e)),
+        };
+        let messages = messages
+            .into_iter()
+            .map(|m| Message::new(m.role, m.content))
+            .collect();
+        self.run(Prompt::Chat(messages), options, on_token)
+    }
+
+    /// The model, adapter and load figures.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        to_js(&EngineInfo {
+            model: &self.info,
+            adapter: &self.adapter,
+            features: Features {
+                shader_f16: self.features.shader_f16,
+                subgroups: self.features.subgroups,
+            },
+            context_length: self.info.context_length_used,
+            gpu_bytes: self.info.gpu_bytes,
+            load_seconds: self.info.load_seconds,
+        })
+        .map_err(|e| js_error(&e))
+    }
+
+    /// Tokens of a raw prompt (as `generate` would run it).
+    #[wasm_bindgen(js_name = countTokens)]
+    pub fn count_tokens(&self, text: &str) -> Result<u32, JsValue> {
+        let engine = self
+            .engine
+            .try_borrow()
+            .map_err(|_| js_error(&Error::Busy("a generation is running".into())))?;
+        let ids = engine.encode_prompt(text).map_err(|e| js_error(&e))?;
+        Ok(ids.len() as u32)
+    }
+
+    /// Forget the conversation held in the KV cache.
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut engine = self
+            .engine
+            .try_borrow_mut()
+            .map_err(|_| js_error(&Error::Busy("a generation is running".into())))?;
+        engine.reset();
+        Ok(())
+    }
+}

@@ -583,6 +583,45 @@ impl GpuModel {
         Ok(id)
     }
 
+    /// Time every op of one decode step on its own (one submit and a full wait each), over
+    /// `steps` steps at the current position, summed per kernel: `(kernel, dispatches per
+    /// step, seconds per step)`, slowest first. Each time includes the dispatch's fixed cost,
+    /// which is what fusing kernels would save. Overwrites the KV slot at the current position
+    /// without advancing it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_decode_step(&mut self, steps: usize) -> Result<Vec<(String, usize, f64)>> {
+        let steps = steps.max(1);
+        self.check_room(1)?;
+        self.write_step(self.position, 1, 0);
+        let mut totals: Vec<(String, usize, f64)> = Vec::new();
+        for step in 0..steps {
+            for op in &self.decode_ops {
+                let start = web_time::Instant::now();
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                record(&mut encoder, std::slice::from_ref(op));
+                self.ctx.queue.submit([encoder.finish()]);
+                self.ctx
+                    .device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+                let seconds = start.elapsed().as_secs_f64();
+                match totals.iter_mut().find(|t| t.0 == op.name) {
+                    Some(t) => {
+                        t.1 += usize::from(step == 0);
+                        t.2 += seconds;
+                    }
+                    None => totals.push((op.name.clone(), 1, seconds)),
+                }
+            }
+        }
+        self.ctx.check()?;
+        for t in &mut totals {
+            t.2 /= steps as f64;
+        }
+        totals.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(totals)
+    }
+
     /// Run prompt tokens through the blocks in batches (filling the KV cache), without sampling.
     fn prefill_batches(&mut self, tokens: &[u32]) -> Result<()> {
         for batch in tokens.chunks(self.prefill.max_tokens) {

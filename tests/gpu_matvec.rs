@@ -19,6 +19,8 @@
 
 mod common;
 
+use common::quant_data::{Rng, Tensor};
+
 use std::sync::OnceLock;
 
 use llama_wgpu::gguf::{GgufFile, TensorInfo};
@@ -27,7 +29,7 @@ use llama_wgpu::gpu::kernels::embed::Embed;
 use llama_wgpu::gpu::kernels::matvec::{MatMul, MatMulVariant, MatVec, MatVecVariant};
 use llama_wgpu::gpu::weights::{upload_f32_vector, GpuWeight, GPU_TYPES};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
-use llama_wgpu::quant::{self, GgmlType};
+use llama_wgpu::quant::GgmlType;
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -94,101 +96,10 @@ fn small_binding_gpu() -> &'static Gpu {
     })
 }
 
-/// A tensor's GGUF bytes and its values as `quant.rs` decodes them.
-struct Tensor {
-    info: TensorInfo,
-    bytes: Vec<u8>,
-    values: Vec<f32>,
-}
-
-impl Tensor {
-    fn new(info: TensorInfo, bytes: Vec<u8>) -> Tensor {
-        let values = quant::dequantize_tensor(&info, &bytes).unwrap();
-        Tensor {
-            info,
-            bytes,
-            values,
-        }
-    }
-
-    fn from_file(file: &GgufFile, name: &str) -> Tensor {
-        let info = file.header.tensor(name).unwrap().clone();
-        let bytes = file.read_tensor(&info).unwrap();
-        Tensor::new(info, bytes)
-    }
-
-    /// Random valid blocks of `ty`: random bytes, with every f16 scale field set to a small
-    /// finite value (random bytes would give infinities and NaNs).
-    fn random(ty: GgmlType, rows: u64, cols: u64, rng: &mut Rng) -> Tensor {
-        let n_bytes = ty.bytes_for(rows * cols).unwrap();
-        let mut bytes: Vec<u8> = (0..n_bytes).map(|_| rng.next() as u8).collect();
-        for block in bytes.chunks_exact_mut(ty.type_size() as usize) {
-            let f16_fields: &[usize] = match ty {
-                GgmlType::F32 => {
-                    block.copy_from_slice(&rng.uniform(1.0).to_le_bytes());
-                    &[]
-                }
-                GgmlType::F16 => &[0],
-                GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
-                GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
-                GgmlType::Q6_K => &[208],
-                _ => unreachable!("{ty} has no GPU kernel"),
-            };
-            for &at in f16_fields {
-                let scale = half::f16::from_f32(rng.uniform(0.05));
-                block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
-            }
-        }
-        let info = TensorInfo {
-            name: format!("random.{ty}.{rows}x{cols}"),
-            dims: vec![cols, rows],
-            ty,
-            offset: 0,
-            n_bytes,
-        };
-        Tensor::new(info, bytes)
-    }
-
-    fn rows_cols(&self) -> (usize, usize) {
-        let (rows, cols) = self.info.rows_cols();
-        (rows as usize, cols as usize)
-    }
-
-    /// Per row r: (dot(row r, x) in f64, sum |w x|).
-    fn dot_rows(&self, x: &[f32]) -> Vec<(f64, f64)> {
-        let (_, cols) = self.rows_cols();
-        self.values
-            .chunks_exact(cols)
-            .map(|row| {
-                row.iter().zip(x).fold((0.0, 0.0), |(s, a), (&w, &x)| {
-                    let p = w as f64 * x as f64;
-                    (s + p, a + p.abs())
-                })
-            })
-            .collect()
-    }
-}
-
-/// splitmix64: deterministic test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-scale, scale).
-    fn uniform(&mut self, scale: f32) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(1.0)).collect()
-    }
+fn tensor_from_file(file: &GgufFile, name: &str) -> Tensor {
+    let info = file.header.tensor(name).unwrap().clone();
+    let bytes = file.read_tensor(&info).unwrap();
+    Tensor::new(info, bytes)
 }
 
 /// A storage buffer holding `values` (activations are bound whole, whatever the weight limit).
@@ -390,9 +301,9 @@ fn default_model_tensors_match_the_cpu() {
         "blk.0.ffn_up.weight",
         "blk.0.ffn_down.weight",
     ] {
-        check_all_kernels(gpu, &Tensor::from_file(&file, name), 13);
+        check_all_kernels(gpu, &tensor_from_file(&file, name), 13);
     }
-    let head = Tensor::from_file(&file, "token_embd.weight");
+    let head = tensor_from_file(&file, "token_embd.weight");
     let w = GpuWeight::upload(&gpu.ctx, &head.info, &head.bytes).unwrap();
     for (i, matvec) in gpu.matvecs.iter().enumerate() {
         check_matvec(gpu, matvec, &w, &head, false, 7 + i as u64);
@@ -430,7 +341,7 @@ fn llama_cpp_quantized_fixtures_match_the_cpu() {
         let path = common::local_fixture(&format!("quant/{}.gguf", ty.name()));
         let file = GgufFile::open(&path).unwrap();
         for name in ["tensor_a.weight", "tensor_b.weight"] {
-            let t = Tensor::from_file(&file, name);
+            let t = tensor_from_file(&file, name);
             let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
             for matvec in &gpu.matvecs {
                 check_matvec(gpu, matvec, &w, &t, false, 3);
@@ -450,7 +361,7 @@ fn tensors_split_across_bindings_match_the_cpu() {
     ];
     if let Some(path) = common::default_model() {
         let file = GgufFile::open(path).unwrap();
-        tensors.push(Tensor::from_file(&file, "blk.0.ffn_up.weight"));
+        tensors.push(tensor_from_file(&file, "blk.0.ffn_up.weight"));
     }
     for t in &tensors {
         let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
@@ -611,10 +522,10 @@ fn matvec_speed() {
     let file = GgufFile::open(path).unwrap();
     let mut rng = Rng(3);
     let tensors = [
-        Tensor::from_file(&file, "token_embd.weight"),
-        Tensor::from_file(&file, "blk.0.ffn_up.weight"),
-        Tensor::from_file(&file, "blk.0.ffn_down.weight"),
-        Tensor::from_file(&file, "blk.0.attn_q.weight"),
+        tensor_from_file(&file, "token_embd.weight"),
+        tensor_from_file(&file, "blk.0.ffn_up.weight"),
+        tensor_from_file(&file, "blk.0.ffn_down.weight"),
+        tensor_from_file(&file, "blk.0.attn_q.weight"),
         Tensor::random(GgmlType::Q4_1, 4096, 4096, &mut rng),
         Tensor::random(GgmlType::Q8_0, 4096, 4096, &mut rng),
         Tensor::random(GgmlType::Q4_K, 4096, 4096, &mut rng),

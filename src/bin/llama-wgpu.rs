@@ -22,7 +22,8 @@ mod cli {
     use llama_wgpu::engine::{Device, Engine, EngineOptions};
     use llama_wgpu::generate::{GenerateOptions, Generation};
     use llama_wgpu::gguf::{GgufFile, Value};
-    use llama_wgpu::sampler::SamplingParams;
+    use llama_wgpu::model::GpuModel;
+    use llama_wgpu::sampler::{Sampler, SamplingParams};
     use llama_wgpu::tokenizer::Tokenizer;
     use llama_wgpu::{Error, Result};
 
@@ -151,6 +152,10 @@ mod cli {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Instead of the run figures: time each kernel of a decode step alone (GPU only),
+        /// after a prompt of --prompt-tokens tokens, averaged over --repeats steps.
+        #[arg(long)]
+        profile: bool,
     }
 
     #[derive(Args)]
@@ -336,6 +341,9 @@ mod cli {
                 "--prompt-tokens and --repeats must be positive".into(),
             ));
         }
+        if a.profile {
+            return profile(&a);
+        }
         let start = std::time::Instant::now();
         let mut engine = load(&a.model)?;
         let load_s = start.elapsed().as_secs_f64();
@@ -423,6 +431,51 @@ mod cli {
             "per token:   {} dispatches, {} submits, {} bytes read back",
             stats.dispatches_per_token, stats.submits_per_token, stats.readback_bytes_per_token
         );
+        Ok(())
+    }
+
+    fn profile(a: &BenchArgs) -> Result<()> {
+        let file = GgufFile::open(&a.model.model)?;
+        let context = a.model.context_length.unwrap_or(1024);
+        let ctx = llama_wgpu::gpu::GpuContext::new_blocking(&Default::default())?;
+        let mut model = pollster::block_on(GpuModel::load(ctx, &file, context))?;
+        let prompt: Vec<u32> = (0..a.prompt_tokens as u32)
+            .map(|i| 100 + i % 1000)
+            .collect();
+        let mut sampler = Sampler::new(SamplingParams::greedy());
+        pollster::block_on(model.next_token(&prompt, &mut sampler, &prompt))?;
+        let rows = model.profile_decode_step(a.repeats)?;
+        let total: f64 = rows.iter().map(|r| r.2).sum();
+        let report = serde_json::json!({
+            "adapter": model.context().describe(),
+            "position": model.position(),
+            "step_seconds": total,
+            "kernels": rows.iter().map(|(name, n, s)| serde_json::json!({
+                "kernel": name, "dispatches": n, "seconds": s,
+            })).collect::<Vec<_>>(),
+        });
+        if a.json {
+            println!("{report}");
+            return Ok(());
+        }
+        println!("device: {}", model.context().describe());
+        println!(
+            "decode step at position {}, each op submitted alone (mean of {} steps)",
+            model.position(),
+            a.repeats
+        );
+        println!(
+            "{:<28} {:>10} {:>12} {:>7}",
+            "kernel", "dispatches", "ms/step", "share"
+        );
+        for (name, n, s) in &rows {
+            println!(
+                "{name:<28} {n:>10} {:>12.3} {:>6.1}%",
+                s * 1e3,
+                100.0 * s / total
+            );
+        }
+        println!("{:<28} {:>10} {:>12.3}", "total", "", total * 1e3);
         Ok(())
     }
 

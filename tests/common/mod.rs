@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod quant_data;
 pub mod tiny_llama;
 
 pub fn crate_dir() -> PathBuf {

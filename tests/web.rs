@@ -1,0 +1,284 @@
+//! Inside real headless Chromium (WebGPU on SwiftShader), through wasm-bindgen-test: the matvec
+//! kernels of every weight type and both variants against the CPU, and the streaming loader
+//! (GGUF bytes pushed in odd chunks, straight into GPU buffers) against the CPU reference
+//! decoder, plus the JS-facing `ModelLoader`'s errors and codes. Run by `./build.sh test`
+//! (`cargo test --target wasm32-unknown-unknown --test web`, runner and flags in build.sh and
+//! webdriver.json).
+//!
+//! Tolerances are the native tests' (tests/gpu_matvec.rs argues the matvec bound; the whole
+//! model is argued at `LOGIT_TOLERANCE`): the browser runs the same WGSL through another
+//! compiler (Tint, SwiftShader), and f32 arithmetic in any order stays within them.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use common::quant_data::{Rng, Tensor};
+use llama_wgpu::config::Config;
+use llama_wgpu::gguf::{Event, Header, StreamReader, Value};
+use llama_wgpu::gguf_writer::GgufWriter;
+use llama_wgpu::gpu::kernel::{read_f32, storage_buffer, submit_ops, whole};
+use llama_wgpu::gpu::kernels::matvec::{MatVec, MatVecVariant};
+use llama_wgpu::gpu::weights::{GpuWeight, GPU_TYPES};
+use llama_wgpu::gpu::{GpuContext, GpuOptions};
+use llama_wgpu::model::{GpuModel, WeightLoader};
+use llama_wgpu::quant::GgmlType;
+use llama_wgpu::reference::ReferenceModel;
+use llama_wgpu::web::ModelLoader;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+async fn gpu() -> GpuContext {
+    GpuContext::new(&GpuOptions::default()).await.unwrap()
+}
+
+fn f32_buffer(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
+    let buffer = storage_buffer(ctx, "f32", values.len() as u64 * 4);
+    ctx.queue
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+    buffer
+}
+
+/// y = W x on the GPU for `t`, checked row by row against the f64 dot of the CPU's values with
+/// the bound of tests/gpu_matvec.rs: (cols + 4) u sum|w x|.
+async fn check_matvec(ctx: &GpuContext, matvec: &MatVec, t: &Tensor, seed: u64) {
+    let (rows, cols) = t.rows_cols();
+    let w = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
+    let x = Rng(seed).vec(cols);
+    let (xb, yb) = (f32_buffer(ctx, &x), f32_buffer(ctx, &vec![f32::NAN; rows]));
+    let ops = matvec.op(ctx, &w, whole(&xb), &yb, 0, false).unwrap();
+    submit_ops(ctx, &ops.iter().collect::<Vec<_>>());
+    let got = read_f32(ctx, &yb, 0, rows).await.unwrap();
+    ctx.check().unwrap();
+    for (i, (dot, abs)) in t.dot_rows(&x).into_iter().enumerate() {
+        let tol = (cols as f64 + 4.0) * U * abs;
+        let err = (got[i] as f64 - dot).abs();
+        assert!(
+            err <= tol,
+            "{:?} {} row {i}: GPU {} CPU {dot} (error {err:e}, tolerance {tol:e})",
+            matvec.variant(),
+            t.info.name,
+            got[i]
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn matvec_of_every_type_and_variant_matches_the_cpu() {
+    let ctx = gpu().await;
+    let mut rng = Rng(7);
+    for variant in [
+        MatVecVariant::RowsPerInvocation,
+        MatVecVariant::RowsPerWorkgroup,
+    ] {
+        let matvec = MatVec::with_variant(&ctx, variant).await.unwrap();
+        for ty in GPU_TYPES {
+            let block_cols = ty.block_size().max(32);
+            // Rows not a multiple of any workgroup size; rows of one and of several blocks.
+            for (rows, cols) in [(300, 2 * block_cols), (7, block_cols)] {
+                let t = Tensor::random(ty, rows, cols, &mut rng);
+                check_matvec(&ctx, &matvec, &t, rows ^ cols).await;
+            }
+        }
+    }
+}
+
+/// llama.cpp's own quantized bytes (tests/fixtures/quant, bit-exact with ggml's dequantizer).
+#[wasm_bindgen_test]
+async fn matvec_on_llama_cpp_blocks_matches_the_cpu() {
+    let ctx = gpu().await;
+    let matvec = MatVec::new(&ctx).await.unwrap();
+    let fixtures: [(GgmlType, &[u8]); 7] = [
+        (GgmlType::F32, include_bytes!("fixtures/quant/F32.gguf")),
+        (GgmlType::F16, include_bytes!("fixtures/quant/F16.gguf")),
+        (GgmlType::Q4_0, include_bytes!("fixtures/quant/Q4_0.gguf")),
+        (GgmlType::Q4_1, include_bytes!("fixtures/quant/Q4_1.gguf")),
+        (GgmlType::Q8_0, include_bytes!("fixtures/quant/Q8_0.gguf")),
+        (GgmlType::Q4_K, include_bytes!("fixtures/quant/Q4_K.gguf")),
+        (GgmlType::Q6_K, include_bytes!("fixtures/quant/Q6_K.gguf")),
+    ];
+    for (ty, bytes) in fixtures {
+        let header = Header::parse(bytes, Some(bytes.len() as u64))
+            .unwrap()
+            .unwrap();
+        for info in &header.tensors {
+            assert_eq!(info.ty, ty);
+            let start = (header.data_offset + info.offset) as usize;
+            let data = bytes[start..start + info.n_bytes as usize].to_vec();
+            check_matvec(&ctx, &matvec, &Tensor::new(info.clone(), data), 11).await;
+        }
+    }
+}
+
+/// A two-block llama whose matrices use every quantized type with a kernel that fits its
+/// shapes (Q4_K and Q6_K need rows of 256 and are covered above).
+fn small_llama() -> Vec<u8> {
+    let (e, kv, ff, vocab) = (64u64, 32u64, 128u64, 96u64);
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String("llama".into()))
+        .metadata("llama.embedding_length", Value::U32(e as u32))
+        .metadata("llama.block_count", Value::U32(2))
+        .metadata("llama.attention.head_count", Value::U32(4))
+        .metadata("llama.attention.head_count_kv", Value::U32(2))
+        .metadata("llama.feed_forward_length", Value::U32(ff as u32))
+        .metadata("llama.context_length", Value::U32(64))
+        .metadata("llama.rope.freq_base", Value::F32(10000.0))
+        .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    let mut rng = Rng(3);
+    let mut matrix = |w: &mut GgufWriter, name: &str, ty, rows, cols| {
+        let t = Tensor::random(ty, rows, cols, &mut rng);
+        w.tensor(name, &[cols, rows], ty, t.bytes);
+    };
+    let norm = |w: &mut GgufWriter, name: &str| {
+        let ones: Vec<u8> = (0..e)
+            .flat_map(|i| (0.9 + 0.01 * i as f32).to_le_bytes())
+            .collect();
+        w.tensor(name, &[e], GgmlType::F32, ones);
+    };
+    matrix(&mut w, "token_embd.weight", GgmlType::Q8_0, vocab, e);
+    norm(&mut w, "output_norm.weight");
+    matrix(&mut w, "output.weight", GgmlType::Q4_0, vocab, e);
+    for l in 0..2 {
+        let name = |n: &str| format!("blk.{l}.{n}.weight");
+        norm(&mut w, &name("attn_norm"));
+        matrix(&mut w, &name("attn_q"), GgmlType::Q4_1, e, e);
+        matrix(&mut w, &name("attn_k"), GgmlType::Q4_0, kv, e);
+        matrix(&mut w, &name("attn_v"), GgmlType::Q8_0, kv, e);
+        matrix(&mut w, &name("attn_output"), GgmlType::F16, e, e);
+        norm(&mut w, &name("ffn_norm"));
+        matrix(&mut w, &name("ffn_gate"), GgmlType::Q4_1, ff, e);
+        matrix(&mut w, &name("ffn_up"), GgmlType::Q8_0, ff, e);
+        matrix(&mut w, &name("ffn_down"), GgmlType::F32, e, ff);
+    }
+    w.to_bytes()
+}
+
+/// Push `bytes` through the streaming reader in `chunk`-byte pieces into GPU weights.
+async fn stream_into_gpu(ctx: &GpuContext, bytes: &[u8], chunk: usize) -> GpuModel {
+    let mut reader = StreamReader::new(None);
+    let mut state: Option<(Config, WeightLoader)> = None;
+    let mut sink = |event: Event<'_>| -> llama_wgpu::Result<()> {
+        match event {
+            Event::Header(h) => {
+                let config = Config::from_header(h)?;
+                let loader = WeightLoader::new(ctx, h, &config)?;
+                state = Some((config, loader));
+            }
+            Event::TensorData {
+                tensor,
+                offset,
+                bytes,
+            } => state.as_mut().unwrap().1.write(tensor, offset, bytes)?,
+            Event::TensorDone { .. } => {}
+        }
+        Ok(())
+    };
+    for piece in bytes.chunks(chunk) {
+        reader.push(piece, &mut sink).unwrap();
+    }
+    reader.finish(&mut sink).unwrap();
+    let (config, loader) = state.unwrap();
+    let weights = loader.finish(&config).unwrap();
+    GpuModel::build(ctx.clone(), config, weights, 32)
+        .await
+        .unwrap()
+}
+
+/// Logits of a streamed model against the CPU reference on the same bytes. Both compute in
+/// f32 from the same dequantized weights; they differ only in summation order and in the
+/// GPU's exp/rsqrt, so logits of size ~1 agree to ~1e-5; 2e-4 leaves room for two blocks of
+/// such differences without admitting a wrong weight (which moves logits by ~0.1).
+const LOGIT_TOLERANCE: f32 = 2e-4;
+
+#[wasm_bindgen_test]
+async fn a_model_streamed_in_odd_chunks_computes_the_reference_logits() {
+    let ctx = gpu().await;
+    let bytes = small_llama();
+    let header = Header::parse(&bytes, Some(bytes.len() as u64))
+        .unwrap()
+        .unwrap();
+    let mut reference = ReferenceModel::from_tensors(&header, 32, |info| {
+        let start = (header.data_offset + info.offset) as usize;
+        Ok(bytes[start..start + info.n_bytes as usize].to_vec())
+    })
+    .unwrap();
+    let prompt = [1u32, 50, 7, 95];
+    let mut want = Vec::new();
+    for &t in &prompt {
+        want = reference.forward(t).unwrap().to_vec();
+    }
+    for chunk in [7, 4099, bytes.len()] {
+        let mut model = stream_into_gpu(&ctx, &bytes, chunk).await;
+        let got = model.forward_logits(&prompt).await.unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= LOGIT_TOLERANCE,
+            "chunks of {chunk} bytes: logits differ from the CPU reference by {worst} (largest |logit| {})",
+            want.iter().fold(0f32, |m, v| m.max(v.abs()))
+        );
+    }
+}
+
+fn code_of(error: &JsValue) -> String {
+    js_sys::Reflect::get(error, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default()
+}
+
+fn loader_options(file_size: usize) -> JsValue {
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"fileSize".into(), &(file_size as f64).into()).unwrap();
+    options.into()
+}
+
+#[wasm_bindgen_test]
+async fn bad_bytes_are_errors_with_codes_and_a_later_load_works() {
+    let not_gguf = b"<!doctype html><html>not a model</html>".to_vec();
+    let mut loader = ModelLoader::create(loader_options(not_gguf.len()))
+        .await
+        .unwrap();
+    let e = loader.push(&not_gguf).unwrap_err();
+    assert_eq!(code_of(&e), "GGUF_INVALID");
+    // The loader stays failed: later pushes repeat the error instead of parsing on.
+    assert_eq!(code_of(&loader.push(b"more").unwrap_err()), "GGUF_INVALID");
+
+    // A header claiming 2^40 tensors in a 24-byte file.
+    let mut huge = b"GGUF".to_vec();
+    huge.extend(3u32.to_le_bytes());
+    huge.extend((1u64 << 40).to_le_bytes());
+    huge.extend(0u64.to_le_bytes());
+    let mut loader = ModelLoader::create(loader_options(huge.len()))
+        .await
+        .unwrap();
+    let e = match loader.push(&huge) {
+        Err(e) => e,
+        Ok(()) => loader.finish().await.err().unwrap(),
+    };
+    assert_eq!(code_of(&e), "GGUF_INVALID");
+
+    // A file cut in the middle of its tensors.
+    let bytes = small_llama();
+    let cut = &bytes[..bytes.len() * 2 / 3];
+    let mut loader = ModelLoader::create(JsValue::UNDEFINED).await.unwrap();
+    let e = match loader.push(cut) {
+        Err(e) => e,
+        Ok(()) => loader.finish().await.err().unwrap(),
+    };
+    assert!(
+        !code_of(&e).is_empty(),
+        "a truncated file gives a coded error"
+    );
+
+    // The page is unharmed: a whole model still streams in and runs.
+    let ctx = gpu().await;
+    let mut model = stream_into_gpu(&ctx, &bytes, 1 << 20).await;
+    model.forward_logits(&[1, 2]).await.unwrap();
+}

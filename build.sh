@@ -120,12 +120,26 @@ cmd_test() {
   cargo fmt --all -- --check
   log "cargo clippy (native, then wasm32)"
   cargo clippy --all-targets --quiet -- -D warnings
-  cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
+  cargo clippy --lib --test web --target wasm32-unknown-unknown --quiet -- -D warnings
   if [ ! -d "$ROOT/../shared/fixtures/tiny-models" ]; then
     log "SKIPPED: the tiny-model reference tests (numpy logits) need ../shared/fixtures beside the checkout; it is absent here"
   fi
   log "cargo test (release: the model tests decode real text on the CPU and on lavapipe)"
   cargo test --release 2>&1
+  test_browser
+}
+
+# Real headless Chromium with WebGPU (SwiftShader): the Rust side through wasm-bindgen-test,
+# then the npm package, the demo and a bundled app through Playwright.
+test_browser() {
+  log "wasm-bindgen-test in headless Chromium (tests/web.rs)"
+  CHROMEDRIVER=/usr/bin/chromedriver \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    WASM_BINDGEN_TEST_TIMEOUT=900 \
+    cargo test --release --target wasm32-unknown-unknown --test web 2>&1
+  cmd_build
+  log "Playwright in headless Chromium (tests/browser/)"
+  node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs
 }
 
 # The npm package in pkg/: the crate compiled to wasm32, wasm-bindgen's ES module glue, wasm-opt,

@@ -9,6 +9,7 @@ pub struct TensorEntry {
     pub name: String,
     pub dims: Vec<u64>,
     pub ty: GgmlType,
+    pub n_bytes: u64,
     pub data: Vec<u8>,
 }
 
@@ -35,7 +36,27 @@ impl GgufWriter {
             name: name.to_string(),
             dims: dims.to_vec(),
             ty,
+            n_bytes: data.len() as u64,
             data,
+        });
+        self
+    }
+
+    /// Declare a tensor of `n_bytes` whose data the caller will stream itself (see
+    /// [`GgufWriter::data_layout`]); `to_bytes` would write it empty.
+    pub fn tensor_of_size(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        n_bytes: u64,
+    ) -> &mut Self {
+        self.tensors.push(TensorEntry {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ty,
+            n_bytes,
+            data: Vec::new(),
         });
         self
     }
@@ -50,7 +71,21 @@ impl GgufWriter {
     }
 
     /// The whole file. Tensors are laid out in the order given, each aligned.
+    /// The whole file.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let align = self.alignment();
+        let mut out = self.header_bytes();
+        for t in &self.tensors {
+            out.extend_from_slice(&t.data);
+            pad_to(&mut out, align);
+        }
+        out
+    }
+
+    /// Everything before the tensor data (padded to the alignment). Tensors' offsets come
+    /// from the lengths of their `data`; a writer that streams data it does not hold declares
+    /// each tensor with [`GgufWriter::tensor_of_size`].
+    pub fn header_bytes(&self) -> Vec<u8> {
         let align = self.alignment();
         let mut out = Vec::new();
         out.extend_from_slice(&GGUF_MAGIC);
@@ -71,14 +106,20 @@ impl GgufWriter {
             }
             out.extend_from_slice(&t.ty.id().to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offset = (offset + t.data.len() as u64).div_ceil(align) * align;
+            offset = (offset + t.n_bytes).div_ceil(align) * align;
         }
         pad_to(&mut out, align);
-        for t in &self.tensors {
-            out.extend_from_slice(&t.data);
-            pad_to(&mut out, align);
-        }
         out
+    }
+
+    /// Byte length of each tensor's data plus the padding after it, in file order: what a
+    /// streaming writer must emit after [`GgufWriter::header_bytes`].
+    pub fn data_layout(&self) -> Vec<(u64, u64)> {
+        let align = self.alignment();
+        self.tensors
+            .iter()
+            .map(|t| (t.n_bytes, t.n_bytes.div_ceil(align) * align - t.n_bytes))
+            .collect()
     }
 }
 

@@ -312,7 +312,7 @@ async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
         .metadata("llama.rope.freq_base", Value::F32(10000.0))
         .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
     let q8 = |rows: u64, cols: u64| GgmlType::Q8_0.bytes_for(rows * cols).unwrap();
-    let mut matrix = |w: &mut GgufWriter, name: &str, rows: u64, cols: u64| {
+    let matrix = |w: &mut GgufWriter, name: &str, rows: u64, cols: u64| {
         w.tensor_of_size(name, &[cols, rows], GgmlType::Q8_0, q8(rows, cols));
     };
     matrix(&mut w, "token_embd.weight", vocab, e);

@@ -166,17 +166,25 @@ cmd_build() {
   log "pkg/ built: llama_wgpu_bg.wasm $raw bytes raw, $gz bytes gzip -9"
 }
 
+# The chat demo in the browser: build pkg/, then serve www/ (with pkg/ and the default model)
+# on 127.0.0.1. `./build.sh demo --cli` chats in the terminal instead (native GPU path).
 cmd_demo() {
-  cmd_setup
-  cargo build --release --quiet
-  log "chatting with the default model on the GPU (Ctrl-D to quit)"
-  "$CARGO_TARGET_DIR/release/llama-wgpu" chat --model "$DEFAULT_MODEL"
+  if [ "${1:-}" = "--cli" ]; then
+    cmd_setup
+    cargo build --release --quiet
+    log "chatting with the default model on the GPU (Ctrl-D to quit)"
+    exec "$CARGO_TARGET_DIR/release/llama-wgpu" chat --model "$DEFAULT_MODEL"
+  fi
+  cmd_build
+  local port="${PORT:-8080}"
+  log "open the URL below in a browser with WebGPU (Chrome/Edge 113+); Ctrl-C stops the server"
+  exec node "$ROOT/www/serve.mjs" --host 127.0.0.1 --port "$port" --model "$DEFAULT_MODEL"
 }
 
 case "${1:-}" in
   setup) cmd_setup ;;
   test) cmd_test ;;
   build) cmd_build ;;
-  demo) cmd_demo ;;
+  demo) shift; cmd_demo "$@" ;;
   *) echo "usage: $0 setup|test|build|demo" >&2; exit 2 ;;
 esac

@@ -13,11 +13,14 @@ fn units_per_row() -> u32 {
 // zero: only an F32/F16 row whose length is not a multiple of 32 has a partial last unit (its
 // weights are zero padding, but x must not be read out of bounds).
 fn x_unit(base: u32, u: u32) -> Unit {
+    let b = base + 8u * u;
+    if (UNIT * (u + 1u) <= params.cols) {
+        return Unit(x[b], x[b + 1u], x[b + 2u], x[b + 3u], x[b + 4u], x[b + 5u], x[b + 6u], x[b + 7u]);
+    }
     var v: Unit;
-    let whole_unit = UNIT * (u + 1u) <= params.cols;
     for (var i = 0u; i < 8u; i++) {
-        if (whole_unit || UNIT * u + 4u * i < params.cols) {
-            v[i] = x[base + 8u * u + i];
+        if (UNIT * u + 4u * i < params.cols) {
+            v[i] = x[b + i];
         }
     }
     return v;

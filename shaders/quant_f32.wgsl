@@ -1,8 +1,10 @@
 // F32: a unit is 32 values, eight vec4s of f32 bits.
 fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
-    var w: Unit;
-    for (var i = 0u; i < 8u; i++) {
-        w[i] = bitcast<vec4<f32>>(quants[qrow + 8u * u + i]);
-    }
-    return w;
+    let b = qrow + 8u * u;
+    return Unit(
+        bitcast<vec4<f32>>(quants[b]), bitcast<vec4<f32>>(quants[b + 1u]),
+        bitcast<vec4<f32>>(quants[b + 2u]), bitcast<vec4<f32>>(quants[b + 3u]),
+        bitcast<vec4<f32>>(quants[b + 4u]), bitcast<vec4<f32>>(quants[b + 5u]),
+        bitcast<vec4<f32>>(quants[b + 6u]), bitcast<vec4<f32>>(quants[b + 7u]),
+    );
 }

@@ -4,10 +4,12 @@
 fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let q = quants[qrow + u];
     let d = scale_f16(srow, u);
-    var w: Unit;
-    for (var k = 0u; k < 4u; k++) {
-        w[k] = (bytes4(q[k] & 0x0F0F0F0Fu) - 8.0) * d;
-        w[k + 4u] = (bytes4((q[k] >> 4u) & 0x0F0F0F0Fu) - 8.0) * d;
-    }
-    return w;
+    let lo = q & vec4<u32>(0x0F0F0F0Fu);
+    let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    return Unit(
+        (bytes4(lo.x) - 8.0) * d, (bytes4(lo.y) - 8.0) * d,
+        (bytes4(lo.z) - 8.0) * d, (bytes4(lo.w) - 8.0) * d,
+        (bytes4(hi.x) - 8.0) * d, (bytes4(hi.y) - 8.0) * d,
+        (bytes4(hi.z) - 8.0) * d, (bytes4(hi.w) - 8.0) * d,
+    );
 }

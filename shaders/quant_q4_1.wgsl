@@ -6,10 +6,12 @@
 fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let q = quants[qrow + u];
     let dm = unpack2x16float(scales[srow + u]);
-    var w: Unit;
-    for (var k = 0u; k < 4u; k++) {
-        w[k] = bytes4(q[k] & 0x0F0F0F0Fu) * dm.x + dm.y;
-        w[k + 4u] = bytes4((q[k] >> 4u) & 0x0F0F0F0Fu) * dm.x + dm.y;
-    }
-    return w;
+    let lo = q & vec4<u32>(0x0F0F0F0Fu);
+    let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    return Unit(
+        bytes4(lo.x) * dm.x + dm.y, bytes4(lo.y) * dm.x + dm.y,
+        bytes4(lo.z) * dm.x + dm.y, bytes4(lo.w) * dm.x + dm.y,
+        bytes4(hi.x) * dm.x + dm.y, bytes4(hi.y) * dm.x + dm.y,
+        bytes4(hi.z) * dm.x + dm.y, bytes4(hi.w) * dm.x + dm.y,
+    );
 }

@@ -29,13 +29,13 @@ fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let scale = dmin.x * sm.x;
     let offset = dmin.y * sm.y;
     // The 32 bytes holding this unit's nibbles.
-    let lo = quants[block + 1u + 2u * (g / 2u)];
-    let hi = quants[block + 2u + 2u * (g / 2u)];
-    let shift = 4u * (g % 2u);
-    var w: Unit;
-    for (var k = 0u; k < 4u; k++) {
-        w[k] = bytes4((lo[k] >> shift) & 0x0F0F0F0Fu) * scale - offset;
-        w[k + 4u] = bytes4((hi[k] >> shift) & 0x0F0F0F0Fu) * scale - offset;
-    }
-    return w;
+    let shift = vec4<u32>(4u * (g % 2u));
+    let lo = (quants[block + 1u + 2u * (g / 2u)] >> shift) & vec4<u32>(0x0F0F0F0Fu);
+    let hi = (quants[block + 2u + 2u * (g / 2u)] >> shift) & vec4<u32>(0x0F0F0F0Fu);
+    return Unit(
+        bytes4(lo.x) * scale - offset, bytes4(lo.y) * scale - offset,
+        bytes4(lo.z) * scale - offset, bytes4(lo.w) * scale - offset,
+        bytes4(hi.x) * scale - offset, bytes4(hi.y) * scale - offset,
+        bytes4(hi.z) * scale - offset, bytes4(hi.w) * scale - offset,
+    );
 }

@@ -9,20 +9,23 @@ fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let n = g / 4u;
     let k = g % 4u;
     // vec4s 0..7 of the block are ql, 8..11 qh, 12 the scales.
-    let ql = array<vec4<u32>, 2>(quants[block + 4u * n + 2u * (k % 2u)], quants[block + 4u * n + 2u * (k % 2u) + 1u]);
-    let qh = array<vec4<u32>, 2>(quants[block + 8u + 2u * n], quants[block + 9u + 2u * n]);
+    let at = block + 4u * n + 2u * (k % 2u);
+    let ql_shift = vec4<u32>(4u * (k / 2u));
+    let qh_shift = vec4<u32>(2u * k);
+    // Values 16h .. 16h+15 (h = 0, 1) take ql from vec4 h, qh from vec4 h, scale 8n + 2k + h.
+    let q0 = ((quants[at] >> ql_shift) & vec4<u32>(0x0F0F0F0Fu))
+        | (((quants[block + 8u + 2u * n] >> qh_shift) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+    let q1 = ((quants[at + 1u] >> ql_shift) & vec4<u32>(0x0F0F0F0Fu))
+        | (((quants[block + 9u + 2u * n] >> qh_shift) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
     let packed_scales = quants[block + 12u];
     let d = scale_f16(srow, u / 8u);
-    var w: Unit;
-    for (var h = 0u; h < 2u; h++) {
-        // Values 16h .. 16h+15 share scale 8n + 2k + h.
-        let s = 8u * n + 2u * k + h;
-        let scale = d * sbyte(packed_scales[s / 4u], s % 4u);
-        for (var j = 0u; j < 4u; j++) {
-            let low = (ql[h][j] >> (4u * (k / 2u))) & 0x0F0F0F0Fu;
-            let high = (qh[h][j] >> (2u * k)) & 0x03030303u;
-            w[4u * h + j] = scale * (bytes4(low | (high << 4u)) - 32.0);
-        }
-    }
-    return w;
+    let s = 8u * n + 2u * k;
+    let scale0 = d * sbyte(packed_scales[s / 4u], s % 4u);
+    let scale1 = d * sbyte(packed_scales[(s + 1u) / 4u], (s + 1u) % 4u);
+    return Unit(
+        scale0 * (bytes4(q0.x) - 32.0), scale0 * (bytes4(q0.y) - 32.0),
+        scale0 * (bytes4(q0.z) - 32.0), scale0 * (bytes4(q0.w) - 32.0),
+        scale1 * (bytes4(q1.x) - 32.0), scale1 * (bytes4(q1.y) - 32.0),
+        scale1 * (bytes4(q1.z) - 32.0), scale1 * (bytes4(q1.w) - 32.0),
+    );
 }

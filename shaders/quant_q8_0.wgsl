@@ -3,10 +3,8 @@ fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let lo = quants[qrow + 2u * u];
     let hi = quants[qrow + 2u * u + 1u];
     let d = scale_f16(srow, u);
-    var w: Unit;
-    for (var k = 0u; k < 4u; k++) {
-        w[k] = sbytes4(lo[k]) * d;
-        w[k + 4u] = sbytes4(hi[k]) * d;
-    }
-    return w;
+    return Unit(
+        sbytes4(lo.x) * d, sbytes4(lo.y) * d, sbytes4(lo.z) * d, sbytes4(lo.w) * d,
+        sbytes4(hi.x) * d, sbytes4(hi.y) * d, sbytes4(hi.z) * d, sbytes4(hi.w) * d,
+    );
 }

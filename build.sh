@@ -137,6 +137,12 @@ test_browser() {
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     WASM_BINDGEN_TEST_TIMEOUT=900 \
     cargo test --release --target wasm32-unknown-unknown --test web 2>&1
+  log "the JS facade's logic in Node (tests/facade/, the wasm glue stubbed)"
+  local facade; facade="$(mktemp -d)"
+  cp "$ROOT"/tests/facade/* "$facade/" && mkdir "$facade/pkg"
+  cp "$ROOT"/pkg-templates/*.js "$facade/pkg/" && cp "$ROOT/tests/facade/wasm_stub.js" "$facade/pkg/llama_wgpu.js"
+  node --test "$facade"/*.test.mjs
+  rm -rf "$facade"
   cmd_build
   log "Playwright in headless Chromium (tests/browser/)"
   node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs

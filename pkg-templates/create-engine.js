@@ -1,0 +1,10 @@
+import { Engine } from "./engine.js";
+import { LocalBackend } from "./local-backend.js";
+
+// The engine on the calling thread. Loading and generation are asynchronous and mostly GPU
+// work, but tokenizing and prompt rendering run here: use createWorkerEngine() to keep a busy
+// page fully responsive.
+export async function createEngine(options = {}) {
+  const { onProgress, signal, ...loadOptions } = options;
+  return new Engine(await LocalBackend.load(loadOptions, { onProgress, signal }));
+}

@@ -1,0 +1,264 @@
+// Types of the llama-wgpu package. The engine runs Llama-family GGUF models on the GPU through
+// WebGPU; see README.md for the walk-through.
+
+/** Where the model comes from. A string or URL is fetched (and cached, see `cache`); relative URLs
+ * resolve against the page. An ArrayBuffer or typed array given to createWorkerEngine is
+ * transferred to the worker (detached on the page) to avoid copying it. */
+export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array>;
+
+export interface ProgressEvent {
+  /** "download": bytes from the network; "load": bytes into GPU memory (from the cache, a file,
+   * a buffer or a stream); "compile": building the GPU kernels (loaded 0 of 1, then 1 of 1).
+   * A URL with no cache available streams from the network into the GPU in one pass, reported
+   * as "download". */
+  phase: "download" | "load" | "compile";
+  loaded: number;
+  /** Undefined when the size is not known (a stream, a response without Content-Length). */
+  total: number | undefined;
+}
+
+export interface EngineOptions {
+  model: ModelSource;
+  /** Called as the model downloads, loads and compiles (at most about once per MiB). */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. */
+  contextLength?: number;
+  /** Keep URL models in the browser's Cache API (key: the absolute URL). Default true. */
+  cache?: boolean;
+  /** Aborts the download or load; the promise then rejects with an AbortError (code "ABORTED"). */
+  signal?: AbortSignal;
+  /** Advanced: split weights into GPU bindings no larger than this many bytes (default: the
+   * adapter's limit). */
+  maxBindingSize?: number;
+}
+
+export interface WorkerEngineOptions extends EngineOptions {
+  /** A worker running "llama-wgpu/worker", for bundlers that must construct it themselves.
+   * One engine per worker; it is not terminated by unload() (a worker the package started is). */
+  worker?: Worker;
+}
+
+export interface GenerateOptions {
+  /** Default 256. */
+  maxTokens?: number;
+  /** 0 = greedy (deterministic). Default 0.8. */
+  temperature?: number;
+  /** Default 40 (0 = off). */
+  topK?: number;
+  /** Default 0.95. */
+  topP?: number;
+  /** Default 0.05. */
+  minP?: number;
+  /** Default 1.0 (off). */
+  repeatPenalty?: number;
+  /** Tokens the repeat penalty looks back over. Default 64. */
+  repeatLastN?: number;
+  /** Sampling seed. Default 0: the same call gives the same text; vary it for variety. */
+  seed?: number;
+  /** Generation ends where the text contains one of these; the stop string is not emitted. */
+  stop?: string | string[];
+  /** Keep going past end-of-generation tokens (benchmarks). */
+  ignoreEos?: boolean;
+  /** Stops the generation within one token; iteration then throws an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** What a finished generation reports (the value returned by the generate() iterator). */
+export interface GenerationResult {
+  text: string;
+  finish_reason: "stop" | "length" | "abort";
+  prompt_tokens: number;
+  /** Prompt tokens found in the KV cache from the previous turn, so not computed again. */
+  cached_prompt_tokens: number;
+  completion_tokens: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+  time_to_first_token_s: number;
+  prefill_s: number;
+  decode_s: number;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  name: string | null;
+  fileType: number | null;
+  nParams: number;
+  /** The context the model was trained for. */
+  contextLength: number;
+  /** The context this engine allocated. */
+  contextLengthUsed: number;
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  /** Distinct weight types in the file, e.g. ["F32", "Q4_1", "Q8_0"]. */
+  tensorTypes: string[];
+  gpuBytes: number;
+  loadSeconds: number;
+}
+
+/** The engine and its last generation. Generation fields are null before the first one. */
+export interface EngineStats {
+  model: ModelInfo;
+  /** The WebGPU adapter, as the browser describes it. */
+  adapter: string;
+  features: { shaderF16: boolean; subgroups: boolean };
+  /** Tokens the KV cache holds. */
+  contextLength: number;
+  gpuBytes: number;
+  /** Seconds from the first byte read to the engine being ready (a download to the cache before
+   * that is not counted). */
+  loadSeconds: number;
+  prompt_tokens: number | null;
+  cached_prompt_tokens: number | null;
+  completion_tokens: number | null;
+  prefill_tokens_per_s: number | null;
+  decode_tokens_per_s: number | null;
+  time_to_first_token_s: number | null;
+  prefill_s: number | null;
+  decode_s: number | null;
+  finish_reason: "stop" | "length" | "abort" | null;
+}
+
+export type ChatRole = "system" | "user" | "assistant" | (string & {});
+
+export interface ChatMessage {
+  role: ChatRole;
+  /** Text, or OpenAI content parts of type "text" (joined). */
+  content: string | { type: "text"; text: string }[] | null;
+}
+
+export interface ChatCompletionParams {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  /** OpenAI's newer name for max_tokens. */
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  /** llama.cpp extras. */
+  top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  repeat_last_n?: number;
+  ignore_eos?: boolean;
+  /** Only 1 is supported. */
+  n?: number;
+  signal?: AbortSignal;
+  /** Other OpenAI parameters (model, user, stream_options, ...) are accepted and ignored. */
+  [other: string]: unknown;
+}
+
+export interface ChatCompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  /** Unix seconds. */
+  created: number;
+  /** The model's name from its GGUF metadata. */
+  model: string;
+  choices: {
+    index: 0;
+    message: { role: "assistant"; content: string };
+    finish_reason: "stop" | "length";
+    logprobs: null;
+  }[];
+  usage: ChatCompletionUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: {
+    index: 0;
+    /** The first chunk's delta carries role "assistant"; the last chunk's delta has no content. */
+    delta: { role?: "assistant"; content?: string };
+    finish_reason: "stop" | "length" | null;
+    logprobs: null;
+  }[];
+  /** On the last chunk only. */
+  usage?: ChatCompletionUsage;
+}
+
+export interface Engine {
+  /** Continues a raw prompt, yielding text pieces as they are generated (never empty strings).
+   * The generation starts when iteration does and stops if the loop exits early. Calls made while
+   * another generation runs wait their turn. Throws at once for bad options or an aborted signal. */
+  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined>;
+
+  /** OpenAI-style chat through the model's chat template. The KV cache of earlier turns is reused
+   * when the messages extend the previous conversation. */
+  readonly chat: {
+    readonly completions: {
+      create(params: ChatCompletionParams & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncGenerator<ChatCompletionChunk, void, undefined>>;
+      create(params: ChatCompletionParams & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
+      create(params: ChatCompletionParams, options?: { signal?: AbortSignal }): Promise<ChatCompletion | AsyncGenerator<ChatCompletionChunk, void, undefined>>;
+    };
+  };
+
+  /** The model, the adapter and the last generation's figures. Synchronous in both engines (the
+   * worker engine keeps the latest figures the worker sent). */
+  stats(): EngineStats;
+
+  /** Forgets the conversation kept in the KV cache (after any running generation). */
+  resetChat(): Promise<void>;
+
+  /** Tokens the text makes as a raw prompt. */
+  countTokens(text: string): Promise<number>;
+
+  /** Stops any running generation, refuses queued ones and frees the GPU memory (and ends the
+   * worker the package started). Later calls reject with code "ENGINE_UNLOADED". */
+  unload(): Promise<void>;
+}
+
+/** Loads a model and runs it on this thread. Rejects with a LlamaWgpuError. */
+export function createEngine(options: EngineOptions): Promise<Engine>;
+
+/** Loads a model in a module worker (keeps the page responsive). Same engine API. */
+export function createWorkerEngine(options: WorkerEngineOptions): Promise<Engine>;
+
+/** Models kept in the Cache API by earlier loads. Empty where the Cache API is unavailable. */
+export function listCachedModels(): Promise<{ url: string; bytes: number }[]>;
+
+/** Deletes a cached model; true if there was one. Relative URLs resolve against the page. */
+export function deleteCachedModel(url: string | URL): Promise<boolean>;
+
+/** Whether WebGPU is present and grants an adapter (shader-f16 is not needed). */
+export function hasWebGPU(): Promise<boolean>;
+
+export type LlamaWgpuErrorCode =
+  | "WEBGPU_UNAVAILABLE"
+  | "FETCH_FAILED"
+  | "ABORTED"
+  | "GGUF_INVALID"
+  | "UNSUPPORTED_ARCHITECTURE"
+  | "UNSUPPORTED_TENSOR_TYPE"
+  | "MODEL_TOO_LARGE"
+  | "MODEL_INVALID"
+  | "TOKENIZER_ERROR"
+  | "CHAT_TEMPLATE_ERROR"
+  | "CONTEXT_OVERFLOW"
+  | "INVALID_ARGUMENT"
+  | "DEVICE_LOST"
+  | "GPU_ERROR"
+  | "ENGINE_BUSY"
+  | "ENGINE_UNLOADED"
+  | "WASM_LOAD_FAILED"
+  | "WORKER_ERROR"
+  | "IO_ERROR"
+  | "INTERNAL";
+
+/** Every error the package throws or rejects with. `name` is "AbortError" for aborts. */
+export class LlamaWgpuError extends Error {
+  constructor(code: LlamaWgpuErrorCode, message: string, options?: { cause?: unknown });
+  readonly code: LlamaWgpuErrorCode;
+}

@@ -1,0 +1,53 @@
+import { LlamaWgpuError, abortError, throwIfAborted, wrapError } from "./errors.js";
+import { openModelSource } from "./model-source.js";
+import { throttledProgress } from "./progress.js";
+import { sourceKind } from "./sources.js";
+import { ModelLoader, loadWasm } from "./wasm.js";
+import { requireWebGPU } from "./webgpu.js";
+
+// Codes that mean the bytes are not a usable GGUF; a cached copy giving one is dropped so the next
+// load downloads the file again. (An unsupported but intact model stays cached.)
+const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
+
+// Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds }.
+export async function loadModel(options, { onProgress, signal } = {}) {
+  const { model, cache = true, contextLength, maxBindingSize } = options;
+  sourceKind(model); // a bad argument fails before any GPU or network work
+  throwIfAborted(signal);
+  await requireWebGPU();
+  await loadWasm();
+  const progress = throttledProgress(onProgress);
+  const source = await openModelSource(model, { cache, signal, progress });
+  const started = performance.now();
+  let loader = null;
+  try {
+    loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize });
+    let loaded = 0;
+    for await (const chunk of source.chunks) {
+      throwIfAborted(signal);
+      loader.push(chunk);
+      loaded += chunk.byteLength;
+      progress({ phase: source.phase, loaded, total: source.size });
+    }
+    progress({ phase: source.phase, loaded, total: source.size }, true);
+    if (source.size !== undefined && loaded !== source.size) {
+      throw new LlamaWgpuError("GGUF_INVALID", `the model ended after ${loaded} of ${source.size} bytes`);
+    }
+    progress({ phase: "compile", loaded: 0, total: 1 }, true);
+    const finishing = loader;
+    loader = null; // finish() consumes the loader, even when it fails
+    const engine = await finishing.finish();
+    if (signal?.aborted) {
+      engine.free();
+      throw abortError(signal.reason);
+    }
+    progress({ phase: "compile", loaded: 1, total: 1 }, true);
+    return { engine, loadSeconds: (performance.now() - started) / 1000 };
+  } catch (cause) {
+    loader?.free();
+    source.cancel();
+    const error = wrapError(cause);
+    if (source.discard && INVALID_FILE.has(error.code)) await source.discard().catch(() => {});
+    throw error;
+  }
+}

@@ -1,0 +1,125 @@
+import { abortError, unloadedError, wrapError } from "./errors.js";
+import { loadModel } from "./load.js";
+import { Mutex } from "./mutex.js";
+import { linkedController } from "./signals.js";
+
+const NO_GENERATION = {
+  prompt_tokens: null,
+  cached_prompt_tokens: null,
+  completion_tokens: null,
+  prefill_tokens_per_s: null,
+  decode_tokens_per_s: null,
+  time_to_first_token_s: null,
+  prefill_s: null,
+  decode_s: null,
+  finish_reason: null,
+};
+
+// The engine backend running the wasm engine on this thread (the page, or inside the worker).
+// Every WasmEngine call goes through one queue; see Mutex for why.
+export class LocalBackend {
+  #engine;
+  #mutex = new Mutex();
+  #info;
+  #loadSeconds;
+  #last = NO_GENERATION;
+  #unloading = null;
+  #running = new Set(); // controllers of queued and running generations, stopped by unload()
+
+  static async load(options, hooks) {
+    const { engine, loadSeconds } = await loadModel(options, hooks);
+    return new LocalBackend(engine, loadSeconds);
+  }
+
+  constructor(engine, loadSeconds) {
+    this.#engine = engine;
+    this.#loadSeconds = loadSeconds;
+    this.#info = engine.info();
+  }
+
+  stats() {
+    const { model, adapter, features, contextLength, gpuBytes } = this.#info;
+    return { model, adapter, features, contextLength, gpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
+  }
+
+  generate(request, options, onPiece, signal) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason));
+    const { controller, dispose } = linkedController(signal);
+    this.#running.add(controller);
+    const stop = controller.signal;
+    const task = async () => {
+      const engine = this.#open();
+      let pieceError = null;
+      // Returning false stops the engine after this token: that is how an abort takes effect.
+      const onToken = (piece) => {
+        try {
+          if (piece) onPiece(piece);
+        } catch (error) {
+          pieceError ??= error;
+        }
+        return !stop.aborted && !pieceError;
+      };
+      const result = request.messages
+        ? await engine.chat(request.messages, options, onToken)
+        : await engine.generate(request.prompt, options, onToken);
+      this.#last = pick(result);
+      this.#info = engine.info();
+      if (pieceError) throw pieceError;
+      if (result.finish_reason === "abort") {
+        if (this.#unloading) throw unloadedError();
+        throw abortError(stop.reason);
+      }
+      return result;
+    };
+    return this.#mutex
+      .run(task, stop)
+      .catch((error) => {
+        throw this.#unloading && error?.name === "AbortError" ? unloadedError() : wrapError(error);
+      })
+      .finally(() => {
+        this.#running.delete(controller);
+        dispose();
+      });
+  }
+
+  resetChat() {
+    return this.#call((engine) => engine.reset());
+  }
+
+  countTokens(text) {
+    return this.#call((engine) => engine.countTokens(text));
+  }
+
+  // Later calls reject with ENGINE_UNLOADED; a running generation stops at its next token, and
+  // queued ones are refused, so the GPU memory is freed as soon as possible.
+  unload() {
+    if (!this.#unloading) {
+      this.#unloading = true;
+      for (const controller of this.#running) controller.abort();
+      this.#unloading = this.#mutex.run(() => {
+        this.#engine.free();
+        this.#engine = null;
+      });
+    }
+    return this.#unloading;
+  }
+
+  #call(use) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    return this.#mutex.run(async () => use(this.#open())).catch((error) => {
+      throw wrapError(error);
+    });
+  }
+
+  #open() {
+    if (this.#unloading) throw unloadedError();
+    return this.#engine;
+  }
+}
+
+function pick(result) {
+  const last = {};
+  for (const key of Object.keys(NO_GENERATION)) last[key] = result[key];
+  return last;
+}

@@ -1,0 +1,74 @@
+// The shapes of OpenAI's chat completion objects, so code and UI written for that API (or for
+// llama.cpp's server, which copies it) work against a local engine.
+
+export function completionId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return "chatcmpl-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function usage(result) {
+  return {
+    prompt_tokens: result.prompt_tokens,
+    completion_tokens: result.completion_tokens,
+    total_tokens: result.prompt_tokens + result.completion_tokens,
+    prompt_tokens_details: { cached_tokens: result.cached_prompt_tokens },
+  };
+}
+
+// "abort" never reaches here: an aborted request throws instead of completing.
+function finishReason(result) {
+  return result.finish_reason === "length" ? "length" : "stop";
+}
+
+export function chatCompletion({ id, created, model }, result) {
+  return {
+    id,
+    object: "chat.completion",
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        message: { role: "assistant", content: result.text },
+        finish_reason: finishReason(result),
+        logprobs: null,
+      },
+    ],
+    usage: usage(result),
+  };
+}
+
+function chunk({ id, created, model }, delta, finish_reason) {
+  return {
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [{ index: 0, delta, finish_reason, logprobs: null }],
+  };
+}
+
+// Chunks for a stream of text pieces: the first carries the role, the last the finish reason and
+// usage (OpenAI sends usage in a separate chunk only when asked; one fewer chunk is simpler here).
+export class ChunkShaper {
+  #meta;
+  #roleSent = false;
+
+  constructor(meta) {
+    this.#meta = meta;
+  }
+
+  piece(content) {
+    return chunk(this.#meta, this.#delta({ content }), null);
+  }
+
+  last(result) {
+    return { ...chunk(this.#meta, this.#delta({}), finishReason(result)), usage: usage(result) };
+  }
+
+  #delta(delta) {
+    if (this.#roleSent) return delta;
+    this.#roleSent = true;
+    return { role: "assistant", ...delta };
+  }
+}

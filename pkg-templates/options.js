@@ -1,0 +1,78 @@
+import { invalidArgument } from "./errors.js";
+
+// generate() takes camelCase (JS style); the engine takes the snake_case names of OpenAI and
+// llama.cpp. Unknown keys are an error here, so `max_tokens` passed to generate() is caught
+// instead of silently ignored.
+const GENERATE_OPTIONS = {
+  maxTokens: "max_tokens",
+  temperature: "temperature",
+  topK: "top_k",
+  topP: "top_p",
+  minP: "min_p",
+  repeatPenalty: "repeat_penalty",
+  repeatLastN: "repeat_last_n",
+  seed: "seed",
+  stop: "stop",
+  ignoreEos: "ignore_eos",
+};
+
+export function generateOptions(options) {
+  const out = {};
+  for (const [key, value] of Object.entries(options ?? {})) {
+    if (key === "signal" || value === undefined) continue;
+    const name = GENERATE_OPTIONS[key];
+    if (!name) throw invalidArgument(`unknown generate() option "${key}" (options: ${Object.keys(GENERATE_OPTIONS).join(", ")}, signal)`);
+    out[name] = name === "stop" ? stopList(value) : value;
+  }
+  return out;
+}
+
+// chat.completions.create() is lenient like the OpenAI API it mirrors: parameters that do not
+// change what a single local completion means (model, user, stream_options, ...) are ignored, so
+// code written for OpenAI runs unchanged. Those that would silently change the result are refused.
+const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "seed", "ignore_eos"];
+
+export function chatOptions(params) {
+  const out = {};
+  const maxTokens = params.max_completion_tokens ?? params.max_tokens;
+  if (maxTokens != null) out.max_tokens = maxTokens;
+  for (const name of CHAT_PARAMS) if (params[name] != null) out[name] = params[name];
+  if (params.stop != null) out.stop = stopList(params.stop);
+  if (params.n != null && params.n !== 1) throw invalidArgument("n must be 1: one completion per request");
+  if (params.tools?.length) throw invalidArgument("tools are not supported");
+  if (params.logprobs) throw invalidArgument("logprobs are not supported");
+  return out;
+}
+
+function stopList(stop) {
+  const list = typeof stop === "string" ? [stop] : stop;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
+    throw invalidArgument("stop must be a string or an array of strings");
+  }
+  return list;
+}
+
+// OpenAI messages may carry content as an array of parts; a text-only model reads the text parts.
+export function chatMessages(messages) {
+  if (!Array.isArray(messages) || messages.length === 0) throw invalidArgument("messages must be a non-empty array");
+  return messages.map((message, i) => {
+    if (typeof message?.role !== "string") throw invalidArgument(`messages[${i}].role must be a string`);
+    return { role: message.role, content: messageText(message.content, i) };
+  });
+}
+
+function messageText(content, i) {
+  if (typeof content === "string") return content;
+  if (content == null) return "";
+  if (Array.isArray(content)) {
+    return content
+      .map((part) => {
+        if (part?.type !== "text" || typeof part.text !== "string") {
+          throw invalidArgument(`messages[${i}].content: only text parts are supported, got "${part?.type}"`);
+        }
+        return part.text;
+      })
+      .join("");
+  }
+  throw invalidArgument(`messages[${i}].content must be a string or an array of text parts`);
+}

@@ -1,0 +1,173 @@
+import "./env.mjs";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { gguf, collect } from "./env.mjs";
+import { createEngine, LlamaWgpuError, hasWebGPU } from "./pkg/index.js";
+import { log } from "./pkg/llama_wgpu.js";
+import { generateOptions, chatOptions, chatMessages } from "./pkg/options.js";
+import { Mutex } from "./pkg/mutex.js";
+import { Channel } from "./pkg/channel.js";
+
+const load = (extra = {}) => createEngine({ model: gguf(1000), ...extra });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("generate options map camelCase to snake_case and refuse unknown keys", () => {
+  assert.deepEqual(generateOptions({ maxTokens: 5, topK: 3, topP: 0.9, minP: 0.1, repeatPenalty: 1.1, seed: 7, stop: "x", temperature: 0, signal: new AbortController().signal, ignoreEos: true }),
+    { max_tokens: 5, top_k: 3, top_p: 0.9, min_p: 0.1, repeat_penalty: 1.1, seed: 7, stop: ["x"], temperature: 0, ignore_eos: true });
+  assert.throws(() => generateOptions({ max_tokens: 5 }), (e) => e.code === "INVALID_ARGUMENT" && /max_tokens/.test(e.message));
+  assert.throws(() => generateOptions({ stop: [1] }), (e) => e.code === "INVALID_ARGUMENT");
+});
+
+test("chat params map to engine options", () => {
+  assert.deepEqual(chatOptions({ max_tokens: 4, temperature: 0.5, top_p: 0.9, seed: 1, stop: "\n", top_k: 2, min_p: 0.1, repeat_penalty: 1.2, model: "x", user: "u" }),
+    { max_tokens: 4, temperature: 0.5, top_p: 0.9, seed: 1, stop: ["\n"], top_k: 2, min_p: 0.1, repeat_penalty: 1.2 });
+  assert.deepEqual(chatOptions({ max_completion_tokens: 9 }), { max_tokens: 9 });
+  assert.throws(() => chatOptions({ n: 2 }), (e) => e.code === "INVALID_ARGUMENT");
+  assert.deepEqual(chatMessages([{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: "b" }] }, { role: "assistant", content: null }]),
+    [{ role: "user", content: "ab" }, { role: "assistant", content: "" }]);
+  assert.throws(() => chatMessages([]), (e) => e.code === "INVALID_ARGUMENT");
+  assert.throws(() => chatMessages([{ role: "user", content: [{ type: "image_url" }] }]), (e) => e.code === "INVALID_ARGUMENT");
+});
+
+test("mutex runs tasks in order, one at a time; a queued task can be aborted", async () => {
+  const m = new Mutex(); const order = []; let active = 0;
+  const task = (name, ms) => async () => { active++; assert.equal(active, 1); order.push(name); await sleep(ms); active--; return name; };
+  const c = new AbortController();
+  const a = m.run(task("a", 20)); const b = m.run(task("b", 5), c.signal); const d = m.run(task("d", 1));
+  c.abort();
+  await assert.rejects(b, (e) => e.name === "AbortError" && e.code === "ABORTED");
+  assert.equal(await a, "a"); assert.equal(await d, "d");
+  assert.deepEqual(order, ["a", "d"]);
+  await assert.rejects(m.run(async () => { throw new Error("x"); }));
+  assert.equal(await m.run(async () => 1), 1); // a failed task does not block the queue
+});
+
+test("channel delivers pushes in order, then the end or the error", async () => {
+  const ch = new Channel(); ch.push(1); const p = ch.next(); ch.push(2);
+  assert.deepEqual(await p, { done: false, value: 1 });
+  const q = ch.next(); await sleep(1);
+  ch.close("r");
+  assert.deepEqual(await q, { done: false, value: 2 }); // wait: q took 2
+  assert.deepEqual(await ch.next(), { done: true, value: "r" });
+  const ch2 = new Channel(); const r = ch2.next(); ch2.fail(new Error("boom"));
+  await assert.rejects(r, /boom/);
+});
+
+test("generate yields non-empty pieces and returns the result; wasm is initialised once", async () => {
+  const engine = await load();
+  const it = engine.generate("Once", { maxTokens: 5, temperature: 0 });
+  const pieces = []; let r;
+  while (!(r = await it.next()).done) pieces.push(r.value);
+  assert.deepEqual(pieces, ["Once", " upon", " a", " time"]);
+  assert.equal(r.value.finish_reason, "length");
+  const e = log.engines.at(-1);
+  assert.deepEqual(e.calls[0].options, { max_tokens: 5, temperature: 0 });
+  assert.deepEqual(e.calls[0].input, { prompt: "Once" });
+  const s = engine.stats();
+  assert.equal(s.completion_tokens, 5); assert.equal(s.adapter, "mock"); assert.equal(s.model.name, "Mock 1M");
+  assert.equal(typeof s.loadSeconds, "number");
+  await load(); assert.equal(log.inits, 1);
+});
+
+test("breaking out of the loop stops the generation and frees the engine", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  for await (const piece of engine.generate("x", { maxTokens: 100, seed: 5 })) { if (piece === " upon") break; }
+  assert.equal(e.calls[0].aborted, true);
+  assert.equal(e.busy, false); // return() waited for the engine
+  assert.equal(e.calls[0].pieces.length, 4); // stopped at the token after the break
+  assert.equal((await collect(engine.generate("y", { maxTokens: 3 }))).join(""), "Once upon");
+  assert.equal((await collect(engine.generate("y", null))).length, 11); // null options: all defaults
+});
+
+test("abort stops within a token, throws AbortError/ABORTED, engine stays usable", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const c = new AbortController(); const got = [];
+  await assert.rejects(async () => { for await (const p of engine.generate("x", { maxTokens: 100, signal: c.signal })) { got.push(p); if (got.length === 2) c.abort(); } },
+    (err) => err instanceof LlamaWgpuError && err.name === "AbortError" && err.code === "ABORTED");
+  assert.equal(e.calls[0].pieces.length <= 4, true);
+  assert.equal(e.calls[0].aborted, true);
+  // aborted before the call: throws at once, nothing runs
+  const c2 = new AbortController(); c2.abort();
+  assert.throws(() => engine.generate("x", { signal: c2.signal }), (err) => err.name === "AbortError");
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "user", content: "hi" }], signal: c2.signal }), (err) => err.code === "ABORTED");
+  assert.equal(e.calls.length, 1);
+  assert.equal((await collect(engine.generate("x", { maxTokens: 2 }))).join(""), "Once");
+});
+
+test("concurrent generations are queued, never interleaved or ENGINE_BUSY", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const [a, b, n] = await Promise.all([collect(engine.generate("a", { maxTokens: 4 })), collect(engine.generate("b", { maxTokens: 3 })), engine.countTokens("one two three")]);
+  assert.deepEqual(a, ["Once", " upon", " a"]); assert.deepEqual(b, ["Once", " upon"]); assert.equal(n, 3);
+  await Promise.all([engine.resetChat(), engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 2 })]);
+  assert.equal(e.resets, 1);
+});
+
+test("chat.completions.create: OpenAI shapes, streaming and not", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const reply = await engine.chat.completions.create({ messages: [{ role: "system", content: "s" }, { role: "user", content: "hi" }], max_tokens: 4, temperature: 0, stop: "zz" });
+  assert.match(reply.id, /^chatcmpl-[0-9a-f]{24}$/);
+  assert.equal(reply.object, "chat.completion"); assert.equal(reply.model, "Mock 1M"); assert.equal(typeof reply.created, "number");
+  assert.deepEqual(reply.choices, [{ index: 0, message: { role: "assistant", content: "Once upon a" }, finish_reason: "length", logprobs: null }]);
+  assert.deepEqual(reply.usage, { prompt_tokens: 4, completion_tokens: 4, total_tokens: 8, prompt_tokens_details: { cached_tokens: 1 } });
+  assert.deepEqual(e.calls[0].options, { max_tokens: 4, temperature: 0, stop: ["zz"] });
+  assert.deepEqual(e.calls[0].input.messages, [{ role: "system", content: "s" }, { role: "user", content: "hi" }]);
+
+  const stream = await engine.chat.completions.create({ messages: [{ role: "user", content: "hi" }], stream: true, max_tokens: 50 });
+  const chunks = await collect(stream);
+  assert.equal(chunks.length, 12); // 11 non-empty pieces + the last
+  assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id && c.choices[0].index === 0 && c.choices[0].logprobs === null));
+  assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", content: "Once" });
+  assert.deepEqual(chunks[1].choices[0].delta, { content: " upon" });
+  assert.equal(chunks[1].choices[0].finish_reason, null);
+  const last = chunks.at(-1);
+  assert.equal(last.choices[0].finish_reason, "stop"); assert.deepEqual(last.choices[0].delta, {});
+  assert.equal(last.usage.completion_tokens, 12);
+  assert.equal(chunks.slice(0, -1).map((c) => c.choices[0].delta.content).join(""), "Once upon a time there was a cat. The end");
+  // break out of a stream
+  for await (const c of await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream: true, seed: 5 })) break;
+  assert.equal(e.calls.at(-1).aborted, true); assert.equal(e.busy, false);
+  // signal in the second argument (OpenAI SDK form)
+  const c = new AbortController();
+  const s2 = await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream: true }, { signal: c.signal });
+  await assert.rejects(async () => { for await (const _ of s2) c.abort(); }, (err) => err.code === "ABORTED");
+  // wasm errors keep code and message
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "bad", content: "x" }] }), (err) => err instanceof LlamaWgpuError && err.code === "CHAT_TEMPLATE_ERROR" && err.message === "bad role");
+  await assert.rejects(collect(engine.generate("x", { maxTokens: -1 })), (err) => err.code === "INVALID_ARGUMENT");
+});
+
+test("unload: running generation stops, queued and later calls reject ENGINE_UNLOADED", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const running = collect(engine.generate("x", { maxTokens: 100, seed: 5 }));
+  const queued = collect(engine.generate("y", { maxTokens: 100 }));
+  running.catch(() => {}); queued.catch(() => {});
+  await sleep(12);
+  const unloaded = engine.unload();
+  await assert.rejects(running, (err) => err.code === "ENGINE_UNLOADED");
+  await assert.rejects(queued, (err) => err.code === "ENGINE_UNLOADED");
+  await unloaded; assert.equal(e.freed, true);
+  assert.equal(e.calls.length, 1);
+  await assert.rejects(collect(engine.generate("x")), (err) => err.code === "ENGINE_UNLOADED");
+  await assert.rejects(engine.resetChat(), (err) => err.code === "ENGINE_UNLOADED");
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "user", content: "x" }] }), (err) => err.code === "ENGINE_UNLOADED");
+  await engine.unload(); // idempotent
+  assert.equal(engine.stats().completion_tokens !== undefined, true);
+});
+
+test("no WebGPU rejects with WEBGPU_UNAVAILABLE and says what is needed", async () => {
+  const gpu = navigator.gpu; delete navigator.gpu; navigator.gpu = undefined;
+  try {
+    await assert.rejects(load(), (e) => e instanceof LlamaWgpuError && e.code === "WEBGPU_UNAVAILABLE" && /Chrome or Edge 113\+/.test(e.message) && /Safari 26\+/.test(e.message));
+    assert.equal(await hasWebGPU(), false);
+  } finally { navigator.gpu = gpu; }
+  globalThis.__noGpuAdapter = true;
+  try { await assert.rejects(load(), (e) => e.code === "WEBGPU_UNAVAILABLE" && /no adapter/.test(e.message)); } finally { globalThis.__noGpuAdapter = false; }
+  assert.equal(await hasWebGPU(), true);
+});
+
+test("bad model arguments and bad files", async () => {
+  await assert.rejects(createEngine({}), (e) => e.code === "INVALID_ARGUMENT");
+  await assert.rejects(createEngine({ model: 42 }), (e) => e.code === "INVALID_ARGUMENT");
+  await assert.rejects(createEngine({ model: gguf(100, "GGUX") }), (e) => e.code === "GGUF_INVALID" && /bad magic/.test(e.message));
+  assert.equal(log.loaders.at(-1).freed, true);
+  await assert.rejects(createEngine({ model: gguf(6) }), (e) => e.code === "MODEL_INVALID");
+});

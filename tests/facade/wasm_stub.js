@@ -1,0 +1,71 @@
+// Stands in for the wasm-bindgen glue (pkg/llama_wgpu.js) so that the facade's own logic (options,
+// queue, abort, OpenAI shapes, chunking, the cache flow, the worker protocol) runs in Node. The
+// real wasm is exercised in Chromium by tests/web.rs and tests/browser/.
+export const log = { inits: 0, loaders: [], engines: [], maxChunk: 0 };
+export default async function init() { log.inits++; }
+
+function codeError(code, message) { const e = new Error(message); e.code = code; return e; }
+
+export class ModelLoader {
+  static async create(options) {
+    if (globalThis.__noAdapter) throw codeError("WEBGPU_UNAVAILABLE", "no adapter");
+    const l = new ModelLoader(); l.options = options; log.loaders.push(l); return l;
+  }
+  constructor() { this.bytesReceived = 0; this.head = []; this.freed = false; this.consumed = false; }
+  push(chunk) {
+    if (this.consumed || this.freed) throw new Error("use after free");
+    if (!(chunk instanceof Uint8Array)) throw new Error("not a Uint8Array");
+    log.maxChunk = Math.max(log.maxChunk, chunk.byteLength);
+    for (let i = 0; i < chunk.length && this.head.length < 4; i++) this.head.push(chunk[i]);
+    if (this.head.length === 4 && String.fromCharCode(...this.head) !== "GGUF") throw codeError("GGUF_INVALID", "invalid GGUF at byte 0: bad magic");
+    this.bytesReceived += chunk.byteLength;
+  }
+  modelInfo() { return undefined; }
+  async finish() {
+    this.consumed = true;
+    if (this.bytesReceived < 8) throw codeError("MODEL_INVALID", "file too short");
+    await new Promise((r) => setTimeout(r, 5));
+    const e = new WasmEngine(this.bytesReceived); log.engines.push(e); return e;
+  }
+  free() { if (this.consumed) throw new Error("free after consume"); this.freed = true; }
+}
+
+const WORDS = ["Once", "", " upon", " a", " time", " there", " was", " a", " cat", ".", " The", " end"];
+
+export class WasmEngine {
+  constructor(bytes) { this.bytes = bytes; this.busy = false; this.freed = false; this.calls = []; this.resets = 0; }
+  async generate(prompt, options, onToken) { return this.#run({ prompt }, options, onToken); }
+  async chat(messages, options, onToken) {
+    if (messages.some((m) => m.role === "bad")) throw codeError("CHAT_TEMPLATE_ERROR", "bad role");
+    return this.#run({ messages }, options, onToken);
+  }
+  async #run(input, options, onToken) {
+    if (this.freed) throw new Error("freed");
+    if (this.busy) throw codeError("ENGINE_BUSY", "busy");
+    if (options.max_tokens !== undefined && !(options.max_tokens >= 0)) throw codeError("INVALID_ARGUMENT", "max_tokens");
+    this.busy = true;
+    const call = { input, options, pieces: [], aborted: false };
+    this.calls.push(call);
+    try {
+      const max = options.max_tokens ?? 256;
+      const delay = options.seed ?? 2; // tests use seed as the per-token delay
+      let text = "", n = 0, reason = "length";
+      for (; n < max; n++) {
+        await new Promise((r) => setTimeout(r, delay));
+        if (n >= WORDS.length) { reason = "stop"; break; }
+        const piece = WORDS[n];
+        text += piece; call.pieces.push(piece);
+        if (onToken(piece) === false) { reason = "abort"; call.aborted = true; n++; break; }
+      }
+      return { text, finish_reason: reason, prompt_tokens: 4, cached_prompt_tokens: 1, completion_tokens: n,
+        prefill_tokens_per_s: 100, decode_tokens_per_s: 10, time_to_first_token_s: 0.1, prefill_s: 0.04, decode_s: 0.5 };
+    } finally { this.busy = false; }
+  }
+  info() {
+    return { model: { architecture: "llama", name: "Mock 1M", fileType: 3, nParams: 1e6, contextLength: 2048, nLayer: 2, nEmbd: 8, nVocab: 32, tensorTypes: ["Q4_1"] },
+      adapter: "mock", features: { shaderF16: false, subgroups: true }, contextLength: 2048, gpuBytes: this.bytes };
+  }
+  countTokens(text) { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); return text.split(" ").length; }
+  reset() { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); this.resets++; }
+  free() { this.freed = true; }
+}

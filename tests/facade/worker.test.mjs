@@ -1,0 +1,117 @@
+import "./env.mjs";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { gguf, collect } from "./env.mjs";
+import { server, installFetch, installCaches, store } from "./net.mjs";
+import { createWorkerEngine, LlamaWgpuError } from "./pkg/index.js";
+import { serve } from "./pkg/worker-server.js";
+import { log } from "./pkg/llama_wgpu.js";
+
+installFetch(); installCaches();
+const MiB = 1024 * 1024;
+
+// A "worker": the page end of a MessageChannel whose other end is served in this thread.
+function fakeWorker({ noStreamTransfer = false } = {}) {
+  const { port1, port2 } = new MessageChannel();
+  serve(port2);
+  const messages = [];
+  return {
+    messages,
+    postMessage(msg, transfer) {
+      messages.push(msg);
+      if (noStreamTransfer && transfer?.some((t) => t instanceof ReadableStream)) throw new DOMException("cannot transfer", "DataCloneError");
+      port1.postMessage(msg, transfer);
+    },
+    addEventListener: (...a) => port1.addEventListener(...a),
+    start: () => port1.start(),
+    close: () => { port1.close(); port2.close(); },
+  };
+}
+
+test("worker engine: same API, pieces, stats, queue, OpenAI shapes", async () => {
+  const worker = fakeWorker();
+  const events = [];
+  const bytes = gguf(9 * MiB);
+  const engine = await createWorkerEngine({ model: bytes, worker, onProgress: (e) => events.push(e) });
+  assert.equal(bytes.buffer.byteLength, 0, "the buffer was transferred");
+  assert.deepEqual([...new Set(events.map((e) => e.phase))], ["load", "compile"]);
+  assert.equal(engine.stats().model.name, "Mock 1M");
+  assert.equal(engine.stats().completion_tokens, null);
+  const [a, b] = await Promise.all([collect(engine.generate("a", { maxTokens: 4 })), collect(engine.generate("b", { maxTokens: 3 }))]);
+  assert.deepEqual(a, ["Once", " upon", " a"]); assert.deepEqual(b, ["Once", " upon"]);
+  assert.equal(engine.stats().completion_tokens, 3);
+  const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 2 });
+  assert.equal(reply.choices[0].message.content, "Once");
+  assert.equal(reply.model, "Mock 1M");
+  const chunks = await collect(await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 3, stream: true }));
+  assert.equal(chunks.length, 3); assert.equal(chunks.at(-1).usage.total_tokens, 7);
+  assert.equal(await engine.countTokens("a b"), 2);
+  await engine.resetChat();
+  assert.equal(log.engines.at(-1).resets, 1);
+  await engine.unload();
+  assert.equal(log.engines.at(-1).freed, true);
+  await assert.rejects(collect(engine.generate("x")), (e) => e.code === "ENGINE_UNLOADED");
+  worker.close();
+});
+
+test("worker engine: abort, break, errors with codes cross the boundary", async () => {
+  const worker = fakeWorker();
+  const engine = await createWorkerEngine({ model: new Blob([gguf(5000)]), worker });
+  const e = log.engines.at(-1);
+  const c = new AbortController(); const got = [];
+  await assert.rejects(async () => { for await (const p of engine.generate("x", { maxTokens: 100, signal: c.signal, seed: 3 })) { got.push(p); if (got.length === 2) c.abort(); } },
+    (err) => err instanceof LlamaWgpuError && err.name === "AbortError" && err.code === "ABORTED");
+  assert.equal(e.calls[0].aborted, true);
+  assert.ok(e.calls[0].pieces.length <= 5, `${e.calls[0].pieces.length} pieces`);
+  for await (const p of engine.generate("x", { maxTokens: 100, seed: 3 })) break;
+  assert.equal(e.calls[1].aborted, true); assert.equal(e.busy, false);
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "bad", content: "x" }] }), (err) => err instanceof LlamaWgpuError && err.code === "CHAT_TEMPLATE_ERROR" && err.message === "bad role");
+  assert.deepEqual(await collect(engine.generate("x", { maxTokens: 2 })), ["Once"]);
+  // queued behind a running one, then aborted while queued: rejected at once, never run
+  const running = collect(engine.generate("x", { maxTokens: 8, seed: 5 }));
+  const c2 = new AbortController();
+  const queued = collect(engine.generate("y", { signal: c2.signal }));
+  queued.catch(() => {});
+  c2.abort();
+  await assert.rejects(queued, (err) => err.code === "ABORTED");
+  await running;
+  assert.equal(e.calls.length, 4); // the bad-role chat failed before running
+  await engine.unload();
+  worker.close();
+});
+
+test("worker engine: load errors and load abort", async () => {
+  const w1 = fakeWorker();
+  await assert.rejects(createWorkerEngine({ model: gguf(100, "ABCD"), worker: w1 }), (e) => e instanceof LlamaWgpuError && e.code === "GGUF_INVALID");
+  w1.close();
+  const w2 = fakeWorker();
+  server.set("http://models.test/w.gguf", { bytes: gguf(4 * MiB) });
+  const c = new AbortController();
+  await assert.rejects(createWorkerEngine({ model: "http://models.test/w.gguf", worker: w2, signal: c.signal, onProgress: (e) => { if (e.loaded > MiB) c.abort(); } }), (e) => e.code === "ABORTED");
+  assert.equal(store.size, 0);
+  w2.close();
+  const w3 = fakeWorker();
+  globalThis.__noGpuAdapter = true;
+  try { await assert.rejects(createWorkerEngine({ model: gguf(100), worker: w3 }), (e) => e.code === "WEBGPU_UNAVAILABLE"); } finally { globalThis.__noGpuAdapter = false; }
+  w3.close();
+});
+
+test("worker engine: URL sources and streams, transferred or relayed", async () => {
+  server.set("http://models.test/u.gguf", { bytes: gguf(2 * MiB) });
+  const w1 = fakeWorker();
+  const events = [];
+  const e1 = await createWorkerEngine({ model: new URL("http://models.test/u.gguf"), worker: w1, onProgress: (e) => events.push(e) });
+  assert.deepEqual([...new Set(events.map((e) => e.phase))], ["download", "load", "compile"]);
+  await e1.unload(); w1.close();
+  const bytes = gguf(20 * MiB + 3);
+  for (const noStreamTransfer of [false, true]) {
+    const w = fakeWorker({ noStreamTransfer });
+    let pulls = 0;
+    const stream = new ReadableStream({ start(c) { c.enqueue(bytes.subarray(0, 12 * MiB)); c.enqueue(bytes.subarray(12 * MiB)); c.close(); } });
+    const engine = await createWorkerEngine({ model: stream, worker: w });
+    assert.equal(log.loaders.at(-1).bytesReceived, bytes.length);
+    const relayed = w.messages.filter((m) => m.type === "chunk").length;
+    assert.equal(relayed > 0, noStreamTransfer, `relay used: ${relayed}`);
+    await engine.unload(); w.close();
+  }
+});

@@ -132,9 +132,15 @@ impl GpuContext {
 
     /// A one-line description: adapter name, backend, features.
     pub fn describe(&self) -> String {
+        // Browsers keep the adapter's name to themselves; say what is known instead.
+        let name = match (self.info.name.trim(), self.info.device_type) {
+            ("", wgpu::DeviceType::Cpu) => "WebGPU fallback adapter",
+            ("", _) => "WebGPU adapter",
+            (name, _) => name,
+        };
         format!(
             "{} ({:?}, {:?}{}{})",
-            self.info.name,
+            name,
             self.info.backend,
             self.info.device_type,
             if self.features.shader_f16 {

@@ -1,0 +1,397 @@
+#!/usr/bin/env node
+// A dependency-free static server for the demo, the built package and a model file.
+//
+//   node www/serve.mjs [--host 127.0.0.1] [--port 8080 (0 = any free port)] [--model PATH]
+//                      [--pkg DIR] [--root DIR] [--serve URLPATH=FILE_OR_DIR ...] [--verbose]
+//
+// Routes:
+//   /                    the demo (--root, default <repo>/www)
+//   /pkg/...             the built package (--pkg, default <repo>/pkg)
+//   /models/default.gguf the model (--model, default $LLAMA_WGPU_CACHE or ~/.cache/llama-wgpu
+//                        + /models/SmolLM2-135M-Instruct.Q4_1.gguf), Range requests supported
+//   URLPATH              each --serve pair: a file at exactly URLPATH, or a folder mounted there
+//   /test/corrupt.gguf   GGUF magic, then an absurd tensor count (2^40) and nonsense
+//   /test/not-gguf.gguf  random bytes
+//   /test/truncated.gguf announces the default model's full length, sends about half, then
+//                        destroys the socket (a download interrupted half-way)
+//   /test/missing.gguf   404
+//   /__requests          JSON {path: count} of requests seen since start or the last
+//                        POST /__requests/reset
+//
+// Every response carries COOP same-origin, COEP require-corp and CORP same-origin, so pages are
+// cross-origin isolated (SharedArrayBuffer, threads). On start it prints exactly one line,
+// `serving http://HOST:PORT/`, to stdout.
+
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "..");
+
+function usage(message) {
+  if (message) process.stderr.write(`serve.mjs: ${message}\n`);
+  process.stderr.write(
+    "usage: node www/serve.mjs [--host H] [--port P] [--model PATH] [--pkg DIR] [--root DIR]\n" +
+      "                          [--serve URLPATH=FILE_OR_DIR]... [--verbose]\n",
+  );
+  process.exit(message ? 2 : 0);
+}
+
+function parseArgs(argv) {
+  const cache = process.env.LLAMA_WGPU_CACHE || path.join(os.homedir(), ".cache", "llama-wgpu");
+  const options = {
+    host: "127.0.0.1",
+    port: 8080,
+    model: path.join(cache, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    pkg: path.join(repo, "pkg"),
+    root: path.join(repo, "www"),
+    serve: [],
+    verbose: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) {
+      // --port=0 style; for --serve=URLPATH=FILE the value is everything after the first "=".
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const take = () => {
+      if (value !== undefined) return value;
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
+      return argv[++i];
+    };
+    switch (arg) {
+      case "--host": options.host = take(); break;
+      case "--port": {
+        const port = Number(take());
+        if (!Number.isInteger(port) || port < 0 || port > 65535) usage("bad --port");
+        options.port = port;
+        break;
+      }
+      case "--model": options.model = path.resolve(take()); break;
+      case "--pkg": options.pkg = path.resolve(take()); break;
+      case "--root": options.root = path.resolve(take()); break;
+      case "--serve": {
+        const pair = take();
+        const at = pair.indexOf("=");
+        if (at <= 0) usage(`--serve wants URLPATH=FILE, got ${pair}`);
+        let urlPath = pair.slice(0, at);
+        if (!urlPath.startsWith("/")) urlPath = "/" + urlPath;
+        options.serve.push({ urlPath, file: path.resolve(pair.slice(at + 1)) });
+        break;
+      }
+      case "--verbose": options.verbose = true; break;
+      case "--help": case "-h": usage(); break;
+      default: usage(`unknown argument ${arg}`);
+    }
+  }
+  return options;
+}
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".htm": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".cjs": "text/javascript; charset=utf-8",
+  ".json": "application/json; charset=utf-8",
+  ".map": "application/json; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".gguf": "application/octet-stream",
+  ".bin": "application/octet-stream",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".jpg": "image/jpeg",
+  ".jpeg": "image/jpeg",
+  ".gif": "image/gif",
+  ".webp": "image/webp",
+  ".ico": "image/x-icon",
+  ".txt": "text/plain; charset=utf-8",
+  ".md": "text/plain; charset=utf-8",
+  ".ts": "text/plain; charset=utf-8",
+  ".webmanifest": "application/manifest+json",
+};
+
+function mimeOf(file) {
+  return MIME[path.extname(file).toLowerCase()] || "application/octet-stream";
+}
+
+function baseHeaders(extra = {}) {
+  return {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    // Nothing is kept in the browser's HTTP cache: a reload that does not fetch the model proves
+    // the package's own cache (Cache API) served it, and edits to the demo show at once.
+    "Cache-Control": "no-store",
+    ...extra,
+  };
+}
+
+function sendText(req, res, status, text, type = "text/plain; charset=utf-8", extra = {}) {
+  const body = Buffer.from(text);
+  res.writeHead(status, baseHeaders({ "Content-Type": type, "Content-Length": body.length, ...extra }));
+  res.end(req.method === "HEAD" ? undefined : body);
+}
+
+function sendBytes(req, res, bytes, type = "application/octet-stream") {
+  res.writeHead(200, baseHeaders({ "Content-Type": type, "Content-Length": bytes.length, "Accept-Ranges": "none" }));
+  res.end(req.method === "HEAD" ? undefined : bytes);
+}
+
+// Parses a single-range `Range` header against a size. Returns null when absent or not a
+// single byte range (then the whole file is sent), "unsatisfiable", or {start, end} inclusive.
+function parseRange(header, size) {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m) return null; // multi-range or another unit: ignore, send the whole file
+  let start;
+  let end;
+  if (m[1] === "" && m[2] === "") return null;
+  if (m[1] === "") {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return "unsatisfiable";
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (start >= size || end < start) return "unsatisfiable";
+  }
+  return { start, end };
+}
+
+function streamFile(req, res, file, stat, type = mimeOf(file)) {
+  const size = stat.size;
+  const headers = {
+    "Content-Type": type,
+    "Accept-Ranges": "bytes",
+    "Last-Modified": stat.mtime.toUTCString(),
+  };
+  const range = parseRange(req.headers.range, size);
+  if (range === "unsatisfiable") {
+    res.writeHead(416, baseHeaders({ ...headers, "Content-Range": `bytes */${size}`, "Content-Length": 0 }));
+    res.end();
+    return;
+  }
+  let status = 200;
+  let start = 0;
+  let end = size - 1;
+  if (range) {
+    status = 206;
+    ({ start, end } = range);
+    headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
+  }
+  headers["Content-Length"] = size === 0 ? 0 : end - start + 1;
+  res.writeHead(status, baseHeaders(headers));
+  if (req.method === "HEAD" || size === 0) {
+    res.end();
+    return;
+  }
+  const stream = fs.createReadStream(file, { start, end, highWaterMark: 1 << 20 });
+  stream.on("error", () => res.destroy());
+  res.on("close", () => stream.destroy());
+  stream.pipe(res);
+}
+
+// Sends the first half of `file` under a Content-Length announcing all of it, then destroys the
+// socket once those bytes have left: the client sees a connection dropped mid-body.
+function streamTruncated(req, res, file, stat) {
+  const size = stat.size;
+  res.writeHead(200, baseHeaders({
+    "Content-Type": "application/octet-stream",
+    "Content-Length": size,
+    "Accept-Ranges": "none",
+  }));
+  if (req.method === "HEAD") {
+    res.end();
+    return;
+  }
+  const half = Math.max(1, Math.floor(size / 2));
+  const stream = fs.createReadStream(file, { start: 0, end: half - 1, highWaterMark: 1 << 20 });
+  res.on("close", () => stream.destroy());
+  stream.on("data", (chunk) => {
+    if (!res.write(chunk)) {
+      stream.pause();
+      res.once("drain", () => stream.resume());
+    }
+  });
+  stream.on("end", () => {
+    // An empty write's callback runs once everything before it has been flushed.
+    res.write(Buffer.alloc(0), () => setTimeout(() => res.socket?.destroy(), 50));
+  });
+  stream.on("error", () => res.socket?.destroy());
+}
+
+// A few KB that start like a GGUF v3 file and then make no sense: tensor count 2^40.
+function corruptGguf() {
+  const bytes = Buffer.alloc(4096);
+  bytes.write("GGUF", 0, "latin1");
+  bytes.writeUInt32LE(3, 4); // version
+  bytes.writeBigUInt64LE(1n << 40n, 8); // tensor count
+  bytes.writeBigUInt64LE(3n, 16); // metadata kv count
+  let x = 0x9e3779b9;
+  for (let i = 24; i < bytes.length; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+// Random (but fixed) bytes that do not start with the GGUF magic.
+function notGguf() {
+  const bytes = Buffer.alloc(8192);
+  let x = 0x12345678;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    bytes[i] = (x >>> 8) & 0xff;
+  }
+  bytes.write("NOPE", 0, "latin1");
+  return bytes;
+}
+
+// Resolves a URL path below a folder, refusing anything that would leave it.
+function resolveUnder(dir, rest) {
+  if (rest.includes("\0")) return null;
+  const parts = rest.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.some((p) => p === ".." || p.includes("\\"))) return null;
+  const file = path.resolve(dir, ...parts);
+  if (file !== dir && !file.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep)) return null;
+  return file;
+}
+
+function main() {
+  const options = parseArgs(process.argv.slice(2));
+  const counts = new Map();
+  const corrupt = corruptGguf();
+  const random = notGguf();
+
+  // Mounts, longest URL prefix first. A file is served at exactly its URL path; a folder serves
+  // everything below its URL path.
+  const mounts = [
+    { urlPath: "/models/default.gguf", file: options.model },
+    ...options.serve,
+    { urlPath: "/pkg/", file: options.pkg, dir: true },
+  ];
+  for (const m of options.serve) {
+    try {
+      m.dir = fs.statSync(m.file).isDirectory();
+    } catch {
+      process.stderr.write(`serve.mjs: warning: ${m.file} (for ${m.urlPath}) does not exist\n`);
+      m.dir = m.urlPath.endsWith("/");
+    }
+  }
+  for (const m of mounts) {
+    if (m.dir && !m.urlPath.endsWith("/")) m.urlPath += "/";
+  }
+  mounts.sort((a, b) => b.urlPath.length - a.urlPath.length);
+
+  function serveFromDisk(req, res, file, { index = true, type } = {}) {
+    fs.stat(file, (err, stat) => {
+      if (!err && stat.isDirectory()) {
+        if (!index) return sendText(req, res, 404, "not found\n");
+        const withIndex = path.join(file, "index.html");
+        return fs.stat(withIndex, (err2, stat2) => {
+          if (err2 || !stat2.isFile()) return sendText(req, res, 404, "not found\n");
+          streamFile(req, res, withIndex, stat2);
+        });
+      }
+      if (err || !stat.isFile()) return sendText(req, res, 404, "not found\n");
+      streamFile(req, res, file, stat, type);
+    });
+  }
+
+  const server = http.createServer((req, res) => {
+    let pathname;
+    try {
+      pathname = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+    } catch {
+      return sendText(req, res, 400, "bad request\n");
+    }
+    if (options.verbose) {
+      const started = Date.now();
+      res.on("close", () => {
+        process.stderr.write(`${req.method} ${req.url} ${res.statusCode} ${req.headers.range || ""} ${Date.now() - started} ms\n`);
+      });
+    }
+
+    if (pathname === "/__requests/reset") {
+      if (req.method !== "POST") return sendText(req, res, 405, "POST only\n", undefined, { Allow: "POST" });
+      counts.clear();
+      return sendText(req, res, 200, "{}\n", "application/json; charset=utf-8");
+    }
+    if (pathname === "/__requests") {
+      return sendText(req, res, 200, JSON.stringify(Object.fromEntries(counts)) + "\n", "application/json; charset=utf-8");
+    }
+    counts.set(pathname, (counts.get(pathname) || 0) + 1);
+
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return sendText(req, res, 405, "GET or HEAD only\n", undefined, { Allow: "GET, HEAD" });
+    }
+
+    switch (pathname) {
+      case "/test/corrupt.gguf": return sendBytes(req, res, corrupt);
+      case "/test/not-gguf.gguf": return sendBytes(req, res, random);
+      case "/test/missing.gguf": return sendText(req, res, 404, "not found\n");
+      case "/test/truncated.gguf":
+        return fs.stat(options.model, (err, stat) => {
+          if (err || !stat.isFile()) return sendText(req, res, 404, "the default model is missing\n");
+          streamTruncated(req, res, options.model, stat);
+        });
+    }
+
+    for (const m of mounts) {
+      if (m.dir) {
+        if (pathname === m.urlPath.slice(0, -1)) {
+          // "/pkg" -> "/pkg/", so relative URLs inside resolve.
+          return sendText(req, res, 301, "moved\n", undefined, { Location: m.urlPath });
+        }
+        if (!pathname.startsWith(m.urlPath)) continue;
+        const file = resolveUnder(m.file, pathname.slice(m.urlPath.length));
+        if (!file) return sendText(req, res, 403, "forbidden\n");
+        return serveFromDisk(req, res, file);
+      }
+      // A file mounted at a URL gets the MIME type of the URL's extension.
+      if (pathname === m.urlPath) return serveFromDisk(req, res, m.file, { index: false, type: mimeOf(pathname) });
+    }
+
+    const file = resolveUnder(options.root, pathname);
+    if (!file) return sendText(req, res, 403, "forbidden\n");
+    serveFromDisk(req, res, file);
+  });
+
+  server.on("clientError", (err, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\n\r\n");
+    else socket.destroy();
+  });
+  server.on("error", (err) => {
+    process.stderr.write(`serve.mjs: ${err.message}\n`);
+    process.exit(1);
+  });
+  server.listen(options.port, options.host, () => {
+    const { port } = server.address();
+    const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+    process.stdout.write(`serving http://${host}:${port}/\n`);
+  });
+
+  const stop = () => {
+    server.closeAllConnections?.();
+    server.close(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+main();

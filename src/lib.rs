@@ -15,6 +15,8 @@ pub mod gguf_writer;
 pub mod gpu;
 pub mod model;
 pub mod quant;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod quantize;
 pub mod reference;
 pub mod sampler;
 pub mod tokenizer;

@@ -1,4 +1,4 @@
-//! The native command line: generate, chat, tokenize, inspect.
+//! The native command line: generate, chat, tokenize, inspect, bench, quantize.
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -48,6 +48,16 @@ mod cli {
         Inspect {
             #[arg(long)]
             model: PathBuf,
+        },
+        /// Rewrite a GGUF with its matrices requantized (llama.cpp's reference quantizers).
+        Quantize {
+            #[arg(long)]
+            model: PathBuf,
+            #[arg(long)]
+            out: PathBuf,
+            /// Q8_0, Q4_0 or Q4_1.
+            #[arg(long = "type")]
+            ty: String,
         },
     }
 
@@ -187,7 +197,33 @@ mod cli {
             Command::Tokenize(a) => tokenize(a),
             Command::Bench(a) => bench(a),
             Command::Inspect { model } => inspect(model),
+            Command::Quantize { model, out, ty } => quantize(model, out, &ty),
         }
+    }
+
+    fn quantize(model: PathBuf, out: PathBuf, ty: &str) -> Result<()> {
+        let ty = llama_wgpu::quantize::QUANTIZE_TYPES
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(ty))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("--type {ty}: expected Q8_0, Q4_0 or Q4_1"))
+            })?;
+        if model == out {
+            return Err(Error::InvalidArgument(
+                "--out must differ from --model".into(),
+            ));
+        }
+        let input = GgufFile::open(&model)?;
+        let r = llama_wgpu::quantize::quantize_file(&input, &out, ty)?;
+        println!(
+            "{}: {} of {} tensors requantized to {ty}; {:.1} MB -> {:.1} MB",
+            out.display(),
+            r.requantized,
+            r.tensors,
+            r.bytes_in as f64 / 1e6,
+            r.bytes_out as f64 / 1e6
+        );
+        Ok(())
     }
 
     fn load(m: &ModelArgs) -> Result<Engine> {

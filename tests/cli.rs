@@ -378,3 +378,43 @@ fn errors_are_one_line_with_a_code() {
     );
     assert!(line.contains("top_p"), "{line}");
 }
+
+/// The kernel table runs and reports every kernel with positive figures (its quick mode: the
+/// figures themselves are for `./build.sh bench`, never asserted).
+#[test]
+fn bench_kernels_reports_every_kernel() {
+    let t = json(&ok(&["bench-kernels", "--quick", "--json"], None));
+    assert!(t["copy_gbps"].as_f64().unwrap() > 0.0);
+    let types: Vec<&str> = t["matvec"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(f["ms"].as_f64().unwrap() > 0.0 && f["gbps"].as_f64().unwrap() > 0.0);
+            f["type"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(types, ["F16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]);
+    assert!(t["matmul"][0]["gflops"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn quantize_rejects_bad_arguments() {
+    let Some(m) = model() else { return };
+    fails_with(
+        &[
+            "quantize",
+            "--model",
+            &m,
+            "--out",
+            "/tmp/x.gguf",
+            "--type",
+            "Q5_K",
+        ],
+        "INVALID_ARGUMENT",
+    );
+    fails_with(
+        &["quantize", "--model", &m, "--out", &m, "--type", "Q8_0"],
+        "INVALID_ARGUMENT",
+    );
+}

@@ -49,6 +49,15 @@ mod cli {
             #[arg(long)]
             model: PathBuf,
         },
+        /// Time each matvec kernel and the prefill matmul against a copy kernel (GB/s, GFLOP/s).
+        BenchKernels {
+            /// Print one JSON object.
+            #[arg(long)]
+            json: bool,
+            /// One shape per kernel, one run: checks the table runs, not a measurement.
+            #[arg(long)]
+            quick: bool,
+        },
         /// Rewrite a GGUF with its matrices requantized (llama.cpp's reference quantizers).
         Quantize {
             #[arg(long)]
@@ -198,7 +207,48 @@ mod cli {
             Command::Bench(a) => bench(a),
             Command::Inspect { model } => inspect(model),
             Command::Quantize { model, out, ty } => quantize(model, out, &ty),
+            Command::BenchKernels { json, quick } => bench_kernels(json, quick),
         }
+    }
+
+    fn bench_kernels(json: bool, quick: bool) -> Result<()> {
+        let ctx = llama_wgpu::gpu::GpuContext::new_blocking(&Default::default())?;
+        let t = pollster::block_on(llama_wgpu::gpu::kernel_bench::kernel_table(&ctx, quick))?;
+        if json {
+            println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            return Ok(());
+        }
+        println!("device: {}", t.adapter);
+        println!("copy kernel: {:.2} GB/s read (the ceiling)", t.copy_gbps);
+        println!(
+            "{:<6} {:>12} {:>10} {:>8} {:>8}",
+            "matvec", "rows x cols", "ms", "GB/s", "of copy"
+        );
+        for f in &t.matvec {
+            println!(
+                "{:<6} {:>12} {:>10.3} {:>8.2} {:>7.0}%",
+                f.ty,
+                format!("{}x{}", f.rows, f.cols),
+                f.ms,
+                f.gbps,
+                100.0 * f.of_copy
+            );
+        }
+        println!(
+            "{:<6} {:>12} {:>6} {:>10} {:>8}",
+            "matmul", "rows x cols", "tokens", "ms", "GFLOP/s"
+        );
+        for f in &t.matmul {
+            println!(
+                "{:<6} {:>12} {:>6} {:>10.3} {:>8.2}",
+                f.ty,
+                format!("{}x{}", f.rows, f.cols),
+                f.tokens,
+                f.ms,
+                f.gflops
+            );
+        }
+        Ok(())
     }
 
     fn quantize(model: PathBuf, out: PathBuf, ty: &str) -> Result<()> {

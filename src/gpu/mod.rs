@@ -3,6 +3,8 @@
 
 pub mod context;
 pub mod kernel;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod kernel_bench;
 pub mod kernels;
 pub mod weights;
 

@@ -143,7 +143,7 @@ pub(crate) fn part_bindings<'a>(
 
 /// A dispatch of `n` workgroups as an (x, y) grid within the per-dimension limit; shaders
 /// number workgroups `wg.y * groups.x + wg.x` and ignore those past `n`.
-pub(crate) fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
+pub fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
     let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
     grid_within(max, n).ok_or_else(|| {
         Error::ModelTooLarge(format!(

@@ -1,0 +1,205 @@
+//! The kernel table of `llama-wgpu bench-kernels`: each matvec at the default model's shapes and
+//! at 4096 x 4096, time per call and effective bandwidth (weight, x and y bytes / time), next
+//! to a plain copy kernel on the same adapter (bytes read / time: the practical ceiling); and
+//! the prefill matmul in GFLOP/s. One run tells whether a kernel change moved a kernel toward
+//! the ceiling. Timing: the op recorded `reps` times in one pass, one submit, a full wait;
+//! `reps` grows until a measurement takes ~0.2 s; the median of 3 measurements.
+
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gguf::TensorInfo;
+use crate::gpu::kernel::{storage_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::kernels::matvec::{grid, MatMul, MatVec};
+use crate::gpu::weights::GpuWeight;
+use crate::gpu::GpuContext;
+use crate::quant::GgmlType;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatVecFigure {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub rows: u64,
+    pub cols: u64,
+    pub ms: f64,
+    pub gbps: f64,
+    /// gbps / the copy kernel's.
+    pub of_copy: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatMulFigure {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub rows: u64,
+    pub cols: u64,
+    pub tokens: u64,
+    pub ms: f64,
+    pub gflops: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelTable {
+    pub adapter: String,
+    pub copy_gbps: f64,
+    pub matvec: Vec<MatVecFigure>,
+    pub matmul: Vec<MatMulFigure>,
+}
+
+/// Shapes (rows, cols): SmolLM2-135M's q/o, gate/up, down and LM head, then 4096 x 4096.
+/// K-quants need rows of 256 values, which 576 is not: they get the shapes that fit.
+fn matvec_shapes(ty: GgmlType) -> Vec<(u64, u64)> {
+    match ty.block_size() {
+        256 => vec![(576, 1536), (4096, 4096)],
+        _ => vec![
+            (576, 576),
+            (1536, 576),
+            (576, 1536),
+            (49152, 576),
+            (4096, 4096),
+        ],
+    }
+}
+
+const MATVEC_TYPES: [GgmlType; 6] = [
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+/// Deterministic filler bytes (speed does not depend on the values).
+fn filler(n: u64) -> Vec<u8> {
+    let mut state = 0x2545_f491u32;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            // Keep f16 scale fields finite: clear the top exponent bit of every byte pair.
+            (state >> 24) as u8 & 0xBF
+        })
+        .collect()
+}
+
+fn weight(ctx: &GpuContext, ty: GgmlType, rows: u64, cols: u64) -> Result<GpuWeight> {
+    let n_bytes = ty
+        .bytes_for(rows * cols)
+        .ok_or_else(|| Error::InvalidArgument(format!("{cols} columns do not fit {ty} blocks")))?;
+    let info = TensorInfo {
+        name: format!("bench.{ty}.{rows}x{cols}"),
+        dims: vec![cols, rows],
+        ty,
+        offset: 0,
+        n_bytes,
+    };
+    GpuWeight::upload(ctx, &info, &filler(n_bytes))
+}
+
+/// Seconds per run of `ops` (in order), as described at the top of this file.
+fn time_ops(ctx: &GpuContext, ops: &[Op], quick: bool) -> Result<f64> {
+    let run = |reps: usize| -> Result<f64> {
+        let start = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                for op in ops {
+                    op.record(&mut pass);
+                }
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        ctx.check()?;
+        Ok(start.elapsed().as_secs_f64() / reps as f64)
+    };
+    let once = run(1)?;
+    if quick {
+        return Ok(once);
+    }
+    let reps = ((0.2 / once.max(1e-6)) as usize).clamp(1, 1000);
+    let mut times = [run(reps)?, run(reps)?, run(reps)?];
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
+/// Measure everything. `quick`: one shape per type, one run each (tests use it so the table
+/// cannot rot; its figures mean little).
+pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> {
+    // The copy ceiling over 64 MiB (8 MiB when quick), well past any cache.
+    let copy_bytes: u64 = if quick { 8 << 20 } else { 64 << 20 };
+    let copy = Kernel::new(
+        ctx,
+        "copy",
+        ShaderSource::new(include_str!("../../shaders/copy.wgsl")),
+    )
+    .await?;
+    let (src, dst) = (
+        storage_buffer(ctx, "copy src", copy_bytes),
+        storage_buffer(ctx, "copy dst", copy_bytes),
+    );
+    let [gx, gy] = grid(ctx, (copy_bytes / 16).div_ceil(256), "copy")?;
+    let copy_op = copy.op(ctx, &[whole(&src), whole(&dst)], [gx, gy, 1]);
+    let copy_gbps = copy_bytes as f64 / time_ops(ctx, &[copy_op], quick)? / 1e9;
+
+    let matvec = MatVec::new(ctx).await?;
+    let mut matvec_figures = Vec::new();
+    for ty in MATVEC_TYPES {
+        let shapes = matvec_shapes(ty);
+        for &(rows, cols) in shapes.iter().take(if quick { 1 } else { shapes.len() }) {
+            let w = weight(ctx, ty, rows, cols)?;
+            let x = storage_buffer(ctx, "x", cols * 4);
+            let y = storage_buffer(ctx, "y", rows * 4);
+            let ops = matvec.op(ctx, &w, whole(&x), &y, 0, false)?;
+            let seconds = time_ops(ctx, &ops, quick)?;
+            let bytes = w.gpu_bytes() + (cols + rows) * 4;
+            let gbps = bytes as f64 / seconds / 1e9;
+            matvec_figures.push(MatVecFigure {
+                ty: ty.name().into(),
+                rows,
+                cols,
+                ms: seconds * 1e3,
+                gbps,
+                of_copy: gbps / copy_gbps,
+            });
+        }
+    }
+
+    let matmul = MatMul::new(ctx).await?;
+    let tokens: u64 = if quick { 8 } else { 128 };
+    let mut matmul_figures = Vec::new();
+    for (ty, rows, cols) in [
+        (GgmlType::Q4_1, 1536, 576),
+        (GgmlType::Q8_0, 1536, 576),
+        (GgmlType::Q4_1, 4096, 4096),
+        (GgmlType::Q8_0, 4096, 4096),
+        (GgmlType::Q4_K, 4096, 4096),
+    ]
+    .into_iter()
+    .take(if quick { 1 } else { 5 })
+    {
+        let w = weight(ctx, ty, rows, cols)?;
+        let x = storage_buffer(ctx, "x", tokens * cols * 4);
+        let y = storage_buffer(ctx, "y", tokens * rows * 4);
+        let ops = matmul.op(ctx, &w, whole(&x), tokens as u32, &y, 0, false)?;
+        let seconds = time_ops(ctx, &ops, quick)?;
+        matmul_figures.push(MatMulFigure {
+            ty: ty.name().into(),
+            rows,
+            cols,
+            tokens,
+            ms: seconds * 1e3,
+            gflops: 2.0 * (rows * cols * tokens) as f64 / seconds / 1e9,
+        });
+    }
+    Ok(KernelTable {
+        adapter: ctx.describe(),
+        copy_gbps,
+        matvec: matvec_figures,
+        matmul: matmul_figures,
+    })
+}

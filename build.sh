@@ -187,10 +187,23 @@ cmd_demo() {
   exec node "$ROOT/www/serve.mjs" --host 127.0.0.1 --port "$port" --model "$DEFAULT_MODEL"
 }
 
+# What bench/gpu-machine.sh needs on a machine without network, in bench/gpu-machine-bundle/.
+cmd_gpu_bundle() {
+  cmd_setup
+  cargo build --release --quiet
+  local dir="$ROOT/bench/gpu-machine-bundle"
+  rm -rf "$dir" && mkdir -p "$dir/debs"
+  cp "$CARGO_TARGET_DIR/release/llama-wgpu" "$dir/" && strip "$dir/llama-wgpu" 2>/dev/null || true
+  "$dir/llama-wgpu" synth --model "$DEFAULT_MODEL" --out "$dir/model.header.gguf" --header-only
+  (cd "$dir/debs" && retry_once "apt-get download libvulkan1" apt-get download -qq libvulkan1)
+  log "bundle ready: $(du -sh "$dir" | cut -f1) in $dir; run there: bash bench/gpu-machine.sh"
+}
+
 case "${1:-}" in
   setup) cmd_setup ;;
   test) cmd_test ;;
   build) cmd_build ;;
+  gpu-bundle) cmd_gpu_bundle ;;
   demo) shift; cmd_demo "$@" ;;
   *) echo "usage: $0 setup|test|build|demo" >&2; exit 2 ;;
 esac

@@ -58,6 +58,18 @@ mod cli {
             #[arg(long)]
             quick: bool,
         },
+        /// Copy a GGUF's header (metadata, tokenizer, tensor table) and fill every tensor with
+        /// random valid blocks: the same model shape for benchmarks where the weights cannot go.
+        Synth {
+            /// A GGUF, or just its header (as written by --header-only).
+            #[arg(long)]
+            model: PathBuf,
+            #[arg(long)]
+            out: PathBuf,
+            /// Write only the header (a few MB: what travels to the benchmark machine).
+            #[arg(long)]
+            header_only: bool,
+        },
         /// Rewrite a GGUF with its matrices requantized (llama.cpp's reference quantizers).
         Quantize {
             #[arg(long)]
@@ -208,6 +220,22 @@ mod cli {
             Command::Inspect { model } => inspect(model),
             Command::Quantize { model, out, ty } => quantize(model, out, &ty),
             Command::BenchKernels { json, quick } => bench_kernels(json, quick),
+            Command::Synth {
+                model,
+                out,
+                header_only,
+            } => {
+                // The header is at most a few MB; reading only a prefix keeps a whole model
+                // from being loaded into memory.
+                let mut bytes = Vec::new();
+                let file = std::fs::File::open(&model)
+                    .map_err(|e| Error::io(format!("opening {}", model.display()), e))?;
+                std::io::Read::read_to_end(&mut std::io::Read::take(file, 64 << 20), &mut bytes)
+                    .map_err(|e| Error::io(format!("reading {}", model.display()), e))?;
+                let n = llama_wgpu::synth::synthesize(&bytes, &out, header_only)?;
+                println!("{}: {n} bytes", out.display());
+                Ok(())
+            }
         }
     }
 

@@ -1,0 +1,96 @@
+//! Synthetic weights for benchmarks on machines the model cannot travel to (the GPU machine of
+//! `bench/gpu-machine.sh` receives at most 64 MiB): a GGUF's header, with its metadata,
+//! tokenizer and tensor table, is kept byte for byte, and every tensor's data is replaced by
+//! deterministic pseudo-random valid blocks of its type. Shapes, types and so speed are the
+//! real model's; the text it generates is meaningless.
+
+use std::io::Write;
+
+use half::f16;
+
+use crate::error::{Error, Result};
+use crate::gguf::Header;
+use crate::quant::GgmlType;
+
+/// Byte offsets of the f16 scale fields in one block of `ty` (given a finite, small value so
+/// activations stay finite), or `None` for types synthesis does not cover.
+fn f16_fields(ty: GgmlType) -> Option<&'static [usize]> {
+    Some(match ty {
+        GgmlType::F32 => &[],
+        GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => return None,
+    })
+}
+
+/// `n_bytes` of valid `ty` blocks; vectors (norms) are all 1.0.
+fn tensor_bytes(ty: GgmlType, n_bytes: u64, vector: bool, seed: &mut u64) -> Result<Vec<u8>> {
+    let fields = f16_fields(ty).ok_or_else(|| {
+        Error::InvalidArgument(format!("synthetic {ty} weights are not supported"))
+    })?;
+    let mut next = || {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*seed >> 33) as u32
+    };
+    if ty == GgmlType::F32 {
+        return Ok((0..n_bytes / 4)
+            .flat_map(|_| {
+                let v = if vector {
+                    1.0
+                } else {
+                    (next() as f32 / u32::MAX as f32 - 0.5) * 0.1
+                };
+                v.to_le_bytes()
+            })
+            .collect());
+    }
+    let mut bytes: Vec<u8> = (0..n_bytes).map(|_| next() as u8).collect();
+    for block in bytes.chunks_exact_mut(ty.type_size() as usize) {
+        for &at in fields {
+            let scale = (next() as f32 / u32::MAX as f32 + 0.5) * 0.01;
+            block[at..at + 2].copy_from_slice(&f16::from_f32(scale).to_le_bytes());
+        }
+    }
+    Ok(bytes)
+}
+
+/// The header bytes (metadata and tensor table, padded to the data offset) of `gguf`, which
+/// may be a whole file or just such a prefix.
+pub fn header_prefix(gguf: &[u8]) -> Result<(Header, &[u8])> {
+    let header = Header::parse(gguf, None)?
+        .ok_or_else(|| Error::ModelInvalid("the file ends inside its header".into()))?;
+    let end = header.data_offset as usize;
+    if end > gguf.len() {
+        return Err(Error::ModelInvalid(
+            "the file ends before its data offset".into(),
+        ));
+    }
+    Ok((header, &gguf[..end]))
+}
+
+/// Write `out`: `gguf`'s header and, with `header_only` false, synthetic data for every tensor.
+pub fn synthesize(gguf: &[u8], out: &std::path::Path, header_only: bool) -> Result<u64> {
+    let (header, prefix) = header_prefix(gguf)?;
+    let io = |e| Error::io(format!("writing {}", out.display()), e);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
+    file.write_all(prefix).map_err(io)?;
+    let mut written = prefix.len() as u64;
+    if !header_only {
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut tensors: Vec<_> = header.tensors.iter().collect();
+        tensors.sort_by_key(|t| t.offset);
+        for t in tensors {
+            let at = header.data_offset + t.offset;
+            file.write_all(&vec![0u8; (at - written) as usize])
+                .map_err(io)?;
+            let data = tensor_bytes(t.ty, t.n_bytes, t.dims.len() == 1, &mut seed)?;
+            file.write_all(&data).map_err(io)?;
+            written = at + t.n_bytes;
+        }
+    }
+    file.flush().map_err(io)?;
+    Ok(written)
+}

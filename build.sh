@@ -68,6 +68,7 @@ PY
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
 NPM_TOOLS="binaryen@132 playwright-core@1.64"
+WLLAMA_VERSION=3.13.0   # the peer in the browser benchmark
 NPM_PREFIX="$CACHE/npm-tools"
 
 setup_wasm_bindgen() {
@@ -146,6 +147,8 @@ test_browser() {
   cmd_build
   log "Playwright in headless Chromium (tests/browser/)"
   node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs
+  log "the benchmark harness in quick mode (every engine must produce figures and text)"
+  cmd_bench --quick
 }
 
 # The npm package in pkg/: the crate compiled to wasm32, wasm-bindgen's ES module glue, wasm-opt,
@@ -187,6 +190,70 @@ cmd_demo() {
   exec node "$ROOT/www/serve.mjs" --host 127.0.0.1 --port "$port" --model "$DEFAULT_MODEL"
 }
 
+# The benchmarks (BENCHMARKS.md): native GPU and CPU figures, the kernel table, and in headless
+# Chromium our worker engine side by side with wllama on the default Q4_1 model and a Q8_0 copy.
+# Results in bench-results/<date>-<commit>/. `--quick` (run by `./build.sh test`): a few tokens,
+# one run, into a temporary folder, checking that every engine produced figures and text.
+cmd_bench() {
+  local quick=""
+  [ "${1:-}" = "--quick" ] && quick=1
+  cmd_build
+  cargo build --release --quiet
+  local bin="$CARGO_TARGET_DIR/release/llama-wgpu"
+  local q8="$CACHE/models/SmolLM2-135M-Instruct.Q8_0.gguf"
+  if [ ! -f "$q8" ]; then
+    log "making the Q8_0 copy of the default model (llama-wgpu quantize)"
+    "$bin" quantize --model "$DEFAULT_MODEL" --out "$q8" --type Q8_0
+  fi
+  if [ ! -d "$CACHE/bench-tools/node_modules/@wllama/wllama" ]; then
+    log "npm: installing @wllama/wllama@$WLLAMA_VERSION into $CACHE/bench-tools"
+    retry_once "npm install wllama" npm install --silent --no-audit --no-fund \
+      --prefix "$CACHE/bench-tools" "@wllama/wllama@$WLLAMA_VERSION"
+  fi
+  local out args
+  if [ -n "$quick" ]; then
+    out="$(mktemp -d)"
+    args=(--prompt-tokens 8 --gen-tokens 4 --repeats 1 --context-length 256 --json)
+    "$bin" bench-kernels --quick --json > "$out/kernels.json"
+  else
+    out="$ROOT/bench-results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)"
+    mkdir -p "$out"
+    args=(--prompt-tokens 128 --gen-tokens 128 --repeats 3 --context-length 1024 --json)
+    log "kernel table"
+    "$bin" bench-kernels --json > "$out/kernels.json"
+  fi
+  log "native: GPU decoder, then the CPU reference"
+  "$bin" bench --model "$DEFAULT_MODEL" --device gpu "${args[@]}" > "$out/native-gpu.json"
+  "$bin" bench --model "$DEFAULT_MODEL" --device cpu "${args[@]}" > "$out/native-cpu.json"
+  if [ -n "${LLAMA_WGPU_BENCH_LLAMA_CPP:-}" ] && [ -z "$quick" ]; then
+    bench_llama_cpp "$out"
+  fi
+  log "browser: llama-wgpu (WebGPU) and wllama (wasm CPU) in headless Chromium"
+  node "$ROOT/bench/browser.mjs" --out "$out" --model "q4_1=$DEFAULT_MODEL" --model "q8_0=$q8" \
+    ${quick:+--quick}
+  if [ -n "$quick" ]; then
+    node "$ROOT/bench/report.mjs" --out "$out"
+    node "$ROOT/bench/check-results.mjs" "$out/results.json"
+    rm -rf "$out"
+  else
+    node "$ROOT/bench/report.mjs" --out "$out" --update-benchmarks "$ROOT/BENCHMARKS.md"
+    log "results in $out (results.md, results.json, chart.svg); BENCHMARKS.md updated"
+  fi
+}
+
+# llama.cpp natively on the same model (optional, LLAMA_WGPU_BENCH_LLAMA_CPP=1: PyPI's
+# llama-cpp-python builds from source, ~12 minutes on 2 cores, once, into the cache).
+bench_llama_cpp() {
+  local venv="$CACHE/llama-cpp-venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
+    log "pip: building llama-cpp-python into $venv (about 12 minutes)"
+    python3 -m venv "$venv"
+    retry_once "pip install llama-cpp-python" "$venv/bin/pip" install -q llama-cpp-python
+  fi
+  "$venv/bin/python" "$ROOT/bench/llama_cpp_bench.py" --model "$DEFAULT_MODEL" \
+    --prompt-tokens 128 --gen-tokens 128 --repeats 3 > "$1/native-llama-cpp.json"
+}
+
 # What bench/gpu-machine.sh needs on a machine without network, in bench/gpu-machine-bundle/.
 cmd_gpu_bundle() {
   cmd_setup
@@ -204,6 +271,7 @@ case "${1:-}" in
   test) cmd_test ;;
   build) cmd_build ;;
   gpu-bundle) cmd_gpu_bundle ;;
+  bench) shift; cmd_bench "$@" ;;
   demo) shift; cmd_demo "$@" ;;
-  *) echo "usage: $0 setup|test|build|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|test|build|demo [--cli]|bench [--quick]|gpu-bundle" >&2; exit 2 ;;
 esac

@@ -1,0 +1,445 @@
+#!/usr/bin/env node
+// Side-by-side browser benchmark: llama-wgpu's worker engine (WebGPU) against wllama (llama.cpp in
+// wasm, CPU threads) in headless Chromium, on the same GGUF files served by www/serve.mjs.
+//
+//   node bench/browser.mjs --out DIR --model q4_1=PATH [--model q8_0=PATH ...]
+//        [--runs 3] [--prompt-tokens 128] [--gen-tokens 128] [--ref-tokens 30] [--quick]
+//        [--pkg DIR] [--engines ours,wllama] [--ours-cache true|false]
+//
+// --quick: 1 run, an 8-token prompt, 4 generated tokens (CI). For each model and run, the engines
+// alternate (ours, wllama, ours, wllama, ...) so that drift of the machine hits both, each in a
+// fresh page. Writes DIR/browser.json (see bench/README.md) and prints a summary.
+//
+// Load time: each run is a first visit. llama-wgpu is created with `cache: true` (its default)
+// after deleting the model from its Cache API store; wllama with `useCache: true` (its default)
+// after clearing its cache. Both download the file from the same local server, store it in the
+// browser, and load it into their engine; the clock runs from the call to the resolved promise.
+
+import { spawn, execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "..");
+const CACHE = process.env.LLAMA_WGPU_CACHE || path.join(os.homedir(), ".cache", "llama-wgpu");
+const WLLAMA_VERSION = "3.13.0";
+const BENCH_TOOLS = path.join(CACHE, "bench-tools");
+const WLLAMA_DIR = path.join(BENCH_TOOLS, "node_modules", "@wllama", "wllama");
+const PLAYWRIGHT = path.join(CACHE, "npm-tools", "node_modules", "playwright-core");
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--enable-unsafe-webgpu",
+  "--no-sandbox",
+  "--headless=new",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+function usage(message) {
+  if (message) process.stderr.write(`browser.mjs: ${message}\n`);
+  process.stderr.write(
+    "usage: node bench/browser.mjs --out DIR --model LABEL=PATH [--model LABEL=PATH ...]\n" +
+      "       [--runs N] [--prompt-tokens N] [--gen-tokens N] [--ref-tokens N] [--quick]\n" +
+      "       [--pkg DIR] [--engines ours,wllama] [--ours-cache true|false]\n",
+  );
+  process.exit(message ? 2 : 0);
+}
+
+function parseArgs(argv) {
+  const o = {
+    out: null,
+    models: [],
+    runs: 3,
+    promptTokens: 128,
+    genTokens: 128,
+    refTokens: 30,
+    quick: false,
+    pkg: path.join(REPO, "pkg"),
+    engines: ["ours", "wllama"],
+    oursCache: true,
+  };
+  const given = new Set();
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const take = () => {
+      if (value !== undefined) return value;
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
+      return argv[++i];
+    };
+    const int = (name) => {
+      const n = Number(take());
+      if (!Number.isInteger(n) || n < 0) usage(`${name} wants a whole number`);
+      given.add(name);
+      return n;
+    };
+    switch (arg) {
+      case "--out": o.out = path.resolve(take()); break;
+      case "--model": {
+        const pair = take();
+        const at = pair.indexOf("=");
+        if (at <= 0) usage(`--model wants LABEL=PATH, got ${pair}`);
+        const label = pair.slice(0, at);
+        if (!/^[A-Za-z0-9_.-]+$/.test(label)) usage(`model label ${label}: letters, digits, _ . - only`);
+        if (o.models.some((m) => m.label === label)) usage(`model label ${label} given twice`);
+        const file = path.resolve(pair.slice(at + 1));
+        if (!fs.existsSync(file)) usage(`${file} does not exist`);
+        o.models.push({ label, file });
+        break;
+      }
+      case "--runs": o.runs = int("runs"); break;
+      case "--prompt-tokens": o.promptTokens = int("promptTokens"); break;
+      case "--gen-tokens": o.genTokens = int("genTokens"); break;
+      case "--ref-tokens": o.refTokens = int("refTokens"); break;
+      case "--quick": o.quick = true; break;
+      case "--pkg": o.pkg = path.resolve(take()); break;
+      case "--engines": {
+        o.engines = take().split(",").filter(Boolean);
+        if (!o.engines.length || o.engines.some((e) => e !== "ours" && e !== "wllama")) usage("--engines: ours, wllama or both");
+        break;
+      }
+      case "--ours-cache": {
+        const v = take();
+        if (v !== "true" && v !== "false") usage("--ours-cache true|false");
+        o.oursCache = v === "true";
+        break;
+      }
+      case "--help": case "-h": usage(); break;
+      default: usage(`unknown argument ${arg}`);
+    }
+  }
+  if (!o.out) usage("--out is required");
+  if (!o.models.length) usage("at least one --model LABEL=PATH is required");
+  if (o.quick) {
+    if (!given.has("runs")) o.runs = 1;
+    if (!given.has("promptTokens")) o.promptTokens = 8;
+    if (!given.has("genTokens")) o.genTokens = 4;
+  }
+  if (o.runs < 1 || o.promptTokens < 1 || o.genTokens < 2) usage("need runs >= 1, prompt tokens >= 1, gen tokens >= 2");
+  return o;
+}
+
+function log(message) {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+// wllama goes into the cache folder, not the checkout; npm is only asked when it is missing.
+function ensureWllama() {
+  const pkgJson = path.join(WLLAMA_DIR, "package.json");
+  const have = fs.existsSync(pkgJson) ? JSON.parse(fs.readFileSync(pkgJson, "utf8")).version : null;
+  if (have !== WLLAMA_VERSION || !fs.existsSync(path.join(WLLAMA_DIR, "esm", "index.js"))) {
+    log(`npm: installing @wllama/wllama@${WLLAMA_VERSION} into ${BENCH_TOOLS}`);
+    fs.mkdirSync(BENCH_TOOLS, { recursive: true });
+    execFileSync("npm", ["install", "--silent", "--no-audit", "--no-fund", "--prefix", BENCH_TOOLS, `@wllama/wllama@${WLLAMA_VERSION}`], {
+      stdio: "inherit",
+    });
+  }
+  for (const f of ["esm/index.js", "esm/wasm/wllama.wasm"]) {
+    if (!fs.existsSync(path.join(WLLAMA_DIR, f))) throw new Error(`${path.join(WLLAMA_DIR, f)} is missing after npm install`);
+  }
+  return JSON.parse(fs.readFileSync(pkgJson, "utf8")).version;
+}
+
+function checkPrerequisites(o) {
+  const missing = [];
+  for (const f of ["index.js", "worker.js", "llama_wgpu_bg.wasm"]) {
+    if (!fs.existsSync(path.join(o.pkg, f))) missing.push(`${path.join(o.pkg, f)} (run ./build.sh build)`);
+  }
+  if (!fs.existsSync(PLAYWRIGHT)) missing.push(`${PLAYWRIGHT} (run ./build.sh setup)`);
+  if (!fs.existsSync(CHROMIUM)) missing.push(`${CHROMIUM} (apt-get install chromium)`);
+  if (missing.length) throw new Error(`missing:\n  ${missing.join("\n  ")}`);
+}
+
+async function startServer(o) {
+  const args = [path.join(REPO, "www", "serve.mjs"), "--port", "0", "--pkg", o.pkg, "--model", o.models[0].file];
+  for (const m of o.models) args.push("--serve", `/models/${m.label}.gguf=${m.file}`);
+  args.push("--serve", `/wllama/=${path.join(WLLAMA_DIR, "esm")}`);
+  args.push("--serve", `/bench/=${path.join(HERE, "page")}`);
+  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`serve.mjs printed nothing in 10 s; stderr: ${stderr}`)), 10_000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = /serving (http:\/\/\S+\/)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve.mjs exited with ${code}; stderr: ${stderr}`));
+    });
+  });
+  return {
+    url,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+        setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"), 3000).unref();
+      }),
+  };
+}
+
+function cpuDescription() {
+  let model = "unknown";
+  try {
+    const line = fs.readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => l.startsWith("model name"));
+    if (line) model = line.split(":").slice(1).join(":").trim();
+  } catch {}
+  return { model, cores: os.cpus().length, memory_gib: +(os.totalmem() / 2 ** 30).toFixed(1) };
+}
+
+// CPU pressure (Linux PSI): the share of time some runnable task waited for a CPU. Other work on
+// the machine (builds, other sessions, possibly invisible to ps) shows here before the benchmark
+// starts; during it, the benchmark's own threads count too.
+function cpuPressure() {
+  try {
+    const line = fs.readFileSync("/proc/pressure/cpu", "utf8").split("\n").find((l) => l.startsWith("some"));
+    const get = (k) => Number(new RegExp(`${k}=([\\d.]+)`).exec(line)?.[1]);
+    return { some_avg10: get("avg10"), some_avg60: get("avg60"), some_avg300: get("avg300") };
+  } catch {
+    return null;
+  }
+}
+
+function machineState() {
+  const [l1, l5, l15] = os.loadavg();
+  return { load_average: [l1, l5, l15], cpu_pressure: cpuPressure() };
+}
+
+function summary(values) {
+  const v = values.filter((x) => typeof x === "number" && Number.isFinite(x));
+  if (!v.length) return { median: null, min: null, max: null, values };
+  const s = [...v].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], values };
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result after ${Math.round(ms / 1000)} s`)), ms);
+    }),
+  ]);
+}
+
+function fmt(x, digits = 2) {
+  return typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "-";
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  checkPrerequisites(o);
+  const wllamaVersion = o.engines.includes("wllama") ? ensureWllama() : null;
+  fs.mkdirSync(o.out, { recursive: true });
+  const { chromium } = createRequire(import.meta.url)(PLAYWRIGHT);
+  const started = Date.now();
+  const stateStart = machineState();
+
+  const server = await startServer(o);
+  log(`server ${server.url}`);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "llama-wgpu-bench-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+
+  const results = {}; // engine -> label -> [run results]
+  const errors = [];
+  const prompts = {}; // label -> prompt text of exactly promptTokens tokens
+  let browserVersion = null;
+  let env = null;
+  try {
+    for (const p of context.pages()) await p.close().catch(() => {});
+    // Seconds a run may take: load, prompt and generation at a pessimistic 0.5 tok/s on the
+    // emulated adapter, the reference text, and slack.
+    const budgetMs = (180 + (o.promptTokens / 5 + o.genTokens + o.refTokens) * 2) * 1000;
+    for (const model of o.models) {
+      const modelUrl = new URL(`/models/${model.label}.gguf`, server.url).href;
+      for (let run = 0; run < o.runs; run++) {
+        for (const engine of o.engines) {
+          const page = await context.newPage();
+          const pageLog = [];
+          page.on("console", (m) => pageLog.push(`[console.${m.type()}] ${m.text()}`));
+          page.on("pageerror", (e) => pageLog.push(`[pageerror] ${e.stack || e.message}`));
+          page.on("crash", () => pageLog.push("[crash]"));
+          const what = `${engine} ${model.label} run ${run + 1}/${o.runs}`;
+          const t0 = Date.now();
+          try {
+            await page.goto(new URL("/bench/index.html", server.url).href);
+            if (!browserVersion) {
+              const cdp = await context.newCDPSession(page);
+              browserVersion = (await cdp.send("Browser.getVersion")).product;
+              await cdp.detach().catch(() => {});
+            }
+            // The reference text is generated once per engine and model (first run).
+            const refTokens = run === 0 ? o.refTokens : 0;
+            const args = {
+              modelUrl,
+              promptText: prompts[model.label] ?? null,
+              promptTokens: o.promptTokens,
+              genTokens: o.genTokens,
+              refTokens,
+            };
+            if (engine === "wllama" && !args.promptText) {
+              log(`${model.label}: building the ${o.promptTokens}-token prompt with llama-wgpu's tokenizer`);
+              args.promptText = prompts[model.label] = await withTimeout(
+                page.evaluate((a) => import("/bench/bench-page.js").then((m) => m.preparePrompt(a)), { modelUrl, promptTokens: o.promptTokens }),
+                budgetMs,
+                `${model.label} prompt`,
+              );
+            }
+            const fn =
+              engine === "ours"
+                ? (a) => import("/bench/bench-page.js").then((m) => m.runOurs(a))
+                : (a) => import("/bench/bench-page.js").then((m) => m.runWllama(a));
+            const extra = engine === "ours" ? { cache: o.oursCache, clearCache: true } : { useCache: true, clearCache: true };
+            const r = await withTimeout(page.evaluate(fn, { ...args, ...extra }), budgetMs, what);
+            if (engine === "ours" && !prompts[model.label]) prompts[model.label] = r.promptText;
+            env = env ?? r.env;
+            delete r.promptText;
+            r.machine_state_after = machineState();
+            ((results[engine] ??= {})[model.label] ??= []).push(r);
+            log(
+              `${what}: load ${fmt(r.load_s)} s, prefill ${fmt(r.prefill_tokens_per_s, 1)} tok/s, ` +
+                `decode ${fmt(r.decode_tokens_per_s, 1)} tok/s, ttft ${fmt(r.ttft_s)} s (${((Date.now() - t0) / 1000).toFixed(0)} s)` +
+                (r.text != null ? `\n        text: ${JSON.stringify(r.text)}` : ""),
+            );
+          } catch (err) {
+            const message = `${what}: ${err.message}`;
+            const [first, ...rest] = String(err.message).split("\n");
+            errors.push({ engine, model: model.label, run: run + 1, error: first.replace(/^page\.evaluate: /, ""), detail: rest.join("\n"), log: pageLog.slice(-30) });
+            log(`FAILED ${message}\n${pageLog.slice(-30).join("\n")}`);
+          } finally {
+            await page.close().catch(() => {});
+          }
+        }
+      }
+    }
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+    await server.stop();
+  }
+
+  const engines = {};
+  for (const [engine, byModel] of Object.entries(results)) {
+    engines[engine] = {};
+    for (const [label, runs] of Object.entries(byModel)) {
+      const pick = (k) => summary(runs.map((r) => r[k]));
+      engines[engine][label] = {
+        load_s: pick("load_s"),
+        prefill_tokens_per_s: pick("prefill_tokens_per_s"),
+        decode_tokens_per_s: pick("decode_tokens_per_s"),
+        ttft_s: pick("ttft_s"),
+        ttft_wall_s: pick("ttft_wall_s"),
+        text: runs.find((r) => r.text != null)?.text ?? null,
+        prompt_tokens: runs[0].prompt_tokens,
+        completion_tokens: runs[0].completion_tokens,
+        file: o.models.find((m) => m.label === label).file,
+        file_bytes: fs.statSync(o.models.find((m) => m.label === label).file).size,
+        info: runs[0].info,
+        ...(engine === "ours" ? { load_s_engine: pick("load_s_engine"), load_phases: runs.map((r) => r.load_phases) } : {}),
+        ...(engine === "wllama" ? { decode_tokens_per_s_reported: pick("decode_tokens_per_s_reported"), log_excerpt: runs[0].log_excerpt } : {}),
+        bench_text_head: runs[0].bench_text_head,
+        cpu_pressure_after_each_run: runs.map((r) => r.machine_state_after?.cpu_pressure?.some_avg10 ?? null),
+      };
+    }
+  }
+  const ratios = {};
+  for (const m of o.models) {
+    const a = engines.ours?.[m.label];
+    const b = engines.wllama?.[m.label];
+    if (!a || !b) continue;
+    const r = (x, y) => (x.median != null && y.median ? x.median / y.median : null);
+    a.bench_text_agrees = a.bench_text_head != null && a.bench_text_head === b.bench_text_head;
+    ratios[m.label] = {
+      load_s: r(a.load_s, b.load_s),
+      prefill: r(a.prefill_tokens_per_s, b.prefill_tokens_per_s),
+      decode: r(a.decode_tokens_per_s, b.decode_tokens_per_s),
+      ttft: r(a.ttft_s, b.ttft_s),
+    };
+  }
+  const oursAny = Object.values(engines.ours ?? {})[0];
+  const wllamaAny = Object.values(engines.wllama ?? {})[0];
+  const out = {
+    browser: browserVersion,
+    browser_flags: CHROMIUM_ARGS,
+    adapter: oursAny?.info?.adapter ?? null,
+    adapter_info: env?.adapter ?? null,
+    cpu: cpuDescription(),
+    machine_state: { before: stateStart, after: machineState() },
+    date: new Date().toISOString(),
+    runs: o.runs,
+    quick: o.quick,
+    prompt_tokens: o.promptTokens,
+    gen_tokens: o.genTokens,
+    ref_prompt: "Once upon a time",
+    ref_tokens: o.refTokens,
+    models: Object.fromEntries(o.models.map((m) => [m.label, { file: m.file, bytes: fs.statSync(m.file).size }])),
+    method: {
+      order: "per model and run: " + o.engines.join(", ") + " alternating, each in a fresh page of one Chromium profile",
+      ours: `createWorkerEngine({model: url, cache: ${o.oursCache}}) after deleteCachedModel(url) (a first visit); ` +
+        "generate(prompt, {maxTokens, temperature: 0, ignoreEos: true}); figures from engine.stats()",
+      wllama: "loadModelFromUrl(url, {n_threads: navigator.hardwareConcurrency, n_ctx, useCache: true}) after cacheManager.clear() (a first visit); " +
+        "createCompletion({prompt, max_tokens, temperature: 0, ignore_eos: true, cache_prompt: false}); figures from llama.cpp's timings: " +
+        "prefill = prompt_n / prompt_ms, decode = (predicted_n - 1) / predicted_ms, ttft = prompt_ms",
+      load_s: "page clock from the create/load call to its resolved promise, downloading from the same local server",
+      ttft_s: "engine-reported: from the start of the generation call to the first sampled token; ttft_wall_s is the page's clock to the first text piece",
+    },
+    page: env,
+    wllama: wllamaVersion
+      ? {
+          version: wllamaVersion,
+          libllama: wllamaAny?.info?.libllama ?? null,
+          threads: wllamaAny?.info?.threads ?? null,
+          multithread: wllamaAny?.info?.multithread ?? null,
+          cross_origin_isolated: env?.crossOriginIsolated ?? null,
+          hardware_concurrency: env?.hardwareConcurrency ?? null,
+          webgpu_api_present: wllamaAny?.info?.isSupportWebGPU ?? null,
+          adapter_shader_f16: wllamaAny?.info?.adapter_shader_f16 ?? null,
+          backend: wllamaAny?.info?.backend ?? null,
+          model_buffers: wllamaAny?.info?.model_buffers ?? null,
+        }
+      : null,
+    engines,
+    ratios,
+    errors,
+    wall_s: (Date.now() - started) / 1000,
+  };
+  const file = path.join(o.out, "browser.json");
+  fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
+  log(`wrote ${file} (${out.wall_s.toFixed(0)} s)`);
+  for (const [label, r] of Object.entries(ratios)) {
+    log(`${label} ours/wllama: load ${fmt(r.load_s)}, prefill ${fmt(r.prefill)}, decode ${fmt(r.decode)}, ttft ${fmt(r.ttft)}`);
+  }
+  if (errors.length) {
+    log(`${errors.length} run(s) failed`);
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`browser.mjs: ${err.stack || err.message}\n`);
+  process.exit(1);
+});

@@ -20,6 +20,7 @@ use crate::gpu::kernels::sample::GpuSampler;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
 use crate::gpu::weights::{upload_tensor_as_f32, GpuWeight};
 use crate::gpu::GpuContext;
+use crate::quant::GgmlType;
 use crate::sampler::Sampler;
 
 /// Prompt tokens per prefill batch: large enough that the weights are read once per batch
@@ -54,6 +55,19 @@ pub struct Weights {
 impl Weights {
     fn lm_head(&self) -> &GpuWeight {
         self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// Distinct types of the block matrices (what prefill multiplies).
+    fn block_types(&self) -> Vec<GgmlType> {
+        let mut types: Vec<GgmlType> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .map(|w| w.ty)
+            .collect();
+        types.sort_by_key(|t| t.id());
+        types.dedup();
+        types
     }
 }
 
@@ -293,9 +307,17 @@ impl GpuModel {
             )));
         }
         let kernels = Kernels {
-            matvec: MatVec::new(&ctx).await?,
-            matmul: MatMul::new(&ctx).await?,
-            embed: Embed::new(&ctx).await?,
+            // Only the pipelines this model's weight types need.
+            matvec: MatVec::for_types(&ctx, &{
+                let mut types = weights.block_types();
+                if !types.contains(&weights.lm_head().ty) {
+                    types.push(weights.lm_head().ty);
+                }
+                types
+            })
+            .await?,
+            matmul: MatMul::for_types(&ctx, &weights.block_types()).await?,
+            embed: Embed::for_types(&ctx, &[weights.token_embd.ty]).await?,
             norm: RmsNorm::new(&ctx, &config).await?,
             rope: Rope::new(&ctx, &config).await?,
             attention: Attention::new(&ctx, &config).await?,

@@ -7,7 +7,7 @@ use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
 use crate::gpu::kernels::matvec::{
     binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
 };
-use crate::gpu::weights::{GpuWeight, UNIT};
+use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
 use crate::gpu::GpuContext;
 use crate::quant::GgmlType;
 
@@ -23,8 +23,13 @@ pub struct Embed {
 
 impl Embed {
     pub async fn new(ctx: &GpuContext) -> Result<Embed> {
+        Self::for_types(ctx, &GPU_TYPES).await
+    }
+
+    /// Gathers from tables of these types only.
+    pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<Embed> {
         Ok(Embed {
-            kernels: compile(ctx, "embed", EMBED_WGSL).await?,
+            kernels: compile(ctx, "embed", EMBED_WGSL, types).await?,
         })
     }
 

@@ -99,13 +99,23 @@ impl WeightParams {
 }
 
 /// One pipeline per GPU type, compiled from `driver`.
+/// One pipeline of `driver` per type in `types` (a model compiles only the types it holds:
+/// pipeline creation is the bulk of a load on emulated adapters).
 pub(crate) async fn compile(
     ctx: &GpuContext,
     family: &str,
     driver: &str,
+    types: &[GgmlType],
 ) -> Result<Vec<(GgmlType, Kernel)>> {
-    let mut kernels = Vec::with_capacity(GPU_TYPES.len());
-    for ty in GPU_TYPES {
+    let mut kernels = Vec::with_capacity(types.len());
+    for &ty in types {
+        if !GPU_TYPES.contains(&ty) {
+            return Err(Error::UnsupportedTensorType {
+                tensor: format!("({family})"),
+                ty: ty.name().to_string(),
+                hint: " on the GPU",
+            });
+        }
         let text = [decode_source(ty).as_str(), driver].join("\n");
         let name = format!("{family}_{}", ty.name().to_lowercase());
         kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
@@ -234,6 +244,15 @@ impl MatVec {
 
     /// A chosen variant (tests run both on one adapter).
     pub async fn with_variant(ctx: &GpuContext, variant: MatVecVariant) -> Result<MatVec> {
+        Self::build(ctx, variant, &GPU_TYPES).await
+    }
+
+    /// The adapter's variant for just these weight types (what a model needs).
+    pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<MatVec> {
+        Self::build(ctx, MatVecVariant::for_context(ctx), types).await
+    }
+
+    async fn build(ctx: &GpuContext, variant: MatVecVariant, types: &[GgmlType]) -> Result<MatVec> {
         let (family, driver) = match variant {
             MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
             MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP),
@@ -241,7 +260,7 @@ impl MatVec {
         let driver = [MATVEC_COMMON, driver].join("\n");
         Ok(MatVec {
             variant,
-            kernels: compile(ctx, family, &driver).await?,
+            kernels: compile(ctx, family, &driver, types).await?,
         })
     }
 
@@ -319,6 +338,15 @@ impl MatMul {
 
     /// A chosen variant (tests run both on one adapter).
     pub async fn with_variant(ctx: &GpuContext, variant: MatMulVariant) -> Result<MatMul> {
+        Self::build(ctx, variant, &GPU_TYPES).await
+    }
+
+    /// The adapter's variant for just these weight types (what a model needs).
+    pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<MatMul> {
+        Self::build(ctx, MatMulVariant::for_context(ctx), types).await
+    }
+
+    async fn build(ctx: &GpuContext, variant: MatMulVariant, types: &[GgmlType]) -> Result<MatMul> {
         let (family, driver) = match variant {
             MatMulVariant::RowsPerInvocation => ("matmul_rows", MATMUL_ROWS),
             MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
@@ -326,7 +354,7 @@ impl MatMul {
         let driver = [MATVEC_COMMON, driver].join("\n");
         Ok(MatMul {
             variant,
-            kernels: compile(ctx, family, &driver).await?,
+            kernels: compile(ctx, family, &driver, types).await?,
         })
     }
 

@@ -314,7 +314,7 @@ function markdown(r) {
     L.push("");
     L.push(
       `On \`${k.adapter ?? "?"}\`. Copy ceiling (a plain copy kernel's read bandwidth): **${num(k.copy_gbps)} GB/s**. ` +
-        "Matvec GB/s counts the weight bytes read; the share is of that ceiling.",
+        "Matvec GB/s counts the bytes it reads and writes (the quantized weights, x and y) per second; the share is of that ceiling. Small matrices fit in the CPU caches the emulator runs on, so they can beat a copy through memory.",
     );
     if (k.matvec?.length) {
       L.push("");

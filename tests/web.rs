@@ -156,26 +156,34 @@ fn small_llama() -> Vec<u8> {
     w.to_bytes()
 }
 
+/// One event of the streaming reader: the header sets up the weight loader, tensor pieces go
+/// straight to GPU buffers (what `ModelLoader` does, minus the tokenizer).
+fn into_gpu(
+    ctx: &GpuContext,
+    state: &mut Option<(Config, WeightLoader)>,
+    event: Event<'_>,
+) -> llama_wgpu::Result<()> {
+    match event {
+        Event::Header(h) => {
+            let config = Config::from_header(h)?;
+            let loader = WeightLoader::new(ctx, h, &config)?;
+            *state = Some((config, loader));
+        }
+        Event::TensorData {
+            tensor,
+            offset,
+            bytes,
+        } => state.as_mut().unwrap().1.write(tensor, offset, bytes)?,
+        Event::TensorDone { .. } => {}
+    }
+    Ok(())
+}
+
 /// Push `bytes` through the streaming reader in `chunk`-byte pieces into GPU weights.
 async fn stream_into_gpu(ctx: &GpuContext, bytes: &[u8], chunk: usize) -> GpuModel {
     let mut reader = StreamReader::new(None);
     let mut state: Option<(Config, WeightLoader)> = None;
-    let mut sink = |event: Event<'_>| -> llama_wgpu::Result<()> {
-        match event {
-            Event::Header(h) => {
-                let config = Config::from_header(h)?;
-                let loader = WeightLoader::new(ctx, h, &config)?;
-                state = Some((config, loader));
-            }
-            Event::TensorData {
-                tensor,
-                offset,
-                bytes,
-            } => state.as_mut().unwrap().1.write(tensor, offset, bytes)?,
-            Event::TensorDone { .. } => {}
-        }
-        Ok(())
-    };
+    let mut sink = |event: Event<'_>| into_gpu(ctx, &mut state, event);
     for piece in bytes.chunks(chunk) {
         reader.push(piece, &mut sink).unwrap();
     }
@@ -339,22 +347,7 @@ async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
     let ctx = gpu().await;
     let mut reader = StreamReader::new(Some(total));
     let mut state: Option<(Config, WeightLoader)> = None;
-    let mut sink = |event: Event<'_>| -> llama_wgpu::Result<()> {
-        match event {
-            Event::Header(h) => {
-                let config = Config::from_header(h)?;
-                let loader = WeightLoader::new(&ctx, h, &config)?;
-                state = Some((config, loader));
-            }
-            Event::TensorData {
-                tensor,
-                offset,
-                bytes,
-            } => state.as_mut().unwrap().1.write(tensor, offset, bytes)?,
-            Event::TensorDone { .. } => {}
-        }
-        Ok(())
-    };
+    let mut sink = |event: Event<'_>| into_gpu(&ctx, &mut state, event);
     reader.push(&header, &mut sink).unwrap();
     // Zero bytes are a valid encoding of every tensor here (norms of 0.0, Q8_0 blocks with
     // scale 0), so one reusable chunk serves the whole stream.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gguf::TensorInfo;
 use crate::gpu::kernel::{storage_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::kernels::matvec::{grid, MatMul, MatVec};
-use crate::gpu::weights::GpuWeight;
+use crate::gpu::weights::{GpuWeight, GPU_TYPES};
 use crate::gpu::GpuContext;
 use crate::quant::GgmlType;
 
@@ -61,15 +61,6 @@ fn matvec_shapes(ty: GgmlType) -> Vec<(u64, u64)> {
         ],
     }
 }
-
-const MATVEC_TYPES: [GgmlType; 6] = [
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-];
 
 /// Deterministic filler bytes (speed does not depend on the values).
 fn filler(n: u64) -> Vec<u8> {
@@ -148,7 +139,8 @@ pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> 
 
     let matvec = MatVec::new(ctx).await?;
     let mut matvec_figures = Vec::new();
-    for ty in MATVEC_TYPES {
+    // Every GPU type but F32, which no model uses for its large matrices.
+    for ty in GPU_TYPES.into_iter().filter(|&t| t != GgmlType::F32) {
         let shapes = matvec_shapes(ty);
         for &(rows, cols) in shapes.iter().take(if quick { 1 } else { shapes.len() }) {
             let w = weight(ctx, ty, rows, cols)?;

@@ -148,7 +148,7 @@ test_browser() {
   log "Playwright in headless Chromium (tests/browser/)"
   node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs
   log "the benchmark harness in quick mode (every engine must produce figures and text)"
-  cmd_bench --quick
+  PKG_JUST_BUILT=1 cmd_bench --quick
 }
 
 # The npm package in pkg/: the crate compiled to wasm32, wasm-bindgen's ES module glue, wasm-opt,
@@ -197,7 +197,8 @@ cmd_demo() {
 cmd_bench() {
   local quick=""
   [ "${1:-}" = "--quick" ] && quick=1
-  cmd_build
+  # ./build.sh test has just built pkg/.
+  [ -n "${PKG_JUST_BUILT:-}" ] || cmd_build
   cargo build --release --quiet
   local bin="$CARGO_TARGET_DIR/release/llama-wgpu"
   local q8="$CACHE/models/SmolLM2-135M-Instruct.Q8_0.gguf"
@@ -248,7 +249,7 @@ bench_llama_cpp() {
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
     log "pip: building llama-cpp-python into $venv (about 12 minutes)"
     python3 -m venv "$venv"
-    retry_once "pip install llama-cpp-python" "$venv/bin/pip" install -q llama-cpp-python
+    retry_once "pip install llama-cpp-python" "$venv/bin/pip" install -q llama-cpp-python numpy
   fi
   "$venv/bin/python" "$ROOT/bench/llama_cpp_bench.py" --model "$DEFAULT_MODEL" \
     --prompt-tokens 128 --gen-tokens 128 --repeats 3 > "$1/native-llama-cpp.json"

@@ -31,9 +31,11 @@ def main():
     a = p.parse_args()
 
     start = time.perf_counter()
-    llm = Llama(model_path=a.model, n_ctx=a.prompt_tokens + a.gen_tokens + 8,
-                n_batch=max(a.prompt_tokens, 8), n_threads=a.threads, logits_all=False,
-                verbose=False)
+    # n_batch = n_ctx: the whole prompt in one batch, and llama-cpp-python sizes its logits
+    # table by n_batch when logits_all is off (the last row of each eval is all it keeps).
+    n_ctx = a.prompt_tokens + a.gen_tokens + 8
+    llm = Llama(model_path=a.model, n_ctx=n_ctx, n_batch=n_ctx, n_threads=a.threads,
+                logits_all=False, verbose=False)
     load_s = time.perf_counter() - start
 
     # The same kind of prompt as `llama-wgpu bench`: ordinary prose, repeated and cut.

@@ -21,6 +21,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { CHROMIUM_ARGS, startServer as startServeMjs } from "../tests/browser/helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
@@ -30,15 +31,7 @@ const BENCH_TOOLS = path.join(CACHE, "bench-tools");
 const WLLAMA_DIR = path.join(BENCH_TOOLS, "node_modules", "@wllama", "wllama");
 const PLAYWRIGHT = path.join(CACHE, "npm-tools", "node_modules", "playwright-core");
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--enable-unsafe-webgpu",
-  "--no-sandbox",
-  "--headless=new",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
+
 
 function usage(message) {
   if (message) process.stderr.write(`browser.mjs: ${message}\n`);
@@ -160,40 +153,14 @@ function checkPrerequisites(o) {
   if (missing.length) throw new Error(`missing:\n  ${missing.join("\n  ")}`);
 }
 
-async function startServer(o) {
-  const args = [path.join(REPO, "www", "serve.mjs"), "--port", "0", "--pkg", o.pkg, "--model", o.models[0].file];
+// www/serve.mjs on a free port serving the models, the package, wllama and the bench page
+// (the tests' launcher: same readiness check and shutdown).
+function startServer(o) {
+  const args = ["--pkg", o.pkg, "--model", o.models[0].file];
   for (const m of o.models) args.push("--serve", `/models/${m.label}.gguf=${m.file}`);
   args.push("--serve", `/wllama/=${path.join(WLLAMA_DIR, "esm")}`);
   args.push("--serve", `/bench/=${path.join(HERE, "page")}`);
-  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const url = await new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`serve.mjs printed nothing in 10 s; stderr: ${stderr}`)), 10_000);
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = /serving (http:\/\/\S+\/)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve.mjs exited with ${code}; stderr: ${stderr}`));
-    });
-  });
-  return {
-    url,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-        setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"), 3000).unref();
-      }),
-  };
+  return startServeMjs(args);
 }
 
 function cpuDescription() {

@@ -212,6 +212,7 @@ cmd_bench() {
       --prefix "$CACHE/bench-tools" "@wllama/wllama@$WLLAMA_VERSION"
   fi
   local out args
+  export BENCH_COMMIT; BENCH_COMMIT="$(git rev-parse --short HEAD)"
   if [ -n "$quick" ]; then
     out="$(mktemp -d)"
     args=(--prompt-tokens 8 --gen-tokens 4 --repeats 1 --context-length 256 --json)

@@ -481,17 +481,14 @@ function chartSvg(r) {
 
 function updateBenchmarks(file, md, chartFile) {
   let body = md;
-  // The chart link in results.md is relative to DIR; make it relative to FILE.
+  // The chart is copied next to FILE (bench-results/ is not committed, FILE is), and the link
+  // in results.md (relative to DIR) points at the copy.
   const dir = path.dirname(file);
   if (chartFile) {
-    let rel = path.relative(dir, chartFile);
-    if (rel.startsWith("..") || path.isAbsolute(rel)) {
-      const copy = path.join(dir, `${path.basename(file, path.extname(file))}-chart.svg`);
-      fs.copyFileSync(chartFile, copy);
-      process.stderr.write(`report.mjs: copied the chart to ${copy}\n`);
-      rel = path.basename(copy);
-    }
-    body = body.replace(/\]\(chart\.svg\)/g, `](${rel.split(path.sep).join("/")})`);
+    const copy = path.join(dir, `${path.basename(file, path.extname(file))}-chart.svg`);
+    fs.copyFileSync(chartFile, copy);
+    process.stderr.write(`report.mjs: copied the chart to ${copy}\n`);
+    body = body.replace(/\]\(chart\.svg\)/g, `](${path.basename(copy)})`);
   }
   const section = `${START}\n${body.trimEnd()}\n${END}`;
   let text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "# Benchmarks\n";
@@ -522,7 +519,8 @@ function main() {
   for (const k of Object.keys(native)) if (!native[k]) delete native[k];
   const status = git(["status", "--porcelain", "--untracked-files=no"]);
   const results = {
-    commit: git(["rev-parse", "--short", "HEAD"]),
+    // build.sh bench fixes the commit when it starts (HEAD may move while the bench runs).
+    commit: process.env.BENCH_COMMIT || git(["rev-parse", "--short", "HEAD"]),
     commit_dirty: status == null ? null : status.length > 0,
     date: new Date().toISOString(),
     machine: machine(browser),

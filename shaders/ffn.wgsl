@@ -1,15 +1,14 @@
-// Elementwise ops of the feed-forward block and the residual stream, over the step's n_tokens
-// rows of `width` values: dst[t][i] = EXPR, substituted by ffn.rs per op:
-//   silu_mul (in place):  silu(dst) * src                  dst = gate, src = up
-//   add:                  dst + src                        dst = x, src = y
+// The SwiGLU gate in place over the step's n_tokens rows of `width` values:
+// gate[t][i] = silu(gate[t][i]) * up[t][i]. (Residual adds need no kernel: the output
+// projections accumulate into x, see matvec.rs.)
 
 struct Step { pos: u32, n_tokens: u32, sample_step: u32, pad: u32 }
 struct Params { width: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> up: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gate: array<f32>;
 
 fn silu(x: f32) -> f32 {
     return x / (1.0 + exp(-x));
@@ -24,5 +23,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let o = t * w + i;
-    dst[o] = {{EXPR}};
+    gate[o] = silu(gate[o]) * up[o];
 }

@@ -585,17 +585,6 @@ fn silu_mul_and_add_match_the_cpu() {
         let err = max_rel_err(&got[..used], &want[..used], 1e-3);
         assert!(err < 4e-6, "silu_mul width {width}: {err}");
         assert_eq!(&got[used..], &gate[used..]);
-
-        // x += y is one correctly rounded addition: exact.
-        let (xb, yb) = (upload(ctx, &gate), upload(ctx, &up));
-        let op = ffn
-            .add(ctx, &stepb, whole(&xb), whole(&yb), width, max_tokens)
-            .unwrap();
-        run(ctx, &[op]);
-        let got = read(ctx, &xb, n);
-        let sum: Vec<f32> = gate.iter().zip(&up).map(|(x, y)| x + y).collect();
-        assert_eq!(&got[..used], &sum[..used]);
-        assert_eq!(&got[used..], &gate[used..]);
     }
 }
 
@@ -642,8 +631,6 @@ fn wrong_shapes_are_errors_not_panics() {
 
     let ffn = pollster::block_on(Ffn::new(ctx)).unwrap();
     let op = ffn.silu_mul(ctx, &stepb, whole(&big), whole(&small), 1536, 1);
-    assert_eq!(invalid(op), "INVALID_ARGUMENT");
-    let op = ffn.add(ctx, &stepb, whole(&big), whole(&big), 1536, 1);
     assert_eq!(invalid(op), "INVALID_ARGUMENT");
 
     let cache = KvCache::new(ctx, &c, 16).unwrap();
@@ -749,15 +736,11 @@ fn decode_op_timings() {
     let silu_op = vec![ffn
         .silu_mul(ctx, &stepb, whole(&gate), whole(&up), 1536, 1)
         .unwrap()];
-    let add_op = vec![ffn
-        .add(ctx, &stepb, whole(&x), whole(&out), 576, 1)
-        .unwrap()];
     let cases: Vec<(String, usize, Vec<Op>)> = vec![
         ("rmsnorm (row per invocation)".into(), 0, norm_op(&rows)),
         ("rmsnorm (row per workgroup)".into(), 0, norm_op(&tree)),
         ("rope + kv append".into(), 1000, rope_ops),
         ("silu_mul 1536".into(), 0, silu_op),
-        ("add 576".into(), 0, add_op),
         ("attention pos 0".into(), 0, attn(&scratch)),
         ("attention pos 1000".into(), 1000, attn(&scratch)),
         ("attention pos 1000, 1 chunk".into(), 1000, attn(&one)),

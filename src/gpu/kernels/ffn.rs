@@ -1,6 +1,5 @@
-//! The elementwise ops around the feed-forward matvecs: the SiLU gate
-//! `g = silu(gate) * up` and the residual add `x += y`, over the step's `n_tokens` rows.
-//! One shader (`ffn.wgsl`) with the expression substituted per op.
+//! The SwiGLU gate between the feed-forward matvecs: `gate = silu(gate) * up` over the
+//! step's `n_tokens` rows (`ffn.wgsl`). Residual adds are fused into the output matvecs.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -21,20 +20,13 @@ struct Params {
 
 pub struct Ffn {
     silu_mul: Kernel,
-    add: Kernel,
 }
 
 impl Ffn {
     pub async fn new(ctx: &GpuContext) -> Result<Ffn> {
-        let kernel = |name, expr| {
-            let source = ShaderSource::new(FFN_WGSL)
-                .define("WG", WORKGROUP)
-                .define("EXPR", expr);
-            Kernel::new(ctx, name, source)
-        };
+        let source = ShaderSource::new(FFN_WGSL).define("WG", WORKGROUP);
         Ok(Ffn {
-            silu_mul: kernel("silu_mul", "silu(dst[o]) * src[o]").await?,
-            add: kernel("add", "dst[o] + src[o]").await?,
+            silu_mul: Kernel::new(ctx, "silu_mul", source).await?,
         })
     }
 
@@ -50,39 +42,11 @@ impl Ffn {
     ) -> Result<Op> {
         check_f32(ctx, "silu_mul gate", &gate, max_tokens * n_ff)?;
         check_f32(ctx, "silu_mul up", &up, max_tokens * n_ff)?;
-        self.elementwise(ctx, &self.silu_mul, step, up, gate, n_ff, max_tokens)
-    }
-
-    /// `x += y`; `x`, `y`: `[max_tokens][dim]`.
-    pub fn add(
-        &self,
-        ctx: &GpuContext,
-        step: &wgpu::Buffer,
-        x: wgpu::BufferBinding<'_>,
-        y: wgpu::BufferBinding<'_>,
-        dim: usize,
-        max_tokens: usize,
-    ) -> Result<Op> {
-        check_f32(ctx, "add x", &x, max_tokens * dim)?;
-        check_f32(ctx, "add y", &y, max_tokens * dim)?;
-        self.elementwise(ctx, &self.add, step, y, x, dim, max_tokens)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn elementwise(
-        &self,
-        ctx: &GpuContext,
-        kernel: &Kernel,
-        step: &wgpu::Buffer,
-        src: wgpu::BufferBinding<'_>,
-        dst: wgpu::BufferBinding<'_>,
-        width: usize,
-        max_tokens: usize,
-    ) -> Result<Op> {
+        let kernel = &self.silu_mul;
         check_step(step)?;
         check_tokens(&kernel.name, max_tokens)?;
-        check_distinct(&kernel.name, &[&dst], &[&src])?;
-        let width = to_u32("row width", width)?;
+        check_distinct(&kernel.name, &[&gate], &[&up])?;
+        let width = to_u32("row width", n_ff)?;
         let params = uniform_buffer(
             ctx,
             &kernel.name,
@@ -92,6 +56,6 @@ impl Ffn {
             },
         );
         let groups = [width.div_ceil(WORKGROUP), max_tokens as u32, 1];
-        Ok(kernel.op(ctx, &[whole(step), whole(&params), src, dst], groups))
+        Ok(kernel.op(ctx, &[whole(step), whole(&params), up, gate], groups))
     }
 }

@@ -19,7 +19,6 @@ pub mod quant;
 pub mod quantize;
 pub mod reference;
 pub mod sampler;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod synth;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

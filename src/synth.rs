@@ -24,34 +24,29 @@ fn f16_fields(ty: GgmlType) -> Option<&'static [usize]> {
     })
 }
 
-/// `n_bytes` of valid `ty` blocks; vectors (norms) are all 1.0.
-fn tensor_bytes(ty: GgmlType, n_bytes: u64, vector: bool, seed: &mut u64) -> Result<Vec<u8>> {
-    let fields = f16_fields(ty).ok_or_else(|| {
-        Error::InvalidArgument(format!("synthetic {ty} weights are not supported"))
-    })?;
+/// `n_bytes` of random valid `ty` blocks: random quants, every f16 scale field (and every F32
+/// value) uniform in [-0.05, 0.05), so products stay finite. `seed` advances. Shared by
+/// synthetic models, the kernel benchmark and the kernel tests.
+pub fn random_blocks(ty: GgmlType, n_bytes: u64, seed: &mut u64) -> Result<Vec<u8>> {
+    let fields = f16_fields(ty)
+        .ok_or_else(|| Error::InvalidArgument(format!("random {ty} blocks are not supported")))?;
     let mut next = || {
         *seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         (*seed >> 33) as u32
     };
+    let small = |bits: u32| (bits as f32 / u32::MAX as f32 - 0.5) * 0.1;
     if ty == GgmlType::F32 {
         return Ok((0..n_bytes / 4)
-            .flat_map(|_| {
-                let v = if vector {
-                    1.0
-                } else {
-                    (next() as f32 / u32::MAX as f32 - 0.5) * 0.1
-                };
-                v.to_le_bytes()
-            })
+            .flat_map(|_| small(next()).to_le_bytes())
             .collect());
     }
     let mut bytes: Vec<u8> = (0..n_bytes).map(|_| next() as u8).collect();
     for block in bytes.chunks_exact_mut(ty.type_size() as usize) {
         for &at in fields {
-            let scale = (next() as f32 / u32::MAX as f32 + 0.5) * 0.01;
-            block[at..at + 2].copy_from_slice(&f16::from_f32(scale).to_le_bytes());
+            let scale = f16::from_f32(small(next()));
+            block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
         }
     }
     Ok(bytes)
@@ -86,7 +81,11 @@ pub fn synthesize(gguf: &[u8], out: &std::path::Path, header_only: bool) -> Resu
             let at = header.data_offset + t.offset;
             file.write_all(&vec![0u8; (at - written) as usize])
                 .map_err(io)?;
-            let data = tensor_bytes(t.ty, t.n_bytes, t.dims.len() == 1, &mut seed)?;
+            // Norm weights of 1.0, so activations keep their scale.
+            let data = match t.dims.len() {
+                1 if t.ty == GgmlType::F32 => 1f32.to_le_bytes().repeat((t.n_bytes / 4) as usize),
+                _ => random_blocks(t.ty, t.n_bytes, &mut seed)?,
+            };
             file.write_all(&data).map_err(io)?;
             written = at + t.n_bytes;
         }

@@ -62,18 +62,6 @@ fn matvec_shapes(ty: GgmlType) -> Vec<(u64, u64)> {
     }
 }
 
-/// Deterministic filler bytes (speed does not depend on the values).
-fn filler(n: u64) -> Vec<u8> {
-    let mut state = 0x2545_f491u32;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            // Keep f16 scale fields finite: clear the top exponent bit of every byte pair.
-            (state >> 24) as u8 & 0xBF
-        })
-        .collect()
-}
-
 fn weight(ctx: &GpuContext, ty: GgmlType, rows: u64, cols: u64) -> Result<GpuWeight> {
     let n_bytes = ty
         .bytes_for(rows * cols)
@@ -85,7 +73,13 @@ fn weight(ctx: &GpuContext, ty: GgmlType, rows: u64, cols: u64) -> Result<GpuWei
         offset: 0,
         n_bytes,
     };
-    GpuWeight::upload(ctx, &info, &filler(n_bytes))
+    // Speed does not depend on the values; valid blocks keep every result finite.
+    let mut seed = rows ^ cols;
+    GpuWeight::upload(
+        ctx,
+        &info,
+        &crate::synth::random_blocks(ty, n_bytes, &mut seed)?,
+    )
 }
 
 /// Seconds per run of `ops` (in order), as described at the top of this file.

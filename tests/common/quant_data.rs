@@ -3,6 +3,7 @@
 
 use llama_wgpu::gguf::TensorInfo;
 use llama_wgpu::quant::{self, GgmlType};
+use llama_wgpu::synth::random_blocks;
 
 /// A tensor's GGUF bytes and its values as `quant.rs` decodes them.
 pub struct Tensor {
@@ -21,28 +22,11 @@ impl Tensor {
         }
     }
 
-    /// Random valid blocks of `ty`: random bytes, with every f16 scale field set to a small
-    /// finite value (random bytes would give infinities and NaNs).
+    /// Random valid blocks of `ty` (`llama_wgpu::synth::random_blocks`: random quants, small
+    /// finite f16 scales of either sign).
     pub fn random(ty: GgmlType, rows: u64, cols: u64, rng: &mut Rng) -> Tensor {
         let n_bytes = ty.bytes_for(rows * cols).unwrap();
-        let mut bytes: Vec<u8> = (0..n_bytes).map(|_| rng.next() as u8).collect();
-        for block in bytes.chunks_exact_mut(ty.type_size() as usize) {
-            let f16_fields: &[usize] = match ty {
-                GgmlType::F32 => {
-                    block.copy_from_slice(&rng.uniform(1.0).to_le_bytes());
-                    &[]
-                }
-                GgmlType::F16 => &[0],
-                GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
-                GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
-                GgmlType::Q6_K => &[208],
-                _ => unreachable!("{ty} has no GPU kernel"),
-            };
-            for &at in f16_fields {
-                let scale = half::f16::from_f32(rng.uniform(0.05));
-                block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
-            }
-        }
+        let bytes = random_blocks(ty, n_bytes, &mut rng.0).unwrap();
         let info = TensorInfo {
             name: format!("random.{ty}.{rows}x{cols}"),
             dims: vec![cols, rows],

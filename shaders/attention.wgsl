@@ -39,8 +39,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+// f32, or f16 where the adapter has shader-f16 (rope.rs, KvElement); read as vec4<f32>.
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<{{KV}}>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<{{KV}}>>;
 // [n_tokens][n_head][n_slots][HEAD_VEC4 + 1]: the accumulator, then (m, l, 0, 0).
 @group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
 

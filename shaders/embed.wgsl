@@ -18,7 +18,7 @@ fn main(
     let slot = (wg.y * groups.x + wg.x) * WORKGROUP + lid;
     let t = slot / units;
     let u = slot % units;
-    if (t >= params.n_tokens) {
+    if (t >= batch_tokens()) {
         return;
     }
     let id = min(tokens[t], params.total_rows - 1u);

@@ -18,6 +18,10 @@ fn main(
         return;
     }
     let first_token = wg.z * TOKENS;
+    let n_tokens = batch_tokens();
+    if (first_token >= n_tokens) {
+        return;
+    }
     // acc_a[t]: rows first .. first+3 for token first_token + t; acc_b[t] the next four rows.
     var acc_a: array<vec4<f32>, TOKENS>;
     var acc_b: array<vec4<f32>, TOKENS>;
@@ -32,7 +36,7 @@ fn main(
         let w7 = row_unit(row_of(first, 7u), u);
         for (var t = 0u; t < TOKENS; t++) {
             // Tokens past the batch re-read its last row (in bounds) and are not stored.
-            let token = min(first_token + t, params.n_tokens - 1u);
+            let token = min(first_token + t, n_tokens - 1u);
             let xs = x_unit(token * (params.cols / 4u), u);
             acc_a[t] += vec4<f32>(dot_unit(w0, xs), dot_unit(w1, xs), dot_unit(w2, xs), dot_unit(w3, xs));
             acc_b[t] += vec4<f32>(dot_unit(w4, xs), dot_unit(w5, xs), dot_unit(w6, xs), dot_unit(w7, xs));
@@ -40,7 +44,7 @@ fn main(
     }
     for (var t = 0u; t < TOKENS; t++) {
         let token = first_token + t;
-        if (token >= params.n_tokens) {
+        if (token >= n_tokens) {
             break;
         }
         let out = params.y_offset + token * params.y_stride;

@@ -21,6 +21,12 @@ fn main(
 ) {
     let first_row = (wg.y * groups.x + wg.x) * TILE_ROWS;
     let first_token = wg.z * TILE_TOKENS;
+    // Uniform across the workgroup (a uniform buffer and the workgroup id): a tile wholly past
+    // this step's batch leaves before any barrier.
+    let n_tokens = batch_tokens();
+    if (first_token >= n_tokens) {
+        return;
+    }
     // This invocation's outputs: rows first_row + 4 rq .. +3, tokens first_token + 2 tq, +1.
     let rq = lid % 16u;
     let tq = lid / 16u;
@@ -42,7 +48,7 @@ fn main(
         let t = lid / 8u;
         let k = 4u * (lid % 8u);
         var v = vec4<f32>(0.0);
-        if (first_token + t < params.n_tokens && UNIT * u + k < params.cols) {
+        if (first_token + t < n_tokens && UNIT * u + k < params.cols) {
             v = x[(first_token + t) * (params.cols / 4u) + (UNIT * u + k) / 4u];
         }
         for (var c = 0u; c < 4u; c++) {
@@ -59,10 +65,10 @@ fn main(
     for (var c = 0u; c < 4u; c++) {
         let row = first_row + 4u * rq + c;
         let token = first_token + 2u * tq;
-        if (row < params.rows && token < params.n_tokens) {
+        if (row < params.rows && token < n_tokens) {
             store(params.y_offset + token * params.y_stride + row, acc0[c]);
         }
-        if (row < params.rows && token + 1u < params.n_tokens) {
+        if (row < params.rows && token + 1u < n_tokens) {
             store(params.y_offset + (token + 1u) * params.y_stride + row, acc1[c]);
         }
     }

@@ -36,8 +36,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
-@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+// f32, or f16 where the adapter has shader-f16 (rope.rs, KvElement).
+@group(0) @binding(6) var<storage, read_write> k_cache: array<{{KV}}>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<{{KV}}>;
 {{ROPE_FREQS_BINDING}}
 
 fn freq(i: u32) -> f32 {
@@ -131,8 +132,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let dst = (p - params.part_start) * kv_dim + kh * params.head_dim;
     let x0 = k[src + a];
     let x1 = k[src + b];
-    k_cache[dst + a] = x0 * cs.x - x1 * cs.y;
-    k_cache[dst + b] = x0 * cs.y + x1 * cs.x;
-    v_cache[dst + 2u * j] = v[src + 2u * j];
-    v_cache[dst + 2u * j + 1u] = v[src + 2u * j + 1u];
+    k_cache[dst + a] = {{KV}}(x0 * cs.x - x1 * cs.y);
+    k_cache[dst + b] = {{KV}}(x0 * cs.y + x1 * cs.x);
+    v_cache[dst + 2u * j] = {{KV}}(v[src + 2u * j]);
+    v_cache[dst + 2u * j + 1u] = {{KV}}(v[src + 2u * j + 1u]);
 }

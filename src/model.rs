@@ -4,7 +4,8 @@
 //! Decode: the ops of one step are bound once at load and recorded into one command encoder per
 //! token; one submit; 4 bytes (the sampled id) come back. Prefill: the prompt runs in batches
 //! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
-//! step (whose final norm, LM head and sampler give the first new token).
+//! step (whose final norm, LM head and sampler give the first new token). Both op lists are
+//! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
 
 use crate::config::{block_tensor, Config, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
 use crate::error::{Error, Result};
@@ -138,6 +139,9 @@ pub struct GpuModel {
     staging: wgpu::Buffer,
     /// One decode step: layers, final norm, LM head, sampler (bound at load).
     decode_ops: Vec<Op>,
+    /// One prefill batch of up to `PREFILL_BATCH` tokens through the layers (bound at load; the
+    /// step uniform gives each batch's size and position).
+    prefill_ops: Vec<Op>,
     position: usize,
     gpu_bytes: u64,
 }
@@ -347,11 +351,13 @@ impl GpuModel {
             ids_out,
             staging,
             decode_ops: Vec::new(),
+            prefill_ops: Vec::new(),
             position: 0,
         };
-        let mut decode_ops = model.layer_ops(&model.decode, 1)?;
+        let mut decode_ops = model.layer_ops(&model.decode)?;
         decode_ops.extend(model.head_ops()?);
         model.decode_ops = decode_ops;
+        model.prefill_ops = model.layer_ops(&model.prefill)?;
         model.gpu_bytes = model.count_gpu_bytes();
         model.ctx.check()?;
         Ok(model)
@@ -379,8 +385,9 @@ impl GpuModel {
         matrices + self.kv.bytes() + acts(&self.decode) + acts(&self.prefill) + self.logits.size()
     }
 
-    /// The transformer blocks over the `n_tokens` rows of `a` (embedding included).
-    fn layer_ops(&self, a: &Activations, n_tokens: usize) -> Result<Vec<Op>> {
+    /// The transformer blocks over the rows of `a` (embedding included), for batches of up to
+    /// `a.max_tokens` tokens: the step uniform says how many each time.
+    fn layer_ops(&self, a: &Activations) -> Result<Vec<Op>> {
         let (ctx, c, k, w, step) = (
             &self.ctx,
             &self.config,
@@ -395,11 +402,11 @@ impl GpuModel {
                       y: &wgpu::Buffer,
                       accumulate: bool|
          -> Result<Vec<Op>> {
-            match n_tokens {
+            match t {
                 1 => k.matvec.op(ctx, weight, whole(x), y, 0, accumulate),
                 n => k
                     .matmul
-                    .op(ctx, weight, whole(x), n as u32, y, 0, accumulate),
+                    .op(ctx, weight, whole(x), n as u32, step, y, 0, accumulate),
             }
         };
         // h = rmsnorm(x) * weight                                              [n_tokens, n_embd]
@@ -418,7 +425,7 @@ impl GpuModel {
         // x = token_embd[tokens]                                              [n_tokens, n_embd]
         ops.extend(
             k.embed
-                .op(ctx, &w.token_embd, whole(&a.tokens), &a.x, n_tokens as u32)?,
+                .op(ctx, &w.token_embd, whole(&a.tokens), &a.x, t as u32, step)?,
         );
         for (l, lw) in w.layers.iter().enumerate() {
             // h = rmsnorm(x) * attn_norm
@@ -521,6 +528,11 @@ impl GpuModel {
     /// Bytes of GPU memory held: weights, KV cache, activations.
     pub fn gpu_bytes(&self) -> u64 {
         self.gpu_bytes
+    }
+
+    /// How the KV cache stores a value (f16 where the adapter has shader-f16).
+    pub fn kv_element(&self) -> crate::gpu::kernels::rope::KvElement {
+        self.kv.element()
     }
 
     /// Dispatches recorded per decode step.
@@ -647,13 +659,12 @@ impl GpuModel {
     /// Run prompt tokens through the blocks in batches (filling the KV cache), without sampling.
     fn prefill_batches(&mut self, tokens: &[u32]) -> Result<()> {
         for batch in tokens.chunks(self.prefill.max_tokens) {
-            let ops = self.layer_ops(&self.prefill, batch.len())?;
             self.ctx
                 .queue
                 .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
             self.write_step(self.position, batch.len(), 0);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            record(&mut encoder, &ops);
+            record(&mut encoder, &self.prefill_ops);
             self.ctx.queue.submit([encoder.finish()]);
             self.position += batch.len();
         }

@@ -233,6 +233,9 @@ pub struct ReferenceModel {
     value_cache: Vec<f32>,
     pos: usize,
     s: Scratch,
+    /// Store keys and values rounded to f16, as the GPU's f16 KV cache (and llama.cpp's
+    /// default cache) does; the arithmetic stays f32.
+    f16_cache: bool,
 }
 
 impl ReferenceModel {
@@ -318,11 +321,18 @@ impl ReferenceModel {
             value_cache,
             pos: 0,
             s,
+            f16_cache: false,
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Round each key and value to f16 as it enters the cache (to compare with a GPU model
+    /// whose cache is f16), or keep them f32 (the default).
+    pub fn set_f16_cache(&mut self, on: bool) {
+        self.f16_cache = on;
     }
 
     /// Tokens the KV cache holds at most.
@@ -387,6 +397,11 @@ impl ReferenceModel {
             // RoPE on every query head and every key head
             self.rope.apply(&mut s.q, pos);
             self.rope.apply(k, pos);
+            if self.f16_cache {
+                for x in k.iter_mut().chain(v.iter_mut()) {
+                    *x = half::f16::from_f32(*x).to_f32();
+                }
+            }
 
             // att = softmax(q k^T / sqrt(head_dim)) v, per query head over 0..=pos     [q_dim]
             let n = (pos + 1) * kv_dim;

@@ -1,8 +1,9 @@
 //! The quantized-weight kernels (matvec, batched matmul, embedding gather) on the machine's
 //! adapter (lavapipe in CI) against the CPU: `quant::dequantize` (bit-exact with ggml) and a
-//! dot product in f64. Every type with a GPU kernel, both variants of each product, the default
-//! model's real tensors and shapes, random valid blocks, awkward shapes, tensors split across
-//! bindings, streaming upload in odd pieces, and the error paths.
+//! dot product in f64. Every type with a GPU kernel, every variant of each product the adapter
+//! runs (the subgroup matvec too where it has subgroups), the default model's real tensors and
+//! shapes, random valid blocks, awkward shapes, tensors split across bindings, streaming upload
+//! in odd pieces, and the error paths.
 //!
 //! Tolerance of a dot product over `cols` terms: the GPU decodes each weight with at most one
 //! f32 rounding (the f16 scales times small integers are exact in f32; `d * q + m` and the like
@@ -27,6 +28,7 @@ use llama_wgpu::gguf::{GgufFile, TensorInfo};
 use llama_wgpu::gpu::kernel::{read_buffer, read_f32, storage_buffer, submit_ops, whole, Op};
 use llama_wgpu::gpu::kernels::embed::Embed;
 use llama_wgpu::gpu::kernels::matvec::{MatMul, MatMulVariant, MatVec, MatVecVariant};
+use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
 use llama_wgpu::gpu::weights::{upload_f32_vector, GpuWeight, GPU_TYPES};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::quant::GgmlType;
@@ -36,7 +38,8 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 /// A device with every pipeline of this family compiled.
 struct Gpu {
     ctx: GpuContext,
-    matvecs: [MatVec; 2],
+    /// Every matvec variant the adapter runs (the subgroup one where it has subgroups).
+    matvecs: Vec<MatVec>,
     matmuls: [MatMul; 2],
     embed: Embed,
 }
@@ -48,14 +51,13 @@ impl Gpu {
         let started = std::time::Instant::now();
         let gpu = pollster::block_on(async {
             Gpu {
-                matvecs: [
-                    MatVec::with_variant(&ctx, MatVecVariant::RowsPerInvocation)
-                        .await
-                        .unwrap(),
-                    MatVec::with_variant(&ctx, MatVecVariant::RowsPerWorkgroup)
-                        .await
-                        .unwrap(),
-                ],
+                matvecs: {
+                    let mut matvecs = Vec::new();
+                    for variant in MatVecVariant::available(&ctx) {
+                        matvecs.push(MatVec::with_variant(&ctx, variant).await.unwrap());
+                    }
+                    matvecs
+                },
                 matmuls: [
                     MatMul::with_variant(&ctx, MatMulVariant::RowsPerInvocation)
                         .await
@@ -69,8 +71,9 @@ impl Gpu {
             }
         });
         eprintln!(
-            "adapter: {}; 35 pipelines compiled in {:.2} s",
+            "adapter: {}; {} matvec variants and the rest compiled in {:.2} s",
             gpu.ctx.describe(),
+            gpu.matvecs.len(),
             started.elapsed().as_secs_f64()
         );
         gpu
@@ -207,6 +210,8 @@ fn check_matvec(
 }
 
 /// Y = X Wᵀ for `n_tokens` tokens through `matmul`; checked against the CPU token by token.
+/// The op is bound for a few more tokens than the step runs (as prefill ops are bound once for
+/// the largest batch): the rows of the tokens past the step must stay untouched.
 fn check_matmul(
     gpu: &Gpu,
     matmul: &MatMul,
@@ -217,17 +222,24 @@ fn check_matmul(
 ) {
     let ctx = &gpu.ctx;
     let (rows, cols) = t.rows_cols();
+    let capacity = n_tokens + 3;
     let mut rng = Rng(n_tokens as u64);
-    let x = rng.vec(n_tokens * cols);
-    let y0 = initial_output(n_tokens * rows, accumulate, &mut rng);
+    let x = rng.vec(capacity * cols);
+    let mut y0 = initial_output(n_tokens * rows, accumulate, &mut rng);
+    let tail: Vec<f32> = (0..(capacity - n_tokens) * rows)
+        .map(|_| rng.uniform(4.0))
+        .collect();
+    y0.splice(GUARD + n_tokens * rows..GUARD + n_tokens * rows, tail);
     let xb = f32_buffer(ctx, &x);
     let yb = f32_buffer(ctx, &y0);
+    let step = step_buffer(ctx, n_tokens);
     let ops = matmul
         .op(
             ctx,
             w,
             whole(&xb),
-            n_tokens as u32,
+            capacity as u32,
+            &step,
             &yb,
             GUARD as u64,
             accumulate,
@@ -235,15 +247,30 @@ fn check_matmul(
         .unwrap();
     run(ctx, &ops);
     let got = read(ctx, &yb, y0.len());
-    let products: Vec<(f64, f64)> = x.chunks_exact(cols).flat_map(|xt| t.dot_rows(xt)).collect();
+    let products: Vec<(f64, f64)> = x[..n_tokens * cols]
+        .chunks_exact(cols)
+        .flat_map(|xt| t.dot_rows(xt))
+        .collect();
     let what = format!(
-        "{:?} {} ({rows}x{cols} {}, {n_tokens} tokens{})",
+        "{:?} {} ({rows}x{cols} {}, {n_tokens} of {capacity} tokens{})",
         matmul.variant(),
         t.info.name,
         t.info.ty,
         if accumulate { ", accumulate" } else { "" }
     );
     assert_products(&what, &got, &y0, &products, cols);
+}
+
+/// The step uniform of a batch of `n_tokens` tokens.
+fn step_buffer(ctx: &GpuContext, n_tokens: usize) -> wgpu::Buffer {
+    let buffer = step_params_buffer(ctx);
+    let params = StepParams {
+        n_tokens: n_tokens as u32,
+        ..Default::default()
+    };
+    ctx.queue
+        .write_buffer(&buffer, 0, bytemuck::bytes_of(&params));
+    buffer
 }
 
 /// Gather `ids` from the table; ids past it must read its last row.
@@ -253,13 +280,31 @@ fn check_embed(gpu: &Gpu, w: &GpuWeight, t: &Tensor, ids: &[u32]) {
     let ids_buffer = storage_buffer(ctx, "ids", ids.len() as u64 * 4);
     ctx.queue
         .write_buffer(&ids_buffer, 0, bytemuck::cast_slice(ids));
-    let out = f32_buffer(ctx, &vec![f32::NAN; ids.len() * cols]);
+    // Bound for two more tokens than the step runs: their rows must stay as they were.
+    let out = f32_buffer(ctx, &vec![f32::NAN; (ids.len() + 2) * cols]);
+    let ids_buffer_padded = storage_buffer(ctx, "ids", (ids.len() + 2) as u64 * 4);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&ids_buffer, 0, &ids_buffer_padded, 0, ids.len() as u64 * 4);
+    ctx.queue.submit([encoder.finish()]);
+    let step = step_buffer(ctx, ids.len());
     let ops = gpu
         .embed
-        .op(ctx, w, whole(&ids_buffer), &out, ids.len() as u32)
+        .op(
+            ctx,
+            w,
+            whole(&ids_buffer_padded),
+            &out,
+            ids.len() as u32 + 2,
+            &step,
+        )
         .unwrap();
     run(ctx, &ops);
-    let got = read(ctx, &out, ids.len() * cols);
+    let got = read(ctx, &out, (ids.len() + 2) * cols);
+    assert!(
+        got[ids.len() * cols..].iter().all(|v| v.is_nan()),
+        "embed {}: wrote rows past the step's tokens",
+        t.info.name
+    );
     for (t_i, &id) in ids.iter().enumerate() {
         let row = (id as usize).min(rows - 1);
         let want = &t.values[row * cols..][..cols];
@@ -278,7 +323,7 @@ fn check_embed(gpu: &Gpu, w: &GpuWeight, t: &Tensor, ids: &[u32]) {
 fn check_all_kernels(gpu: &Gpu, t: &Tensor, n_tokens: usize) {
     let w = GpuWeight::upload(&gpu.ctx, &t.info, &t.bytes).unwrap();
     for (i, matvec) in gpu.matvecs.iter().enumerate() {
-        check_matvec(gpu, matvec, &w, t, i == 1, 11 + i as u64);
+        check_matvec(gpu, matvec, &w, t, i % 2 == 1, 11 + i as u64);
     }
     for (i, matmul) in gpu.matmuls.iter().enumerate() {
         check_matmul(gpu, matmul, &w, t, n_tokens, i == 0);
@@ -490,16 +535,22 @@ fn bad_tensors_and_bad_ops_are_errors() {
         "INVALID_ARGUMENT"
     );
     let matmul = &gpu.matmuls[0];
+    let step = step_buffer(ctx, 1);
     assert_eq!(
-        code(matmul.op(ctx, &w, whole(&x), 0, &y, 0, false)),
+        code(matmul.op(ctx, &w, whole(&x), 0, &step, &y, 0, false)),
         "INVALID_ARGUMENT"
     );
     assert_eq!(
-        code(matmul.op(ctx, &w, whole(&x), 2, &y, 0, false)),
+        code(matmul.op(ctx, &w, whole(&x), 2, &step, &y, 0, false)),
+        "INVALID_ARGUMENT"
+    );
+    // The step must be the uniform from step_params_buffer.
+    assert_eq!(
+        code(matmul.op(ctx, &w, whole(&x), 1, &x, &y, 0, false)),
         "INVALID_ARGUMENT"
     );
     assert_eq!(
-        code(gpu.embed.op(ctx, &w, whole(&small), &x, 64)),
+        code(gpu.embed.op(ctx, &w, whole(&small), &x, 64, &step)),
         "INVALID_ARGUMENT"
     );
     assert!(matvec.op(ctx, &w, whole(&x), &y, 0, false).is_ok());
@@ -555,9 +606,10 @@ fn matvec_speed() {
         let n_tokens = 64;
         let xs = f32_buffer(ctx, &rng.vec(n_tokens * cols));
         let ys = storage_buffer(ctx, "ys", (n_tokens * rows) as u64 * 4);
+        let step = step_buffer(ctx, n_tokens);
         for matmul in &gpu.matmuls {
             let ops = matmul
-                .op(ctx, &w, whole(&xs), n_tokens as u32, &ys, 0, false)
+                .op(ctx, &w, whole(&xs), n_tokens as u32, &step, &ys, 0, false)
                 .unwrap();
             let (wall, cpu) = time_ops(ctx, &ops, &ys, (reps / n_tokens).max(1));
             eprintln!(

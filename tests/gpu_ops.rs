@@ -5,24 +5,74 @@
 //!
 //! The CPU side is written out here because `reference.rs` keeps its helpers private; each is
 //! the same formula in the same f32 operation order as there.
+//!
+//! RoPE and attention run against both KV-cache element types: f32 (`ctx()`, opened without
+//! shader-f16) and f16 (`ctx_f16()`, where the adapter has shader-f16: lavapipe does).
 
 use std::sync::OnceLock;
 
 use llama_wgpu::config::{Config, RopeScaling, RopeStyle};
-use llama_wgpu::gpu::kernel::{range, read_f32, storage_buffer, submit_ops, whole, Op};
+use llama_wgpu::gpu::kernel::{
+    range, read_buffer, read_f32, storage_buffer, submit_ops, whole, Op,
+};
 use llama_wgpu::gpu::kernels::attention::{Attention, AttentionTuning};
 use llama_wgpu::gpu::kernels::ffn::Ffn;
 use llama_wgpu::gpu::kernels::norm::{NormVariant, RmsNorm};
-use llama_wgpu::gpu::kernels::rope::{KvCache, Rope};
+use llama_wgpu::gpu::kernels::rope::{KvCache, KvElement, Rope};
 use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 
+/// The adapter without shader-f16: an f32 KV cache.
 fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
     CTX.get_or_init(|| {
-        GpuContext::new_blocking(&GpuOptions::default())
+        let options = GpuOptions {
+            allow_f16: false,
+            ..GpuOptions::default()
+        };
+        GpuContext::new_blocking(&options)
             .expect("a GPU adapter (lavapipe: apt mesa-vulkan-drivers)")
     })
+}
+
+/// The adapter with shader-f16 (an f16 KV cache), or None (said) where it lacks the feature.
+fn ctx_f16() -> Option<&'static GpuContext> {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| GpuContext::new_blocking(&GpuOptions::default()).unwrap());
+    if !ctx.features.shader_f16 {
+        eprintln!("SKIPPED: the adapter has no shader-f16, so no f16 KV cache to test");
+        return None;
+    }
+    Some(ctx)
+}
+
+/// Both contexts the KV kernels run on.
+fn kv_contexts() -> Vec<&'static GpuContext> {
+    std::iter::once(ctx()).chain(ctx_f16()).collect()
+}
+
+/// `n` values of a KV-cache buffer as f32.
+fn read_kv(ctx: &GpuContext, cache: &KvCache, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    match cache.element() {
+        KvElement::F32 => read(ctx, buffer, n),
+        KvElement::F16 => {
+            let bytes = pollster::block_on(read_buffer(ctx, buffer, 0, n as u64 * 2)).unwrap();
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        }
+    }
+}
+
+/// How far a stored cache value may be from the f32 value written: nothing for f32; for f16,
+/// WGSL lets the conversion take either neighbouring f16, so under one f16 ulp: 2^-10
+/// relative, or 2^-24 absolute among the subnormals.
+fn kv_rounding(cache: &KvCache, value: f32) -> f32 {
+    match cache.element() {
+        KvElement::F32 => 0.0,
+        KvElement::F16 => value.abs() / 1024.0 + 6e-8,
+    }
 }
 
 fn smollm2() -> Config {
@@ -196,7 +246,12 @@ fn rope_cpu(c: &Config, rope_freqs: Option<&[f32]>, v: &mut [f32], pos: usize) -
 const ROPE_CASES: [(usize, usize); 4] = [(0, 1), (37, 7), (1000, 1), (1001, 7)];
 
 fn check_rope(c: &Config, rope_freqs: Option<&[f32]>, seed: u64) {
-    let ctx = ctx();
+    for ctx in kv_contexts() {
+        check_rope_on(ctx, c, rope_freqs, seed);
+    }
+}
+
+fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed: u64) {
     let mut rng = Rng(seed);
     let rope = pollster::block_on(Rope::new(ctx, c)).unwrap();
     let context = 1024;
@@ -267,31 +322,42 @@ fn check_rope(c: &Config, rope_freqs: Option<&[f32]>, seed: u64) {
         }
     }
     // The cache holds every position written above, and zeros elsewhere (other layers too).
-    let got_k = read(ctx, &cache.keys(layer)[0], context * kv_dim);
-    let got_v = read(ctx, &cache.values(layer)[0], context * kv_dim);
-    assert_eq!(got_v, want_v, "values are copied exactly");
+    let got_k = read_kv(ctx, &cache, &cache.keys(layer)[0], context * kv_dim);
+    let got_v = read_kv(ctx, &cache, &cache.values(layer)[0], context * kv_dim);
+    for (i, (got, want)) in got_v.iter().zip(&want_v).enumerate() {
+        // Values are copied exactly (to the nearest f16 in an f16 cache).
+        let err = (got - want).abs();
+        assert!(
+            err <= kv_rounding(&cache, *want),
+            "value {i}: {got} for {want}"
+        );
+    }
     for (p, (got, want)) in got_k
         .chunks_exact(kv_dim)
         .zip(want_k.chunks_exact(kv_dim))
         .enumerate()
     {
         let angle = p as f32;
-        let err = got
-            .iter()
-            .zip(want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0.0, f32::max);
-        assert!(
-            err <= rope_tolerance(angle, rope_freqs.is_some()),
-            "k at position {p}: {err}"
-        );
+        for (g, w) in got.iter().zip(want) {
+            let bound = rope_tolerance(angle, rope_freqs.is_some());
+            let err = (g - w).abs();
+            assert!(
+                err <= bound + kv_rounding(&cache, w.abs() + bound),
+                "k at position {p}: {g} for {w}"
+            );
+        }
     }
-    assert!(read(ctx, &cache.keys(0)[0], context * kv_dim)
+    assert!(read_kv(ctx, &cache, &cache.keys(0)[0], context * kv_dim)
         .iter()
         .all(|&v| v == 0.0));
     eprintln!(
-        "rope {:?} dims {}/{}: worst q error {:e} (at angles up to {} rad)",
-        c.rope_style, c.rope_dims, c.head_dim, worst.0, worst.1
+        "rope {:?} dims {}/{}, {:?} cache: worst q error {:e} (at angles up to {} rad)",
+        c.rope_style,
+        c.rope_dims,
+        c.head_dim,
+        cache.element(),
+        worst.0,
+        worst.1
     );
 }
 
@@ -362,18 +428,32 @@ fn attention_cpu(c: &Config, q: &[f32], keys: &[f32], values: &[f32], p: usize) 
     out
 }
 
-/// Fill every layer-0 row of `cache` (all parts) with random keys and values, return them.
+/// Fill every layer-0 row of `cache` (all parts) with random keys and values, return them
+/// (as stored: an f16 cache gets, and the CPU side sees, the values rounded to f16).
 fn fill_cache(ctx: &GpuContext, cache: &KvCache, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
     let n = cache.context_len() * cache.kv_dim();
-    let (keys, values) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+    let (mut keys, mut values) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+    let encode = |data: &mut [f32]| -> Vec<u8> {
+        match cache.element() {
+            KvElement::F32 => bytemuck::cast_slice(data).to_vec(),
+            KvElement::F16 => data
+                .iter_mut()
+                .flat_map(|v| {
+                    let h = half::f16::from_f32(*v);
+                    *v = h.to_f32();
+                    h.to_le_bytes()
+                })
+                .collect(),
+        }
+    };
     let row = cache.kv_dim();
     for (i, (kb, vb)) in cache.keys(0).iter().zip(cache.values(0)).enumerate() {
         let start = i * cache.rows_per_part() * row;
         let len = cache.part_rows(i) * row;
         ctx.queue
-            .write_buffer(kb, 0, bytemuck::cast_slice(&keys[start..][..len]));
+            .write_buffer(kb, 0, &encode(&mut keys[start..][..len]));
         ctx.queue
-            .write_buffer(vb, 0, bytemuck::cast_slice(&values[start..][..len]));
+            .write_buffer(vb, 0, &encode(&mut values[start..][..len]));
     }
     (keys, values)
 }
@@ -436,7 +516,9 @@ fn check_attention(
                         .fold(0.0, f32::max);
                     assert!(
                         err < 1e-5,
-                        "{tuning:?}, chunks {max_chunks:?} ({} used), position {}: error {err}",
+                        "{tuning:?}, {:?} cache, chunks {max_chunks:?} ({} used), position {}: \
+                         error {err}",
+                        cache.element(),
                         scratch.max_chunks(),
                         pos + t
                     );
@@ -463,7 +545,9 @@ fn attention_matches_the_cpu_at_short_and_long_positions() {
     let c = smollm2();
     // The adapter's chunking, one chunk (single pass of keys), and many short chunks.
     let chunks = [None, Some(1), Some(40)];
-    check_attention(ctx(), &c, 2048, &ATTENTION_CASES, &chunks, 7);
+    for ctx in kv_contexts() {
+        check_attention(ctx, &c, 2048, &ATTENTION_CASES, &chunks, 7);
+    }
 }
 
 /// lavapipe silently ends a shader's loops after 65535 iterations in all: one invocation must
@@ -483,14 +567,16 @@ fn attention_with_heads_of_128_grouped_by_4_and_ungrouped() {
     for (n_head, n_head_kv) in [(8, 2), (4, 4)] {
         c.n_head = n_head;
         c.n_head_kv = n_head_kv;
-        check_attention(
-            ctx(),
-            &c,
-            300,
-            &[(0, 3), (20, 5), (290, 2)],
-            &[None, Some(3)],
-            8,
-        );
+        for ctx in kv_contexts() {
+            check_attention(
+                ctx,
+                &c,
+                300,
+                &[(0, 3), (20, 5), (290, 2)],
+                &[None, Some(3)],
+                8,
+            );
+        }
     }
 }
 
@@ -500,6 +586,7 @@ fn kv_cache_split_across_bindings() {
     // and a batch at 1020..1026 crosses from the third into the fourth.
     let options = GpuOptions {
         max_binding_size: Some(256 * 1024),
+        allow_f16: false,
         ..GpuOptions::default()
     };
     let ctx = GpuContext::new_blocking(&options).unwrap();
@@ -546,9 +633,10 @@ fn kv_cache_split_across_bindings() {
     let got_q = read(&ctx, &qb, 576);
     assert!(max_rel_err(&got_q, &want_q, 1.0) < 1e-5);
 
-    // Not even one row fits: the model is too large for this adapter.
+    // Not even one row (192 values: 384 bytes in f16, 768 in f32) fits: the model is too
+    // large for this adapter.
     let tiny = GpuOptions {
-        max_binding_size: Some(512),
+        max_binding_size: Some(256),
         ..GpuOptions::default()
     };
     let tiny = GpuContext::new_blocking(&tiny).unwrap();

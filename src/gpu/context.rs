@@ -14,6 +14,10 @@ pub struct GpuOptions {
     /// Pretend the adapter's `max_storage_buffer_binding_size` is at most this (tests use it
     /// to force tensors to be split across bindings).
     pub max_binding_size: Option<u64>,
+    /// Use the kernels shaped for CPU emulations (`Some(true)`) or for real GPUs
+    /// (`Some(false)`) whatever the adapter is; `None` decides from the adapter. Both are
+    /// correct everywhere: tests run the GPU kernels on lavapipe with this.
+    pub emulator_kernels: Option<bool>,
 }
 
 impl Default for GpuOptions {
@@ -22,6 +26,7 @@ impl Default for GpuOptions {
             allow_f16: true,
             allow_subgroups: true,
             max_binding_size: None,
+            emulator_kernels: None,
         }
     }
 }
@@ -111,7 +116,9 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
-            is_cpu: is_cpu_adapter(&info),
+            is_cpu: options
+                .emulator_kernels
+                .unwrap_or_else(|| is_cpu_adapter(&info)),
             info,
             features: GpuFeatures {
                 shader_f16,
@@ -154,6 +161,14 @@ impl GpuContext {
                 ""
             },
         )
+    }
+
+    /// The largest subgroup the adapter may run (4 to 128; 128 when it does not say).
+    pub fn subgroup_max_size(&self) -> u64 {
+        match self.info.subgroup_max_size {
+            0 => 128,
+            n => (n as u64).clamp(4, 128),
+        }
     }
 
     /// An error if the device was lost or a GPU call failed since the last check.

@@ -93,11 +93,20 @@ impl Kernel {
 
     /// A bind group with `bindings[i]` at `@binding(i)`.
     pub fn bind(&self, ctx: &GpuContext, bindings: &[wgpu::BufferBinding<'_>]) -> wgpu::BindGroup {
+        let numbered: Vec<_> = (0u32..).zip(bindings.iter().cloned()).collect();
+        self.bind_at(ctx, &numbered)
+    }
+
+    /// A bind group from `(binding index, buffer range)` pairs (where the indices have gaps).
+    pub fn bind_at(
+        &self,
+        ctx: &GpuContext,
+        bindings: &[(u32, wgpu::BufferBinding<'_>)],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
-            .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
+                binding: *i,
                 resource: wgpu::BindingResource::Buffer(b.clone()),
             })
             .collect();
@@ -119,6 +128,21 @@ impl Kernel {
             name: self.name.clone(),
             pipeline: self.pipeline.clone(),
             bind_group: self.bind(ctx, bindings),
+            workgroups,
+        }
+    }
+
+    /// [`Kernel::op`] with explicit binding indices.
+    pub fn op_at(
+        &self,
+        ctx: &GpuContext,
+        bindings: &[(u32, wgpu::BufferBinding<'_>)],
+        workgroups: [u32; 3],
+    ) -> Op {
+        Op {
+            name: self.name.clone(),
+            pipeline: self.pipeline.clone(),
+            bind_group: self.bind_at(ctx, bindings),
             workgroups,
         }
     }

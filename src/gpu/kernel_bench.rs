@@ -157,6 +157,13 @@ pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> 
 
     let matmul = MatMul::new(ctx).await?;
     let tokens: u64 = if quick { 8 } else { 128 };
+    let step = crate::gpu::kernels::step_params_buffer(ctx);
+    let params = crate::gpu::kernels::StepParams {
+        n_tokens: tokens as u32,
+        ..Default::default()
+    };
+    ctx.queue
+        .write_buffer(&step, 0, bytemuck::bytes_of(&params));
     let mut matmul_figures = Vec::new();
     for (ty, rows, cols) in [
         (GgmlType::Q4_1, 1536, 576),
@@ -171,7 +178,7 @@ pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> 
         let w = weight(ctx, ty, rows, cols)?;
         let x = storage_buffer(ctx, "x", tokens * cols * 4);
         let y = storage_buffer(ctx, "y", tokens * rows * 4);
-        let ops = matmul.op(ctx, &w, whole(&x), tokens as u32, &y, 0, false)?;
+        let ops = matmul.op(ctx, &w, whole(&x), tokens as u32, &step, &y, 0, false)?;
         let seconds = time_ops(ctx, &ops, quick)?;
         matmul_figures.push(MatMulFigure {
             ty: ty.name().into(),

@@ -18,7 +18,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
-use super::rope::KvCache;
+use super::rope::{KvCache, KvElement};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
@@ -86,6 +86,7 @@ pub enum AttentionTuning {
 
 pub struct Attention {
     partial: Kernel,
+    element: KvElement,
     combine: Kernel,
     n_head: usize,
     n_head_kv: usize,
@@ -158,13 +159,16 @@ impl Attention {
             true => WORKGROUP_CPU,
             false => WORKGROUP,
         };
+        let element = KvElement::for_context(ctx);
         let partial = unrolled(ShaderSource::new(ATTENTION_WGSL), heads, head_dim / 4)
+            .define("KV", element.wgsl())
             .define("HEAD_DIM", head_dim)
             .define("HEADS", heads)
             .define("WG", partial_workgroup);
         let combine = ShaderSource::new(COMBINE_WGSL).define("HEAD_DIM", head_dim);
         Ok(Attention {
             partial: Kernel::new(ctx, "attention", partial).await?,
+            element,
             combine: Kernel::new(ctx, "attention_combine", combine).await?,
             n_head,
             n_head_kv,
@@ -246,7 +250,7 @@ impl Attention {
         check_step(step)?;
         let max_tokens = scratch.max_tokens;
         let q_dim = self.n_head * self.head_dim;
-        cache.check_layer(layer, self.n_head_kv * self.head_dim)?;
+        cache.check_layer(layer, self.n_head_kv * self.head_dim, self.element)?;
         if scratch.parts != cache.parts() {
             return Err(Error::InvalidArgument(
                 "attention: the scratch was made for another KV cache".into(),
@@ -331,8 +335,8 @@ fn unrolled(source: ShaderSource, heads: usize, vec4s: usize) -> ShaderSource {
         init += &format!("    var m{g} = -3.0e38;\n    var l{g} = 0.0;\n");
     }
     for d in 0..vec4s {
-        scores += &format!("        let k{d} = k_cache[row + {d}u];\n");
-        accumulate += &format!("        let v{d} = v_cache[row + {d}u];\n");
+        scores += &format!("        let k{d} = vec4<f32>(k_cache[row + {d}u]);\n");
+        accumulate += &format!("        let v{d} = vec4<f32>(v_cache[row + {d}u]);\n");
         for g in 0..heads {
             accumulate += &format!("        a{g}_{d} = a{g}_{d} * shrink{g} + w{g} * v{d};\n");
         }

@@ -5,7 +5,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
 use crate::gpu::kernels::matvec::{
-    binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
+    batch_bindings, binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
+    BATCH_TOKENS,
 };
 use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
 use crate::gpu::GpuContext;
@@ -29,20 +30,24 @@ impl Embed {
     /// Gathers from tables of these types only.
     pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<Embed> {
         Ok(Embed {
-            kernels: compile(ctx, "embed", EMBED_WGSL, types).await?,
+            kernels: compile(ctx, "embed", &[BATCH_TOKENS, EMBED_WGSL].join("\n"), types).await?,
         })
     }
 
-    /// `x[t * table.cols ..][.. table.cols]` = row `tokens[t]` of `table` for `t < n_tokens`:
-    /// one op per part of the table. Ids past the table read its last row.
+    /// `x[t * table.cols ..][.. table.cols]` = row `tokens[t]` of `table` for `t <
+    /// step.n_tokens`: one op per part of the table, bound for up to `max_tokens` tokens (the
+    /// step uniform says how many each time). Ids past the table read its last row.
     pub fn op(
         &self,
         ctx: &GpuContext,
         table: &GpuWeight,
         tokens: wgpu::BufferBinding<'_>,
         x: &wgpu::Buffer,
-        n_tokens: u32,
+        max_tokens: u32,
+        step: &wgpu::Buffer,
     ) -> Result<Vec<Op>> {
+        super::norm::check_step(step)?;
+        let n_tokens = max_tokens;
         let n = n_tokens as u64;
         let x_needed = n * table.cols * 4;
         if n == 0 || binding_bytes(&tokens) < n * 4 || x.size() < x_needed {
@@ -72,8 +77,9 @@ impl Embed {
                 ..WeightParams::for_part(table, part)
             };
             let params = uniform_buffer(ctx, &kernel.name, &params);
-            let bindings = part_bindings(table, part, &params, tokens.clone(), x);
-            ops.push(kernel.op(ctx, &bindings, [gx, gy, 1]));
+            let bindings =
+                batch_bindings(part_bindings(table, part, &params, tokens.clone(), x), step);
+            ops.push(kernel.op_at(ctx, &bindings, [gx, gy, 1]));
         }
         Ok(ops)
     }

@@ -9,7 +9,7 @@
 //!
 //! | product | CPU emulations (`ctx.is_cpu`)                  | real GPUs                                   |
 //! |---------|------------------------------------------------|---------------------------------------------|
-//! | matvec  | `matvec_rows`: 8 rows per invocation           | `matvec_workgroup`: invocations share rows, tree reduction |
+//! | matvec  | `matvec_rows`: 8 rows per invocation           | `matvec_subgroup` (adapters with subgroups): a subgroup shares 4 rows, one `subgroupAdd`; else `matvec_workgroup`: invocations share rows, tree reduction |
 //! | matmul  | `matmul_rows`: 8 rows x 8 tokens per invocation | `matmul_tiled`: 64x32 tiles in workgroup memory |
 //!
 //! The CPU drivers use no workgroup barrier (lavapipe and SwiftShader make barriers very slow)
@@ -29,8 +29,12 @@ const QUANT_SCALES_F16: &str = include_str!("../../../shaders/quant_scales_f16.w
 const MATVEC_COMMON: &str = include_str!("../../../shaders/matvec_common.wgsl");
 const MATVEC_ROWS: &str = include_str!("../../../shaders/matvec_rows.wgsl");
 const MATVEC_WORKGROUP: &str = include_str!("../../../shaders/matvec_workgroup.wgsl");
+const MATVEC_SUBGROUP: &str = include_str!("../../../shaders/matvec_subgroup.wgsl");
 const MATMUL_ROWS: &str = include_str!("../../../shaders/matmul_rows.wgsl");
 const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+pub(crate) const BATCH_TOKENS: &str = include_str!("../../../shaders/batch_tokens.wgsl");
+/// Where the batch kernels (`batch_tokens.wgsl`) bind the step uniform.
+pub(crate) const STEP_BINDING: u32 = 5;
 
 /// Rows per workgroup of the barrier-free drivers (`WORKGROUP * ROWS` in
 /// `matvec_rows.wgsl` and `matmul_rows.wgsl`).
@@ -38,6 +42,9 @@ const ROWS_PER_WORKGROUP: u64 = 16 * 8;
 /// Invocations per workgroup of `matvec_workgroup.wgsl`, and rows each group of them shares.
 const REDUCE_WORKGROUP: u64 = 256;
 const REDUCE_ROWS: u64 = 4;
+/// Invocations per workgroup of `matvec_subgroup.wgsl`, and rows each subgroup computes.
+const SUBGROUP_WORKGROUP: u64 = 128;
+const SUBGROUP_ROWS: u64 = 4;
 /// Tokens per workgroup of `matmul_rows.wgsl`.
 const MATMUL_ROWS_TOKENS: u64 = 8;
 /// Output tile of `matmul_tiled.wgsl`.
@@ -151,6 +158,16 @@ pub(crate) fn part_bindings<'a>(
     bindings
 }
 
+/// A batch kernel's bindings: `part_bindings` in order, then the step uniform.
+pub(crate) fn batch_bindings<'a>(
+    part: Vec<wgpu::BufferBinding<'a>>,
+    step: &'a wgpu::Buffer,
+) -> Vec<(u32, wgpu::BufferBinding<'a>)> {
+    let mut bindings: Vec<_> = (0u32..).zip(part).collect();
+    bindings.push((STEP_BINDING, whole(step)));
+    bindings
+}
+
 /// A dispatch of `n` workgroups as an (x, y) grid within the per-dimension limit; shaders
 /// number workgroups `wg.y * groups.x + wg.x` and ignore those past `n`.
 pub fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
@@ -219,14 +236,30 @@ pub enum MatVecVariant {
     /// Several invocations share a group of 4 rows, neighbours taking neighbouring units, and
     /// meet in a tree reduction in workgroup memory (real GPUs).
     RowsPerWorkgroup,
+    /// One subgroup shares a group of 4 rows and meets in one `subgroupAdd` (real GPUs with
+    /// the `subgroups` feature).
+    Subgroup,
 }
 
 impl MatVecVariant {
     pub fn for_context(ctx: &GpuContext) -> MatVecVariant {
-        match ctx.is_cpu {
-            true => MatVecVariant::RowsPerInvocation,
-            false => MatVecVariant::RowsPerWorkgroup,
+        match (ctx.is_cpu, ctx.features.subgroups) {
+            (true, _) => MatVecVariant::RowsPerInvocation,
+            (false, true) => MatVecVariant::Subgroup,
+            (false, false) => MatVecVariant::RowsPerWorkgroup,
         }
+    }
+
+    /// The variants `ctx` can run (tests run each).
+    pub fn available(ctx: &GpuContext) -> Vec<MatVecVariant> {
+        let mut variants = vec![
+            MatVecVariant::RowsPerInvocation,
+            MatVecVariant::RowsPerWorkgroup,
+        ];
+        if ctx.features.subgroups {
+            variants.push(MatVecVariant::Subgroup);
+        }
+        variants
     }
 }
 
@@ -256,6 +289,12 @@ impl MatVec {
         let (family, driver) = match variant {
             MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
             MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP),
+            MatVecVariant::Subgroup if !ctx.features.subgroups => {
+                return Err(Error::Gpu(
+                    "the subgroup matvec needs the adapter's `subgroups` feature".into(),
+                ))
+            }
+            MatVecVariant::Subgroup => ("matvec_subgroup", MATVEC_SUBGROUP),
         };
         let driver = [MATVEC_COMMON, driver].join("\n");
         Ok(MatVec {
@@ -296,6 +335,11 @@ impl MatVec {
             let rows_per_workgroup = match self.variant {
                 MatVecVariant::RowsPerInvocation => ROWS_PER_WORKGROUP,
                 MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row * REDUCE_ROWS,
+                // Sized for the largest subgroups: the fewest row groups per workgroup.
+                MatVecVariant::Subgroup => {
+                    SUBGROUP_WORKGROUP / ctx.subgroup_max_size().min(SUBGROUP_WORKGROUP)
+                        * SUBGROUP_ROWS
+                }
             };
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
@@ -351,7 +395,7 @@ impl MatMul {
             MatMulVariant::RowsPerInvocation => ("matmul_rows", MATMUL_ROWS),
             MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
         };
-        let driver = [MATVEC_COMMON, driver].join("\n");
+        let driver = [MATVEC_COMMON, BATCH_TOKENS, driver].join("\n");
         Ok(MatMul {
             variant,
             kernels: compile(ctx, family, &driver, types).await?,
@@ -362,19 +406,24 @@ impl MatMul {
         self.variant
     }
 
-    /// `Y[t, r]` at element `y_offset + t * w.rows + r` of `y` for the `n_tokens` rows of `x`
-    /// (f32 `[n_tokens, w.cols]`), `+=` when `accumulate`: one op per part of `w`.
+    /// `Y[t, r]` at element `y_offset + t * w.rows + r` of `y` for the first `step.n_tokens`
+    /// rows of `x` (f32 `[max_tokens, w.cols]`), `+=` when `accumulate`: one op per part of
+    /// `w`, bound once for batches of up to `max_tokens` (the step uniform, written before
+    /// each submit, says how many this time; at most `max_tokens` are computed).
     #[allow(clippy::too_many_arguments)]
     pub fn op(
         &self,
         ctx: &GpuContext,
         w: &GpuWeight,
         x: wgpu::BufferBinding<'_>,
-        n_tokens: u32,
+        max_tokens: u32,
+        step: &wgpu::Buffer,
         y: &wgpu::Buffer,
         y_offset: u64,
         accumulate: bool,
     ) -> Result<Vec<Op>> {
+        let n_tokens = max_tokens;
+        super::norm::check_step(step)?;
         if n_tokens == 0 {
             return Err(Error::InvalidArgument(format!(
                 "`{}`: a batch needs at least one token",
@@ -405,8 +454,8 @@ impl MatMul {
             };
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
-            let bindings = part_bindings(w, part, &params, x.clone(), y);
-            ops.push(kernel.op(ctx, &bindings, [gx, gy, gz as u32]));
+            let bindings = batch_bindings(part_bindings(w, part, &params, x.clone(), y), step);
+            ops.push(kernel.op_at(ctx, &bindings, [gx, gy, gz as u32]));
         }
         Ok(ops)
     }

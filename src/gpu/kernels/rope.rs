@@ -17,15 +17,51 @@ use crate::gpu::GpuContext;
 const ROPE_WGSL: &str = include_str!("../../../shaders/rope.wgsl");
 const WORKGROUP: u32 = 64;
 
-/// Keys and values of every layer, in f32.
+/// How the cache stores a value: f16 where the adapter has `shader-f16` (half the memory
+/// and half the bytes attention reads per key; what llama.cpp and WebLLM keep too), else f32.
+/// RoPE writes `KV(value)` and attention reads `vec4<f32>(...)`, so every product and sum is
+/// still f32: only the stored keys and values are rounded to f16 (relative error 2^-11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvElement {
+    F32,
+    F16,
+}
+
+impl KvElement {
+    /// f16 when the device was opened with `shader-f16`.
+    pub fn for_context(ctx: &GpuContext) -> KvElement {
+        match ctx.features.shader_f16 {
+            true => KvElement::F16,
+            false => KvElement::F32,
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        match self {
+            KvElement::F32 => 4,
+            KvElement::F16 => 2,
+        }
+    }
+
+    /// The WGSL scalar type.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            KvElement::F32 => "f32",
+            KvElement::F16 => "f16",
+        }
+    }
+}
+
+/// Keys and values of every layer, as [`KvElement`]s.
 ///
 /// Layout: per layer one key buffer and one value buffer, each `[position][kv_dim]` with
 /// `kv_dim = n_head_kv * head_dim` (KV head `kh` at `kh * head_dim ..`), so row `p` holds
-/// position `p`. When a layer's `context_len * kv_dim * 4` bytes exceed the adapter's binding
+/// position `p`. When a layer's `context_len * kv_dim * element` bytes exceed the adapter's binding
 /// limit, its positions are split over several buffers ("parts") of `rows_per_part` positions
 /// each (the last may be shorter): part `i` holds positions `i * rows_per_part ..`. The split is
 /// the same for every layer and for keys and values.
 pub struct KvCache {
+    element: KvElement,
     context_len: usize,
     kv_dim: usize,
     rows_per_part: usize,
@@ -46,7 +82,8 @@ impl KvCache {
             )));
         }
         to_u32("context length", context_len)?;
-        let row_bytes = kv_dim as u64 * 4;
+        let element = KvElement::for_context(ctx);
+        let row_bytes = kv_dim as u64 * element.bytes();
         let rows_per_binding = (ctx.max_binding_size / row_bytes) as usize;
         if rows_per_binding == 0 {
             return Err(Error::ModelTooLarge(format!(
@@ -66,12 +103,18 @@ impl KvCache {
                 .collect()
         };
         Ok(KvCache {
+            element,
             context_len,
             kv_dim,
             rows_per_part,
             keys: (0..config.n_layer).map(|l| layer("key", l)).collect(),
             values: (0..config.n_layer).map(|l| layer("value", l)).collect(),
         })
+    }
+
+    /// How a value is stored.
+    pub fn element(&self) -> KvElement {
+        self.element
     }
 
     /// Positions the cache holds.
@@ -123,7 +166,18 @@ impl KvCache {
             .sum()
     }
 
-    pub(crate) fn check_layer(&self, layer: usize, kv_dim: usize) -> Result<()> {
+    pub(crate) fn check_layer(
+        &self,
+        layer: usize,
+        kv_dim: usize,
+        element: KvElement,
+    ) -> Result<()> {
+        if element != self.element {
+            return Err(Error::InvalidArgument(format!(
+                "a kernel compiled for a {element:?} KV cache was given a {:?} one",
+                self.element
+            )));
+        }
         if layer >= self.n_layer() || kv_dim != self.kv_dim {
             return Err(Error::InvalidArgument(format!(
                 "layer {layer} of a KV cache with {} layers of {} values per row (the model \
@@ -154,6 +208,7 @@ struct Params {
 /// RoPE + KV append for a model's shapes.
 pub struct Rope {
     kernel: Kernel,
+    element: KvElement,
     /// `base^(-2i / rope_dims)` for each rotated pair, as `reference.rs` computes it.
     inv_freq: wgpu::Buffer,
     has_rope_freqs: bool,
@@ -186,7 +241,9 @@ impl Rope {
                 .define("ROPE_FREQS_BINDING", "")
                 .define("FREQ", "inv_freq[i]"),
         };
-        let kernel = Kernel::new(ctx, "rope_kv_append", source).await?;
+        let element = KvElement::for_context(ctx);
+        let kernel =
+            Kernel::new(ctx, "rope_kv_append", source.define("KV", element.wgsl())).await?;
         let inv_freq: Vec<f32> = (0..rope_dims / 2)
             .map(|i| config.rope_base.powf(-((2 * i) as f32) / rope_dims as f32))
             .collect();
@@ -195,6 +252,7 @@ impl Rope {
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&inv_freq));
         Ok(Rope {
             kernel,
+            element,
             inv_freq: buffer,
             has_rope_freqs: config.has_rope_freqs,
             n_head: config.n_head,
@@ -230,7 +288,7 @@ impl Rope {
         check_step(step)?;
         check_tokens("rope", max_tokens)?;
         let kv_dim = self.n_head_kv * self.head_dim;
-        cache.check_layer(layer, kv_dim)?;
+        cache.check_layer(layer, kv_dim, self.element)?;
         check_f32(ctx, "rope q", &q, max_tokens * self.n_head * self.head_dim)?;
         check_f32(ctx, "rope k", &k, max_tokens * kv_dim)?;
         check_f32(ctx, "rope v", &v, max_tokens * kv_dim)?;

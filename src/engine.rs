@@ -38,6 +38,8 @@ pub struct EngineOptions {
     /// KV cache length; `None` takes the model's trained context, capped at 4096 tokens so a
     /// 128k-context model does not reserve gigabytes by default.
     pub context_length: Option<usize>,
+    /// Adapter features the GPU kernels may use, and the kernel family (for comparisons).
+    pub gpu: crate::gpu::GpuOptions,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +47,7 @@ impl Default for EngineOptions {
         EngineOptions {
             device: Device::Gpu,
             context_length: None,
+            gpu: crate::gpu::GpuOptions::default(),
         }
     }
 }
@@ -178,7 +181,7 @@ impl Engine {
         let model: Box<dyn Backend> = match options.device {
             Device::Cpu => Box::new(ReferenceModel::load(&file, context)?),
             Device::Gpu => {
-                let ctx = crate::gpu::GpuContext::new_blocking(&Default::default())?;
+                let ctx = crate::gpu::GpuContext::new_blocking(&options.gpu)?;
                 Box::new(pollster::block_on(GpuModel::load(ctx, &file, context))?)
             }
         };

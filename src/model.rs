@@ -10,7 +10,7 @@
 use crate::config::{block_tensor, Config, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
-use crate::gpu::kernel::{range, read_mapped, readback_buffer, storage_buffer, whole, Op};
+use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
 use crate::gpu::kernels::attention::{Attention, AttentionScratch};
 use crate::gpu::kernels::embed::Embed;
 use crate::gpu::kernels::ffn::Ffn;
@@ -30,6 +30,21 @@ pub const PREFILL_BATCH: usize = 128;
 
 /// The largest `repeat_last_n` the GPU sampler accepts.
 pub const MAX_SAMPLER_HISTORY: usize = 1024;
+
+/// Decode steps in flight at once: the one being read back and the next. The sampler writes
+/// step s's id to slot `s % READBACK_SLOTS` of `ids_out`, copied to that slot's staging buffer.
+const READBACK_SLOTS: usize = 2;
+
+/// A decode step submitted ahead, before the CPU knew the id it consumes: the GPU does (the
+/// previous step's sampler wrote it where this step's embedding reads it).
+struct InFlight {
+    /// The KV row it writes, and the sampler counter it used.
+    pos: usize,
+    sample_step: u64,
+    /// The token it consumes: the id the previous step returned.
+    input: u32,
+    submission: wgpu::SubmissionIndex,
+}
 
 struct LayerWeights {
     attn_norm: wgpu::Buffer,
@@ -134,9 +149,19 @@ pub struct GpuModel {
     decode: Activations,
     prefill: Activations,
     logits: wgpu::Buffer,
-    /// The sampled id of each step, written by the sampler kernel.
+    /// The sampled id of each step (`READBACK_SLOTS` slots), written by the sampler kernel.
     ids_out: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    staging: [wgpu::Buffer; READBACK_SLOTS],
+    /// The next decode step, already submitted (DESIGN.md 7): it runs while the CPU reads this
+    /// step's id, streams its text and decides whether to go on.
+    in_flight: Option<InFlight>,
+    /// The GPU sampler's history holds an id the CPU's does not (a step in flight was
+    /// discarded): reload it before the next step.
+    sampler_stale: bool,
+    /// Submit each decode step's successor before reading its id. On by default on real GPUs;
+    /// off on CPU emulations, where the queued step only competes for the same cores (lavapipe:
+    /// decode 13.2 -> 11.1 tok/s with it).
+    pipelined: bool,
     /// One decode step: layers, final norm, LM head, sampler (bound at load).
     decode_ops: Vec<Op>,
     /// One prefill batch of up to `PREFILL_BATCH` tokens through the layers (bound at load; the
@@ -333,8 +358,8 @@ impl GpuModel {
         let prefill =
             Activations::new(&ctx, &config, &kernels, &kv, PREFILL_BATCH.min(context_len))?;
         let logits = storage_buffer(&ctx, "logits", config.n_vocab as u64 * 4);
-        let ids_out = storage_buffer(&ctx, "sampled ids", 4);
-        let staging = readback_buffer(&ctx, "sampled id", 4);
+        let ids_out = storage_buffer(&ctx, "sampled ids", READBACK_SLOTS as u64 * 4);
+        let staging = [0, 1].map(|i| readback_buffer(&ctx, &format!("sampled id {i}"), 4));
         let step = step_params_buffer(&ctx);
 
         let mut model = GpuModel {
@@ -350,6 +375,9 @@ impl GpuModel {
             logits,
             ids_out,
             staging,
+            in_flight: None,
+            sampler_stale: false,
+            pipelined: false,
             decode_ops: Vec::new(),
             prefill_ops: Vec::new(),
             position: 0,
@@ -358,6 +386,7 @@ impl GpuModel {
         decode_ops.extend(model.head_ops()?);
         model.decode_ops = decode_ops;
         model.prefill_ops = model.layer_ops(&model.prefill)?;
+        model.pipelined = !model.ctx.is_cpu;
         model.gpu_bytes = model.count_gpu_bytes();
         model.ctx.check()?;
         Ok(model)
@@ -523,6 +552,29 @@ impl GpuModel {
     /// Forget cached positions from `n` on (the cache rows past it are simply overwritten later).
     pub fn truncate(&mut self, n: usize) {
         self.position = self.position.min(n);
+        self.discard_in_flight();
+    }
+
+    /// Whether decode steps are pipelined (see `pipelined`).
+    pub fn pipelined(&self) -> bool {
+        self.pipelined
+    }
+
+    /// Turn pipelining on or off (tests compare both; benchmarks measure both).
+    pub fn set_pipelined(&mut self, on: bool) {
+        self.pipelined = on;
+        if !on {
+            self.discard_in_flight();
+        }
+    }
+
+    /// Drop the step submitted ahead. It still runs, but writes only past `position` (a KV row
+    /// the next step overwrites, the id slots) and one id into the sampler's history, which is
+    /// reloaded before the next step.
+    fn discard_in_flight(&mut self) {
+        if self.in_flight.take().is_some() {
+            self.sampler_stale = true;
+        }
     }
 
     /// Bytes of GPU memory held: weights, KV cache, activations.
@@ -574,47 +626,106 @@ impl GpuModel {
     }
 
     /// Run `tokens` at the next positions and sample the token after the last of them on the GPU.
+    ///
+    /// Pipelined (DESIGN.md 7): after submitting this step, the step after it is submitted too,
+    /// fed on the GPU by this step's sampled id, before this step's id is read back. When the
+    /// next call asks for exactly that step (its one token is the id returned now, at the next
+    /// position and sampler step), it only waits for the result; anything else discards it.
     pub async fn next_token(
         &mut self,
         tokens: &[u32],
         sampler: &mut Sampler,
         history: &[u32],
     ) -> Result<u32> {
+        self.run(tokens, sampler, history, self.pipelined).await
+    }
+
+    async fn run(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+        ahead: bool,
+    ) -> Result<u32> {
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("no tokens to run".into()));
         }
         self.check_ids(tokens)?;
         self.check_room(tokens.len())?;
-        if sampler.step() == 0 {
+        let sample_step = sampler.step();
+        let submitted = match self.in_flight.take() {
+            Some(f)
+                if sample_step != 0
+                    && f.sample_step == sample_step
+                    && f.pos == self.position
+                    && tokens == [f.input] =>
+            {
+                Some(f.submission)
+            }
+            Some(_) => {
+                self.sampler_stale = true;
+                None
+            }
+            None => None,
+        };
+        if sample_step == 0 || std::mem::take(&mut self.sampler_stale) {
             self.kernels
                 .sampler
                 .set_params(&self.ctx, sampler.params(), history)?;
         }
-        let sample_step = sampler.step();
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        // All but the last token run in batches; the last runs as a decode step, so its row
-        // feeds the final norm, the LM head and the sampler bound at load.
-        let (body, last) = tokens.split_at(tokens.len() - 1);
-        if !body.is_empty() {
-            self.prefill_batches(body)?;
-        }
-        self.ctx
-            .queue
-            .write_buffer(&self.decode.tokens, 0, bytemuck::cast_slice(last));
-        self.write_step(self.position, 1, sample_step);
-        record(&mut encoder, &self.decode_ops);
-        encoder.copy_buffer_to_buffer(&self.ids_out, 0, &self.staging, 0, 4);
-        self.ctx.queue.submit([encoder.finish()]);
-        let bytes = read_mapped(&self.ctx, &self.staging, 4).await?;
+        let submitted = match submitted {
+            Some(s) => s,
+            None => {
+                // All but the last token run in batches; the last runs as a decode step, so
+                // its row feeds the final norm, the LM head and the sampler bound at load.
+                let (body, last) = tokens.split_at(tokens.len() - 1);
+                if !body.is_empty() {
+                    self.prefill_batches(body)?;
+                }
+                self.ctx
+                    .queue
+                    .write_buffer(&self.decode.tokens, 0, bytemuck::cast_slice(last));
+                self.submit_decode(self.position, sample_step)
+            }
+        };
+        // The step after this one, if the cache has a row for it.
+        let ahead = (ahead && self.position + 1 < self.context_length()).then(|| {
+            let pos = self.position + 1;
+            (
+                pos,
+                sample_step + 1,
+                self.submit_decode(pos, sample_step + 1),
+            )
+        });
+        let slot = &self.staging[sample_step as usize % READBACK_SLOTS];
+        let bytes = read_mapped_after(&self.ctx, slot, 4, Some(submitted)).await?;
         self.position += 1;
         sampler.advance();
         let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         if id as usize >= self.config.n_vocab {
+            self.discard_in_flight();
             return Err(Error::Gpu(format!(
                 "the sampler returned id {id}, outside the vocabulary"
             )));
         }
+        self.in_flight = ahead.map(|(pos, sample_step, submission)| InFlight {
+            pos,
+            sample_step,
+            input: id,
+            submission,
+        });
         Ok(id)
+    }
+
+    /// Submit one decode step at KV row `pos` with sampler counter `sample_step`; its token is
+    /// whatever `decode.tokens` holds when it runs. The id lands in that counter's staging slot.
+    fn submit_decode(&self, pos: usize, sample_step: u64) -> wgpu::SubmissionIndex {
+        self.write_step(pos, 1, sample_step);
+        let slot = sample_step as usize % READBACK_SLOTS;
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        record(&mut encoder, &self.decode_ops);
+        encoder.copy_buffer_to_buffer(&self.ids_out, slot as u64 * 4, &self.staging[slot], 0, 4);
+        self.ctx.queue.submit([encoder.finish()])
     }
 
     /// Time every op of one decode step on its own (one submit and a full wait each), over
@@ -626,6 +737,7 @@ impl GpuModel {
     pub fn profile_decode_step(&mut self, steps: usize) -> Result<Vec<(String, usize, f64)>> {
         let steps = steps.max(1);
         self.check_room(1)?;
+        self.discard_in_flight();
         self.write_step(self.position, 1, 0);
         let mut totals: Vec<(String, usize, f64)> = Vec::new();
         for step in 0..steps {
@@ -675,7 +787,9 @@ impl GpuModel {
     /// greedily as a side effect, like a decode step.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut sampler = Sampler::new(crate::sampler::SamplingParams::greedy());
-        self.next_token(tokens, &mut sampler, tokens).await?;
+        // No step ahead: it would overwrite the logits.
+        self.discard_in_flight();
+        self.run(tokens, &mut sampler, tokens, false).await?;
         crate::gpu::kernel::read_f32(&self.ctx, &self.logits, 0, self.config.n_vocab).await
     }
 }

@@ -13,6 +13,7 @@ fn load(context_length: usize) -> Option<Engine> {
     let options = EngineOptions {
         device: Device::Cpu,
         context_length: Some(context_length),
+        ..EngineOptions::default()
     };
     Some(Engine::load(path, &options).expect("the default model loads"))
 }

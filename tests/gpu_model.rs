@@ -187,6 +187,7 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
         &EngineOptions {
             device: Device::Gpu,
             context_length: Some(256),
+            ..EngineOptions::default()
         },
     )
     .unwrap();
@@ -229,4 +230,82 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
         tokens.len() - 3
     );
     assert!(worst < 2e-2, "logits differ by {worst}");
+}
+
+/// DESIGN.md 7: pipelined, the step after each token is submitted before that token is read
+/// back, fed on the GPU by the id it sampled. The tokens must be exactly those of step-by-step
+/// decoding: for seeded sampling with a repetition penalty (which reads the GPU sampler's
+/// history), for a generation stopped by the caller (the step in flight is discarded), for a
+/// second turn that reuses the cache after it, and for greedy decoding up to a full context.
+#[test]
+fn pipelined_decoding_gives_the_tokens_of_step_by_step_decoding() {
+    use llama_wgpu::chat::ChatTemplate;
+    use llama_wgpu::config::Config;
+    use llama_wgpu::sampler::SamplingParams;
+    use llama_wgpu::tokenizer::Tokenizer;
+
+    let Some(path) = common::default_model() else {
+        return;
+    };
+    let run = |pipelined: bool| -> Vec<(Vec<u32>, String)> {
+        let file = GgufFile::open(&path).unwrap();
+        let config = Config::from_header(&file.header).unwrap();
+        let tokenizer = Tokenizer::from_gguf(&file.header.metadata).unwrap();
+        let template = ChatTemplate::from_metadata(&file.header.metadata, &tokenizer).unwrap();
+        let mut model = load(&path, 96);
+        model.set_pipelined(pipelined);
+        assert_eq!(model.pipelined(), pipelined);
+        let mut engine = Engine::from_parts(config, tokenizer, template, Box::new(model));
+        let sampled = GenerateOptions {
+            max_tokens: 20,
+            sampling: SamplingParams {
+                temperature: 0.9,
+                top_k: 40,
+                top_p: 0.95,
+                repeat_penalty: 1.3,
+                seed: 11,
+                ..SamplingParams::greedy()
+            },
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut record =
+            |g: llama_wgpu::Generation| out.push((g.ids, format!("{:?}", g.stop_reason)));
+        let first = engine
+            .generate("The old lighthouse keeper", &sampled, &mut |_| true)
+            .unwrap();
+        // The second turn extends the first's text, so its prompt reuses the cached prefix.
+        let follow_up = format!("The old lighthouse keeper{} Then", first.text);
+        record(first);
+        let mut pieces = 0;
+        record(
+            engine
+                .generate(&follow_up, &sampled, &mut |_| {
+                    pieces += 1;
+                    pieces < 5
+                })
+                .unwrap(),
+        );
+        record(
+            engine
+                .generate(&follow_up, &sampled, &mut |_| true)
+                .unwrap(),
+        );
+        let greedy = GenerateOptions {
+            max_tokens: 200,
+            sampling: SamplingParams::greedy(),
+            ignore_eos: true,
+            ..Default::default()
+        };
+        record(
+            engine
+                .generate("Once upon a time", &greedy, &mut |_| true)
+                .unwrap(),
+        );
+        out
+    };
+    let pipelined = run(true);
+    assert_eq!(pipelined[1].0.len(), 5, "the caller stopped after 5 tokens");
+    assert_eq!(pipelined[3].1, "ContextFull");
+    assert_eq!(pipelined, run(false));
 }

@@ -22,6 +22,7 @@ mod cli {
     use llama_wgpu::engine::{Device, Engine, EngineOptions};
     use llama_wgpu::generate::{GenerateOptions, Generation};
     use llama_wgpu::gguf::{GgufFile, Value};
+    use llama_wgpu::gpu::GpuOptions;
     use llama_wgpu::model::GpuModel;
     use llama_wgpu::sampler::{Sampler, SamplingParams};
     use llama_wgpu::tokenizer::Tokenizer;
@@ -94,6 +95,16 @@ mod cli {
         /// KV cache length in tokens (default: the model's, at most 4096).
         #[arg(long)]
         context_length: Option<usize>,
+        /// Do not use the adapter's shader-f16 (the KV cache stays f32).
+        #[arg(long)]
+        no_f16: bool,
+        /// Do not use the adapter's subgroup operations.
+        #[arg(long)]
+        no_subgroups: bool,
+        /// Kernel family: `auto` (from the adapter), `emulator` (shaped for CPU emulations of a
+        /// GPU) or `gpu` (shaped for real GPUs). For comparisons; `auto` is what users get.
+        #[arg(long, default_value = "auto")]
+        kernels: String,
     }
 
     #[derive(Args)]
@@ -305,9 +316,25 @@ mod cli {
     }
 
     fn load(m: &ModelArgs) -> Result<Engine> {
+        let emulator_kernels = match m.kernels.as_str() {
+            "auto" => None,
+            "emulator" => Some(true),
+            "gpu" => Some(false),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "--kernels {other}: expected auto, emulator or gpu"
+                )))
+            }
+        };
         let options = EngineOptions {
             device: m.device.parse::<Device>()?,
             context_length: m.context_length,
+            gpu: GpuOptions {
+                allow_f16: !m.no_f16,
+                allow_subgroups: !m.no_subgroups,
+                emulator_kernels,
+                ..GpuOptions::default()
+            },
         };
         Engine::load(&m.model, &options)
     }

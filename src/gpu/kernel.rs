@@ -248,13 +248,47 @@ pub fn readback_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer
 /// `len` bytes. Async because on the web mapping completes on the event loop; native callers
 /// poll the device while waiting.
 pub async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+    read_mapped_after(ctx, staging, len, None).await
+}
+
+/// [`read_mapped`] where the copy into `staging` was part of submission `after`: natively the
+/// wait ends when that submission is done, not when everything submitted since is (the decode
+/// loop keeps the next step in flight while it reads this one).
+pub async fn read_mapped_after(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    len: u64,
+    after: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
     let slice = staging.slice(..len.max(4).div_ceil(4) * 4);
     let (sender, receiver) = oneshot();
     slice.map_async(wgpu::MapMode::Read, move |r| sender.send(r));
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    {
+        let wait = |submission_index| {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index,
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+        };
+        wait(after)?;
+        // Not mapped once its submission is done: a GPU error (an invalid submit never
+        // completes the mapping) or, failing that, wait for everything; never block forever.
+        if !receiver.is_ready() {
+            ctx.check()?;
+            wait(None)?;
+            if !receiver.is_ready() {
+                ctx.check()?;
+                return Err(Error::Gpu(
+                    "a buffer mapping did not complete after the GPU went idle".into(),
+                ));
+            }
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    let _ = after;
     let mapped = receiver.await;
     ctx.check()?;
     mapped.map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
@@ -312,6 +346,16 @@ impl<T> OneshotSender<T> {
             if let Some(w) = slot.1.take() {
                 w.wake();
             }
+        }
+    }
+}
+
+impl<T> OneshotReceiver<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    fn is_ready(&self) -> bool {
+        match self.0.lock() {
+            Ok(s) => s.0.is_some(),
+            Err(p) => p.into_inner().0.is_some(),
         }
     }
 }

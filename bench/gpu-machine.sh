@@ -43,13 +43,20 @@ timeout 180 "$bin" bench-kernels --json > "$work/kernels.json"
 say "GPU decoder: 128-token prompt, 128 greedy tokens, 3 repeats"
 timeout 240 "$bin" bench --model "$model" --device gpu --prompt-tokens 128 --gen-tokens 128 \
   --repeats 3 --context-length 1024 --json > "$work/native-gpu.json"
+say "GPU decoder without each optional path, for their effect: 1 run of 128 + 128 tokens each"
+variants=""
+for flags in "--no-subgroups" "--no-f16" "--pipeline off"; do
+  out="$(timeout 90 "$bin" bench --model "$model" --device gpu --prompt-tokens 128 --gen-tokens 128 \
+    --repeats 1 --context-length 1024 --json $flags || echo '{}')"
+  variants="$variants${variants:+,}\"$flags\":$out"
+done
 say "CPU reference (all cores), for scale: 128-token prompt, 32 tokens, 1 run"
 timeout 120 "$bin" bench --model "$model" --device cpu --prompt-tokens 128 --gen-tokens 32 \
   --repeats 1 --context-length 1024 --json > "$work/native-cpu.json" || echo '{}' > "$work/native-cpu.json"
 
 gpu_name="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || true)"
 cpu_name="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-printf '{"machine":{"gpu":"%s","cpu":"%s","cores":%s},"model":"SmolLM2-135M-Instruct Q4_1 shape, synthetic weights","native_gpu":%s,"native_cpu":%s,"kernels":%s}\n' \
-  "$gpu_name" "$cpu_name" "$(nproc)" "$(cat "$work/native-gpu.json")" \
+printf '{"machine":{"gpu":"%s","cpu":"%s","cores":%s},"model":"SmolLM2-135M-Instruct Q4_1 shape, synthetic weights","native_gpu":%s,"native_gpu_without":{%s},"native_cpu":%s,"kernels":%s}\n' \
+  "$gpu_name" "$cpu_name" "$(nproc)" "$(cat "$work/native-gpu.json")" "$variants" \
   "$(cat "$work/native-cpu.json")" "$(cat "$work/kernels.json")"
 rm -rf "$work"

@@ -386,7 +386,7 @@ impl GpuModel {
         decode_ops.extend(model.head_ops()?);
         model.decode_ops = decode_ops;
         model.prefill_ops = model.layer_ops(&model.prefill)?;
-        model.pipelined = !model.ctx.is_cpu;
+        model.pipelined = model.ctx.pipelined_decode;
         model.gpu_bytes = model.count_gpu_bytes();
         model.ctx.check()?;
         Ok(model)

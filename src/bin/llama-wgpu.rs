@@ -105,6 +105,9 @@ mod cli {
         /// GPU) or `gpu` (shaped for real GPUs). For comparisons; `auto` is what users get.
         #[arg(long, default_value = "auto")]
         kernels: String,
+        /// Pipelined decode steps: `auto` (on real GPUs), `on` or `off`.
+        #[arg(long, default_value = "auto")]
+        pipeline: String,
     }
 
     #[derive(Args)]
@@ -326,6 +329,16 @@ mod cli {
                 )))
             }
         };
+        let pipelined_decode = match m.pipeline.as_str() {
+            "auto" => None,
+            "on" => Some(true),
+            "off" => Some(false),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "--pipeline {other}: expected auto, on or off"
+                )))
+            }
+        };
         let options = EngineOptions {
             device: m.device.parse::<Device>()?,
             context_length: m.context_length,
@@ -333,6 +346,7 @@ mod cli {
                 allow_f16: !m.no_f16,
                 allow_subgroups: !m.no_subgroups,
                 emulator_kernels,
+                pipelined_decode,
                 ..GpuOptions::default()
             },
         };

@@ -18,6 +18,9 @@ pub struct GpuOptions {
     /// (`Some(false)`) whatever the adapter is; `None` decides from the adapter. Both are
     /// correct everywhere: tests run the GPU kernels on lavapipe with this.
     pub emulator_kernels: Option<bool>,
+    /// Submit each decode step's successor before reading its id back (`None`: on real GPUs,
+    /// off on CPU emulations; see `model.rs`).
+    pub pipelined_decode: Option<bool>,
 }
 
 impl Default for GpuOptions {
@@ -27,6 +30,7 @@ impl Default for GpuOptions {
             allow_subgroups: true,
             max_binding_size: None,
             emulator_kernels: None,
+            pipelined_decode: None,
         }
     }
 }
@@ -50,6 +54,8 @@ pub struct GpuContext {
     pub max_binding_size: u64,
     /// A CPU emulation (lavapipe, SwiftShader): kernels for it avoid workgroup barriers.
     pub is_cpu: bool,
+    /// Models on this device pipeline their decode steps (see `GpuOptions::pipelined_decode`).
+    pub pipelined_decode: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -113,12 +119,14 @@ impl GpuContext {
             .unwrap_or(u64::MAX)
             .min(limits.max_storage_buffer_binding_size as u64)
             .min(limits.max_buffer_size);
+        let is_cpu = options
+            .emulator_kernels
+            .unwrap_or_else(|| is_cpu_adapter(&info));
         Ok(GpuContext {
+            pipelined_decode: options.pipelined_decode.unwrap_or(!is_cpu),
+            is_cpu,
             device,
             queue,
-            is_cpu: options
-                .emulator_kernels
-                .unwrap_or_else(|| is_cpu_adapter(&info)),
             info,
             features: GpuFeatures {
                 shader_f16,

@@ -7,7 +7,9 @@ struct Params { width: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
-@group(0) @binding(2) var<storage, read> up: array<f32>;
+// Only read, but declared read_write: gate and up may be ranges of one buffer (the stacked
+// gate/up projection's output), which may not be bound both read-only and writable.
+@group(0) @binding(2) var<storage, read_write> up: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gate: array<f32>;
 
 fn silu(x: f32) -> f32 {

@@ -47,13 +47,12 @@ fn main(
         if (token >= n_tokens) {
             break;
         }
-        let out = params.y_offset + token * params.y_stride;
         for (var i = 0u; i < 4u; i++) {
             if (first + i < params.rows) {
-                store(out + first + i, acc_a[t][i]);
+                store(out_index(token, first + i), acc_a[t][i]);
             }
             if (first + 4u + i < params.rows) {
-                store(out + first + 4u + i, acc_b[t][i]);
+                store(out_index(token, first + 4u + i), acc_b[t][i]);
             }
         }
     }

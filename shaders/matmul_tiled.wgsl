@@ -66,10 +66,10 @@ fn main(
         let row = first_row + 4u * rq + c;
         let token = first_token + 2u * tq;
         if (row < params.rows && token < n_tokens) {
-            store(params.y_offset + token * params.y_stride + row, acc0[c]);
+            store(out_index(token, row), acc0[c]);
         }
         if (row < params.rows && token + 1u < n_tokens) {
-            store(params.y_offset + (token + 1u) * params.y_stride + row, acc1[c]);
+            store(out_index(token + 1u, row), acc1[c]);
         }
     }
 }

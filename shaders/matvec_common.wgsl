@@ -1,6 +1,5 @@
 // Inputs and outputs of the matrix-vector and matrix-matrix kernels: x holds n_tokens rows of
-// `cols` values (cols is a multiple of 4, so x is read as vec4s), y the outputs (indexed as
-// Params in quant_common.wgsl says).
+// `cols` values (cols is a multiple of 4, so x is read as vec4s), y the outputs (at out_index).
 
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -38,6 +37,18 @@ fn row_unit(row: u32, u: u32) -> Unit {
 
 fn row_dot(row: u32, u: u32, xs: Unit) -> f32 {
     return dot_unit(row_unit(row, u), xs);
+}
+
+// The element of y for token t and row `row` of this part: routed by the member of a stacked
+// weight the row belongs to (members are in row order; see Params).
+fn out_index(t: u32, row: u32) -> u32 {
+    let r = params.first_row + row;
+    let s = params.route_start;
+    var m = 0u;
+    if (r >= s.y) { m = 1u; }
+    if (r >= s.z) { m = 2u; }
+    if (r >= s.w) { m = 3u; }
+    return params.route_base[m] + t * params.route_stride[m] + (r - s[m]);
 }
 
 // Write (or add, for a fused residual) one output.

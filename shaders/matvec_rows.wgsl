@@ -38,10 +38,10 @@ fn main(
     }
     for (var i = 0u; i < 4u; i++) {
         if (first + i < params.rows) {
-            store(params.y_offset + first + i, acc_a[i]);
+            store(out_index(0u, first + i), acc_a[i]);
         }
         if (first + 4u + i < params.rows) {
-            store(params.y_offset + first + 4u + i, acc_b[i]);
+            store(out_index(0u, first + 4u + i), acc_b[i]);
         }
     }
 }

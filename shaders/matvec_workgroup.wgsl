@@ -43,7 +43,7 @@ fn main(
     if (lane == 0u) {
         for (var i = 0u; i < ROWS; i++) {
             if (first + i < params.rows) {
-                store(params.y_offset + first + i, partial[lid][i]);
+                store(out_index(0u, first + i), partial[lid][i]);
             }
         }
     }

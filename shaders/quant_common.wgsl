@@ -16,20 +16,24 @@ struct Params {
     // Row strides: vec4<u32>s in `quants`, u32s in `scales`.
     qstride: u32,
     sstride: u32,
-    // Output element of this part's first row (for the first token), and elements between
-    // consecutive tokens' outputs.
-    y_offset: u32,
-    y_stride: u32,
     // Tokens (rows of x) in a batch.
     n_tokens: u32,
     // Nonzero: add to the output instead of overwriting it (a fused residual add).
     accumulate: u32,
     // Invocations that share one row (the workgroup-reduction matvec; a power of two).
     threads_per_row: u32,
-    // First row of this part and rows of the whole tensor (the embedding gather).
+    // First row of this part and rows of the whole weight (the embedding gather).
     first_row: u32,
     total_rows: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    // Where outputs go (matvec_common.wgsl, out_index): a weight stacks up to 4 tensors by
+    // rows; member m starts at row route_start[m] (unused members: 0xffffffff) and writes its
+    // row r of token t to y[route_base[m] + t * route_stride[m] + r - route_start[m]].
+    route_start: vec4<u32>,
+    route_base: vec4<u32>,
+    route_stride: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -34,8 +34,10 @@ struct Params {
 // base^(-2i / rope_dims), computed once on the CPU as the reference computes it.
 @group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(3) var<storage, read_write> q: array<f32>;
-@group(0) @binding(4) var<storage, read> k: array<f32>;
-@group(0) @binding(5) var<storage, read> v: array<f32>;
+// Only read, but declared read_write: q, k and v may be ranges of one buffer (the stacked QKV
+// projection's output), and a buffer may not be bound both read-only and writable in one pass.
+@group(0) @binding(4) var<storage, read_write> k: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v: array<f32>;
 // f32, or f16 where the adapter has shader-f16 (rope.rs, KvElement).
 @group(0) @binding(6) var<storage, read_write> k_cache: array<{{KV}}>;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<{{KV}}>;

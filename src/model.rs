@@ -14,7 +14,7 @@ use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buff
 use crate::gpu::kernels::attention::{Attention, AttentionScratch};
 use crate::gpu::kernels::embed::Embed;
 use crate::gpu::kernels::ffn::Ffn;
-use crate::gpu::kernels::matvec::{MatMul, MatVec};
+use crate::gpu::kernels::matvec::{MatMul, MatVec, Route};
 use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope};
 use crate::gpu::kernels::sample::GpuSampler;
@@ -48,15 +48,29 @@ struct InFlight {
 
 struct LayerWeights {
     attn_norm: wgpu::Buffer,
-    wq: GpuWeight,
-    wk: GpuWeight,
-    wv: GpuWeight,
+    /// Wq, Wk, Wv stacked into one weight (one dispatch per token) when they share a type,
+    /// else the three apart (e.g. Q4_K_M files keep Wv in Q6_K).
+    wqkv: Vec<GpuWeight>,
     wo: GpuWeight,
     ffn_norm: wgpu::Buffer,
-    w_gate: GpuWeight,
-    w_up: GpuWeight,
+    /// Wgate and Wup, stacked when they share a type.
+    w_gate_up: Vec<GpuWeight>,
     w_down: GpuWeight,
 }
+
+impl LayerWeights {
+    fn matrices(&self) -> impl Iterator<Item = &GpuWeight> {
+        self.wqkv
+            .iter()
+            .chain([&self.wo])
+            .chain(&self.w_gate_up)
+            .chain([&self.w_down])
+    }
+}
+
+/// The tensors of one layer that are stacked into one weight when their types allow.
+const QKV: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
+const GATE_UP: [&str; 2] = ["ffn_gate", "ffn_up"];
 
 /// Every weight of the model on the GPU: what a [`WeightLoader`] produces.
 pub struct Weights {
@@ -78,7 +92,7 @@ impl Weights {
         let mut types: Vec<GgmlType> = self
             .layers
             .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .flat_map(LayerWeights::matrices)
             .map(|w| w.ty)
             .collect();
         types.sort_by_key(|t| t.id());
@@ -99,18 +113,37 @@ struct Kernels {
 }
 
 /// Per-token activations of a batch of up to `max_tokens` tokens, each `[max_tokens][width]`.
+/// q, k and v share one buffer (`qkv`), as do gate and up (`ffn`): a stacked projection writes
+/// all of them in one dispatch. Each region starts at a storage-binding offset alignment, so
+/// the kernels after it bind it as a range of its own.
 struct Activations {
     max_tokens: usize,
     tokens: wgpu::Buffer,
     x: wgpu::Buffer,
     h: wgpu::Buffer,
-    q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    /// Byte ranges of q, k, v in `qkv`.
+    q: (u64, u64),
+    k: (u64, u64),
+    v: (u64, u64),
     att: wgpu::Buffer,
-    gate: wgpu::Buffer,
-    up: wgpu::Buffer,
+    ffn: wgpu::Buffer,
+    /// Byte ranges of gate and up in `ffn`.
+    gate: (u64, u64),
+    up: (u64, u64),
     scratch: AttentionScratch,
+}
+
+/// Consecutive byte ranges of `sizes` bytes, each starting at a multiple of `alignment`, and
+/// the bytes they span.
+fn aligned_ranges<const N: usize>(sizes: [u64; N], alignment: u64) -> ([(u64, u64); N], u64) {
+    let mut end = 0u64;
+    let ranges = sizes.map(|size| {
+        let start = end.next_multiple_of(alignment);
+        end = start + size;
+        (start, size)
+    });
+    (ranges, end)
 }
 
 impl Activations {
@@ -121,22 +154,61 @@ impl Activations {
         kv: &KvCache,
         max_tokens: usize,
     ) -> Result<Self> {
-        let buf =
-            |label: &str, width: usize| storage_buffer(ctx, label, (max_tokens * width * 4) as u64);
+        let bytes = |width: usize| (max_tokens * width * 4) as u64;
+        let buf = |label: &str, size: u64| storage_buffer(ctx, label, size);
+        let alignment = ctx.limits.min_storage_buffer_offset_alignment as u64;
+        let ([q, kr, v], qkv_bytes) = aligned_ranges(
+            [bytes(c.q_dim()), bytes(c.kv_dim()), bytes(c.kv_dim())],
+            alignment,
+        );
+        let ([gate, up], ffn_bytes) = aligned_ranges([bytes(c.n_ff), bytes(c.n_ff)], alignment);
         Ok(Activations {
             max_tokens,
-            tokens: buf("tokens", 1),
-            x: buf("x", c.n_embd),
-            h: buf("h", c.n_embd),
-            q: buf("q", c.q_dim()),
-            k: buf("k", c.kv_dim()),
-            v: buf("v", c.kv_dim()),
-            att: buf("att", c.q_dim()),
-            gate: buf("gate", c.n_ff),
-            up: buf("up", c.n_ff),
+            tokens: buf("tokens", bytes(1)),
+            x: buf("x", bytes(c.n_embd)),
+            h: buf("h", bytes(c.n_embd)),
+            qkv: buf("qkv", qkv_bytes),
+            q,
+            k: kr,
+            v,
+            att: buf("att", bytes(c.q_dim())),
+            ffn: buf("gate, up", ffn_bytes),
+            gate,
+            up,
             scratch: k.attention.scratch(ctx, kv, max_tokens)?,
         })
     }
+
+    fn buffers(&self) -> [&wgpu::Buffer; 6] {
+        [
+            &self.tokens,
+            &self.x,
+            &self.h,
+            &self.qkv,
+            &self.att,
+            &self.ffn,
+        ]
+    }
+}
+
+/// Where each member of a projection's weights writes in `buffer`: the member named `names[i]`
+/// at byte range `regions[i]` (f32 rows of its own width per token).
+fn routes_for(w: &GpuWeight, names: &[&str], regions: &[(u64, u64)]) -> Result<Vec<Route>> {
+    w.members
+        .iter()
+        .map(|m| {
+            let i = names
+                .iter()
+                .position(|n| m.name.ends_with(&format!(".{n}.weight")))
+                .ok_or_else(|| {
+                    Error::ModelInvalid(format!("tensor `{}` has no place in its layer", m.name))
+                })?;
+            Ok(Route {
+                base: regions[i].0 / 4,
+                stride: m.rows,
+            })
+        })
+        .collect()
 }
 
 pub struct GpuModel {
@@ -175,25 +247,61 @@ pub struct GpuModel {
 pub struct WeightLoader {
     ctx: GpuContext,
     tensors: Vec<TensorInfo>,
-    /// Per tensor index: the GPU weight being filled, or the f32 vector's bytes (norms).
+    /// Per tensor index: where its bytes go.
     slots: Vec<Slot>,
+    /// Weights that stack several tensors (see `QKV`, `GATE_UP`), taken by `finish`.
+    stacks: Vec<Option<GpuWeight>>,
 }
 
 enum Slot {
     Unused,
     Matrix(GpuWeight),
+    /// Member `member` of `stacks[stack]`.
+    Stacked {
+        stack: usize,
+        member: usize,
+    },
     Vector(Vec<u8>),
 }
 
 impl WeightLoader {
     pub fn new(ctx: &GpuContext, header: &Header, config: &Config) -> Result<Self> {
-        let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
-        for (name, dims) in config.expected_tensors() {
-            let index = header
+        let index_of = |name: &str| {
+            header
                 .tensors
                 .iter()
                 .position(|t| t.name == name)
-                .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
+                .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))
+        };
+        let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
+        let mut stacks = Vec::new();
+        for l in 0..config.n_layer {
+            for group in [&QKV[..], &GATE_UP[..]] {
+                let indices = group
+                    .iter()
+                    .map(|n| index_of(&block_tensor(l, n)))
+                    .collect::<Result<Vec<_>>>()?;
+                let infos: Vec<&TensorInfo> = indices.iter().map(|&i| &header.tensors[i]).collect();
+                let same = |t: &&TensorInfo| t.ty == infos[0].ty && t.dims[0] == infos[0].dims[0];
+                if !infos.iter().all(same) || infos.iter().any(|t| t.dims.len() != 2) {
+                    continue;
+                }
+                let name = format!("{} (stacked)", group.join("+"));
+                let stack = GpuWeight::new_stacked(ctx, &format!("blk.{l}.{name}"), &infos)?;
+                for (member, &i) in indices.iter().enumerate() {
+                    slots[i] = Slot::Stacked {
+                        stack: stacks.len(),
+                        member,
+                    };
+                }
+                stacks.push(Some(stack));
+            }
+        }
+        for (name, dims) in config.expected_tensors() {
+            let index = index_of(&name)?;
+            if matches!(slots[index], Slot::Stacked { .. }) {
+                continue;
+            }
             slots[index] = if dims.len() == 1 {
                 Slot::Vector(Vec::new())
             } else {
@@ -204,6 +312,7 @@ impl WeightLoader {
             ctx: ctx.clone(),
             tensors: header.tensors.clone(),
             slots,
+            stacks,
         })
     }
 
@@ -211,6 +320,10 @@ impl WeightLoader {
     pub fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<()> {
         match self.slots.get_mut(index) {
             Some(Slot::Matrix(w)) => w.write(&self.ctx, offset, bytes),
+            Some(Slot::Stacked { stack, member }) => match &mut self.stacks[*stack] {
+                Some(w) => w.write_member(&self.ctx, *member, offset, bytes),
+                None => Ok(()),
+            },
             Some(Slot::Vector(v)) => {
                 v.extend_from_slice(bytes);
                 Ok(())
@@ -242,6 +355,26 @@ impl WeightLoader {
         }
     }
 
+    /// The projections of layer `l` named in `group`: one stacked weight, or one per tensor.
+    fn projections(&mut self, l: usize, group: &[&str]) -> Result<Vec<GpuWeight>> {
+        let first = block_tensor(l, group[0]);
+        let index = self.tensors.iter().position(|t| t.name == first);
+        if let Some(&Slot::Stacked { stack, .. }) = index.map(|i| &self.slots[i]) {
+            for n in group {
+                self.take(&block_tensor(l, n))?;
+            }
+            let mut w = self.stacks[stack]
+                .take()
+                .ok_or_else(|| Error::ModelInvalid(format!("`{first}` was taken twice")))?;
+            w.finish(&self.ctx)?;
+            return Ok(vec![w]);
+        }
+        group
+            .iter()
+            .map(|n| self.matrix(&block_tensor(l, n)))
+            .collect()
+    }
+
     fn vector(&mut self, name: &str) -> Result<wgpu::Buffer> {
         match self.take(name)? {
             (info, Slot::Vector(bytes)) => {
@@ -268,13 +401,10 @@ impl WeightLoader {
             let name = |n: &str| block_tensor(l, n);
             layers.push(LayerWeights {
                 attn_norm: self.vector(&name("attn_norm"))?,
-                wq: self.matrix(&name("attn_q"))?,
-                wk: self.matrix(&name("attn_k"))?,
-                wv: self.matrix(&name("attn_v"))?,
+                wqkv: self.projections(l, &QKV)?,
                 wo: self.matrix(&name("attn_output"))?,
                 ffn_norm: self.vector(&name("ffn_norm"))?,
-                w_gate: self.matrix(&name("ffn_gate"))?,
-                w_up: self.matrix(&name("ffn_up"))?,
+                w_gate_up: self.projections(l, &GATE_UP)?,
                 w_down: self.matrix(&name("ffn_down"))?,
             });
         }
@@ -397,20 +527,13 @@ impl GpuModel {
         let matrices: u64 = w
             .layers
             .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .flat_map(LayerWeights::matrices)
             .chain(std::iter::once(&w.token_embd))
             .chain(w.output.iter())
             .map(GpuWeight::gpu_bytes)
             .sum();
-        let acts = |a: &Activations| {
-            [
-                &a.tokens, &a.x, &a.h, &a.q, &a.k, &a.v, &a.att, &a.gate, &a.up,
-            ]
-            .iter()
-            .map(|b| b.size())
-            .sum::<u64>()
-                + a.scratch.bytes()
-        };
+        let acts =
+            |a: &Activations| a.buffers().iter().map(|b| b.size()).sum::<u64>() + a.scratch.bytes();
         matrices + self.kv.bytes() + acts(&self.decode) + acts(&self.prefill) + self.logits.size()
     }
 
@@ -425,19 +548,35 @@ impl GpuModel {
             &self.step,
         );
         let t = a.max_tokens;
-        // y (+)= W x over the batch: a matvec for one token, a tiled matmul for many.
+        // y (+)= W x over the batch: a matvec for one token, a tiled matmul for many; each
+        // (stacked) member of W writes where its route says.
         let linear = |weight: &GpuWeight,
-                      x: &wgpu::Buffer,
+                      x: wgpu::BufferBinding<'_>,
                       y: &wgpu::Buffer,
+                      routes: &[Route],
                       accumulate: bool|
          -> Result<Vec<Op>> {
             match t {
-                1 => k.matvec.op(ctx, weight, whole(x), y, 0, accumulate),
+                1 => k.matvec.op_routed(ctx, weight, x, y, routes, accumulate),
                 n => k
                     .matmul
-                    .op(ctx, weight, whole(x), n as u32, step, y, 0, accumulate),
+                    .op_routed(ctx, weight, x, n as u32, step, y, routes, accumulate),
             }
         };
+        // A projection (one stacked weight, or one weight per tensor) into regions of `y`.
+        let project = |weights: &[GpuWeight],
+                       names: &[&str],
+                       y: &wgpu::Buffer,
+                       regions: &[(u64, u64)]|
+         -> Result<Vec<Op>> {
+            let mut ops = Vec::new();
+            for weight in weights {
+                let routes = routes_for(weight, names, regions)?;
+                ops.extend(linear(weight, whole(&a.h), y, &routes, false)?);
+            }
+            Ok(ops)
+        };
+        let region = |buffer, (offset, size): (u64, u64)| range(buffer, offset, size);
         // h = rmsnorm(x) * weight                                              [n_tokens, n_embd]
         let rmsnorm = |weight: &wgpu::Buffer| -> Result<Op> {
             k.norm.op(
@@ -460,17 +599,15 @@ impl GpuModel {
             // h = rmsnorm(x) * attn_norm
             ops.push(rmsnorm(&lw.attn_norm)?);
             // q = Wq h, k = Wk h, v = Wv h                        [n_tokens, q_dim | kv_dim]
-            ops.extend(linear(&lw.wq, &a.h, &a.q, false)?);
-            ops.extend(linear(&lw.wk, &a.h, &a.k, false)?);
-            ops.extend(linear(&lw.wv, &a.h, &a.v, false)?);
+            ops.extend(project(&lw.wqkv, &QKV, &a.qkv, &[a.q, a.k, a.v])?);
             // RoPE on q and k; k and v appended to the cache at pos..pos+n_tokens
             let freqs = w.rope_freqs.as_ref().map(whole);
             ops.extend(k.rope.ops(
                 ctx,
                 step,
-                whole(&a.q),
-                whole(&a.k),
-                whole(&a.v),
+                region(&a.qkv, a.q),
+                region(&a.qkv, a.k),
+                region(&a.qkv, a.v),
                 freqs,
                 &self.kv,
                 l,
@@ -480,25 +617,36 @@ impl GpuModel {
             ops.extend(k.attention.ops(
                 ctx,
                 step,
-                whole(&a.q),
+                region(&a.qkv, a.q),
                 &self.kv,
                 l,
                 &a.scratch,
                 whole(&a.att),
             )?);
             // x += Wo att
-            ops.extend(linear(&lw.wo, &a.att, &a.x, true)?);
+            let contiguous = Route::contiguous(&lw.wo, 0);
+            ops.extend(linear(&lw.wo, whole(&a.att), &a.x, &contiguous, true)?);
             // h = rmsnorm(x) * ffn_norm
             ops.push(rmsnorm(&lw.ffn_norm)?);
             // gate = silu(Wgate h) * (Wup h)                                     [n_tokens, n_ff]
-            ops.extend(linear(&lw.w_gate, &a.h, &a.gate, false)?);
-            ops.extend(linear(&lw.w_up, &a.h, &a.up, false)?);
-            ops.push(
-                k.ffn
-                    .silu_mul(ctx, step, whole(&a.gate), whole(&a.up), c.n_ff, t)?,
-            );
+            ops.extend(project(&lw.w_gate_up, &GATE_UP, &a.ffn, &[a.gate, a.up])?);
+            ops.push(k.ffn.silu_mul(
+                ctx,
+                step,
+                region(&a.ffn, a.gate),
+                region(&a.ffn, a.up),
+                c.n_ff,
+                t,
+            )?);
             // x += Wdown gate
-            ops.extend(linear(&lw.w_down, &a.gate, &a.x, true)?);
+            let contiguous = Route::contiguous(&lw.w_down, 0);
+            ops.extend(linear(
+                &lw.w_down,
+                region(&a.ffn, a.gate),
+                &a.x,
+                &contiguous,
+                true,
+            )?);
         }
         Ok(ops)
     }

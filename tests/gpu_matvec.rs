@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use llama_wgpu::gguf::{GgufFile, TensorInfo};
 use llama_wgpu::gpu::kernel::{read_buffer, read_f32, storage_buffer, submit_ops, whole, Op};
 use llama_wgpu::gpu::kernels::embed::Embed;
-use llama_wgpu::gpu::kernels::matvec::{MatMul, MatMulVariant, MatVec, MatVecVariant};
+use llama_wgpu::gpu::kernels::matvec::{MatMul, MatMulVariant, MatVec, MatVecVariant, Route};
 use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
 use llama_wgpu::gpu::weights::{upload_f32_vector, GpuWeight, GPU_TYPES};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
@@ -647,4 +647,114 @@ fn process_cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// Tensors stacked into one weight (a layer's q, k, v or gate, up) upload member by member in
+/// any order, even interleaved and in odd pieces, and each member's products land where its
+/// route says (for a matvec and a batched matmul, every variant, whole and split across
+/// bindings), with nothing written between or around them.
+#[test]
+fn stacked_weights_write_each_members_outputs_where_routed() {
+    let mut rng = Rng(31);
+    for gpu in [gpu(), small_binding_gpu()] {
+        let ctx = &gpu.ctx;
+        for ty in [GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::F16] {
+            // 768 values (Q4_1, F16) or 6144 (Q6_K): 140 KB to 1.4 MB, several 64 KiB parts.
+            let cols = 24 * ty.block_size().max(32);
+            let members: Vec<Tensor> = [200, 48, 40]
+                .into_iter()
+                .map(|rows| Tensor::random(ty, rows, cols, &mut rng))
+                .collect();
+            let infos: Vec<&TensorInfo> = members.iter().map(|t| &t.info).collect();
+            let mut w = GpuWeight::new_stacked(ctx, "stacked", &infos).unwrap();
+            assert_eq!(w.rows, 288);
+            // Round-robin over the members, last first, a random-sized piece each time.
+            let mut sent = vec![0usize; members.len()];
+            while sent.iter().zip(&members).any(|(&s, t)| s < t.bytes.len()) {
+                for m in (0..members.len()).rev() {
+                    let bytes = &members[m].bytes;
+                    let n = (1 + rng.next() % 700) as usize;
+                    let piece = &bytes[sent[m]..(sent[m] + n).min(bytes.len())];
+                    w.write_member(ctx, m, sent[m] as u64, piece).unwrap();
+                    sent[m] += piece.len();
+                }
+            }
+            w.finish(ctx).unwrap();
+            if std::ptr::eq(gpu, small_binding_gpu()) {
+                assert!(w.parts.len() > 1, "{ty}: the stack should span parts");
+            }
+            check_stacked(gpu, &w, &members, 1);
+            check_stacked(gpu, &w, &members, 6);
+        }
+    }
+}
+
+/// Run `w` (the stack of `members`) over `n_tokens` tokens with member m routed to its own
+/// region (gaps between, tokens `rows + 3` apart) and compare every element with the CPU.
+fn check_stacked(gpu: &Gpu, w: &GpuWeight, members: &[Tensor], n_tokens: usize) {
+    let ctx = &gpu.ctx;
+    let cols = w.cols as usize;
+    let mut rng = Rng(n_tokens as u64 + 40);
+    let x = rng.vec(n_tokens * cols);
+    let xb = f32_buffer(ctx, &x);
+    // Member m at base[m], `rows + 3` apart per token, 5 spare values between regions.
+    let mut routes = Vec::new();
+    let mut end = GUARD as u64;
+    for t in members {
+        let stride = t.info.rows_cols().0 + 3;
+        routes.push(Route { base: end, stride });
+        end += stride * n_tokens as u64 + 5;
+    }
+    let y0: Vec<f32> = (0..end as usize + GUARD)
+        .map(|_| rng.uniform(4.0))
+        .collect();
+    let step = step_buffer(ctx, n_tokens);
+    let mut runs: Vec<(String, Vec<Op>)> = Vec::new();
+    if n_tokens == 1 {
+        for matvec in &gpu.matvecs {
+            let ops =
+                matvec.op_routed(ctx, w, whole(&xb), &f32_buffer(ctx, &[0.0]), &routes, false);
+            assert!(ops.is_err(), "routes past y are an error");
+            runs.push((format!("{:?}", matvec.variant()), vec![]));
+        }
+    } else {
+        for matmul in &gpu.matmuls {
+            runs.push((format!("{:?}", matmul.variant()), vec![]));
+        }
+    }
+    for (i, (variant, _)) in runs.iter().enumerate() {
+        let yb = f32_buffer(ctx, &y0);
+        let ops = match n_tokens {
+            1 => gpu.matvecs[i].op_routed(ctx, w, whole(&xb), &yb, &routes, false),
+            n => gpu.matmuls[i].op_routed(ctx, w, whole(&xb), n as u32, &step, &yb, &routes, false),
+        }
+        .unwrap();
+        run(ctx, &ops);
+        let got = read(ctx, &yb, y0.len());
+        let mut want: Vec<Option<(f64, f64)>> = vec![None; y0.len()];
+        for (t, route) in members.iter().zip(&routes) {
+            for (token, xt) in x.chunks_exact(cols).enumerate() {
+                for (r, p) in t.dot_rows(xt).into_iter().enumerate() {
+                    want[(route.base + token as u64 * route.stride) as usize + r] = Some(p);
+                }
+            }
+        }
+        for (j, (g, want)) in got.iter().zip(&want).enumerate() {
+            match want {
+                None => assert_eq!(
+                    *g, y0[j],
+                    "{variant} {}: element {j} is not an output",
+                    w.ty
+                ),
+                Some((dot, abs)) => {
+                    let tol = (cols as f64 + 4.0) * U * abs;
+                    assert!(
+                        (*g as f64 - dot).abs() <= tol,
+                        "{variant} {} stacked, {n_tokens} tokens: element {j} is {g}, CPU {dot}",
+                        w.ty
+                    );
+                }
+            }
+        }
+    }
 }

@@ -34,6 +34,12 @@
 //! A part's buffer holds its rows' `quants` plane, then (at the next storage-binding offset
 //! alignment) its `scales` plane; kernels bind the two ranges separately. A tensor whose part
 //! would exceed `ctx.max_binding_size` is split by whole rows into several parts.
+//!
+//! Several tensors of one type and row length can be *stacked* into one weight, their rows one
+//! after another ([`GpuWeight::new_stacked`]): q, k and v, or gate and up, then take one
+//! dispatch per token instead of three or two. Each member uploads on its own (tensors arrive
+//! in whatever order the file has them) into its own rows, and kernels route each member's
+//! outputs to where it wants them (`matvec.rs`, `Route`).
 
 use std::ops::Range;
 
@@ -185,15 +191,26 @@ pub struct WeightPart {
 }
 
 /// One 2-D GGUF tensor (`dims` `[cols, rows]`: rows of `cols` contiguous values) on the GPU,
-/// in the layout described at the top of this file.
+/// in the layout described at the top of this file; or several stacked by rows.
 #[derive(Debug)]
 pub struct GpuWeight {
     pub name: String,
     pub ty: GgmlType,
+    /// Rows of all members together.
     pub rows: u64,
     pub cols: u64,
     pub layout: WeightLayout,
     pub parts: Vec<WeightPart>,
+    /// The tensors stacked here, in row order (one for a plain weight).
+    pub members: Vec<Member>,
+}
+
+/// One tensor of a (possibly stacked) weight: its rows are `first_row .. first_row + rows`.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    pub first_row: u64,
+    pub rows: u64,
     upload: Upload,
 }
 
@@ -213,23 +230,56 @@ struct Upload {
 impl GpuWeight {
     /// Allocate the GPU buffers for `info` (zeroed); the bytes follow through [`write`](Self::write).
     pub fn new(ctx: &GpuContext, info: &TensorInfo) -> Result<GpuWeight> {
-        let (rows, cols) = info.rows_cols();
+        Self::new_stacked(ctx, &info.name, &[info])
+    }
+
+    /// Allocate one weight holding `members`' rows one after another (zeroed); each member's
+    /// bytes follow through [`write_member`](Self::write_member). The members must share type
+    /// and row length.
+    pub fn new_stacked(ctx: &GpuContext, name: &str, members: &[&TensorInfo]) -> Result<GpuWeight> {
+        let first = members
+            .first()
+            .ok_or_else(|| Error::InvalidArgument(format!("`{name}`: nothing to stack")))?;
+        let (_, cols) = first.rows_cols();
         let layout =
-            WeightLayout::new(info.ty, cols).ok_or_else(|| Error::UnsupportedTensorType {
-                tensor: info.name.clone(),
-                ty: info.ty.name().to_string(),
+            WeightLayout::new(first.ty, cols).ok_or_else(|| Error::UnsupportedTensorType {
+                tensor: first.name.clone(),
+                ty: first.ty.name().to_string(),
                 hint: GPU_TYPES_HINT,
             })?;
-        check_shape(info, rows, cols)?;
-        let parts = allocate_parts(ctx, info, &layout, rows)?;
+        let mut stacked = Vec::with_capacity(members.len());
+        let mut rows = 0u64;
+        for info in members {
+            let (r, c) = info.rows_cols();
+            if info.ty != first.ty || c != cols {
+                return Err(Error::InvalidArgument(format!(
+                    "`{name}`: `{}` ({} x {c}, {}) cannot stack on `{}` ({} values, {})",
+                    info.name, r, info.ty, first.name, cols, first.ty
+                )));
+            }
+            check_shape(info, r, c)?;
+            stacked.push(Member {
+                name: info.name.clone(),
+                first_row: rows,
+                rows: r,
+                upload: Upload::default(),
+            });
+            rows += r;
+        }
+        if rows > u32::MAX as u64 {
+            return Err(Error::ModelTooLarge(format!(
+                "`{name}`: {rows} stacked rows are beyond the kernels' 32-bit indices"
+            )));
+        }
+        let parts = allocate_parts(ctx, name, first, &layout, rows)?;
         Ok(GpuWeight {
-            name: info.name.clone(),
-            ty: info.ty,
+            name: name.to_string(),
+            ty: first.ty,
             rows,
             cols,
             layout,
             parts,
-            upload: Upload::default(),
+            members: stacked,
         })
     }
 
@@ -249,55 +299,77 @@ impl GpuWeight {
     /// piece ended). Pieces may cut blocks anywhere: a partial group of blocks is carried to
     /// the next call. Host memory used is about twice the piece.
     pub fn write(&mut self, ctx: &GpuContext, offset_in_tensor: u64, bytes: &[u8]) -> Result<()> {
-        let total = self.rows * self.layout.row_bytes();
-        if offset_in_tensor != self.upload.received {
+        self.write_member(ctx, 0, offset_in_tensor, bytes)
+    }
+
+    /// [`write`](Self::write) for member `m` of a stacked weight (members may arrive in any
+    /// order, even interleaved; each one's pieces in order).
+    pub fn write_member(
+        &mut self,
+        ctx: &GpuContext,
+        m: usize,
+        offset_in_tensor: u64,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let row_bytes = self.layout.row_bytes();
+        let member = self
+            .members
+            .get_mut(m)
+            .ok_or_else(|| Error::InvalidArgument(format!("`{}` has no member {m}", self.name)))?;
+        let total = member.rows * row_bytes;
+        if offset_in_tensor != member.upload.received {
             return Err(Error::InvalidArgument(format!(
                 "tensor `{}`: piece at byte {offset_in_tensor}, expected byte {} (pieces must \
                  arrive in order)",
-                self.name, self.upload.received
+                member.name, member.upload.received
             )));
         }
         if offset_in_tensor + bytes.len() as u64 > total {
             return Err(Error::InvalidArgument(format!(
                 "tensor `{}`: piece ends at byte {}, past the tensor's {total} bytes",
-                self.name,
+                member.name,
                 offset_in_tensor + bytes.len() as u64
             )));
         }
-        self.upload.received += bytes.len() as u64;
+        member.upload.received += bytes.len() as u64;
         let mut input = bytes;
-        if !self.upload.carry.is_empty() {
+        if !self.members[m].upload.carry.is_empty() {
             // Complete the carried group first; it is short, so it is copied.
-            let want = self.group_bytes() - self.upload.carry.len();
+            let group = self.group_bytes(m);
+            let member = &mut self.members[m];
+            let want = group - member.upload.carry.len();
             let (head, rest) = input.split_at(want.min(input.len()));
-            self.upload.carry.extend_from_slice(head);
+            member.upload.carry.extend_from_slice(head);
             input = rest;
-            if self.upload.carry.len() < self.group_bytes() {
+            if member.upload.carry.len() < group {
                 return Ok(());
             }
-            let carry = std::mem::take(&mut self.upload.carry);
-            self.write_blocks(ctx, &carry);
+            let carry = std::mem::take(&mut member.upload.carry);
+            self.write_blocks(ctx, m, &carry);
         }
-        let n = self.writable_blocks(input.len() as u64 / self.layout.block_bytes);
+        let n = self.writable_blocks(m, input.len() as u64 / self.layout.block_bytes);
         let (now, later) = input.split_at((n * self.layout.block_bytes) as usize);
-        self.write_blocks(ctx, now);
-        self.upload.carry.extend_from_slice(later);
-        if self.upload.staged >= SUBMIT_EVERY {
+        self.write_blocks(ctx, m, now);
+        self.members[m].upload.carry.extend_from_slice(later);
+        if self.members.iter().map(|m| m.upload.staged).sum::<u64>() >= SUBMIT_EVERY {
             self.flush(ctx);
         }
         Ok(())
     }
 
-    /// Check that every byte arrived and hand the staged writes to the GPU.
+    /// Check that every byte of every member arrived and hand the staged writes to the GPU.
     pub fn finish(&mut self, ctx: &GpuContext) -> Result<()> {
-        let total = self.rows * self.layout.row_bytes();
-        if self.upload.received != total {
-            return Err(Error::ModelInvalid(format!(
-                "tensor `{}`: {} of its {total} bytes arrived",
-                self.name, self.upload.received
-            )));
+        let row_bytes = self.layout.row_bytes();
+        for member in &mut self.members {
+            let total = member.rows * row_bytes;
+            if member.upload.received != total {
+                return Err(Error::ModelInvalid(format!(
+                    "tensor `{}`: {} of its {total} bytes arrived",
+                    member.name, member.upload.received
+                )));
+            }
+            member.upload.carry = Vec::new();
         }
-        self.upload.carry = Vec::new();
         self.flush(ctx);
         Ok(())
     }
@@ -323,28 +395,31 @@ impl GpuWeight {
         })
     }
 
-    /// GGUF bytes of the next write group: `group` blocks, or fewer where the row ends first.
-    fn group_bytes(&self) -> usize {
-        let k = self.upload.written_blocks % self.layout.blocks_per_row;
+    /// GGUF bytes of member `m`'s next write group: `group` blocks, or fewer where the row
+    /// ends first.
+    fn group_bytes(&self, m: usize) -> usize {
+        let k = self.members[m].upload.written_blocks % self.layout.blocks_per_row;
         let blocks = self.layout.group.min(self.layout.blocks_per_row - k);
         (blocks * self.layout.block_bytes) as usize
     }
 
     /// How many of `available` whole blocks can be written now: all of them, less those past
     /// the last group boundary when they end inside a row (so every write stays 4-byte aligned).
-    fn writable_blocks(&self, available: u64) -> u64 {
-        let end = self.upload.written_blocks + available;
+    fn writable_blocks(&self, m: usize, available: u64) -> u64 {
+        let end = self.members[m].upload.written_blocks + available;
         let k = end % self.layout.blocks_per_row;
         available - k % self.layout.group
     }
 
-    /// Repack whole blocks (starting at block `written_blocks`) and queue their writes, one run
-    /// per part.
-    fn write_blocks(&mut self, ctx: &GpuContext, mut src: &[u8]) {
+    /// Repack whole blocks of member `m` (starting at its block `written_blocks`) and queue
+    /// their writes, one run per part.
+    fn write_blocks(&mut self, ctx: &GpuContext, m: usize, mut src: &[u8]) {
         let layout = &self.layout;
+        let member = &mut self.members[m];
         let (mut quants, mut scales) = (Vec::new(), Vec::new());
         while !src.is_empty() {
-            let first = self.upload.written_blocks;
+            // Blocks count from the weight's first row; the member's rows start at first_row.
+            let first = member.first_row * layout.blocks_per_row + member.upload.written_blocks;
             let row = first / layout.blocks_per_row;
             let k = first % layout.blocks_per_row;
             let part = self
@@ -369,15 +444,17 @@ impl GpuWeight {
                     + k * layout.planes.scales.len() as u64;
                 ctx.queue.write_buffer(&part.buffer, scale_at, &scales);
             }
-            self.upload.staged += (quants.len() + scales.len()) as u64;
-            self.upload.written_blocks += n;
+            member.upload.staged += (quants.len() + scales.len()) as u64;
+            member.upload.written_blocks += n;
             src = rest;
         }
     }
 
     fn flush(&mut self, ctx: &GpuContext) {
         ctx.queue.submit([]);
-        self.upload.staged = 0;
+        for member in &mut self.members {
+            member.upload.staged = 0;
+        }
     }
 }
 
@@ -409,6 +486,7 @@ fn check_shape(info: &TensorInfo, rows: u64, cols: u64) -> Result<()> {
 /// Split the rows into as few parts as the binding limit allows and allocate their buffers.
 fn allocate_parts(
     ctx: &GpuContext,
+    name: &str,
     info: &TensorInfo,
     layout: &WeightLayout,
     rows: u64,
@@ -431,7 +509,7 @@ fn allocate_parts(
     while first_row < rows {
         let n_rows = rows_per_part.min(rows - first_row);
         let (scales_offset, size) = layout.part_size(n_rows, alignment);
-        let label = format!("{} rows {first_row}..{}", info.name, first_row + n_rows);
+        let label = format!("{name} rows {first_row}..{}", first_row + n_rows);
         parts.push(WeightPart {
             buffer: storage_buffer(ctx, &label, size),
             first_row,

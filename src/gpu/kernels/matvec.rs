@@ -80,14 +80,15 @@ pub(crate) struct WeightParams {
     pub cols: u32,
     pub qstride: u32,
     pub sstride: u32,
-    pub y_offset: u32,
-    pub y_stride: u32,
     pub n_tokens: u32,
     pub accumulate: u32,
     pub threads_per_row: u32,
     pub first_row: u32,
     pub total_rows: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 3],
+    pub route_start: [u32; 4],
+    pub route_base: [u32; 4],
+    pub route_stride: [u32; 4],
 }
 
 impl WeightParams {
@@ -100,8 +101,41 @@ impl WeightParams {
             sstride: (w.layout.scale_row_bytes / 4) as u32,
             first_row: part.first_row as u32,
             total_rows: w.rows as u32,
+            route_start: [u32::MAX; 4],
             ..Default::default()
         }
+    }
+
+    /// Send each member's outputs where `routes` says.
+    fn routed(mut self, w: &GpuWeight, routes: &[Route]) -> WeightParams {
+        for (m, (member, route)) in w.members.iter().zip(routes).enumerate() {
+            self.route_start[m] = member.first_row as u32;
+            self.route_base[m] = route.base as u32;
+            self.route_stride[m] = route.stride as u32;
+        }
+        self
+    }
+}
+
+/// Where one member of a weight writes: its row `r` of token `t` goes to element
+/// `base + t * stride + r` of the output (`stride` unused for one token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub base: u64,
+    pub stride: u64,
+}
+
+impl Route {
+    /// Every member's rows where a single tensor of `w.rows` rows would put them: from
+    /// `y_offset` on, `w.rows` apart per token.
+    pub fn contiguous(w: &GpuWeight, y_offset: u64) -> Vec<Route> {
+        w.members
+            .iter()
+            .map(|m| Route {
+                base: y_offset + m.first_row,
+                stride: w.rows,
+            })
+            .collect()
     }
 }
 
@@ -192,14 +226,14 @@ pub(crate) fn binding_bytes(b: &wgpu::BufferBinding<'_>) -> u64 {
         .unwrap_or(b.buffer.size().saturating_sub(b.offset))
 }
 
-/// Check that `input` holds `n_tokens` rows of `w.cols` f32 and `y` holds `n_tokens` rows of
-/// `w.rows` f32 after `y_offset`, and that they are different buffers.
+/// Check that `x` holds `n_tokens` rows of `w.cols` f32, that every member's routed outputs
+/// for `n_tokens` tokens fit in `y`, and that x and y are different buffers.
 fn check_io(
     w: &GpuWeight,
     x: &wgpu::BufferBinding<'_>,
     n_tokens: u64,
     y: &wgpu::Buffer,
-    y_offset: u64,
+    routes: &[Route],
 ) -> Result<()> {
     let x_needed = n_tokens * w.cols * 4;
     if binding_bytes(x) < x_needed {
@@ -210,14 +244,24 @@ fn check_io(
             w.cols
         )));
     }
-    let y_end = y_offset + n_tokens * w.rows;
-    if y.size() < y_end * 4 || y_end > u32::MAX as u64 {
+    if routes.len() != w.members.len() || routes.len() > 4 {
         return Err(Error::InvalidArgument(format!(
-            "`{}`: y holds {} bytes, outputs up to element {y_end} need {}",
+            "`{}`: {} output routes for {} stacked tensors (at most 4)",
             w.name,
-            y.size(),
-            y_end * 4
+            routes.len(),
+            w.members.len()
         )));
+    }
+    for (member, route) in w.members.iter().zip(routes) {
+        let y_end = route.base + (n_tokens - 1) * route.stride + member.rows;
+        if y.size() < y_end * 4 || y_end > u32::MAX as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "`{}`: y holds {} bytes, outputs up to element {y_end} need {}",
+                member.name,
+                y.size(),
+                y_end * 4
+            )));
+        }
     }
     if x.buffer == y {
         return Err(Error::InvalidArgument(format!(
@@ -318,7 +362,21 @@ impl MatVec {
         y_offset: u64,
         accumulate: bool,
     ) -> Result<Vec<Op>> {
-        check_io(w, &x, 1, y, y_offset)?;
+        self.op_routed(ctx, w, x, y, &Route::contiguous(w, y_offset), accumulate)
+    }
+
+    /// [`op`](Self::op) with each stacked member's outputs at its own place in `y`
+    /// (`routes[m].base`): one dispatch (per part) for all the members.
+    pub fn op_routed(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: wgpu::BufferBinding<'_>,
+        y: &wgpu::Buffer,
+        routes: &[Route],
+        accumulate: bool,
+    ) -> Result<Vec<Op>> {
+        check_io(w, &x, 1, y, routes)?;
         let kernel = kernel_for(&self.kernels, w)?;
         // Enough invocations per row group that each takes about one unit of a short row
         // (576 values: 18 units, 32 invocations) and a few of a long one.
@@ -326,12 +384,12 @@ impl MatVec {
         let mut ops = Vec::with_capacity(w.parts.len());
         for part in &w.parts {
             let params = WeightParams {
-                y_offset: (y_offset + part.first_row) as u32,
                 accumulate: accumulate as u32,
                 threads_per_row: threads_per_row as u32,
                 n_tokens: 1,
                 ..WeightParams::for_part(w, part)
-            };
+            }
+            .routed(w, routes);
             let rows_per_workgroup = match self.variant {
                 MatVecVariant::RowsPerInvocation => ROWS_PER_WORKGROUP,
                 MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row * REDUCE_ROWS,
@@ -422,6 +480,24 @@ impl MatMul {
         y_offset: u64,
         accumulate: bool,
     ) -> Result<Vec<Op>> {
+        let routes = Route::contiguous(w, y_offset);
+        self.op_routed(ctx, w, x, max_tokens, step, y, &routes, accumulate)
+    }
+
+    /// [`op`](Self::op) with each stacked member's outputs at its own place in `y`: member m's
+    /// row r of token t at element `routes[m].base + t * routes[m].stride + r`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_routed(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: wgpu::BufferBinding<'_>,
+        max_tokens: u32,
+        step: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        routes: &[Route],
+        accumulate: bool,
+    ) -> Result<Vec<Op>> {
         let n_tokens = max_tokens;
         super::norm::check_step(step)?;
         if n_tokens == 0 {
@@ -430,7 +506,7 @@ impl MatMul {
                 w.name
             )));
         }
-        check_io(w, &x, n_tokens as u64, y, y_offset)?;
+        check_io(w, &x, n_tokens as u64, y, routes)?;
         let kernel = kernel_for(&self.kernels, w)?;
         let (rows_per_workgroup, tokens_per_workgroup) = match self.variant {
             MatMulVariant::RowsPerInvocation => (ROWS_PER_WORKGROUP, MATMUL_ROWS_TOKENS),
@@ -446,12 +522,11 @@ impl MatMul {
         let mut ops = Vec::with_capacity(w.parts.len());
         for part in &w.parts {
             let params = WeightParams {
-                y_offset: (y_offset + part.first_row) as u32,
-                y_stride: w.rows as u32,
                 n_tokens,
                 accumulate: accumulate as u32,
                 ..WeightParams::for_part(w, part)
-            };
+            }
+            .routed(w, routes);
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
             let bindings = batch_bindings(part_bindings(w, part, &params, x.clone(), y), step);

@@ -192,13 +192,19 @@ pub(crate) fn check_distinct(
 ) -> Result<()> {
     for (i, w) in written.iter().enumerate() {
         let others = written[i + 1..].iter().chain(read);
-        if others.into_iter().any(|b| b.buffer == w.buffer) {
+        if others.into_iter().any(|b| overlap(b, w)) {
             return Err(Error::InvalidArgument(format!(
-                "{op}: a buffer it writes is bound twice; outputs need buffers of their own"
+                "{op}: a range it writes is bound twice; outputs need memory of their own"
             )));
         }
     }
     Ok(())
+}
+
+/// Whether two bindings share bytes (ranges of one buffer may sit side by side).
+fn overlap(a: &wgpu::BufferBinding<'_>, b: &wgpu::BufferBinding<'_>) -> bool {
+    let end = |x: &wgpu::BufferBinding<'_>| x.offset + binding_size(x);
+    a.buffer == b.buffer && a.offset < end(b) && b.offset < end(a)
 }
 
 pub(crate) fn to_u32(what: &str, v: usize) -> Result<u32> {

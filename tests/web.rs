@@ -23,6 +23,7 @@ use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::model::{GpuModel, WeightLoader};
 use llama_wgpu::quant::GgmlType;
 use llama_wgpu::reference::ReferenceModel;
+use llama_wgpu::sampler::{Sampler, SamplingParams};
 use llama_wgpu::web::ModelLoader;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -112,7 +113,8 @@ async fn matvec_on_llama_cpp_blocks_matches_the_cpu() {
 }
 
 /// A two-block llama whose matrices use every quantized type with a kernel that fits its
-/// shapes (Q4_K and Q6_K need rows of 256 and are covered above).
+/// shapes (Q4_K and Q6_K need rows of 256 and are covered above). Block 0 mixes types in its
+/// projections (one weight each); block 1's q/k/v and gate/up share one (stacked weights).
 fn small_llama() -> Vec<u8> {
     let (e, kv, ff, vocab) = (64u64, 32u64, 128u64, 96u64);
     let mut w = GgufWriter::new();
@@ -142,13 +144,21 @@ fn small_llama() -> Vec<u8> {
     for l in 0..2 {
         let name = |n: &str| format!("blk.{l}.{n}.weight");
         norm(&mut w, &name("attn_norm"));
-        matrix(&mut w, &name("attn_q"), GgmlType::Q4_1, e, e);
-        matrix(&mut w, &name("attn_k"), GgmlType::Q4_0, kv, e);
-        matrix(&mut w, &name("attn_v"), GgmlType::Q8_0, kv, e);
+        let (q, k, v) = match l {
+            0 => (GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0),
+            _ => (GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0),
+        };
+        matrix(&mut w, &name("attn_q"), q, e, e);
+        matrix(&mut w, &name("attn_k"), k, kv, e);
+        matrix(&mut w, &name("attn_v"), v, kv, e);
         matrix(&mut w, &name("attn_output"), GgmlType::F16, e, e);
         norm(&mut w, &name("ffn_norm"));
-        matrix(&mut w, &name("ffn_gate"), GgmlType::Q4_1, ff, e);
-        matrix(&mut w, &name("ffn_up"), GgmlType::Q8_0, ff, e);
+        let (gate, up) = match l {
+            0 => (GgmlType::Q4_1, GgmlType::Q8_0),
+            _ => (GgmlType::Q8_0, GgmlType::Q8_0),
+        };
+        matrix(&mut w, &name("ffn_gate"), gate, ff, e);
+        matrix(&mut w, &name("ffn_up"), up, ff, e);
         matrix(&mut w, &name("ffn_down"), GgmlType::F32, e, ff);
     }
     w.to_bytes()
@@ -230,6 +240,44 @@ async fn a_model_streamed_in_odd_chunks_computes_the_reference_logits() {
             want.iter().fold(0f32, |m, v| m.max(v.abs()))
         );
     }
+}
+
+/// Pipelined decode (the next step submitted before this one's id is mapped, as on real GPUs)
+/// through the browser's WebGPU and async mapping: the same ids as step by step, for seeded
+/// sampling with a repetition penalty.
+#[wasm_bindgen_test]
+async fn pipelined_decoding_gives_the_step_by_step_ids() {
+    let ctx = gpu().await;
+    let bytes = small_llama();
+    let mut runs = Vec::new();
+    for pipelined in [false, true] {
+        let mut model = stream_into_gpu(&ctx, &bytes, bytes.len()).await;
+        model.set_pipelined(pipelined);
+        let mut sampler = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 20,
+            repeat_penalty: 1.2,
+            seed: 5,
+            ..SamplingParams::greedy()
+        });
+        let mut history = vec![1u32, 50, 7];
+        let prompt = history.clone();
+        let mut next = model
+            .next_token(&prompt, &mut sampler, &history)
+            .await
+            .unwrap();
+        let mut ids = vec![next];
+        for _ in 0..12 {
+            history.push(next);
+            next = model
+                .next_token(&[next], &mut sampler, &history)
+                .await
+                .unwrap();
+            ids.push(next);
+        }
+        runs.push(ids);
+    }
+    assert_eq!(runs[0], runs[1]);
 }
 
 fn code_of(error: &JsValue) -> String {

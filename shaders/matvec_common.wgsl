@@ -51,6 +51,25 @@ fn out_index(t: u32, row: u32) -> u32 {
     return params.route_base[m] + t * params.route_stride[m] + (r - s[m]);
 }
 
+// Partial dots of rows first .. first+3 (component i: row first + i) over units lane,
+// lane + lanes, ...: the share of one of `lanes` invocations that split a row group, for the
+// workgroup and subgroup reductions. Each x unit it loads serves the four rows.
+fn row_group_partial(first: u32, lane: u32, lanes: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    if (first < params.rows) {
+        for (var u = lane; u < units_per_row(); u += lanes) {
+            let xs = x_unit(0u, u);
+            acc += vec4<f32>(
+                row_dot(row_of(first, 0u), u, xs),
+                row_dot(row_of(first, 1u), u, xs),
+                row_dot(row_of(first, 2u), u, xs),
+                row_dot(row_of(first, 3u), u, xs),
+            );
+        }
+    }
+    return acc;
+}
+
 // Write (or add, for a fused residual) one output.
 fn store(i: u32, v: f32) {
     if (params.accumulate != 0u) {

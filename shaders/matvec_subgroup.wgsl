@@ -28,19 +28,7 @@ fn main(
     }
     let slot = subgroupBroadcastFirst(claimed);
     let first = ((wg.y * groups.x + wg.x) * (WORKGROUP / lanes) + slot) * ROWS;
-    // Component i: row first + i.
-    var acc = vec4<f32>(0.0);
-    if (first < params.rows) {
-        for (var u = lane; u < units_per_row(); u += lanes) {
-            let xs = x_unit(0u, u);
-            acc += vec4<f32>(
-                row_dot(row_of(first, 0u), u, xs),
-                row_dot(row_of(first, 1u), u, xs),
-                row_dot(row_of(first, 2u), u, xs),
-                row_dot(row_of(first, 3u), u, xs),
-            );
-        }
-    }
+    let acc = row_group_partial(first, lane, lanes);
     // Outside every branch: all invocations of the subgroup take part.
     let total = subgroupAdd(acc);
     if (lane == 0u) {

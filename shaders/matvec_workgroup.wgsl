@@ -19,20 +19,7 @@ fn main(
     let threads = params.threads_per_row;
     let lane = lid % threads;
     let first = ((wg.y * groups.x + wg.x) * (WORKGROUP / threads) + lid / threads) * ROWS;
-    // Component i: row first + i.
-    var acc = vec4<f32>(0.0);
-    if (first < params.rows) {
-        for (var u = lane; u < units_per_row(); u += threads) {
-            let xs = x_unit(0u, u);
-            acc += vec4<f32>(
-                row_dot(row_of(first, 0u), u, xs),
-                row_dot(row_of(first, 1u), u, xs),
-                row_dot(row_of(first, 2u), u, xs),
-                row_dot(row_of(first, 3u), u, xs),
-            );
-        }
-    }
-    partial[lid] = acc;
+    partial[lid] = row_group_partial(first, lane, threads);
     workgroupBarrier();
     for (var half = threads / 2u; half > 0u; half /= 2u) {
         if (lane < half) {

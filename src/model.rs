@@ -191,22 +191,22 @@ impl Activations {
     }
 }
 
-/// Where each member of a projection's weights writes in `buffer`: the member named `names[i]`
-/// at byte range `regions[i]` (f32 rows of its own width per token).
-fn routes_for(w: &GpuWeight, names: &[&str], regions: &[(u64, u64)]) -> Result<Vec<Route>> {
-    w.members
+/// Where each tensor of a projection writes in its activation buffer: the weights hold the
+/// group's tensors in group order (stacked members, or one weight each: `projections`), so the
+/// i-th tensor goes to byte range `regions[i]`, one row of its own width per token.
+fn projection_routes(weights: &[GpuWeight], regions: &[(u64, u64)]) -> Vec<Vec<Route>> {
+    let mut regions = regions.iter();
+    weights
         .iter()
-        .map(|m| {
-            let i = names
+        .map(|w| {
+            w.members
                 .iter()
-                .position(|n| m.name.ends_with(&format!(".{n}.weight")))
-                .ok_or_else(|| {
-                    Error::ModelInvalid(format!("tensor `{}` has no place in its layer", m.name))
-                })?;
-            Ok(Route {
-                base: regions[i].0 / 4,
-                stride: m.rows,
-            })
+                .zip(regions.by_ref())
+                .map(|(m, &(offset, _))| Route {
+                    base: offset / 4,
+                    stride: m.rows,
+                })
+                .collect()
         })
         .collect()
 }
@@ -564,17 +564,12 @@ impl GpuModel {
             }
         };
         // A projection (one stacked weight, or one weight per tensor) into regions of `y`.
-        let project = |weights: &[GpuWeight],
-                       names: &[&str],
-                       y: &wgpu::Buffer,
-                       regions: &[(u64, u64)]|
-         -> Result<Vec<Op>> {
+        let project = |weights: &[GpuWeight], y: &wgpu::Buffer, regions: &[(u64, u64)]| {
             let mut ops = Vec::new();
-            for weight in weights {
-                let routes = routes_for(weight, names, regions)?;
+            for (weight, routes) in weights.iter().zip(projection_routes(weights, regions)) {
                 ops.extend(linear(weight, whole(&a.h), y, &routes, false)?);
             }
-            Ok(ops)
+            Result::Ok(ops)
         };
         let region = |buffer, (offset, size): (u64, u64)| range(buffer, offset, size);
         // h = rmsnorm(x) * weight                                              [n_tokens, n_embd]
@@ -599,7 +594,7 @@ impl GpuModel {
             // h = rmsnorm(x) * attn_norm
             ops.push(rmsnorm(&lw.attn_norm)?);
             // q = Wq h, k = Wk h, v = Wv h                        [n_tokens, q_dim | kv_dim]
-            ops.extend(project(&lw.wqkv, &QKV, &a.qkv, &[a.q, a.k, a.v])?);
+            ops.extend(project(&lw.wqkv, &a.qkv, &[a.q, a.k, a.v])?);
             // RoPE on q and k; k and v appended to the cache at pos..pos+n_tokens
             let freqs = w.rope_freqs.as_ref().map(whole);
             ops.extend(k.rope.ops(
@@ -629,7 +624,7 @@ impl GpuModel {
             // h = rmsnorm(x) * ffn_norm
             ops.push(rmsnorm(&lw.ffn_norm)?);
             // gate = silu(Wgate h) * (Wup h)                                     [n_tokens, n_ff]
-            ops.extend(project(&lw.w_gate_up, &GATE_UP, &a.ffn, &[a.gate, a.up])?);
+            ops.extend(project(&lw.w_gate_up, &a.ffn, &[a.gate, a.up])?);
             ops.push(k.ffn.silu_mul(
                 ctx,
                 step,

@@ -708,37 +708,18 @@ fn check_stacked(gpu: &Gpu, w: &GpuWeight, members: &[Tensor], n_tokens: usize) 
     let y0: Vec<f32> = (0..end as usize + GUARD)
         .map(|_| rng.uniform(4.0))
         .collect();
-    let step = step_buffer(ctx, n_tokens);
-    let mut runs: Vec<(String, Vec<Op>)> = Vec::new();
-    if n_tokens == 1 {
-        for matvec in &gpu.matvecs {
-            let ops =
-                matvec.op_routed(ctx, w, whole(&xb), &f32_buffer(ctx, &[0.0]), &routes, false);
-            assert!(ops.is_err(), "routes past y are an error");
-            runs.push((format!("{:?}", matvec.variant()), vec![]));
-        }
-    } else {
-        for matmul in &gpu.matmuls {
-            runs.push((format!("{:?}", matmul.variant()), vec![]));
-        }
-    }
-    for (i, (variant, _)) in runs.iter().enumerate() {
-        let yb = f32_buffer(ctx, &y0);
-        let ops = match n_tokens {
-            1 => gpu.matvecs[i].op_routed(ctx, w, whole(&xb), &yb, &routes, false),
-            n => gpu.matmuls[i].op_routed(ctx, w, whole(&xb), n as u32, &step, &yb, &routes, false),
-        }
-        .unwrap();
-        run(ctx, &ops);
-        let got = read(ctx, &yb, y0.len());
-        let mut want: Vec<Option<(f64, f64)>> = vec![None; y0.len()];
-        for (t, route) in members.iter().zip(&routes) {
-            for (token, xt) in x.chunks_exact(cols).enumerate() {
-                for (r, p) in t.dot_rows(xt).into_iter().enumerate() {
-                    want[(route.base + token as u64 * route.stride) as usize + r] = Some(p);
-                }
+    // The CPU's products, at their routed elements; None where nothing may be written.
+    let mut want: Vec<Option<(f64, f64)>> = vec![None; y0.len()];
+    for (t, route) in members.iter().zip(&routes) {
+        for (token, xt) in x.chunks_exact(cols).enumerate() {
+            for (r, p) in t.dot_rows(xt).into_iter().enumerate() {
+                want[(route.base + token as u64 * route.stride) as usize + r] = Some(p);
             }
         }
+    }
+    let check = |variant: String, yb: &wgpu::Buffer, ops: Vec<Op>| {
+        run(ctx, &ops);
+        let got = read(ctx, yb, y0.len());
         for (j, (g, want)) in got.iter().zip(&want).enumerate() {
             match want {
                 None => assert_eq!(
@@ -755,6 +736,24 @@ fn check_stacked(gpu: &Gpu, w: &GpuWeight, members: &[Tensor], n_tokens: usize) 
                     );
                 }
             }
+        }
+    };
+    if n_tokens == 1 {
+        for matvec in &gpu.matvecs {
+            let too_small = f32_buffer(ctx, &[0.0]);
+            let ops = matvec.op_routed(ctx, w, whole(&xb), &too_small, &routes, false);
+            assert!(ops.is_err(), "routes past y are an error");
+            let yb = f32_buffer(ctx, &y0);
+            let ops = matvec.op_routed(ctx, w, whole(&xb), &yb, &routes, false);
+            check(format!("{:?}", matvec.variant()), &yb, ops.unwrap());
+        }
+    } else {
+        let step = step_buffer(ctx, n_tokens);
+        for matmul in &gpu.matmuls {
+            let yb = f32_buffer(ctx, &y0);
+            let n = n_tokens as u32;
+            let ops = matmul.op_routed(ctx, w, whole(&xb), n, &step, &yb, &routes, false);
+            check(format!("{:?}", matmul.variant()), &yb, ops.unwrap());
         }
     }
 }

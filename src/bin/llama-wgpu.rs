@@ -319,26 +319,8 @@ mod cli {
     }
 
     fn load(m: &ModelArgs) -> Result<Engine> {
-        let emulator_kernels = match m.kernels.as_str() {
-            "auto" => None,
-            "emulator" => Some(true),
-            "gpu" => Some(false),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "--kernels {other}: expected auto, emulator or gpu"
-                )))
-            }
-        };
-        let pipelined_decode = match m.pipeline.as_str() {
-            "auto" => None,
-            "on" => Some(true),
-            "off" => Some(false),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "--pipeline {other}: expected auto, on or off"
-                )))
-            }
-        };
+        let emulator_kernels = auto_or("--kernels", &m.kernels, "emulator", "gpu")?;
+        let pipelined_decode = auto_or("--pipeline", &m.pipeline, "on", "off")?;
         let options = EngineOptions {
             device: m.device.parse::<Device>()?,
             context_length: m.context_length,
@@ -351,6 +333,18 @@ mod cli {
             },
         };
         Engine::load(&m.model, &options)
+    }
+
+    /// `auto` -> None (the adapter decides), `yes` -> Some(true), `no` -> Some(false).
+    fn auto_or(flag: &str, value: &str, yes: &str, no: &str) -> Result<Option<bool>> {
+        match value {
+            "auto" => Ok(None),
+            v if v == yes => Ok(Some(true)),
+            v if v == no => Ok(Some(false)),
+            other => Err(Error::InvalidArgument(format!(
+                "{flag} {other}: expected auto, {yes} or {no}"
+            ))),
+        }
     }
 
     fn stdout_piece(piece: &str) -> bool {

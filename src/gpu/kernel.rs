@@ -124,12 +124,8 @@ impl Kernel {
         bindings: &[wgpu::BufferBinding<'_>],
         workgroups: [u32; 3],
     ) -> Op {
-        Op {
-            name: self.name.clone(),
-            pipeline: self.pipeline.clone(),
-            bind_group: self.bind(ctx, bindings),
-            workgroups,
-        }
+        let numbered: Vec<_> = (0u32..).zip(bindings.iter().cloned()).collect();
+        self.op_at(ctx, &numbered, workgroups)
     }
 
     /// [`Kernel::op`] with explicit binding indices.

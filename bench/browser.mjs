@@ -22,6 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CHROMIUM_ARGS, startServer as startServeMjs } from "../tests/browser/helpers.mjs";
+import { forEachOption } from "../www/cli-options.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
@@ -57,19 +58,7 @@ function parseArgs(argv) {
     oursCache: true,
   };
   const given = new Set();
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const take = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      return argv[++i];
-    };
+  forEachOption(argv, usage, (arg, take) => {
     const int = (name) => {
       const n = Number(take());
       if (!Number.isInteger(n) || n < 0) usage(`${name} wants a whole number`);
@@ -110,7 +99,7 @@ function parseArgs(argv) {
       case "--help": case "-h": usage(); break;
       default: usage(`unknown argument ${arg}`);
     }
-  }
+    });
   if (!o.out) usage("--out is required");
   if (!o.models.length) usage("at least one --model LABEL=PATH is required");
   if (o.quick) {

@@ -19,6 +19,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { forEachOption } from "../www/cli-options.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
@@ -33,26 +34,14 @@ function usage(message) {
 
 function parseArgs(argv) {
   const o = { out: null, update: null };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const take = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      return argv[++i];
-    };
+  forEachOption(argv, usage, (arg, take) => {
     switch (arg) {
       case "--out": o.out = path.resolve(take()); break;
       case "--update-benchmarks": o.update = path.resolve(take()); break;
       case "--help": case "-h": usage(); break;
       default: usage(`unknown argument ${arg}`);
     }
-  }
+    });
   if (!o.out) usage("--out is required");
   return o;
 }

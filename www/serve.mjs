@@ -27,6 +27,7 @@ import fs from "node:fs";
 import path from "node:path";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
+import { forEachOption } from "./cli-options.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "..");
@@ -51,20 +52,7 @@ function parseArgs(argv) {
     serve: [],
     verbose: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf("=");
-    if (arg.startsWith("--") && eq > 0) {
-      // --port=0 style; for --serve=URLPATH=FILE the value is everything after the first "=".
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const take = () => {
-      if (value !== undefined) return value;
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      return argv[++i];
-    };
+  forEachOption(argv, usage, (arg, take) => {
     switch (arg) {
       case "--host": options.host = take(); break;
       case "--port": {
@@ -89,7 +77,7 @@ function parseArgs(argv) {
       case "--help": case "-h": usage(); break;
       default: usage(`unknown argument ${arg}`);
     }
-  }
+    });
   return options;
 }
 

@@ -59,8 +59,10 @@ impl Kernel {
         if ctx.features.shader_f16 && wgsl.contains("f16") && !wgsl.contains("enable f16;") {
             wgsl = format!("enable f16;\n{wgsl}");
         }
-        // Browsers require the directive for subgroup builtins; naga rejects it.
-        if cfg!(target_arch = "wasm32") && wgsl.contains("subgroup") {
+        // Browsers require the directive for subgroup builtins; naga rejects it. Only where
+        // the device has the feature: elsewhere the directive is itself a compile error (and
+        // the word alone, e.g. in a comment, says nothing about the shader using it).
+        if cfg!(target_arch = "wasm32") && ctx.features.subgroups && wgsl.contains("subgroup") {
             wgsl = format!("enable subgroups;\n{wgsl}");
         }
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);

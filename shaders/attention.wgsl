@@ -1,8 +1,9 @@
 // Attention, pass 1 of 2: partial results over chunks of the cached keys (split-K).
 //
-// Token t of the batch (position p = step.pos + t) attends to keys 0..=p; the keys of the batch
-// itself are already in the cache (rope.wgsl wrote them), so the causal mask inside the batch
-// is just this bound. Query head h reads KV head h / group.
+// Token t of the batch (position p = step.pos + t) attends to keys 0..=p, or in a
+// sliding-window layer (window > 0) to the last `window` of them, p - window + 1 ..= p; the keys
+// of the batch itself are already in the cache (rope.wgsl wrote them), so the causal mask
+// inside the batch is just this bound. Query head h reads KV head h / group.
 //
 // The keys visible in the bound cache part are cut into at most max_chunks chunks of at least
 // min_chunk keys. One invocation walks one chunk for HEADS query heads that share one KV head,
@@ -32,7 +33,7 @@ struct Params {
     slot_base: u32,
     n_slots: u32,
     scale: f32,
-    pad0: u32,
+    window: u32,
     pad1: u32,
 }
 
@@ -49,6 +50,22 @@ const HEAD_VEC4: u32 = {{HEAD_DIM}}u / 4u;
 const HEADS: u32 = {{HEADS}}u;
 const SLOT: u32 = HEAD_VEC4 + 1u;
 
+// The keys a token that sees `visible` keys (0 .. visible) reads from the cache part starting
+// at `part_start` with `part_len` rows, with a sliding `window` (0: none): part-local
+// [x, y), empty when y <= x.
+fn seen_keys(visible: u32, part_start: u32, part_len: u32, window: u32) -> vec2<u32> {
+    var first = 0u;
+    if (window > 0u && visible > window) {
+        first = visible - window;
+    }
+    let lo = max(first, part_start);
+    let hi = min(visible, part_start + part_len);
+    if (hi <= lo) {
+        return vec2<u32>(0u, 0u);
+    }
+    return vec2<u32>(lo - part_start, hi - part_start);
+}
+
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let t = id.y;
@@ -57,18 +74,18 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if (t >= step.n_tokens || h0 >= params.n_head) {
         return;
     }
-    let visible = step.pos + t + 1u;
-    if (visible <= params.part_start) {
+    // The keys seen, part-local: [first, last); the same rule as attention_combine.wgsl.
+    let seen = seen_keys(step.pos + t + 1u, params.part_start, params.part_len, params.window);
+    let len = seen.y - seen.x;
+    if (seen.y <= seen.x) {
         return;
     }
-    // The same chunking rule as attention_combine.wgsl.
-    let len = min(visible - params.part_start, params.part_len);
     let chunk = max(params.min_chunk, (len + params.max_chunks - 1u) / params.max_chunks);
-    let start = c * chunk;
-    if (start >= len) {
+    let start = seen.x + c * chunk;
+    if (start >= seen.y) {
         return;
     }
-    let end = min(start + chunk, len);
+    let end = min(start + chunk, seen.y);
 
     let qo = (t * params.n_head + h0) * HEAD_VEC4;
 {{INIT}}

@@ -14,7 +14,7 @@ struct Params {
     max_chunks: u32,
     min_chunk: u32,
     n_slots: u32,
-    pad0: u32,
+    window: u32,
     pad1: u32,
 }
 
@@ -28,13 +28,20 @@ const HEAD_DIM: u32 = {{HEAD_DIM}}u;
 // A slot of attention.wgsl: HEAD_DIM accumulator values, then m, l and two unused values.
 const SLOT: u32 = HEAD_DIM + 4u;
 
-// Chunks written in cache part `part` for a token that sees `visible` keys.
+// Chunks written in cache part `part` for a token that sees `visible` keys (the rule of
+// attention.wgsl, whose seen_keys this repeats).
 fn chunks(visible: u32, part: u32) -> u32 {
     let part_start = part * params.part_len;
-    if (visible <= part_start) {
+    var first = 0u;
+    if (params.window > 0u && visible > params.window) {
+        first = visible - params.window;
+    }
+    let lo = max(first, part_start);
+    let hi = min(visible, part_start + params.part_len);
+    if (hi <= lo) {
         return 0u;
     }
-    let len = min(visible - part_start, params.part_len);
+    let len = hi - lo;
     let chunk = max(params.min_chunk, (len + params.max_chunks - 1u) / params.max_chunks);
     return (len + chunk - 1u) / chunk;
 }

@@ -1,4 +1,4 @@
-// x[t] = row tokens[t] of a quantized table (the token embedding), one invocation per
+// x[t] = params.scale * row tokens[t] of a quantized table (the token embedding), one invocation per
 // (token, unit of 32 values). One op per part of the table: each writes the tokens whose row
 // it holds. Ids past the table are clamped to its last row: the CPU validates ids, and the
 // clamp keeps a bad id from reading out of bounds.
@@ -31,7 +31,7 @@ fn main(
     let out = t * (params.cols / 4u) + 8u * u;
     for (var i = 0u; i < 8u; i++) {
         if (UNIT * u + 4u * i < params.cols) {
-            x[out + i] = w[i];
+            x[out + i] = w[i] * params.scale;
         }
     }
 }

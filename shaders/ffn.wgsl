@@ -1,6 +1,6 @@
-// The SwiGLU gate in place over the step's n_tokens rows of `width` values:
-// gate[t][i] = silu(gate[t][i]) * up[t][i]. (Residual adds need no kernel: the output
-// projections accumulate into x, see matvec.rs.)
+// The gated activation in place over the step's n_tokens rows of `width` values:
+// gate[t][i] = act(gate[t][i]) * up[t][i], act = {{ACT}} (SwiGLU or GeGLU). (Residual adds need
+// no kernel: the output projections accumulate into x, see matvec.rs.)
 
 struct Step { pos: u32, n_tokens: u32, sample_step: u32, pad: u32 }
 struct Params { width: u32, pad0: u32, pad1: u32, pad2: u32 }
@@ -16,6 +16,15 @@ fn silu(x: f32) -> f32 {
     return x / (1.0 + exp(-x));
 }
 
+// GELU, tanh approximation: 0.5 x (1 + tanh(y)) = x / (1 + exp(-2y)), y = sqrt(2/pi) (x +
+// 0.044715 x^3). The sigmoid form has no cancellation where tanh(y) is near -1 and stays finite
+// for every y (exp overflowing to inf gives -0), where a builtin tanh may be a quotient of
+// exponentials that is inf / inf for large inputs.
+fn gelu_tanh(x: f32) -> f32 {
+    let y = 0.7978846 * (x + 0.044715 * x * x * x);
+    return x / (1.0 + exp(-2.0 * y));
+}
+
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let t = id.y;
@@ -25,5 +34,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let o = t * w + i;
-    gate[o] = silu(gate[o]) * up[o];
+    gate[o] = {{ACT}}(gate[o]) * up[o];
 }

@@ -25,7 +25,8 @@ struct Params {
     // First row of this part and rows of the whole weight (the embedding gather).
     first_row: u32,
     total_rows: u32,
-    _pad0: u32,
+    // Multiplies what the embedding gather writes (Gemma scales embeddings by sqrt(n_embd)).
+    scale: f32,
     _pad1: u32,
     _pad2: u32,
     // Where outputs go (matvec_common.wgsl, out_index): a weight stacks up to 4 tensors by

@@ -9,6 +9,7 @@ struct Params { dim: u32, eps: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
+// `=`, or `+=` for a post-norm added to the residual stream (Gemma's post_attention_norm).
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = {{WG}}u;
@@ -37,6 +38,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     let scale = 1.0 / sqrt(sums[0] / f32(params.dim) + params.eps);
     for (var i = lid; i < params.dim; i += WG) {
-        out[base + i] = x[base + i] * scale * w[i];
+        out[base + i] {{STORE}} x[base + i] * scale * w[i];
     }
 }

@@ -8,6 +8,7 @@ struct Params { dim: u32, eps: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
+// `=`, or `+=` for a post-norm added to the residual stream (Gemma's post_attention_norm).
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size({{WG}})
@@ -24,6 +25,6 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let scale = 1.0 / sqrt(s / f32(params.dim) + params.eps);
     for (var i = 0u; i < params.dim; i++) {
-        out[base + i] = x[base + i] * scale * w[i];
+        out[base + i] {{STORE}} x[base + i] * scale * w[i];
     }
 }

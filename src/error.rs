@@ -124,7 +124,7 @@ pub enum Error {
     #[error("invalid GGUF at byte {offset}: {problem}")]
     Gguf { offset: u64, problem: GgufProblem },
 
-    #[error("unsupported architecture `{0}`: this engine runs `llama`-architecture models")]
+    #[error("unsupported architecture {}", crate::arch::Architecture::refusal(.0))]
     UnsupportedArchitecture(String),
 
     #[error("tensor `{tensor}` has type {ty}, which is not supported{hint}")]

@@ -5,6 +5,7 @@
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
 //! `sampler` picks tokens, `generate` is the loop, and `engine` ties them into the public API.
 
+pub mod arch;
 pub mod chat;
 pub mod config;
 pub mod engine;

@@ -7,22 +7,23 @@
 //! step (whose final norm, LM head and sampler give the first new token). Both op lists are
 //! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
 
-use crate::config::{block_tensor, Config, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::gguf::{Header, TensorInfo};
+use crate::gpu::graph::{Graph, Kernels, View};
 use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
 use crate::gpu::kernels::attention::{Attention, AttentionScratch};
 use crate::gpu::kernels::embed::Embed;
 use crate::gpu::kernels::ffn::Ffn;
-use crate::gpu::kernels::matvec::{MatMul, MatVec, Route};
+use crate::gpu::kernels::matvec::{MatMul, MatVec};
 use crate::gpu::kernels::norm::RmsNorm;
-use crate::gpu::kernels::rope::{KvCache, Rope};
+use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
 use crate::gpu::kernels::sample::GpuSampler;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
-use crate::gpu::weights::{upload_tensor_as_f32, GpuWeight};
+use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
-use crate::quant::GgmlType;
 use crate::sampler::Sampler;
+
+pub use crate::gpu::loader::{LayerWeights, WeightLoader, Weights};
 
 /// Prompt tokens per prefill batch: large enough that the weights are read once per batch
 /// rather than once per token, small enough that activations stay a few MB.
@@ -46,76 +47,10 @@ struct InFlight {
     submission: wgpu::SubmissionIndex,
 }
 
-struct LayerWeights {
-    attn_norm: wgpu::Buffer,
-    /// Wq, Wk, Wv stacked into one weight (one dispatch per token) when they share a type,
-    /// else the three apart (e.g. Q4_K_M files keep Wv in Q6_K).
-    wqkv: Vec<GpuWeight>,
-    wo: GpuWeight,
-    ffn_norm: wgpu::Buffer,
-    /// Wgate and Wup, stacked when they share a type.
-    w_gate_up: Vec<GpuWeight>,
-    w_down: GpuWeight,
-}
-
-impl LayerWeights {
-    fn matrices(&self) -> impl Iterator<Item = &GpuWeight> {
-        self.wqkv
-            .iter()
-            .chain([&self.wo])
-            .chain(&self.w_gate_up)
-            .chain([&self.w_down])
-    }
-}
-
-/// The tensors of one layer that are stacked into one weight when their types allow.
-const QKV: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
-const GATE_UP: [&str; 2] = ["ffn_gate", "ffn_up"];
-
-/// Every weight of the model on the GPU: what a [`WeightLoader`] produces.
-pub struct Weights {
-    token_embd: GpuWeight,
-    /// `None` when the LM head is tied to `token_embd`.
-    output: Option<GpuWeight>,
-    output_norm: wgpu::Buffer,
-    rope_freqs: Option<wgpu::Buffer>,
-    layers: Vec<LayerWeights>,
-}
-
-impl Weights {
-    fn lm_head(&self) -> &GpuWeight {
-        self.output.as_ref().unwrap_or(&self.token_embd)
-    }
-
-    /// Distinct types of the block matrices (what prefill multiplies).
-    fn block_types(&self) -> Vec<GgmlType> {
-        let mut types: Vec<GgmlType> = self
-            .layers
-            .iter()
-            .flat_map(LayerWeights::matrices)
-            .map(|w| w.ty)
-            .collect();
-        types.sort_by_key(|t| t.id());
-        types.dedup();
-        types
-    }
-}
-
-struct Kernels {
-    matvec: MatVec,
-    matmul: MatMul,
-    embed: Embed,
-    norm: RmsNorm,
-    rope: Rope,
-    attention: Attention,
-    ffn: Ffn,
-    sampler: GpuSampler,
-}
-
 /// Per-token activations of a batch of up to `max_tokens` tokens, each `[max_tokens][width]`.
-/// q, k and v share one buffer (`qkv`), as do gate and up (`ffn`): a stacked projection writes
-/// all of them in one dispatch. Each region starts at a storage-binding offset alignment, so
-/// the kernels after it bind it as a range of its own.
+/// q, k and v share one buffer (`qkv`), as do gate and up (`ffn`): a projection writes all of
+/// them in one dispatch. Each region starts at a storage-binding offset alignment, so the
+/// kernels after it bind it as a range of its own.
 struct Activations {
     max_tokens: usize,
     tokens: wgpu::Buffer,
@@ -126,12 +61,36 @@ struct Activations {
     q: (u64, u64),
     k: (u64, u64),
     v: (u64, u64),
+    /// q after RoPE (and the q norm).
+    q_rope: wgpu::Buffer,
     att: wgpu::Buffer,
     ffn: wgpu::Buffer,
     /// Byte ranges of gate and up in `ffn`.
     gate: (u64, u64),
     up: (u64, u64),
     scratch: AttentionScratch,
+    widths: Widths,
+}
+
+#[derive(Clone, Copy)]
+struct Widths {
+    n_embd: usize,
+    q: usize,
+    kv: usize,
+    ff: usize,
+}
+
+/// The activations as the forward pass names them.
+struct Views<'a> {
+    x: View<'a>,
+    h: View<'a>,
+    q: View<'a>,
+    k: View<'a>,
+    v: View<'a>,
+    q_rope: View<'a>,
+    att: View<'a>,
+    gate: View<'a>,
+    up: View<'a>,
 }
 
 /// Consecutive byte ranges of `sizes` bytes, each starting at a multiple of `alignment`, and
@@ -171,44 +130,52 @@ impl Activations {
             q,
             k: kr,
             v,
+            q_rope: buf("q after rope", bytes(c.q_dim())),
             att: buf("att", bytes(c.q_dim())),
             ffn: buf("gate, up", ffn_bytes),
             gate,
             up,
             scratch: k.attention.scratch(ctx, kv, max_tokens)?,
+            widths: Widths {
+                n_embd: c.n_embd,
+                q: c.q_dim(),
+                kv: c.kv_dim(),
+                ff: c.n_ff,
+            },
         })
     }
 
-    fn buffers(&self) -> [&wgpu::Buffer; 6] {
+    fn views(&self) -> Views<'_> {
+        let w = self.widths;
+        let view = |buffer, offset, width| View {
+            buffer,
+            offset,
+            width,
+        };
+        Views {
+            x: view(&self.x, 0, w.n_embd),
+            h: view(&self.h, 0, w.n_embd),
+            q: view(&self.qkv, self.q.0, w.q),
+            k: view(&self.qkv, self.k.0, w.kv),
+            v: view(&self.qkv, self.v.0, w.kv),
+            q_rope: view(&self.q_rope, 0, w.q),
+            att: view(&self.att, 0, w.q),
+            gate: view(&self.ffn, self.gate.0, w.ff),
+            up: view(&self.ffn, self.up.0, w.ff),
+        }
+    }
+
+    fn buffers(&self) -> [&wgpu::Buffer; 7] {
         [
             &self.tokens,
             &self.x,
             &self.h,
             &self.qkv,
+            &self.q_rope,
             &self.att,
             &self.ffn,
         ]
     }
-}
-
-/// Where each tensor of a projection writes in its activation buffer: the weights hold the
-/// group's tensors in group order (stacked members, or one weight each: `projections`), so the
-/// i-th tensor goes to byte range `regions[i]`, one row of its own width per token.
-fn projection_routes(weights: &[GpuWeight], regions: &[(u64, u64)]) -> Vec<Vec<Route>> {
-    let mut regions = regions.iter();
-    weights
-        .iter()
-        .map(|w| {
-            w.members
-                .iter()
-                .zip(regions.by_ref())
-                .map(|(m, &(offset, _))| Route {
-                    base: offset / 4,
-                    stride: m.rows,
-                })
-                .collect()
-        })
-        .collect()
 }
 
 pub struct GpuModel {
@@ -241,187 +208,6 @@ pub struct GpuModel {
     prefill_ops: Vec<Op>,
     position: usize,
     gpu_bytes: u64,
-}
-
-/// Collects tensor bytes as they arrive (from a file or a stream) into GPU weights.
-pub struct WeightLoader {
-    ctx: GpuContext,
-    tensors: Vec<TensorInfo>,
-    /// Per tensor index: where its bytes go.
-    slots: Vec<Slot>,
-    /// Weights that stack several tensors (see `QKV`, `GATE_UP`), taken by `finish`.
-    stacks: Vec<Option<GpuWeight>>,
-}
-
-enum Slot {
-    Unused,
-    Matrix(GpuWeight),
-    /// Member `member` of `stacks[stack]`.
-    Stacked {
-        stack: usize,
-        member: usize,
-    },
-    Vector(Vec<u8>),
-}
-
-impl WeightLoader {
-    pub fn new(ctx: &GpuContext, header: &Header, config: &Config) -> Result<Self> {
-        let index_of = |name: &str| {
-            header
-                .tensors
-                .iter()
-                .position(|t| t.name == name)
-                .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))
-        };
-        let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
-        let mut stacks = Vec::new();
-        for l in 0..config.n_layer {
-            for group in [&QKV[..], &GATE_UP[..]] {
-                let indices = group
-                    .iter()
-                    .map(|n| index_of(&block_tensor(l, n)))
-                    .collect::<Result<Vec<_>>>()?;
-                let infos: Vec<&TensorInfo> = indices.iter().map(|&i| &header.tensors[i]).collect();
-                let same = |t: &&TensorInfo| t.ty == infos[0].ty && t.dims[0] == infos[0].dims[0];
-                if !infos.iter().all(same) || infos.iter().any(|t| t.dims.len() != 2) {
-                    continue;
-                }
-                let name = format!("{} (stacked)", group.join("+"));
-                let stack = GpuWeight::new_stacked(ctx, &format!("blk.{l}.{name}"), &infos)?;
-                for (member, &i) in indices.iter().enumerate() {
-                    slots[i] = Slot::Stacked {
-                        stack: stacks.len(),
-                        member,
-                    };
-                }
-                stacks.push(Some(stack));
-            }
-        }
-        for (name, dims) in config.expected_tensors() {
-            let index = index_of(&name)?;
-            if matches!(slots[index], Slot::Stacked { .. }) {
-                continue;
-            }
-            slots[index] = if dims.len() == 1 {
-                Slot::Vector(Vec::new())
-            } else {
-                Slot::Matrix(GpuWeight::new(ctx, &header.tensors[index])?)
-            };
-        }
-        Ok(WeightLoader {
-            ctx: ctx.clone(),
-            tensors: header.tensors.clone(),
-            slots,
-            stacks,
-        })
-    }
-
-    /// The next piece of tensor `index` (pieces of a tensor arrive in order).
-    pub fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<()> {
-        match self.slots.get_mut(index) {
-            Some(Slot::Matrix(w)) => w.write(&self.ctx, offset, bytes),
-            Some(Slot::Stacked { stack, member }) => match &mut self.stacks[*stack] {
-                Some(w) => w.write_member(&self.ctx, *member, offset, bytes),
-                None => Ok(()),
-            },
-            Some(Slot::Vector(v)) => {
-                v.extend_from_slice(bytes);
-                Ok(())
-            }
-            Some(Slot::Unused) | None => Ok(()),
-        }
-    }
-
-    fn take(&mut self, name: &str) -> Result<(TensorInfo, Slot)> {
-        let index = self
-            .tensors
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
-        let slot = std::mem::replace(&mut self.slots[index], Slot::Unused);
-        Ok((self.tensors[index].clone(), slot))
-    }
-
-    fn matrix(&mut self, name: &str) -> Result<GpuWeight> {
-        match self.take(name)? {
-            (_, Slot::Matrix(mut w)) => {
-                w.finish(&self.ctx)?;
-                Ok(w)
-            }
-            (info, _) => Err(Error::ModelInvalid(format!(
-                "tensor `{}` is not a matrix",
-                info.name
-            ))),
-        }
-    }
-
-    /// The projections of layer `l` named in `group`: one stacked weight, or one per tensor.
-    fn projections(&mut self, l: usize, group: &[&str]) -> Result<Vec<GpuWeight>> {
-        let first = block_tensor(l, group[0]);
-        let index = self.tensors.iter().position(|t| t.name == first);
-        if let Some(&Slot::Stacked { stack, .. }) = index.map(|i| &self.slots[i]) {
-            for n in group {
-                self.take(&block_tensor(l, n))?;
-            }
-            let mut w = self.stacks[stack]
-                .take()
-                .ok_or_else(|| Error::ModelInvalid(format!("`{first}` was taken twice")))?;
-            w.finish(&self.ctx)?;
-            return Ok(vec![w]);
-        }
-        group
-            .iter()
-            .map(|n| self.matrix(&block_tensor(l, n)))
-            .collect()
-    }
-
-    fn vector(&mut self, name: &str) -> Result<wgpu::Buffer> {
-        match self.take(name)? {
-            (info, Slot::Vector(bytes)) => {
-                if bytes.len() as u64 != info.n_bytes {
-                    return Err(Error::ModelInvalid(format!(
-                        "tensor `{name}`: {} of {} bytes arrived",
-                        bytes.len(),
-                        info.n_bytes
-                    )));
-                }
-                upload_tensor_as_f32(&self.ctx, &info, &bytes)
-            }
-            (info, _) => Err(Error::ModelInvalid(format!(
-                "tensor `{}` is not a vector",
-                info.name
-            ))),
-        }
-    }
-
-    /// Every tensor has arrived: finish the uploads and hand the weights over.
-    pub fn finish(mut self, config: &Config) -> Result<Weights> {
-        let mut layers = Vec::with_capacity(config.n_layer);
-        for l in 0..config.n_layer {
-            let name = |n: &str| block_tensor(l, n);
-            layers.push(LayerWeights {
-                attn_norm: self.vector(&name("attn_norm"))?,
-                wqkv: self.projections(l, &QKV)?,
-                wo: self.matrix(&name("attn_output"))?,
-                ffn_norm: self.vector(&name("ffn_norm"))?,
-                w_gate_up: self.projections(l, &GATE_UP)?,
-                w_down: self.matrix(&name("ffn_down"))?,
-            });
-        }
-        Ok(Weights {
-            token_embd: self.matrix(TOKEN_EMBD)?,
-            output: match config.tied_embeddings {
-                true => None,
-                false => Some(self.matrix(OUTPUT)?),
-            },
-            output_norm: self.vector(OUTPUT_NORM)?,
-            rope_freqs: match config.has_rope_freqs {
-                true => Some(self.vector(ROPE_FREQS)?),
-                false => None,
-            },
-            layers,
-        })
-    }
 }
 
 impl GpuModel {
@@ -478,9 +264,15 @@ impl GpuModel {
             matmul: MatMul::for_types(&ctx, &weights.block_types()).await?,
             embed: Embed::for_types(&ctx, &[weights.token_embd.ty]).await?,
             norm: RmsNorm::new(&ctx, &config).await?,
-            rope: Rope::new(&ctx, &config).await?,
+            rope: Rope::new(
+                &ctx,
+                &config,
+                weights.rope_factors(config.rope_factor_tensor(context_len)),
+                context_len,
+            )
+            .await?,
             attention: Attention::new(&ctx, &config).await?,
-            ffn: Ffn::new(&ctx).await?,
+            ffn: Ffn::new(&ctx, config.arch.activation).await?,
             sampler: GpuSampler::new(&ctx, config.n_vocab, MAX_SAMPLER_HISTORY).await?,
         };
         let kv = KvCache::new(&ctx, &config, context_len)?;
@@ -538,112 +330,50 @@ impl GpuModel {
     }
 
     /// The transformer blocks over the rows of `a` (embedding included), for batches of up to
-    /// `a.max_tokens` tokens: the step uniform says how many each time.
+    /// `a.max_tokens` tokens: the step uniform says how many each time. It follows
+    /// `ReferenceModel::forward` line for line.
     fn layer_ops(&self, a: &Activations) -> Result<Vec<Op>> {
-        let (ctx, c, k, w, step) = (
-            &self.ctx,
-            &self.config,
-            &self.kernels,
-            &self.weights,
-            &self.step,
-        );
-        let t = a.max_tokens;
-        // y (+)= W x over the batch: a matvec for one token, a tiled matmul for many; each
-        // (stacked) member of W writes where its route says.
-        let linear = |weight: &GpuWeight,
-                      x: wgpu::BufferBinding<'_>,
-                      y: &wgpu::Buffer,
-                      routes: &[Route],
-                      accumulate: bool|
-         -> Result<Vec<Op>> {
-            match t {
-                1 => k.matvec.op_routed(ctx, weight, x, y, routes, accumulate),
-                n => k
-                    .matmul
-                    .op_routed(ctx, weight, x, n as u32, step, y, routes, accumulate),
-            }
-        };
-        // A projection (one stacked weight, or one weight per tensor) into regions of `y`.
-        let project = |weights: &[GpuWeight], y: &wgpu::Buffer, regions: &[(u64, u64)]| {
-            let mut ops = Vec::new();
-            for (weight, routes) in weights.iter().zip(projection_routes(weights, regions)) {
-                ops.extend(linear(weight, whole(&a.h), y, &routes, false)?);
-            }
-            Result::Ok(ops)
-        };
-        let region = |buffer, (offset, size): (u64, u64)| range(buffer, offset, size);
-        // h = rmsnorm(x) * weight                                              [n_tokens, n_embd]
-        let rmsnorm = |weight: &wgpu::Buffer| -> Result<Op> {
-            k.norm.op(
-                ctx,
-                step,
-                whole(&a.x),
-                whole(weight),
-                whole(&a.h),
-                c.n_embd,
-                t,
-            )
-        };
-        let mut ops = Vec::new();
-        // x = token_embd[tokens]                                              [n_tokens, n_embd]
-        ops.extend(
-            k.embed
-                .op(ctx, &w.token_embd, whole(&a.tokens), &a.x, t as u32, step)?,
-        );
+        let (c, w, kv) = (&self.config, &self.weights, &self.kv);
+        let v = a.views();
+        let mut g = Graph::new(&self.ctx, &self.kernels, &self.step, a.max_tokens);
+        // x = token_embd[tokens] * embedding_scale                          [n_tokens, n_embd]
+        g.embed(&w.token_embd, &a.tokens, v.x, c.embedding_scale)?;
         for (l, lw) in w.layers.iter().enumerate() {
             // h = rmsnorm(x) * attn_norm
-            ops.push(rmsnorm(&lw.attn_norm)?);
-            // q = Wq h, k = Wk h, v = Wv h                        [n_tokens, q_dim | kv_dim]
-            ops.extend(project(&lw.wqkv, &a.qkv, &[a.q, a.k, a.v])?);
-            // RoPE on q and k; k and v appended to the cache at pos..pos+n_tokens
-            let freqs = w.rope_freqs.as_ref().map(whole);
-            ops.extend(k.rope.ops(
-                ctx,
-                step,
-                region(&a.qkv, a.q),
-                region(&a.qkv, a.k),
-                region(&a.qkv, a.v),
-                freqs,
-                &self.kv,
-                l,
-                t,
-            )?);
-            // att = softmax(q K^T / sqrt(head_dim)) V, causal                   [n_tokens, q_dim]
-            ops.extend(k.attention.ops(
-                ctx,
-                step,
-                region(&a.qkv, a.q),
-                &self.kv,
-                l,
-                &a.scratch,
-                whole(&a.att),
-            )?);
-            // x += Wo att
-            let contiguous = Route::contiguous(&lw.wo, 0);
-            ops.extend(linear(&lw.wo, whole(&a.att), &a.x, &contiguous, true)?);
+            g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
+            // q, k, v = Wq h, Wk h, Wv h                          [n_tokens, q_dim | kv_dim]
+            g.project(&lw.qkv, v.h, &[v.q, v.k, v.v])?;
+            // q, k = rope(rmsnorm per head(q + bq, k + bk)); k, v + bv into the cache
+            let extras = RopeExtras {
+                bias: lw.qkv_bias.as_ref().map(whole),
+                norms: lw.qk_norms.as_ref().map(|(q, k)| (whole(q), whole(k))),
+            };
+            g.rope_kv([v.q, v.k, v.v], v.q_rope, extras, kv, l)?;
+            // att = softmax(q K^T * attention_scale) V over the keys each token sees
+            g.attention(v.q_rope, kv, l, &a.scratch, v.att, c.window(l))?;
+            // x += Wo att, normed first with post_attention_norm (gemma3)
+            match &lw.post_attn_norm {
+                None => g.linear_add(&lw.wo, v.att, v.x)?,
+                Some(norm) => {
+                    g.linear(&lw.wo, v.att, v.h)?;
+                    g.rmsnorm_add(v.h, norm, v.x)?;
+                }
+            }
             // h = rmsnorm(x) * ffn_norm
-            ops.push(rmsnorm(&lw.ffn_norm)?);
-            // gate = silu(Wgate h) * (Wup h)                                     [n_tokens, n_ff]
-            ops.extend(project(&lw.w_gate_up, &a.ffn, &[a.gate, a.up])?);
-            ops.push(k.ffn.silu_mul(
-                ctx,
-                step,
-                region(&a.ffn, a.gate),
-                region(&a.ffn, a.up),
-                c.n_ff,
-                t,
-            )?);
-            // x += Wdown gate
-            let contiguous = Route::contiguous(&lw.w_down, 0);
-            ops.extend(linear(
-                &lw.w_down,
-                region(&a.ffn, a.gate),
-                &a.x,
-                &contiguous,
-                true,
-            )?);
+            g.rmsnorm(v.x, &lw.ffn_norm, v.h)?;
+            // gate = act(Wgate h) * (Wup h)                                  [n_tokens, n_ff]
+            g.project(&lw.gate_up, v.h, &[v.gate, v.up])?;
+            g.gate(v.gate, v.up)?;
+            // x += Wdown gate, normed first with post_ffw_norm (gemma3)
+            match &lw.post_ffn_norm {
+                None => g.linear_add(&lw.w_down, v.gate, v.x)?,
+                Some(norm) => {
+                    g.linear(&lw.w_down, v.gate, v.h)?;
+                    g.rmsnorm_add(v.h, norm, v.x)?;
+                }
+            }
         }
-        Ok(ops)
+        Ok(g.ops)
     }
 
     /// logits = lm_head(rmsnorm(x) * output_norm) for the one row in `decode.x`, then sample.

@@ -2,13 +2,12 @@
 //!
 //! Weights stay in their GGUF block format (memory is about the file size); `matvec`
 //! dequantizes one row at a time into f32 and accumulates in f32. Everything else (norms,
-//! RoPE, attention, SiLU) is plain f32 arithmetic on small vectors. `forward` is one function
-//! that follows the math of a llama block, with the shapes in comments, in the manner of
-//! llama2.c's `run.c`.
+//! RoPE, attention, the gate activation) is plain f32 arithmetic on small vectors. `forward` is
+//! one function that follows the math of a block, with the shapes in comments, in the manner of
+//! llama2.c's `run.c`; the options of each architecture (`arch.rs`) are the `if`s in it.
 
-use crate::config::{
-    block_tensor, Config, RopeScaling, RopeStyle, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD,
-};
+use crate::arch::{Activation, BlockTensor};
+use crate::config::{Config, RopeStyle, RopeTable, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
 use crate::quant::{self, GgmlType};
@@ -136,53 +135,42 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// Rotary position embedding: the angle of pair i at position p is
-/// `p / linear_factor * base^(-2i / rope_dims) / rope_freqs[i]`.
+/// GELU, tanh approximation: 0.5 x (1 + tanh(y)), y = sqrt(2/pi) (x + 0.044715 x^3), written
+/// as x / (1 + exp(-2y)), the same value without the cancellation of 1 + tanh(y) near -1.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+    x / (1.0 + (-2.0 * y).exp())
+}
+
+/// RMSNorm of each `dim`-wide slice of `v` in place (per-head q/k norms).
+fn rmsnorm_heads(v: &mut [f32], w: &[f32], eps: f32) {
+    for head in v.chunks_exact_mut(w.len()) {
+        let x = head.to_vec();
+        rmsnorm(head, &x, w, eps);
+    }
+}
+
+/// Rotary position embedding of one layer: the angle of pair i at position p is
+/// `p * freqs[i]`, cos and sin scaled by `mscale` (`Config::rope` folds every scaling scheme
+/// into these).
 struct Rope {
     style: RopeStyle,
     head_dim: usize,
-    /// Frequency of each rotated pair (rope_dims / 2 of them).
-    freqs: Vec<f32>,
-    /// 1 / linear scaling factor.
-    position_scale: f32,
+    table: RopeTable,
 }
 
 impl Rope {
-    fn new(c: &Config, rope_freqs: Option<&[f32]>) -> Result<Rope> {
-        let n_pairs = c.rope_dims / 2;
-        if let Some(f) = rope_freqs {
-            if f.len() != n_pairs || f.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
-                return Err(Error::ModelInvalid(format!(
-                    "`{ROPE_FREQS}` must hold {n_pairs} positive factors"
-                )));
-            }
-        }
-        let freqs = (0..n_pairs)
-            .map(|i| {
-                let f = c.rope_base.powf(-((2 * i) as f32) / c.rope_dims as f32);
-                f / rope_freqs.map_or(1.0, |r| r[i])
-            })
-            .collect();
-        let position_scale = match c.rope_scaling {
-            None => 1.0,
-            Some(RopeScaling::Linear { factor }) => 1.0 / factor,
-        };
-        Ok(Rope {
-            style: c.rope_style,
-            head_dim: c.head_dim,
-            freqs,
-            position_scale,
-        })
-    }
-
     /// Rotate every head of `v` (heads of head_dim values) for position `pos`. Dimensions at
     /// and past rope_dims are left as they are.
     fn apply(&self, v: &mut [f32], pos: usize) {
-        let p = pos as f32 * self.position_scale;
-        let half = self.freqs.len();
+        let p = pos as f32;
+        let half = self.table.freqs.len();
+        let m = self.table.mscale;
         for head in v.chunks_exact_mut(self.head_dim) {
-            for (i, &freq) in self.freqs.iter().enumerate() {
+            for (i, &freq) in self.table.freqs.iter().enumerate() {
                 let (sin, cos) = (p * freq).sin_cos();
+                let (sin, cos) = (sin * m, cos * m);
                 let (a, b) = match self.style {
                     RopeStyle::Adjacent => (2 * i, 2 * i + 1),
                     RopeStyle::Half => (i, i + half),
@@ -195,27 +183,50 @@ impl Rope {
     }
 }
 
+/// Matrices whose outputs are concatenated: one fused tensor, or several (q, k, v) in order.
+struct Projection(Vec<QuantMatrix>);
+
+impl Projection {
+    /// y = [W_0 x; W_1 x; ...]
+    fn apply(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let mut rest = y;
+        for w in &self.0 {
+            let (head, tail) = rest.split_at_mut(w.rows);
+            matvec(w, x, head)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: QuantMatrix,
-    wk: QuantMatrix,
-    wv: QuantMatrix,
+    /// Outputs q, k, v one after another.
+    wqkv: Projection,
+    /// q, k and v biases, concatenated (qwen2).
+    qkv_bias: Option<Vec<f32>>,
+    /// Per-head RMSNorm weights of q and k (qwen3, gemma3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: QuantMatrix,
+    post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    w_gate: QuantMatrix,
-    w_up: QuantMatrix,
+    /// Outputs gate, then up.
+    w_gate_up: Projection,
     w_down: QuantMatrix,
+    post_ffn_norm: Option<Vec<f32>>,
+    rope: Rope,
+    window: Option<usize>,
 }
 
 /// Activations of one step, allocated once.
 struct Scratch {
-    x: Vec<f32>,      // residual stream [n_embd]
-    h: Vec<f32>,      // normed input / block output [n_embd]
-    q: Vec<f32>,      // queries [q_dim]
-    att: Vec<f32>,    // attention output [q_dim]
-    gate: Vec<f32>,   // [n_ff]
-    up: Vec<f32>,     // [n_ff]
-    logits: Vec<f32>, // [n_vocab]
+    x: Vec<f32>,       // residual stream [n_embd]
+    h: Vec<f32>,       // normed input / block output [n_embd]
+    qkv: Vec<f32>,     // queries, keys, values [q_dim + 2 kv_dim]
+    att: Vec<f32>,     // attention output [q_dim]
+    gate_up: Vec<f32>, // gate, up [2 n_ff]
+    logits: Vec<f32>,  // [n_vocab]
 }
 
 /// The CPU decoder with its KV cache. One `forward` call runs one token at the next position.
@@ -227,7 +238,6 @@ pub struct ReferenceModel {
     output: Option<QuantMatrix>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
-    rope: Rope,
     /// [layer][pos][kv_dim], context positions per layer.
     key_cache: Vec<f32>,
     value_cache: Vec<f32>,
@@ -273,26 +283,65 @@ impl ReferenceModel {
             false => Some(matrix(load(OUTPUT)?)?),
         };
         let output_norm = vector(load(OUTPUT_NORM)?)?;
-        let rope_freqs = match config.has_rope_freqs {
-            true => Some(vector(load(ROPE_FREQS)?)?),
-            false => None,
+        let rope_factors = match config.rope_factor_tensor(context) {
+            Some(name) => Some(vector(load(name)?)?),
+            None => None,
         };
+        let a = config.arch;
         let mut layers = Vec::with_capacity(config.n_layer);
         for l in 0..config.n_layer {
-            let mut t = |name: &str| load(&block_tensor(l, name));
+            use BlockTensor::*;
+            let mut t = |role: BlockTensor| load(&role.name(l));
+            let mut optional = |on: bool, role: BlockTensor| match on {
+                true => vector(t(role)?).map(Some),
+                false => Ok(None),
+            };
+            let q_norm = optional(a.qk_norm, QNorm)?;
+            let k_norm = optional(a.qk_norm, KNorm)?;
+            let post_attn_norm = optional(a.post_norms, PostAttnNorm)?;
+            let post_ffn_norm = optional(a.post_norms, PostFfnNorm)?;
+            let qkv_bias = match a.qkv_bias {
+                true => Some(
+                    [
+                        optional(true, QBias)?,
+                        optional(true, KBias)?,
+                        optional(true, VBias)?,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect(),
+                ),
+                false => None,
+            };
+            let mut t = |role: BlockTensor| load(&role.name(l));
+            let mut projection = |roles: &[BlockTensor]| {
+                let matrices = roles.iter().map(|&r| matrix(t(r)?));
+                matrices.collect::<Result<Vec<_>>>().map(Projection)
+            };
+            let wqkv = projection(a.qkv_tensors())?;
+            let w_gate_up = projection(a.gate_up_tensors())?;
+            let mut t = |role: BlockTensor| load(&role.name(l));
             layers.push(Layer {
-                attn_norm: vector(t("attn_norm")?)?,
-                wq: matrix(t("attn_q")?)?,
-                wk: matrix(t("attn_k")?)?,
-                wv: matrix(t("attn_v")?)?,
-                wo: matrix(t("attn_output")?)?,
-                ffn_norm: vector(t("ffn_norm")?)?,
-                w_gate: matrix(t("ffn_gate")?)?,
-                w_up: matrix(t("ffn_up")?)?,
-                w_down: matrix(t("ffn_down")?)?,
+                wqkv,
+                w_gate_up,
+                qkv_bias,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                post_ffn_norm,
+                attn_norm: vector(t(AttnNorm)?)?,
+                wo: matrix(t(AttnOutput)?)?,
+                ffn_norm: vector(t(FfnNorm)?)?,
+                w_down: matrix(t(Down)?)?,
+                rope: Rope {
+                    style: config.rope_style,
+                    head_dim: config.head_dim,
+                    table: config.rope(l, rope_factors.as_deref())?,
+                },
+                window: config.window(l),
             });
         }
-        let rope = Rope::new(&config, rope_freqs.as_deref())?;
 
         let cache_len = config
             .n_layer
@@ -303,10 +352,9 @@ impl ReferenceModel {
         let s = Scratch {
             x: vec![0.0; config.n_embd],
             h: vec![0.0; config.n_embd],
-            q: vec![0.0; config.q_dim()],
+            qkv: vec![0.0; config.q_dim() + 2 * config.kv_dim()],
             att: vec![0.0; config.q_dim()],
-            gate: vec![0.0; config.n_ff],
-            up: vec![0.0; config.n_ff],
+            gate_up: vec![0.0; 2 * config.n_ff],
             logits: vec![0.0; config.n_vocab],
         };
         Ok(ReferenceModel {
@@ -316,7 +364,6 @@ impl ReferenceModel {
             output,
             output_norm,
             layers,
-            rope,
             key_cache,
             value_cache,
             pos: 0,
@@ -376,8 +423,11 @@ impl ReferenceModel {
         let (kv_dim, eps) = (c.kv_dim(), c.rms_eps);
         let layer_cache = self.context * kv_dim;
 
-        // x = token_embd[token]                                                     [n_embd]
+        // x = token_embd[token] * embedding_scale                                   [n_embd]
         self.token_embd.dequantize_row(token as usize, &mut s.x)?;
+        if c.embedding_scale != 1.0 {
+            s.x.iter_mut().for_each(|v| *v *= c.embedding_scale);
+        }
 
         for (l, layer) in self.layers.iter().enumerate() {
             // This layer's cache                                           [context][kv_dim]
@@ -387,40 +437,67 @@ impl ReferenceModel {
             // h = rmsnorm(x) * attn_norm                                              [n_embd]
             rmsnorm(&mut s.h, &s.x, &layer.attn_norm, eps);
 
-            // q = Wq h [q_dim]; k = Wk h, v = Wv h [kv_dim], written into the cache at pos
-            let k = &mut keys[pos * kv_dim..][..kv_dim];
-            let v = &mut values[pos * kv_dim..][..kv_dim];
-            matvec(&layer.wq, &s.h, &mut s.q)?;
-            matvec(&layer.wk, &s.h, k)?;
-            matvec(&layer.wv, &s.h, v)?;
+            // q, k, v = Wq h, Wk h, Wv h (+ biases)                     [q_dim | kv_dim | kv_dim]
+            layer.wqkv.apply(&s.h, &mut s.qkv)?;
+            if let Some(b) = &layer.qkv_bias {
+                add(&mut s.qkv, b);
+            }
+            let (q, kv) = s.qkv.split_at_mut(c.q_dim());
+            let (k, v) = kv.split_at_mut(kv_dim);
 
-            // RoPE on every query head and every key head
-            self.rope.apply(&mut s.q, pos);
-            self.rope.apply(k, pos);
+            // q, k = rmsnorm of each head * q_norm, k_norm                 (qwen3, gemma3)
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                rmsnorm_heads(q, qn, eps);
+                rmsnorm_heads(k, kn, eps);
+            }
+
+            // RoPE on every query head and every key head; k and v into the cache at pos
+            layer.rope.apply(q, pos);
+            layer.rope.apply(k, pos);
+            let k_row = &mut keys[pos * kv_dim..][..kv_dim];
+            let v_row = &mut values[pos * kv_dim..][..kv_dim];
+            k_row.copy_from_slice(k);
+            v_row.copy_from_slice(v);
             if self.f16_cache {
-                for x in k.iter_mut().chain(v.iter_mut()) {
+                for x in k_row.iter_mut().chain(v_row.iter_mut()) {
                     *x = half::f16::from_f32(*x).to_f32();
                 }
             }
 
-            // att = softmax(q k^T / sqrt(head_dim)) v, per query head over 0..=pos     [q_dim]
-            let n = (pos + 1) * kv_dim;
-            attention(&mut s.att, &s.q, &keys[..n], &values[..n], c)?;
+            // att = softmax(q k^T * attention_scale) v, per query head over the keys it sees:
+            // 0..=pos, or the last `window` of them in a sliding-window layer        [q_dim]
+            let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let seen = first * kv_dim..(pos + 1) * kv_dim;
+            attention(&mut s.att, q, &keys[seen.clone()], &values[seen], c)?;
 
-            // x += Wo att                                                             [n_embd]
+            // x += Wo att, normed first with post_attention_norm (gemma3)             [n_embd]
             matvec(&layer.wo, &s.att, &mut s.h)?;
+            if let Some(w) = &layer.post_attn_norm {
+                let o = s.h.clone();
+                rmsnorm(&mut s.h, &o, w, eps);
+            }
             add(&mut s.x, &s.h);
 
             // h = rmsnorm(x) * ffn_norm                                               [n_embd]
             rmsnorm(&mut s.h, &s.x, &layer.ffn_norm, eps);
 
-            // x += Wdown (silu(Wgate h) * (Wup h))                 gate, up: [n_ff]; x: [n_embd]
-            matvec(&layer.w_gate, &s.h, &mut s.gate)?;
-            matvec(&layer.w_up, &s.h, &mut s.up)?;
-            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
-                *g = silu(*g) * u;
+            // gate = act(Wgate h) * (Wup h)                                            [n_ff]
+            layer.w_gate_up.apply(&s.h, &mut s.gate_up)?;
+            let (gate, up) = s.gate_up.split_at_mut(c.n_ff);
+            let act = match c.arch.activation {
+                Activation::Silu => silu,
+                Activation::GeluTanh => gelu_tanh,
+            };
+            for (g, &u) in gate.iter_mut().zip(up.iter()) {
+                *g = act(*g) * u;
             }
-            matvec(&layer.w_down, &s.gate, &mut s.h)?;
+
+            // x += Wdown gate, normed first with post_ffw_norm (gemma3)               [n_embd]
+            matvec(&layer.w_down, gate, &mut s.h)?;
+            if let Some(w) = &layer.post_ffn_norm {
+                let o = s.h.clone();
+                rmsnorm(&mut s.h, &o, w, eps);
+            }
             add(&mut s.x, &s.h);
         }
 
@@ -449,12 +526,12 @@ fn vector((info, data): (&TensorInfo, Vec<u8>)) -> Result<Vec<f32>> {
 fn attention(out: &mut [f32], q: &[f32], keys: &[f32], values: &[f32], c: &Config) -> Result<()> {
     let (hd, kv_dim) = (c.head_dim, c.kv_dim());
     let group = c.n_head / c.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = c.attention_scale;
     for_each_chunk(out, hd, |start, out| {
         let h = start / hd;
         let q = &q[start..][..hd];
         let kv_offset = (h / group) * hd;
-        // scores[t] = q . k_t / sqrt(head_dim)                                        [n_pos]
+        // scores[t] = q . k_t * attention_scale                                       [n_pos]
         let mut scores: Vec<f32> = keys
             .chunks_exact(kv_dim)
             .map(|k_t| dot(q, &k_t[kv_offset..][..hd]) * scale)
@@ -530,10 +607,12 @@ mod tests {
         Rope {
             style,
             head_dim: 8,
-            freqs: (0..rope_dims / 2)
-                .map(|i| 10000f32.powf(-((2 * i) as f32) / rope_dims as f32))
-                .collect(),
-            position_scale: 1.0,
+            table: RopeTable {
+                freqs: (0..rope_dims / 2)
+                    .map(|i| 10000f32.powf(-((2 * i) as f32) / rope_dims as f32))
+                    .collect(),
+                mscale: 1.0,
+            },
         }
     }
 

@@ -700,9 +700,17 @@ fn check_stacked(gpu: &Gpu, w: &GpuWeight, members: &[Tensor], n_tokens: usize) 
     // Member m at base[m], `rows + 3` apart per token, 5 spare values between regions.
     let mut routes = Vec::new();
     let mut end = GUARD as u64;
+    let mut first_row = 0;
     for t in members {
-        let stride = t.info.rows_cols().0 + 3;
-        routes.push(Route { base: end, stride });
+        let rows = t.info.rows_cols().0;
+        let stride = rows + 3;
+        routes.push(Route {
+            first_row,
+            rows,
+            base: end,
+            stride,
+        });
+        first_row += rows;
         end += stride * n_tokens as u64 + 5;
     }
     let y0: Vec<f32> = (0..end as usize + GUARD)

@@ -1,4 +1,5 @@
-//! The activation kernels (RMSNorm, RoPE + KV append, attention, SiLU gate, residual add) on the
+//! The activation kernels (RMSNorm and its post-norm `+=` form, RoPE + biases + q/k norms + KV
+//! append, attention with and without a sliding window, the SiLU and GELU gates) on the
 //! machine's adapter (lavapipe in CI), each against a plain CPU f32 implementation of the math
 //! of `reference.rs` on random data, at the default model's shapes (SmolLM2-135M: dim 576,
 //! 9 heads over 3 KV heads of 64, FFN 1536, RoPE base 100000) and at awkward ones.
@@ -11,14 +12,15 @@
 
 use std::sync::OnceLock;
 
-use llama_wgpu::config::{Config, RopeScaling, RopeStyle};
+use llama_wgpu::arch::{self, Activation};
+use llama_wgpu::config::{Config, RopeFactors, RopeScaling, RopeStyle};
 use llama_wgpu::gpu::kernel::{
     range, read_buffer, read_f32, storage_buffer, submit_ops, whole, Op,
 };
 use llama_wgpu::gpu::kernels::attention::{Attention, AttentionTuning};
 use llama_wgpu::gpu::kernels::ffn::Ffn;
 use llama_wgpu::gpu::kernels::norm::{NormVariant, RmsNorm};
-use llama_wgpu::gpu::kernels::rope::{KvCache, KvElement, Rope};
+use llama_wgpu::gpu::kernels::rope::{KvCache, KvElement, Rope, RopeExtras};
 use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 
@@ -77,6 +79,7 @@ fn kv_rounding(cache: &KvCache, value: f32) -> f32 {
 
 fn smollm2() -> Config {
     Config {
+        arch: &arch::LLAMA,
         architecture: "llama".into(),
         n_embd: 576,
         n_layer: 2,
@@ -87,11 +90,17 @@ fn smollm2() -> Config {
         n_vocab: 49152,
         context_length: 8192,
         rope_base: 100000.0,
+        rope_base_swa: 100000.0,
         rope_dims: 64,
         rope_style: RopeStyle::Adjacent,
         rope_scaling: None,
-        has_rope_freqs: false,
+        rope_factors: RopeFactors::None,
+        rope_attn_factor: 1.0,
         rms_eps: 1e-5,
+        attention_scale: 0.125,
+        embedding_scale: 1.0,
+        sliding_window: None,
+        local_layers: vec![false; 2],
         tied_embeddings: true,
     }
 }
@@ -214,22 +223,19 @@ fn rmsnorm_matches_the_cpu_for_both_variants() {
 // ---------------------------------------------------------------------------------------------
 // RoPE + KV append
 
-/// `reference.rs`'s rotation: angle = (pos * position_scale) * freq_i, f32, rounded the same.
+/// `reference.rs`'s rotation of every head of `v` with `Config::rope`'s table (what both the
+/// reference and the GPU read): angle = pos * freq_i, f32; cos and sin times mscale.
 fn rope_cpu(c: &Config, rope_freqs: Option<&[f32]>, v: &mut [f32], pos: usize) -> Vec<f32> {
+    let table = c.rope(1, rope_freqs).unwrap();
     let n_pairs = c.rope_dims / 2;
-    let scale = match c.rope_scaling {
-        None => 1.0,
-        Some(RopeScaling::Linear { factor }) => 1.0 / factor,
-    };
-    let p = pos as f32 * scale;
+    let p = pos as f32;
     let mut angles = Vec::new();
     for head in v.chunks_exact_mut(c.head_dim) {
-        for i in 0..n_pairs {
-            let freq = c.rope_base.powf(-((2 * i) as f32) / c.rope_dims as f32)
-                / rope_freqs.map_or(1.0, |r| r[i]);
+        for (i, &freq) in table.freqs.iter().enumerate() {
             let angle = p * freq;
             angles.push(angle);
             let (sin, cos) = angle.sin_cos();
+            let (sin, cos) = (sin * table.mscale, cos * table.mscale);
             let (a, b) = match c.rope_style {
                 RopeStyle::Adjacent => (2 * i, 2 * i + 1),
                 RopeStyle::Half => (i, i + n_pairs),
@@ -240,6 +246,23 @@ fn rope_cpu(c: &Config, rope_freqs: Option<&[f32]>, v: &mut [f32], pos: usize) -
         }
     }
     angles
+}
+
+/// What reaches RoPE: `x + bias`, then each head's RMSNorm times `norm` (when given), as
+/// `reference.rs` does for qwen2 (bias) and qwen3/gemma3 (norms).
+fn pre_rope_cpu(x: &mut [f32], bias: Option<&[f32]>, norm: Option<&[f32]>, eps: f32) {
+    if let Some(b) = bias {
+        x.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+    }
+    if let Some(w) = norm {
+        for head in x.chunks_exact_mut(w.len()) {
+            let ms = head.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+            let scale = 1.0 / (ms + eps).sqrt();
+            head.iter_mut()
+                .zip(w)
+                .for_each(|(x, w)| *x = *x * scale * w);
+        }
+    }
 }
 
 /// Positions the RoPE test writes: (pos, n_tokens).
@@ -253,27 +276,49 @@ fn check_rope(c: &Config, rope_freqs: Option<&[f32]>, seed: u64) {
 
 fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed: u64) {
     let mut rng = Rng(seed);
-    let rope = pollster::block_on(Rope::new(ctx, c)).unwrap();
     let context = 1024;
+    let rope = pollster::block_on(Rope::new(ctx, c, rope_freqs, context)).unwrap();
     let cache = KvCache::new(ctx, c, context).unwrap();
     let (q_dim, kv_dim, max_tokens) = (c.q_dim(), c.kv_dim(), 8);
-    let freqs_buffer = rope_freqs.map(|f| upload(ctx, f));
     let stepb = step(ctx, 0, 1);
     let (q, k, v) = (
         rng.vec(max_tokens * q_dim, 2.0),
         rng.vec(max_tokens * kv_dim, 2.0),
         rng.vec(max_tokens * kv_dim, 2.0),
     );
+    // Biases of the size of the values; norm weights around 1.
+    let bias = c.arch.qkv_bias.then(|| rng.vec(q_dim + 2 * kv_dim, 1.0));
+    let norms = c.arch.qk_norm.then(|| {
+        let mut w = || {
+            rng.vec(c.head_dim, 0.5)
+                .iter()
+                .map(|v| 1.0 + v)
+                .collect::<Vec<f32>>()
+        };
+        (w(), w())
+    });
+    let (bias_q, bias_kv) = match &bias {
+        Some(b) => (Some(&b[..q_dim]), Some(&b[q_dim..])),
+        None => (None, None),
+    };
     let (qb, kb, vb) = (upload(ctx, &q), upload(ctx, &k), upload(ctx, &v));
+    let q_out = upload(ctx, &vec![5.0; max_tokens * q_dim]);
+    let bias_buffer = bias.as_ref().map(|b| upload(ctx, b));
+    let norm_buffers = norms
+        .as_ref()
+        .map(|(a, b)| (upload(ctx, a), upload(ctx, b)));
     let layer = 1;
+    let extras = RopeExtras {
+        bias: bias_buffer.as_ref().map(whole),
+        norms: norm_buffers.as_ref().map(|(a, b)| (whole(a), whole(b))),
+    };
     let ops = rope
         .ops(
             ctx,
             &stepb,
-            whole(&qb),
-            whole(&kb),
-            whole(&vb),
-            freqs_buffer.as_ref().map(whole),
+            [whole(&qb), whole(&kb), whole(&vb)],
+            whole(&q_out),
+            extras,
             &cache,
             layer,
             max_tokens,
@@ -283,19 +328,32 @@ fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed:
 
     let (mut want_k, mut want_v) = (vec![0f32; context * kv_dim], vec![0f32; context * kv_dim]);
     let mut worst = (0f32, 0f32);
+    let eps = c.rms_eps;
     for (pos, n_tokens) in ROPE_CASES {
-        ctx.queue.write_buffer(&qb, 0, bytemuck::cast_slice(&q));
+        let unwritten = vec![5.0f32; max_tokens * q_dim];
+        ctx.queue
+            .write_buffer(&q_out, 0, bytemuck::cast_slice(&unwritten));
         set_step(ctx, &stepb, pos, n_tokens);
         run(ctx, &ops);
-        let got_q = read(ctx, &qb, max_tokens * q_dim);
+        let got_q = read(ctx, &q_out, max_tokens * q_dim);
         let mut want_q = q.clone();
         for t in 0..n_tokens {
             let p = pos + t;
-            let angles = rope_cpu(c, rope_freqs, &mut want_q[t * q_dim..][..q_dim], p);
+            let wq = &mut want_q[t * q_dim..][..q_dim];
+            pre_rope_cpu(wq, bias_q, norms.as_ref().map(|n| n.0.as_slice()), eps);
+            let angles = rope_cpu(c, rope_freqs, wq, p);
             let kr = &mut want_k[p * kv_dim..][..kv_dim];
             kr.copy_from_slice(&k[t * kv_dim..][..kv_dim]);
+            pre_rope_cpu(
+                kr,
+                bias_kv.map(|b| &b[..kv_dim]),
+                norms.as_ref().map(|n| n.1.as_slice()),
+                eps,
+            );
             rope_cpu(c, rope_freqs, kr, p);
-            want_v[p * kv_dim..][..kv_dim].copy_from_slice(&v[t * kv_dim..][..kv_dim]);
+            let vr = &mut want_v[p * kv_dim..][..kv_dim];
+            vr.copy_from_slice(&v[t * kv_dim..][..kv_dim]);
+            pre_rope_cpu(vr, bias_kv.map(|b| &b[kv_dim..]), None, eps);
             let max_angle = angles.iter().copied().fold(0.0, f32::max);
             let got = &got_q[t * q_dim..][..q_dim];
             let err = got
@@ -307,25 +365,28 @@ fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed:
                 worst = (err, max_angle);
             }
             assert!(
-                err <= rope_tolerance(max_angle, rope_freqs.is_some()),
+                err <= rope_tolerance(c),
                 "q at position {p}: error {err} at angles up to {max_angle} rad"
             );
         }
-        // Queries past n_tokens are untouched.
-        assert_eq!(&got_q[n_tokens * q_dim..], &q[n_tokens * q_dim..]);
-        // Pass-through dimensions come out bit for bit.
-        for (got, want) in got_q
-            .chunks_exact(c.head_dim)
-            .zip(want_q.chunks_exact(c.head_dim))
-        {
-            assert_eq!(&got[c.rope_dims..], &want[c.rope_dims..]);
+        // Queries past n_tokens are not written.
+        assert!(got_q[n_tokens * q_dim..].iter().all(|&x| x == 5.0));
+        // Pass-through dimensions come out as they went in (plain copies without a norm).
+        if c.arch == &arch::LLAMA {
+            for (got, want) in got_q[..n_tokens * q_dim]
+                .chunks_exact(c.head_dim)
+                .zip(want_q.chunks_exact(c.head_dim))
+            {
+                assert_eq!(&got[c.rope_dims..], &want[c.rope_dims..]);
+            }
         }
     }
     // The cache holds every position written above, and zeros elsewhere (other layers too).
     let got_k = read_kv(ctx, &cache, &cache.keys(layer)[0], context * kv_dim);
     let got_v = read_kv(ctx, &cache, &cache.values(layer)[0], context * kv_dim);
     for (i, (got, want)) in got_v.iter().zip(&want_v).enumerate() {
-        // Values are copied exactly (to the nearest f16 in an f16 cache).
+        // Values are copied (plus a bias: one f32 addition on both sides), to the nearest f16
+        // in an f16 cache.
         let err = (got - want).abs();
         assert!(
             err <= kv_rounding(&cache, *want),
@@ -337,9 +398,8 @@ fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed:
         .zip(want_k.chunks_exact(kv_dim))
         .enumerate()
     {
-        let angle = p as f32;
         for (g, w) in got.iter().zip(want) {
-            let bound = rope_tolerance(angle, rope_freqs.is_some());
+            let bound = rope_tolerance(c);
             let err = (g - w).abs();
             assert!(
                 err <= bound + kv_rounding(&cache, w.abs() + bound),
@@ -351,7 +411,8 @@ fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed:
         .iter()
         .all(|&v| v == 0.0));
     eprintln!(
-        "rope {:?} dims {}/{}, {:?} cache: worst q error {:e} (at angles up to {} rad)",
+        "rope {} {:?} dims {}/{}, {:?} cache: worst q error {:e} (at angles up to {} rad)",
+        c.arch.name,
         c.rope_style,
         c.rope_dims,
         c.head_dim,
@@ -361,16 +422,18 @@ fn check_rope_on(ctx: &GpuContext, c: &Config, rope_freqs: Option<&[f32]>, seed:
     );
 }
 
-/// Largest |gpu - cpu| for values |x| <= 2 (a pair's length <= 2.9) rotated by angles up to
-/// `angle` rad. Both sides round the same f32 angle (same operations in the same order), the
-/// GPU reduces it to [-pi, pi] with a two-constant 2 pi (error < 1e-7 rad for angles < 10^4)
-/// and takes sin/cos there, where lavapipe's error is ~1e-7; a few ulp of the products remain:
-/// 4e-6 absolute in all. With rope_freqs the GPU divides by the factor itself, WGSL division
-/// being accurate to 2.5 ulp: the angle may differ by 2.5 * 2^-23 relative, which at 1000 rad
-/// is 3e-4 rad, times the pair length.
-fn rope_tolerance(angle: f32, divided: bool) -> f32 {
-    let angle_err = if divided { angle * 3e-7 } else { 0.0 };
-    4e-6 + 2.9 * angle_err
+/// Largest |gpu - cpu| for values |x| <= 2 (a pair's length <= 2.9; up to ~6 with a bias or
+/// after a norm whose weights reach 1.5) rotated by angles up to 1000 rad. Both sides round
+/// the same f32 angle (the same product of the same table entry), the GPU reduces it to
+/// [-pi, pi] with a two-constant 2 pi (error < 1e-7 rad for angles < 10^4) and takes sin/cos
+/// there, where lavapipe's error is ~1e-7; a few ulp of the products remain: 4e-6 absolute
+/// for pairs up to 2.9 long, twice that with biases or norms (the norm's own sum of squares
+/// in another order adds ~1e-7 relative).
+fn rope_tolerance(c: &Config) -> f32 {
+    match c.arch.qkv_bias || c.arch.qk_norm {
+        true => 8e-6 * c.rope_attn_factor.max(1.0),
+        false => 4e-6 * c.rope_attn_factor.max(1.0),
+    }
 }
 
 #[test]
@@ -388,9 +451,35 @@ fn rope_half_with_partial_dims_freqs_and_linear_scaling() {
     c.rope_style = RopeStyle::Adjacent;
     check_rope(&c, None, 5);
     c.rope_scaling = Some(RopeScaling::Linear { factor: 4.0 });
-    c.has_rope_freqs = true;
+    c.rope_factors = RopeFactors::Freqs;
     let freqs: Vec<f32> = (0..16).map(|i| 1.0 + i as f32 * 0.37).collect();
     check_rope(&c, Some(&freqs), 6);
+}
+
+#[test]
+fn rope_with_qkv_biases_qk_norms_and_yarn() {
+    let mut c = smollm2();
+    c.rope_style = RopeStyle::Half;
+    // qwen2: biases on q, k and v.
+    c.arch = &arch::QWEN2;
+    check_rope(&c, None, 21);
+    // qwen3 / gemma3: per-head norms, with head_dim 128 (more than one workgroup per head).
+    c.arch = &arch::QWEN3;
+    c.head_dim = 128;
+    c.rope_dims = 128;
+    c.n_head = 4;
+    c.n_head_kv = 1;
+    check_rope(&c, None, 22);
+    // YaRN with an attention factor (cos and sin scaled).
+    c.rope_scaling = Some(RopeScaling::Yarn {
+        factor: 4.0,
+        original_context: 256,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        ext_factor: 1.0,
+    });
+    c.rope_attn_factor = 1.2;
+    check_rope(&c, None, 23);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,12 +489,13 @@ fn rope_half_with_partial_dims_freqs_and_linear_scaling() {
 fn attention_cpu(c: &Config, q: &[f32], keys: &[f32], values: &[f32], p: usize) -> Vec<f32> {
     let (hd, kv_dim) = (c.head_dim, c.kv_dim());
     let group = c.n_head / c.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = c.attention_scale;
+    let first = c.window(0).map_or(0, |w| (p + 1).saturating_sub(w));
     let mut out = vec![0f32; c.q_dim()];
     for h in 0..c.n_head {
         let qh = &q[h * hd..][..hd];
         let kvo = (h / group) * hd;
-        let mut scores: Vec<f32> = (0..=p)
+        let mut scores: Vec<f32> = (first..=p)
             .map(|j| {
                 let k = &keys[j * kv_dim + kvo..][..hd];
                 qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
@@ -418,7 +508,7 @@ fn attention_cpu(c: &Config, q: &[f32], keys: &[f32], values: &[f32], p: usize) 
             sum += *s;
         }
         let o = &mut out[h * hd..][..hd];
-        for (j, s) in scores.iter().enumerate() {
+        for (j, s) in (first..).zip(&scores) {
             let v = &values[j * kv_dim + kvo..][..hd];
             for (o, v) in o.iter_mut().zip(v) {
                 *o += s / sum * v;
@@ -498,7 +588,16 @@ fn check_attention(
                     .unwrap(),
             };
             let ops = attention
-                .ops(ctx, &stepb, whole(&qb), &cache, 0, &scratch, whole(&ob))
+                .ops(
+                    ctx,
+                    &stepb,
+                    whole(&qb),
+                    &cache,
+                    0,
+                    &scratch,
+                    whole(&ob),
+                    c.window(0),
+                )
                 .unwrap();
             for (&(pos, n_tokens), want) in cases.iter().zip(&want) {
                 set_step(ctx, &stepb, pos, n_tokens);
@@ -553,6 +652,22 @@ fn attention_matches_the_cpu_at_short_and_long_positions() {
 /// lavapipe silently ends a shader's loops after 65535 iterations in all: one invocation must
 /// not walk more keys than that, even when asked for one chunk.
 #[test]
+fn attention_through_a_sliding_window() {
+    // gemma3's local layers: query p sees keys p - window + 1 ..= p. Windows shorter than one
+    // chunk, spanning several, and one the positions never exceed; a scale not 1/sqrt(64).
+    let mut c = smollm2();
+    c.attention_scale = 0.2;
+    for window in [5, 100, 4000] {
+        c.sliding_window = Some(window);
+        c.local_layers = vec![true, false];
+        let chunks = [None, Some(1), Some(40)];
+        for ctx in kv_contexts() {
+            check_attention(ctx, &c, 2048, &ATTENTION_CASES, &chunks, 17);
+        }
+    }
+}
+
+#[test]
 fn attention_past_the_longest_chunk() {
     let c = smollm2();
     check_attention(ctx(), &c, 66048, &[(66000, 2)], &[Some(1)], 13);
@@ -598,7 +713,7 @@ fn kv_cache_split_across_bindings() {
     // RoPE writes each position into its part.
     let cache = KvCache::new(&ctx, &c, 1100).unwrap();
     assert_eq!(cache.bytes(), 2 * 2 * 1100 * 192 * 4);
-    let rope = pollster::block_on(Rope::new(&ctx, &c)).unwrap();
+    let rope = pollster::block_on(Rope::new(&ctx, &c, None, 1100)).unwrap();
     let mut rng = Rng(10);
     let (q, k, v) = (
         rng.vec(7 * 576, 1.0),
@@ -607,14 +722,18 @@ fn kv_cache_split_across_bindings() {
     );
     let (qb, kb, vb) = (upload(&ctx, &q), upload(&ctx, &k), upload(&ctx, &v));
     let stepb = step(&ctx, 1020, 7);
+    let q_out = storage_buffer(&ctx, "q out", 7 * 576 * 4);
+    let no_extras = RopeExtras {
+        bias: None,
+        norms: None,
+    };
     let ops = rope
         .ops(
             &ctx,
             &stepb,
-            whole(&qb),
-            whole(&kb),
-            whole(&vb),
-            None,
+            [whole(&qb), whole(&kb), whole(&vb)],
+            whole(&q_out),
+            no_extras,
             &cache,
             0,
             7,
@@ -630,7 +749,7 @@ fn kv_cache_split_across_bindings() {
     // q is rotated once, not once per part.
     let mut want_q = q[..576].to_vec();
     rope_cpu(&c, None, &mut want_q, 1020);
-    let got_q = read(&ctx, &qb, 576);
+    let got_q = read(&ctx, &q_out, 576);
     assert!(max_rel_err(&got_q, &want_q, 1.0) < 1e-5);
 
     // Not even one row (192 values: 384 bytes in f16, 768 in f32) fits: the model is too
@@ -648,31 +767,93 @@ fn kv_cache_split_across_bindings() {
 // SiLU gate and residual add
 
 #[test]
-fn silu_mul_and_add_match_the_cpu() {
+fn silu_and_gelu_gates_match_the_cpu() {
     let ctx = ctx();
-    let ffn = pollster::block_on(Ffn::new(ctx)).unwrap();
-    let mut rng = Rng(11);
     let silu = |x: f32| x / (1.0 + (-x).exp());
-    // Widths: the FFN, the model, and one not a multiple of the 256-invocation workgroup.
-    for (width, max_tokens, n_tokens) in [(1536, 1, 1), (576, 8, 7), (1000, 7, 7)] {
-        let n = max_tokens * width;
-        let (gate, up) = (rng.vec(n, 8.0), rng.vec(n, 2.0));
-        let stepb = step(ctx, 5, n_tokens);
-        let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
-        let used = n_tokens * width;
+    // GELU (tanh approximation) by its definition, in f64 and rounded once.
+    let gelu = |x: f32| {
+        let x = x as f64;
+        let y = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+        (0.5 * x * (1.0 + y.tanh())) as f32
+    };
+    for (activation, act) in [
+        (Activation::Silu, &silu as &dyn Fn(f32) -> f32),
+        (Activation::GeluTanh, &gelu),
+    ] {
+        let ffn = pollster::block_on(Ffn::new(ctx, activation)).unwrap();
+        let mut rng = Rng(11);
+        // Widths: the FFN, the model, and one not a multiple of the 256-invocation workgroup.
+        for (width, max_tokens, n_tokens) in [(1536, 1, 1), (576, 8, 7), (1000, 7, 7)] {
+            let n = max_tokens * width;
+            // Gates up to 12: GELU's tanh saturates and its exp(2y) overflows to inf there.
+            let (gate, up) = (rng.vec(n, 12.0), rng.vec(n, 2.0));
+            let stepb = step(ctx, 5, n_tokens);
+            let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| act(g) * u).collect();
+            let used = n_tokens * width;
 
-        // In place: gate = silu(gate) * up.
-        let (gb, ub) = (upload(ctx, &gate), upload(ctx, &up));
-        let op = ffn
-            .silu_mul(ctx, &stepb, whole(&gb), whole(&ub), width, max_tokens)
+            // In place: gate = act(gate) * up.
+            let (gb, ub) = (upload(ctx, &gate), upload(ctx, &up));
+            let op = ffn
+                .gate(ctx, &stepb, whole(&gb), whole(&ub), width, max_tokens)
+                .unwrap();
+            run(ctx, &[op]);
+            let got = read(ctx, &gb, n);
+            // exp in f32 is within a few ulp on the GPU (WGSL allows 3 + 2|x| ulp: at most 2e-6
+            // relative for SiLU's |x| <= 12; GELU's exponent 2y reaches ~60, 123 ulp = 1.5e-5),
+            // the rest are single correctly rounded operations. Bounds 4e-6 and 2e-5, relative
+            // to values of at least 1e-3.
+            let err = max_rel_err(&got[..used], &want[..used], 1e-3);
+            let bound = match activation {
+                Activation::Silu => 4e-6,
+                Activation::GeluTanh => 2e-5,
+            };
+            assert!(err < bound, "{activation:?} width {width}: {err}");
+            assert!(got.iter().all(|v| v.is_finite()));
+            assert_eq!(&got[used..], &gate[used..]);
+        }
+    }
+}
+
+#[test]
+fn post_norm_adds_into_the_residual() {
+    // x += rmsnorm(y) * w (gemma3's post_attention_norm / post_ffw_norm).
+    let ctx = ctx();
+    let mut rng = Rng(31);
+    for variant in [NormVariant::RowPerInvocation, NormVariant::RowPerWorkgroup] {
+        let norm = pollster::block_on(RmsNorm::with_variant_and_add(ctx, 1e-6, variant)).unwrap();
+        let (dim, max_tokens, n_tokens) = (640, 4, 3);
+        let (x, y, w) = (
+            rng.vec(dim * max_tokens, 3.0),
+            rng.vec(dim * max_tokens, 2.0),
+            rng.vec(dim, 1.0),
+        );
+        let (xb, yb, wb) = (upload(ctx, &x), upload(ctx, &y), upload(ctx, &w));
+        let stepb = step(ctx, 0, n_tokens);
+        let op = norm
+            .op_add(
+                ctx,
+                &stepb,
+                whole(&yb),
+                whole(&wb),
+                whole(&xb),
+                dim,
+                max_tokens,
+            )
             .unwrap();
         run(ctx, &[op]);
-        let got = read(ctx, &gb, n);
-        // exp in f32 on [-8, 8] is within a few ulp on the GPU (WGSL allows 3 + 2|x| ulp,
-        // 2e-6 relative), the rest are single correctly rounded operations.
-        let err = max_rel_err(&got[..used], &want[..used], 1e-3);
-        assert!(err < 4e-6, "silu_mul width {width}: {err}");
-        assert_eq!(&got[used..], &gate[used..]);
+        let got = read(ctx, &xb, dim * max_tokens);
+        let n = n_tokens * dim;
+        let normed = rmsnorm_cpu(&y[..n], &w, 1e-6);
+        let want: Vec<f32> = x[..n].iter().zip(&normed).map(|(a, b)| a + b).collect();
+        // The norm's bound above (1e-5 relative on the normed values, which reach ~6 here),
+        // then one addition: 1e-4 absolute.
+        let err = got[..n]
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-4, "{variant:?}: {err}");
+        assert_eq!(&got[n..], &x[n..], "rows past n_tokens");
     }
 }
 
@@ -717,20 +898,27 @@ fn wrong_shapes_are_errors_not_panics() {
     let op = norm.op(ctx, &stepb, whole(&big), whole(&big), whole(&big2), 576, 0);
     assert_eq!(invalid(op), "INVALID_ARGUMENT", "no tokens");
 
-    let ffn = pollster::block_on(Ffn::new(ctx)).unwrap();
-    let op = ffn.silu_mul(ctx, &stepb, whole(&big), whole(&small), 1536, 1);
+    let ffn = pollster::block_on(Ffn::new(ctx, Activation::Silu)).unwrap();
+    let op = ffn.gate(ctx, &stepb, whole(&big), whole(&small), 1536, 1);
+    assert_eq!(invalid(op), "INVALID_ARGUMENT");
+    // A norm without the `+=` pipeline (an architecture without post-norms).
+    let op = norm.op_add(ctx, &stepb, whole(&big), whole(&big2), whole(&small), 64, 1);
     assert_eq!(invalid(op), "INVALID_ARGUMENT");
 
     let cache = KvCache::new(ctx, &c, 16).unwrap();
-    let rope = pollster::block_on(Rope::new(ctx, &c)).unwrap();
-    let ops = |q, freqs, layer| {
+    let rope = pollster::block_on(Rope::new(ctx, &c, None, 16)).unwrap();
+    let q_out = storage_buffer(ctx, "q out", 576 * 4);
+    let ops = |q, bias: Option<&wgpu::Buffer>, layer| {
+        let extras = RopeExtras {
+            bias: bias.map(whole),
+            norms: None,
+        };
         rope.ops(
             ctx,
             &stepb,
-            q,
-            whole(&big2),
-            whole(&big2),
-            freqs,
+            [q, whole(&big2), whole(&big2)],
+            whole(&q_out),
+            extras,
             &cache,
             layer,
             1,
@@ -740,12 +928,36 @@ fn wrong_shapes_are_errors_not_panics() {
         .code()
     };
     assert_eq!(ops(whole(&small), None, 0), "INVALID_ARGUMENT");
-    assert_eq!(ops(whole(&big), Some(whole(&small)), 0), "INVALID_ARGUMENT");
+    assert_eq!(
+        ops(whole(&big), Some(&small), 0),
+        "INVALID_ARGUMENT",
+        "a bias llama lacks"
+    );
     assert_eq!(ops(whole(&big), None, 2), "INVALID_ARGUMENT");
+    assert_eq!(
+        ops(whole(&q_out), None, 0),
+        "INVALID_ARGUMENT",
+        "q in place"
+    );
+    // Factors for a model without them.
+    let factors = [1.0; 32];
+    let err = pollster::block_on(Rope::new(ctx, &c, Some(&factors), 16))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
 
     let attention = pollster::block_on(Attention::new(ctx, &c)).unwrap();
     let scratch = attention.scratch(ctx, &cache, 1).unwrap();
-    let op = attention.ops(ctx, &stepb, whole(&small), &cache, 0, &scratch, whole(&big));
+    let op = attention.ops(
+        ctx,
+        &stepb,
+        whole(&small),
+        &cache,
+        0,
+        &scratch,
+        whole(&big),
+        None,
+    );
     assert_eq!(op.err().unwrap().code(), "INVALID_ARGUMENT");
     ctx.check().unwrap();
 }
@@ -780,11 +992,11 @@ fn decode_op_timings() {
         NormVariant::RowPerWorkgroup,
     ))
     .unwrap();
-    let rope = pollster::block_on(Rope::new(ctx, &c)).unwrap();
+    let rope = pollster::block_on(Rope::new(ctx, &c, None, 8192)).unwrap();
     let attention = pollster::block_on(Attention::new(ctx, &c)).unwrap();
     let gpu_tuned =
         pollster::block_on(Attention::with_tuning(ctx, &c, AttentionTuning::Gpu)).unwrap();
-    let ffn = pollster::block_on(Ffn::new(ctx)).unwrap();
+    let ffn = pollster::block_on(Ffn::new(ctx, Activation::Silu)).unwrap();
     let scratch = attention.scratch(ctx, &cache, 1).unwrap();
     let one = attention.scratch_with_chunks(ctx, &cache, 1, 1).unwrap();
     let gpu_scratch = gpu_tuned.scratch(ctx, &cache, 1).unwrap();
@@ -793,7 +1005,16 @@ fn decode_op_timings() {
             format!("attention pos {pos}, GPU tuning"),
             pos,
             gpu_tuned
-                .ops(ctx, &stepb, whole(&q), &cache, 0, &gpu_scratch, whole(&att))
+                .ops(
+                    ctx,
+                    &stepb,
+                    whole(&q),
+                    &cache,
+                    0,
+                    &gpu_scratch,
+                    whole(&att),
+                    None,
+                )
                 .unwrap(),
         )
     };
@@ -805,24 +1026,27 @@ fn decode_op_timings() {
     };
     let attn = |s| {
         attention
-            .ops(ctx, &stepb, whole(&q), &cache, 0, s, whole(&att))
+            .ops(ctx, &stepb, whole(&q), &cache, 0, s, whole(&att), None)
             .unwrap()
+    };
+    let extras = RopeExtras {
+        bias: None,
+        norms: None,
     };
     let rope_ops = rope
         .ops(
             ctx,
             &stepb,
-            whole(&q),
-            whole(&k),
-            whole(&v),
-            None,
+            [whole(&q), whole(&k), whole(&v)],
+            whole(&out),
+            extras,
             &cache,
             0,
             1,
         )
         .unwrap();
     let silu_op = vec![ffn
-        .silu_mul(ctx, &stepb, whole(&gate), whole(&up), 1536, 1)
+        .gate(ctx, &stepb, whole(&gate), whole(&up), 1536, 1)
         .unwrap()];
     let cases: Vec<(String, usize, Vec<Op>)> = vec![
         ("rmsnorm (row per invocation)".into(), 0, norm_op(&rows)),

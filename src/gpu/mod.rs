@@ -2,10 +2,12 @@
 //! the typed kernels the model calls.
 
 pub mod context;
+pub mod graph;
 pub mod kernel;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod kernel_bench;
 pub mod kernels;
+pub mod loader;
 pub mod weights;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};

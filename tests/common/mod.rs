@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod arch_models;
 pub mod quant_data;
 pub mod tiny_llama;
 
@@ -157,6 +158,24 @@ pub struct TinyModel {
 }
 
 impl TinyModel {
+    pub fn new(
+        name: &'static str,
+        gguf: PathBuf,
+        prompt: Vec<u32>,
+        greedy: Vec<u32>,
+        vocab: usize,
+        logits: Vec<f32>,
+    ) -> TinyModel {
+        TinyModel {
+            name,
+            gguf,
+            prompt,
+            greedy,
+            vocab,
+            logits,
+        }
+    }
+
     /// The numpy logits after prompt token `i`.
     pub fn logits_at(&self, i: usize) -> &[f32] {
         &self.logits[i * self.vocab..(i + 1) * self.vocab]

@@ -59,7 +59,8 @@ struct PartialParams {
     slot_base: u32,
     n_slots: u32,
     scale: f32,
-    _pad: [u32; 2],
+    window: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -71,7 +72,8 @@ struct CombineParams {
     max_chunks: u32,
     min_chunk: u32,
     n_slots: u32,
-    _pad: [u32; 2],
+    window: u32,
+    _pad: u32,
 }
 
 /// The adapter pass 1 is shaped for; both are correct on any adapter.
@@ -91,6 +93,8 @@ pub struct Attention {
     n_head: usize,
     n_head_kv: usize,
     head_dim: usize,
+    /// Multiplies q.k (`Config::attention_scale`).
+    scale: f32,
     /// Query heads of one KV head that one invocation serves (a divisor of the group size).
     heads: usize,
     partial_workgroup: u32,
@@ -173,6 +177,7 @@ impl Attention {
             n_head,
             n_head_kv,
             head_dim,
+            scale: config.attention_scale,
             heads,
             partial_workgroup,
             target_invocations: match cpu {
@@ -232,10 +237,11 @@ impl Attention {
         })
     }
 
-    /// `out[t][h] = softmax(q[t][h] . K[0..=pos+t] / sqrt(head_dim)) V[0..=pos+t]` for the
-    /// step's tokens, with `K`, `V` the KV head `h / (n_head / n_head_kv)` of `layer` in
-    /// `cache`. `q` and `out` are `[max_tokens][n_head * head_dim]` (different buffers).
-    /// One op per cache part, then the combine.
+    /// `out[t][h] = softmax(q[t][h] . K[s..=p] * scale) V[s..=p]` for the step's tokens
+    /// (`p = pos + t`; `s = 0`, or `p + 1 - window` in a sliding-window layer), with `K`, `V`
+    /// the KV head `h / (n_head / n_head_kv)` of `layer` in `cache`. `q` and `out` are
+    /// `[max_tokens][n_head * head_dim]` (different buffers). One op per cache part, then the
+    /// combine.
     #[allow(clippy::too_many_arguments)]
     pub fn ops(
         &self,
@@ -246,8 +252,10 @@ impl Attention {
         layer: usize,
         scratch: &AttentionScratch,
         out: wgpu::BufferBinding<'_>,
+        window: Option<usize>,
     ) -> Result<Vec<Op>> {
         check_step(step)?;
+        let window = to_u32("sliding window", window.unwrap_or(0))?;
         let max_tokens = scratch.max_tokens;
         let q_dim = self.n_head * self.head_dim;
         cache.check_layer(layer, self.n_head_kv * self.head_dim, self.element)?;
@@ -287,8 +295,9 @@ impl Attention {
                 min_chunk: MIN_CHUNK as u32,
                 slot_base: i as u32 * max_chunks,
                 n_slots,
-                scale: 1.0 / (self.head_dim as f32).sqrt(),
-                _pad: [0; 2],
+                scale: self.scale,
+                window,
+                _pad: 0,
             };
             let params = uniform_buffer(ctx, "attention params", &params);
             let bindings = [
@@ -308,7 +317,8 @@ impl Attention {
             max_chunks,
             min_chunk: MIN_CHUNK as u32,
             n_slots,
-            _pad: [0; 2],
+            window,
+            _pad: 0,
         };
         let params = uniform_buffer(ctx, "attention combine params", &params);
         let bindings = [whole(step), whole(&params), whole(&scratch.buffer), out];

@@ -46,6 +46,21 @@ impl Embed {
         max_tokens: u32,
         step: &wgpu::Buffer,
     ) -> Result<Vec<Op>> {
+        self.op_scaled(ctx, table, tokens, x, max_tokens, step, 1.0)
+    }
+
+    /// [`op`](Self::op) with every gathered value multiplied by `scale`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_scaled(
+        &self,
+        ctx: &GpuContext,
+        table: &GpuWeight,
+        tokens: wgpu::BufferBinding<'_>,
+        x: &wgpu::Buffer,
+        max_tokens: u32,
+        step: &wgpu::Buffer,
+        scale: f32,
+    ) -> Result<Vec<Op>> {
         super::norm::check_step(step)?;
         let n_tokens = max_tokens;
         let n = n_tokens as u64;
@@ -74,6 +89,7 @@ impl Embed {
         for part in &table.parts {
             let params = WeightParams {
                 n_tokens,
+                scale,
                 ..WeightParams::for_part(table, part)
             };
             let params = uniform_buffer(ctx, &kernel.name, &params);

@@ -1,9 +1,11 @@
-//! The SwiGLU gate between the feed-forward matvecs: `gate = silu(gate) * up` over the
-//! step's `n_tokens` rows (`ffn.wgsl`). Residual adds are fused into the output matvecs.
+//! The gate between the feed-forward matvecs: `gate = act(gate) * up` over the step's
+//! `n_tokens` rows (`ffn.wgsl`), act SiLU or tanh-GELU as the architecture says. Residual adds
+//! are fused into the output matvecs.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
+use crate::arch::Activation;
 use crate::error::Result;
 use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::GpuContext;
@@ -19,19 +21,25 @@ struct Params {
 }
 
 pub struct Ffn {
-    silu_mul: Kernel,
+    gate: Kernel,
 }
 
 impl Ffn {
-    pub async fn new(ctx: &GpuContext) -> Result<Ffn> {
-        let source = ShaderSource::new(FFN_WGSL).define("WG", WORKGROUP);
+    pub async fn new(ctx: &GpuContext, activation: Activation) -> Result<Ffn> {
+        let (act, name) = match activation {
+            Activation::Silu => ("silu", "silu_mul"),
+            Activation::GeluTanh => ("gelu_tanh", "gelu_mul"),
+        };
+        let source = ShaderSource::new(FFN_WGSL)
+            .define("WG", WORKGROUP)
+            .define("ACT", act);
         Ok(Ffn {
-            silu_mul: Kernel::new(ctx, "silu_mul", source).await?,
+            gate: Kernel::new(ctx, name, source).await?,
         })
     }
 
-    /// `gate = silu(gate) * up` in place; `gate`, `up`: `[max_tokens][n_ff]`.
-    pub fn silu_mul(
+    /// `gate = act(gate) * up` in place; `gate`, `up`: `[max_tokens][n_ff]`.
+    pub fn gate(
         &self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
@@ -40,9 +48,9 @@ impl Ffn {
         n_ff: usize,
         max_tokens: usize,
     ) -> Result<Op> {
-        check_f32(ctx, "silu_mul gate", &gate, max_tokens * n_ff)?;
-        check_f32(ctx, "silu_mul up", &up, max_tokens * n_ff)?;
-        let kernel = &self.silu_mul;
+        let kernel = &self.gate;
+        check_f32(ctx, &kernel.name, &gate, max_tokens * n_ff)?;
+        check_f32(ctx, &kernel.name, &up, max_tokens * n_ff)?;
         check_step(step)?;
         check_tokens(&kernel.name, max_tokens)?;
         check_distinct(&kernel.name, &[&gate], &[&up])?;

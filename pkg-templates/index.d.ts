@@ -92,6 +92,9 @@ export interface ModelInfo {
   nVocab: number;
   /** Distinct weight types in the file, e.g. ["F32", "Q4_1", "Q8_0"]. */
   tensorTypes: string[];
+  /** Where the chat template came from: the model's own, or the built-in turn format used
+   * because the file has none (e.g. "the built-in `gemma` turn format ..."). */
+  chatTemplate: string;
   gpuBytes: number;
   loadSeconds: number;
 }

@@ -70,6 +70,10 @@ pub struct Architecture {
     /// `{arch}.rope.freq_base_swa` when absent: the base of sliding-window layers (gemma3's
     /// local layers use 10000 while its global ones use 1e6).
     pub default_rope_base_swa: Option<f32>,
+    /// The built-in chat format (`chat.rs`) for files of this architecture that carry no
+    /// template (the Gemma-3-270M base file has none); `None`: no single format (llama files
+    /// come in ChatML, Llama 2, Llama 3, Mistral, ... flavours), ChatML is used.
+    pub chat_format: Option<&'static str>,
 }
 
 /// Plain llama (also Mistral, SmolLM, TinyLlama files, which say `llama`).
@@ -85,6 +89,7 @@ pub const LLAMA: Architecture = Architecture {
     rope_style: RopeStyle::Adjacent,
     window_layers: WindowLayers::None,
     default_rope_base_swa: None,
+    chat_format: None,
 };
 
 /// Qwen2 and Qwen2.5: q/k/v biases, NeoX RoPE.
@@ -92,6 +97,7 @@ pub const QWEN2: Architecture = Architecture {
     name: "qwen2",
     qkv_bias: true,
     rope_style: RopeStyle::Half,
+    chat_format: Some("chatml"),
     ..LLAMA
 };
 
@@ -100,6 +106,7 @@ pub const QWEN3: Architecture = Architecture {
     name: "qwen3",
     qk_norm: true,
     rope_style: RopeStyle::Half,
+    chat_format: Some("chatml"),
     ..LLAMA
 };
 
@@ -113,6 +120,7 @@ pub const GEMMA3: Architecture = Architecture {
     rope_style: RopeStyle::Half,
     window_layers: WindowLayers::Pattern { default_period: 6 },
     default_rope_base_swa: Some(10000.0),
+    chat_format: Some("gemma"),
     ..LLAMA
 };
 
@@ -122,6 +130,7 @@ pub const PHI3: Architecture = Architecture {
     qkv: QkvTensors::Fused,
     gate_up: GateUpTensors::Fused,
     rope_style: RopeStyle::Half,
+    chat_format: Some("phi3"),
     ..LLAMA
 };
 

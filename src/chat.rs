@@ -4,7 +4,9 @@
 //! Python's Jinja2 as Hugging Face's `apply_chat_template` runs it. We render it with minijinja
 //! set up the same way: blocks trimmed, Python string methods (`.strip()`), `raise_exception`,
 //! `strftime_now`, and the variables `messages`, `add_generation_prompt`, `bos_token`,
-//! `eos_token`. Files without a template fall back to a built-in one (`chatml` unless asked).
+//! `eos_token`. A file without a template chats through its architecture's known turn format
+//! (`Architecture::chat_format`: ChatML for Qwen, Gemma's turns, Phi-3's), or ChatML when the
+//! architecture has none; [`ChatTemplate::origin`] says which was used.
 //!
 //! The rendered text holds special tokens as text (`<|im_start|>`, and `<s>` where a template
 //! writes `bos_token`): encode it with `parse_special` on, and add BOS yourself only when the
@@ -34,7 +36,7 @@ impl Message {
 }
 
 /// The names [`ChatTemplate::builtin`] knows.
-pub const BUILTIN_TEMPLATES: &[&str] = &["chatml", "llama2", "llama3"];
+pub const BUILTIN_TEMPLATES: &[&str] = &["chatml", "llama2", "llama3", "gemma", "phi3"];
 
 /// ChatML (SmolLM, Qwen, many fine-tunes):
 /// `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n` when a
@@ -87,10 +89,50 @@ const LLAMA3: &str = r#"
 {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
 {%- endif %}"#;
 
+/// Gemma's turns: `<bos><start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n...`.
+/// Gemma has no system role: a system message is put before the first user turn's text, as
+/// Google's own template does.
+const GEMMA: &str = r#"
+{{- bos_token }}
+{%- if messages and messages[0].role == 'system' %}
+{%- set system = messages[0].content + '\n\n' %}
+{%- set turns = messages[1:] %}
+{%- else %}
+{%- set system = '' %}
+{%- set turns = messages %}
+{%- endif %}
+{%- for message in turns %}
+{%- set role = 'model' if message.role == 'assistant' else message.role %}
+{%- set prefix = system if loop.first else '' %}
+{{- '<start_of_turn>' + role + '\n' + prefix + (message.content | trim) + '<end_of_turn>\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<start_of_turn>model\n' }}
+{%- endif %}"#;
+
+/// Phi-3: `<|{role}|>\n{content}<|end|>\n` per message, then `<|assistant|>\n`.
+const PHI3: &str = r#"
+{%- for message in messages %}
+{{- '<|' + message.role + '|>\n' + message.content + '<|end|>\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<|assistant|>\n' }}
+{%- endif %}"#;
+
+/// Where a model's chat template came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateOrigin {
+    /// `tokenizer.chat_template` in the file.
+    File,
+    /// A built-in format, named: the file has none (chosen by its architecture, or ChatML).
+    Builtin(&'static str),
+}
+
 /// A chat template with the special-token texts it may refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatTemplate {
     source: String,
+    origin: TemplateOrigin,
     bos_token: String,
     eos_token: String,
     /// The time `strftime_now` reports, in Unix seconds; `None` means the system clock.
@@ -106,6 +148,7 @@ impl ChatTemplate {
     ) -> Result<Self> {
         let template = ChatTemplate {
             source: source.into(),
+            origin: TemplateOrigin::File,
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
             now_unix: None,
@@ -117,17 +160,37 @@ impl ChatTemplate {
         Ok(template)
     }
 
-    /// The GGUF's own template, else ChatML; `bos_token`/`eos_token` are the tokenizer's.
+    /// The GGUF's own template, else its architecture's turn format, else ChatML;
+    /// `bos_token`/`eos_token` are the tokenizer's.
     pub fn from_metadata(meta: &Metadata, tokenizer: &Tokenizer) -> Result<Self> {
         let text_of = |id: Option<u32>| {
             id.and_then(|id| tokenizer.token_text(id))
                 .unwrap_or_default()
         };
-        ChatTemplate::new(
-            meta.get_str("tokenizer.chat_template").unwrap_or(CHATML),
-            text_of(tokenizer.bos_id()),
-            text_of(tokenizer.eos_id()),
-        )
+        let (bos, eos) = (text_of(tokenizer.bos_id()), text_of(tokenizer.eos_id()));
+        if let Some(source) = meta.get_str("tokenizer.chat_template") {
+            return ChatTemplate::new(source, bos, eos);
+        }
+        let arch = meta
+            .get_str("general.architecture")
+            .and_then(crate::arch::Architecture::by_name);
+        let name = arch.and_then(|a| a.chat_format).unwrap_or("chatml");
+        Ok(ChatTemplate::builtin(name)?.with_special_tokens(bos, eos))
+    }
+
+    /// Whether the template is the file's own or a built-in format (and which).
+    pub fn origin(&self) -> &TemplateOrigin {
+        &self.origin
+    }
+
+    /// The origin in words, for logs and model info.
+    pub fn describe_origin(&self) -> String {
+        match &self.origin {
+            TemplateOrigin::File => "the model's own chat template".to_string(),
+            TemplateOrigin::Builtin(name) => {
+                format!("the built-in `{name}` turn format (the file has no chat template)")
+            }
+        }
     }
 
     /// One of [`BUILTIN_TEMPLATES`], with its model family's BOS/EOS texts (change them with
@@ -137,6 +200,8 @@ impl ChatTemplate {
             "chatml" => (CHATML, "", "<|im_end|>"),
             "llama2" => (LLAMA2, "<s>", "</s>"),
             "llama3" => (LLAMA3, "<|begin_of_text|>", "<|eot_id|>"),
+            "gemma" => (GEMMA, "<bos>", "<end_of_turn>"),
+            "phi3" => (PHI3, "", "<|end|>"),
             other => {
                 return Err(Error::ChatTemplate(format!(
                     "no built-in template `{other}` (there are: {})",
@@ -144,7 +209,10 @@ impl ChatTemplate {
                 )))
             }
         };
-        ChatTemplate::new(source, bos, eos)
+        let name = BUILTIN_TEMPLATES.iter().find(|n| **n == name).copied();
+        let mut template = ChatTemplate::new(source, bos, eos)?;
+        template.origin = TemplateOrigin::Builtin(name.unwrap_or("chatml"));
+        Ok(template)
     }
 
     pub fn with_special_tokens(

@@ -2,7 +2,7 @@
 //! Used by the tests to build well-formed and deliberately broken files, and by tools that
 //! rewrite a model (requantization).
 
-use crate::gguf::{Value, DEFAULT_ALIGNMENT, GGUF_MAGIC};
+use crate::gguf::{Header, Value, DEFAULT_ALIGNMENT, GGUF_MAGIC};
 use crate::quant::GgmlType;
 
 pub struct TensorEntry {
@@ -27,6 +27,35 @@ impl GgufWriter {
     pub fn metadata(&mut self, key: &str, value: Value) -> &mut Self {
         self.metadata.push((key.to_string(), value));
         self
+    }
+
+    /// Replace `key`'s value, or add the key ([`metadata`](Self::metadata) always adds, so
+    /// tests can write duplicate keys on purpose).
+    pub fn set_metadata(&mut self, key: &str, value: Value) -> &mut Self {
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.metadata.push((key.to_string(), value)),
+        }
+        self
+    }
+
+    /// A writer holding `header`'s metadata and the tensors of `file` (the bytes `header` was
+    /// parsed from), except those named in `skip`: a file to edit.
+    pub fn from_file(header: &Header, file: &[u8], skip: &[&str]) -> Self {
+        let mut w = GgufWriter::new();
+        for (k, v) in header.metadata.iter() {
+            w.metadata(k, v.clone());
+        }
+        for t in header
+            .tensors
+            .iter()
+            .filter(|t| !skip.contains(&t.name.as_str()))
+        {
+            let start = (header.data_offset + t.offset) as usize;
+            let data = file[start..start + t.n_bytes as usize].to_vec();
+            w.tensor(&t.name, &t.dims, t.ty, data);
+        }
+        w
     }
 
     /// `data` must hold exactly the bytes `ty` needs for `dims` (not checked here, so tests can

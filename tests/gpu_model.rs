@@ -146,6 +146,50 @@ fn expected(m: &common::TinyModel, f16_cache: bool) -> Expected {
     }
 }
 
+/// Every architecture with quantized weights of mixed types (stacked and unstacked
+/// projections, a sliding window with its pattern key, partial NeoX RoPE with LongRoPE factors)
+/// against the CPU reference on the same bytes, on every kernel set: one token at a time
+/// through the prompt and the whole prompt as one batch. The tolerance of the tiny models
+/// above (both sides f32 on the same dequantized weights, f16 caches compared with the CPU
+/// rounding its cache the same way).
+#[test]
+fn every_architecture_with_mixed_quantized_weights_matches_the_cpu_reference() {
+    let prompt = [1u32, 50, 7, 95, 3, 3, 60, 12];
+    for (set, options) in kernel_sets() {
+        for arch in llama_wgpu::arch::ARCHITECTURES {
+            let bytes = common::small_models::small_model(arch, 9);
+            let path = std::env::temp_dir().join(format!("llama-wgpu-small-{}.gguf", arch.name));
+            std::fs::write(&path, &bytes).unwrap();
+            let mut model = load_with(&path, 64, &options);
+            let f16 = model.kv_element() == KvElement::F16;
+            let mut cpu = ReferenceModel::load(&GgufFile::open(&path).unwrap(), 64).unwrap();
+            cpu.set_f16_cache(f16);
+            let tolerance = if f16 { 4e-3 } else { 1e-3 };
+            let mut worst = 0f32;
+            let mut last = Vec::new();
+            for &t in &prompt {
+                let want = cpu.forward(t).unwrap().to_vec();
+                let got = pollster::block_on(model.forward_logits(&[t])).unwrap();
+                worst = worst.max(max_abs_diff(&got, &want));
+                last = want;
+            }
+            let mut batched = load_with(&path, 64, &options);
+            let got = pollster::block_on(batched.forward_logits(&prompt)).unwrap();
+            let batch = max_abs_diff(&got, &last);
+            eprintln!(
+                "{set}, {}: max |gpu - cpu| {worst:e}, batched {batch:e}",
+                arch.name
+            );
+            assert!(
+                worst < tolerance && batch < tolerance,
+                "{set}, {}",
+                arch.name
+            );
+            std::fs::remove_file(&path).ok();
+        }
+    }
+}
+
 fn check_tiny_models<const N: usize>(models: [Option<common::TinyModel>; N], options: &GpuOptions) {
     for m in models {
         let Some(m) = m else {

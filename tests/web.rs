@@ -242,6 +242,41 @@ async fn a_model_streamed_in_odd_chunks_computes_the_reference_logits() {
     }
 }
 
+/// Every architecture (qwen2 biases, qwen3 q/k norms, gemma3 post-norms, GELU and sliding
+/// window, phi3 fused tensors and LongRoPE) streamed into WebGPU against the CPU reference.
+#[wasm_bindgen_test]
+async fn every_architecture_streamed_computes_the_reference_logits() {
+    let ctx = gpu().await;
+    let prompt = [1u32, 50, 7, 95, 3, 60];
+    for arch in llama_wgpu::arch::ARCHITECTURES {
+        let bytes = common::small_models::small_model(arch, 9);
+        let header = Header::parse(&bytes, Some(bytes.len() as u64))
+            .unwrap()
+            .unwrap();
+        let mut reference = ReferenceModel::from_tensors(&header, 32, |info| {
+            let start = (header.data_offset + info.offset) as usize;
+            Ok(bytes[start..start + info.n_bytes as usize].to_vec())
+        })
+        .unwrap();
+        let mut want = Vec::new();
+        for &t in &prompt {
+            want = reference.forward(t).unwrap().to_vec();
+        }
+        let mut model = stream_into_gpu(&ctx, &bytes, 4099).await;
+        let got = model.forward_logits(&prompt).await.unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= LOGIT_TOLERANCE,
+            "{}: logits differ from the CPU reference by {worst}",
+            arch.name
+        );
+    }
+}
+
 /// Pipelined decode (the next step submitted before this one's id is mapped, as on real GPUs)
 /// through the browser's WebGPU and async mapping: the same ids as step by step, for seeded
 /// sampling with a repetition penalty.

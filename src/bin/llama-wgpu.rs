@@ -423,9 +423,12 @@ mod cli {
             messages.push(Message::new("system", s));
         }
         eprintln!(
-            "Model loaded ({} layers, context {}). Type a message; Ctrl-D quits.",
+            "Model loaded ({}, {} layers, context {}; chatting through {}). Type a message; \
+             Ctrl-D quits.",
+            engine.config.architecture,
             engine.config.n_layer,
-            engine.context_length()
+            engine.context_length(),
+            engine.template.describe_origin()
         );
         let stdin = std::io::stdin();
         loop {
@@ -696,9 +699,13 @@ mod cli {
         match Config::from_header(h) {
             Ok(c) => outln!(
                 o,
-                "\nmodel: {} — dim {}, {} layers, {} heads ({} KV, head {}), ffn {}, vocab {}, context {}, rope base {}, rms eps {}, tied embeddings: {}",
+                "\nmodel: {} — dim {}, {} layers, {} heads ({} KV, head {}), ffn {}, vocab {}, context {}, rope base {}, rms eps {}, tied embeddings: {}, sliding window: {}",
                 c.architecture, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab,
-                c.context_length, c.rope_base, c.rms_eps, c.tied_embeddings
+                c.context_length, c.rope_base, c.rms_eps, c.tied_embeddings,
+                match c.sliding_window {
+                    Some(w) => format!("{w} on {} of {} layers", c.local_layers.iter().filter(|&&l| l).count(), c.n_layer),
+                    None => "none".into(),
+                }
             ),
             Err(e) => outln!(o, "\nnot runnable as a model: [{}] {e}", e.code()),
         }

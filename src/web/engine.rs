@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use super::convert::{from_js, js_error, to_js};
-use crate::chat::Message;
+use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -35,12 +35,14 @@ pub struct ModelInfo {
     pub n_vocab: usize,
     /// Distinct tensor types, e.g. `["F32", "Q4_1", "Q8_0"]`.
     pub tensor_types: Vec<String>,
+    /// Where the chat template came from: the file's own, or which built-in turn format.
+    pub chat_template: String,
     pub gpu_bytes: u64,
     pub load_seconds: f64,
 }
 
 impl ModelInfo {
-    pub fn new(header: &Header, config: &Config) -> ModelInfo {
+    pub fn new(header: &Header, config: &Config, template: &ChatTemplate) -> ModelInfo {
         let mut tensor_types: Vec<String> = header
             .tensors
             .iter()
@@ -59,6 +61,7 @@ impl ModelInfo {
             n_embd: config.n_embd,
             n_vocab: config.n_vocab,
             tensor_types,
+            chat_template: template.describe_origin(),
             gpu_bytes: 0,
             load_seconds: 0.0,
         }

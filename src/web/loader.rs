@@ -162,7 +162,7 @@ fn handle(ctx: &GpuContext, loading: &mut Option<Box<Loading>>, event: Event<'_>
             let tokenizer = Tokenizer::from_gguf(&header.metadata)?;
             let template = ChatTemplate::from_metadata(&header.metadata, &tokenizer)?;
             let weights = WeightLoader::new(ctx, header, &config)?;
-            let info = ModelInfo::new(header, &config);
+            let info = ModelInfo::new(header, &config, &template);
             *loading = Some(Box::new(Loading {
                 config,
                 tokenizer,

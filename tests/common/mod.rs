@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub mod arch_models;
 pub mod quant_data;
+pub mod small_models;
 pub mod tiny_llama;
 
 pub fn crate_dir() -> PathBuf {
@@ -55,6 +56,25 @@ pub fn default_model() -> Option<PathBuf> {
     );
     eprintln!(
         "SKIPPED: default model not found at {} (run ./build.sh setup)",
+        p.display()
+    );
+    None
+}
+
+/// A model `./build.sh setup` fetches into the cache's `models/` (the Qwen2.5 and Gemma 3 test
+/// models of other architectures).
+pub fn cached_model(file: &str) -> Option<PathBuf> {
+    let p = cache_dir().join("models").join(file);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        !required(),
+        "{file} missing at {} (run ./build.sh setup)",
+        p.display()
+    );
+    eprintln!(
+        "SKIPPED: {file} not found at {} (run ./build.sh setup)",
         p.display()
     );
     None

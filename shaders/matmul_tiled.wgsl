@@ -37,8 +37,7 @@ fn main(
             // Rows past the part decode as zeros.
             var w: Unit;
             if (first_row + lid < params.rows) {
-                let row = first_row + lid;
-                w = unit_values(row * params.qstride, row * params.sstride, u);
+                w = unit_values(first_row + lid, u);
             }
             for (var k = 0u; k < UNIT; k++) {
                 w_tile[k * 16u + lid / 4u][lid % 4u] = w[k / 4u][k % 4u];

@@ -32,7 +32,7 @@ fn row_of(first: u32, i: u32) -> u32 {
 }
 
 fn row_unit(row: u32, u: u32) -> Unit {
-    return unit_values(row * params.qstride, row * params.sstride, u);
+    return unit_values(row, u);
 }
 
 fn row_dot(row: u32, u: u32, xs: Unit) -> f32 {

@@ -1,9 +1,10 @@
-// What every kernel that reads a quantized weight shares: its parameters, the `quants` plane
-// of one weight part, and byte unpacking. The layout (planes, units, row strides) is described
-// in src/gpu/weights.rs. The type's own file (quant_<type>.wgsl) follows this one and defines
-//     fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit
-// the 32 values of unit u (values 32u .. 32u+31) of the row whose quants start at vec4 `qrow`
-// and whose scales start at word `srow`, decoded in f32.
+// What every kernel that reads a quantized weight shares: its parameters, where a row starts in
+// each plane, and byte unpacking. The layout (planes, units, row strides) is described in
+// src/gpu/weights.rs. After this file the host adds the bindings of the planes the type has
+// (`quants: array<vec4<u32>>`, `scales` and `aux: array<u32>`, from the type's table row), the
+// shared helpers it names, and its own file (quant_<type>.wgsl), which defines
+//     fn unit_values(row: u32, u: u32) -> Unit
+// the 32 values of unit u (values 32u .. 32u+31) of row `row` of this part, decoded in f32.
 //
 // Each unit_values loads each plane it needs once, as whole vec4<u32>s. On CPU emulations of a
 // GPU (lavapipe, SwiftShader) every load instruction costs a loop over the SIMD lanes, so the
@@ -13,7 +14,7 @@ struct Params {
     // Rows in this part and values per row.
     rows: u32,
     cols: u32,
-    // Row strides: vec4<u32>s in `quants`, u32s in `scales`.
+    // Row strides: vec4<u32>s in `quants`, u32s in `scales` (`aux`: astride, below).
     qstride: u32,
     sstride: u32,
     // Tokens (rows of x) in a batch.
@@ -28,7 +29,8 @@ struct Params {
     // Multiplies what the embedding gather writes (Gemma scales embeddings by sqrt(n_embd)).
     scale: f32,
     _pad1: u32,
-    _pad2: u32,
+    // Row stride of the `aux` plane, in u32s.
+    astride: u32,
     // Where outputs go (matvec_common.wgsl, out_index): a weight stacks up to 4 tensors by
     // rows; member m starts at row route_start[m] (unused members: 0xffffffff) and writes its
     // row r of token t to y[route_base[m] + t * route_stride[m] + r - route_start[m]].
@@ -38,7 +40,19 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> quants: array<vec4<u32>>;
+
+// Where row `row` of this part starts: vec4 index in `quants`, word index in `scales`, `aux`.
+fn quants_row(row: u32) -> u32 {
+    return row * params.qstride;
+}
+
+fn scales_row(row: u32) -> u32 {
+    return row * params.sstride;
+}
+
+fn aux_row(row: u32) -> u32 {
+    return row * params.astride;
+}
 
 // Values per unit, and a unit's values as eight vec4s (values 4i .. 4i+3 in element i).
 const UNIT: u32 = 32u;
@@ -67,4 +81,11 @@ fn sbytes4(w: u32) -> vec4<f32> {
 // Byte `k` of `w`, as a signed (i8) value.
 fn sbyte(w: u32, k: u32) -> f32 {
     return f32(bitcast<i32>(w << (24u - 8u * k)) >> 24u);
+}
+
+// Bits 0..3 of each component moved to bit 0 of its bytes 0..3 (bit b to bit 8b): one multiply
+// puts copies of the nibble at shifts 0, 7, 14 and 21, which do not overlap, so nothing carries.
+// Q5_0/Q5_1 spread their fifth bits this way to OR them above the nibbles.
+fn spread4(n: vec4<u32>) -> vec4<u32> {
+    return ((n & vec4<u32>(0xFu)) * 0x00204081u) & vec4<u32>(0x01010101u);
 }

@@ -1,6 +1,6 @@
 // F16: a unit is 32 values, four vec4<u32>s of f16 pairs (low half first).
-fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
-    let b = qrow + 4u * u;
+fn unit_values(row: u32, u: u32) -> Unit {
+    let b = quants_row(row) + 4u * u;
     let h0 = quants[b];
     let h1 = quants[b + 1u];
     let h2 = quants[b + 2u];

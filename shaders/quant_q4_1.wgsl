@@ -1,11 +1,8 @@
 // Q4_1: a unit is one block: 16 bytes of nibbles (as Q4_0) and one u32 holding the f16 pair
 // (d, m); value = q d + m.
-
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
-
-fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
-    let q = quants[qrow + u];
-    let dm = unpack2x16float(scales[srow + u]);
+fn unit_values(row: u32, u: u32) -> Unit {
+    let q = quants[quants_row(row) + u];
+    let dm = unpack2x16float(scales[scales_row(row) + u]);
     let lo = q & vec4<u32>(0x0F0F0F0Fu);
     let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
     return Unit(

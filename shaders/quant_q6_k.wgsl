@@ -3,8 +3,8 @@
 // Unit g (0..8) of a block is values 32g .. 32g+31; with n = g / 4 (which 128-value half) and
 // k = g % 4, value 32g + l takes nibble k / 2 of ql[64n + 32 (k % 2) + l], bits 2k of
 // qh[32n + l] and scale 8n + 2k + l / 16; value = (d sc) (q - 32).
-fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
-    let block = qrow + 13u * (u / 8u);
+fn unit_values(row: u32, u: u32) -> Unit {
+    let block = quants_row(row) + 13u * (u / 8u);
     let g = u % 8u;
     let n = g / 4u;
     let k = g % 4u;
@@ -18,7 +18,7 @@ fn unit_values(qrow: u32, srow: u32, u: u32) -> Unit {
     let q1 = ((quants[at + 1u] >> ql_shift) & vec4<u32>(0x0F0F0F0Fu))
         | (((quants[block + 9u + 2u * n] >> qh_shift) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
     let packed_scales = quants[block + 12u];
-    let d = scale_f16(srow, u / 8u);
+    let d = scale_f16(row, u / 8u);
     let s = 8u * n + 2u * k;
     let scale0 = d * sbyte(packed_scales[s / 4u], s % 4u);
     let scale1 = d * sbyte(packed_scales[(s + 1u) / 4u], (s + 1u) % 4u);

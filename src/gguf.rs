@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, GgufProblem, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
 
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;

@@ -1,7 +1,8 @@
 //! llama-wgpu: Llama-family GGUF models, natively and in the browser.
 //!
-//! Module map (see ARCHITECTURE.md): `gguf` reads files (`gguf_writer` writes them), `quant`
-//! knows the block formats, `config` turns metadata into hyperparameters, `tokenizer` and `chat`
+//! Module map (see ARCHITECTURE.md): `gguf` reads files (`gguf_writer` writes them),
+//! `ggml_type` names the tensor types and their block geometry, `quant` decodes the block
+//! formats on the CPU, `config` turns metadata into hyperparameters, `tokenizer` and `chat`
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
 //! `sampler` picks tokens, `generate` is the loop, and `engine` ties them into the public API.
 
@@ -11,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod ggml_type;
 pub mod gguf;
 pub mod gguf_writer;
 pub mod gpu;

@@ -1,186 +1,39 @@
-//! GGML tensor types: block geometry for every type a GGUF may name, and CPU dequantization for
-//! the types this engine runs. The dequantizers are the oracle for the GPU shaders, so they follow
-//! ggml's reference `dequantize_row_*` arithmetic exactly (fixtures compare bit for bit).
+//! CPU dequantization of the GGML block formats this engine runs. The dequantizers are the
+//! oracle for the GPU shaders, so they follow ggml's reference `dequantize_row_*` arithmetic
+//! exactly (fixtures compare bit for bit). The type ids and block geometry are in
+//! `ggml_type.rs` (re-exported here, where callers have always found `GgmlType`).
+
+use std::sync::LazyLock;
 
 use crate::error::{Error, Result};
+pub use crate::ggml_type::GgmlType;
 
-/// A ggml tensor type, by its on-disk id. Every id ggml has assigned is listed so that the GGUF
-/// reader can size any tensor; only some of them can be dequantized (`is_supported`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types)]
-pub enum GgmlType {
-    F32,
-    F16,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q8_1,
-    Q2_K,
-    Q3_K,
-    Q4_K,
-    Q5_K,
-    Q6_K,
-    Q8_K,
-    IQ2_XXS,
-    IQ2_XS,
-    IQ3_XXS,
-    IQ1_S,
-    IQ4_NL,
-    IQ3_S,
-    IQ2_S,
-    IQ4_XS,
-    I8,
-    I16,
-    I32,
-    I64,
-    F64,
-    IQ1_M,
-    BF16,
-    TQ1_0,
-    TQ2_0,
-    MXFP4,
-    NVFP4,
-}
-
-/// (type, id, elements per block, bytes per block) from ggml's type traits.
-const TYPE_TABLE: &[(GgmlType, u32, u64, u64)] = &[
-    (GgmlType::F32, 0, 1, 4),
-    (GgmlType::F16, 1, 1, 2),
-    (GgmlType::Q4_0, 2, 32, 18),
-    (GgmlType::Q4_1, 3, 32, 20),
-    (GgmlType::Q5_0, 6, 32, 22),
-    (GgmlType::Q5_1, 7, 32, 24),
-    (GgmlType::Q8_0, 8, 32, 34),
-    (GgmlType::Q8_1, 9, 32, 36),
-    (GgmlType::Q2_K, 10, 256, 84),
-    (GgmlType::Q3_K, 11, 256, 110),
-    (GgmlType::Q4_K, 12, 256, 144),
-    (GgmlType::Q5_K, 13, 256, 176),
-    (GgmlType::Q6_K, 14, 256, 210),
-    (GgmlType::Q8_K, 15, 256, 292),
-    (GgmlType::IQ2_XXS, 16, 256, 66),
-    (GgmlType::IQ2_XS, 17, 256, 74),
-    (GgmlType::IQ3_XXS, 18, 256, 98),
-    (GgmlType::IQ1_S, 19, 256, 50),
-    (GgmlType::IQ4_NL, 20, 32, 18),
-    (GgmlType::IQ3_S, 21, 256, 110),
-    (GgmlType::IQ2_S, 22, 256, 82),
-    (GgmlType::IQ4_XS, 23, 256, 136),
-    (GgmlType::I8, 24, 1, 1),
-    (GgmlType::I16, 25, 1, 2),
-    (GgmlType::I32, 26, 1, 4),
-    (GgmlType::I64, 27, 1, 8),
-    (GgmlType::F64, 28, 1, 8),
-    (GgmlType::IQ1_M, 29, 256, 56),
-    (GgmlType::BF16, 30, 1, 2),
-    (GgmlType::TQ1_0, 34, 256, 54),
-    (GgmlType::TQ2_0, 35, 256, 66),
-    (GgmlType::MXFP4, 39, 32, 17),
-    (GgmlType::NVFP4, 40, 64, 36),
-];
+/// The types `dequantize` decodes, in the order the error hint lists them.
+pub const CPU_TYPES: [GgmlType; 15] = {
+    use GgmlType::*;
+    [
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+    ]
+};
 
 impl GgmlType {
-    pub fn from_id(id: u32) -> Option<GgmlType> {
-        TYPE_TABLE.iter().find(|e| e.1 == id).map(|e| e.0)
-    }
-
-    fn entry(self) -> &'static (GgmlType, u32, u64, u64) {
-        TYPE_TABLE
-            .iter()
-            .find(|e| e.0 == self)
-            .expect("every GgmlType variant is in TYPE_TABLE")
-    }
-
-    pub fn id(self) -> u32 {
-        self.entry().1
-    }
-
-    /// Elements per block (1 for plain scalar types).
-    pub fn block_size(self) -> u64 {
-        self.entry().2
-    }
-
-    /// Bytes per block.
-    pub fn type_size(self) -> u64 {
-        self.entry().3
-    }
-
-    /// ggml's name for the type, as llama.cpp prints it.
-    pub fn name(self) -> &'static str {
-        use GgmlType::*;
-        match self {
-            F32 => "F32",
-            F16 => "F16",
-            Q4_0 => "Q4_0",
-            Q4_1 => "Q4_1",
-            Q5_0 => "Q5_0",
-            Q5_1 => "Q5_1",
-            Q8_0 => "Q8_0",
-            Q8_1 => "Q8_1",
-            Q2_K => "Q2_K",
-            Q3_K => "Q3_K",
-            Q4_K => "Q4_K",
-            Q5_K => "Q5_K",
-            Q6_K => "Q6_K",
-            Q8_K => "Q8_K",
-            IQ2_XXS => "IQ2_XXS",
-            IQ2_XS => "IQ2_XS",
-            IQ3_XXS => "IQ3_XXS",
-            IQ1_S => "IQ1_S",
-            IQ4_NL => "IQ4_NL",
-            IQ3_S => "IQ3_S",
-            IQ2_S => "IQ2_S",
-            IQ4_XS => "IQ4_XS",
-            I8 => "I8",
-            I16 => "I16",
-            I32 => "I32",
-            I64 => "I64",
-            F64 => "F64",
-            IQ1_M => "IQ1_M",
-            BF16 => "BF16",
-            TQ1_0 => "TQ1_0",
-            TQ2_0 => "TQ2_0",
-            MXFP4 => "MXFP4",
-            NVFP4 => "NVFP4",
-        }
-    }
-
-    /// Bytes taken by `n_elements` values (which must be a whole number of blocks).
-    pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
-        if n_elements % self.block_size() != 0 {
-            return None;
-        }
-        (n_elements / self.block_size()).checked_mul(self.type_size())
-    }
-}
-
-impl std::fmt::Display for GgmlType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl GgmlType {
-    /// Whether this engine can dequantize the type on the CPU.
+    /// Whether this engine can dequantize the type on the CPU (it is in [`CPU_TYPES`]).
     pub fn is_supported(self) -> bool {
-        use GgmlType::*;
-        matches!(
-            self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
-        )
+        CPU_TYPES.contains(&self)
     }
 }
 
-const SUPPORTED_HINT: &str =
-    " (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)";
+/// " (supported: F32 F16 ...)", from [`CPU_TYPES`].
+static SUPPORTED_HINT: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = CPU_TYPES.iter().map(|t| t.name()).collect();
+    format!(" (supported: {})", names.join(" "))
+});
 
 fn unsupported(tensor: &str, ty: GgmlType) -> Error {
     Error::UnsupportedTensorType {
         tensor: tensor.to_string(),
         ty: ty.name().to_string(),
-        hint: SUPPORTED_HINT,
+        hint: SUPPORTED_HINT.as_str(),
     }
 }
 
@@ -202,6 +55,8 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         Q4_K => each_block(ty, bytes, out, q4_k),
         Q5_K => each_block(ty, bytes, out, q5_k),
         Q6_K => each_block(ty, bytes, out, q6_k),
+        IQ4_NL => each_block(ty, bytes, out, iq4_nl),
+        IQ4_XS => each_block(ty, bytes, out, iq4_xs),
         _ => Err(unsupported("(unnamed)", ty)),
     }
 }
@@ -452,36 +307,47 @@ fn q6_k(b: &[u8; 210], y: &mut [f32; 256]) {
     }
 }
 
+/// The 16 values an IQ4_NL/IQ4_XS nibble selects (ggml's `kvalues_iq4nl`): a non-uniform
+/// grid, denser near zero, times the block's scale.
+pub const IQ4_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// Values of one 32-value IQ4 group: element j is the grid value of the low nibble of qs[j],
+/// element j + 16 that of its high nibble; each times `d`.
+fn iq4_group(d: f32, qs: &[u8], y: &mut [f32]) {
+    for (j, &q) in qs.iter().enumerate() {
+        y[j] = d * IQ4_VALUES[(q & 0xF) as usize] as f32;
+        y[j + 16] = d * IQ4_VALUES[(q >> 4) as usize] as f32;
+    }
+}
+
+/// IQ4_NL: f16 d, qs[16] (nibbles as Q4_0); value d * IQ4_VALUES[q].
+fn iq4_nl(b: &[u8; 18], y: &mut [f32; 32]) {
+    iq4_group(f16_at(b, 0), &b[2..], y);
+}
+
+/// IQ4_XS: f16 d, u16 scales_h, scales_l[4], qs[128]. Group g (32 values, 0..8) has the 6-bit
+/// scale ls = nibble g of scales_l (low nibble first) | bits 2g..2g+2 of scales_h << 4, and
+/// reads qs[16g..16g+16] as IQ4_NL does; value (d * (ls - 32)) * IQ4_VALUES[q].
+fn iq4_xs(b: &[u8; 136], y: &mut [f32; 256]) {
+    let d = f16_at(b, 0);
+    let scales_h = u16::from_le_bytes([b[2], b[3]]) as u32;
+    let scales_l = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    for g in 0..8 {
+        let ls = ((scales_l >> (4 * g)) & 0xF) | (((scales_h >> (2 * g)) & 3) << 4);
+        let dl = d * (ls as i32 - 32) as f32;
+        iq4_group(dl, &b[8 + 16 * g..][..16], &mut y[32 * g..][..32]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [GgmlType; 33] = {
-        use GgmlType::*;
-        [
-            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
-            IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64,
-            IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4, NVFP4,
-        ]
-    };
-
-    #[test]
-    fn type_table_round_trips() {
-        assert_eq!(TYPE_TABLE.len(), ALL.len());
-        for ty in ALL {
-            assert_eq!(GgmlType::from_id(ty.id()), Some(ty), "{ty}");
-        }
-        assert_eq!(
-            GgmlType::from_id(4),
-            None,
-            "ids 4 and 5 (old Q4_2/Q4_3) are retired"
-        );
-        assert_eq!(GgmlType::from_id(1000), None);
-    }
-
     #[test]
     fn every_supported_type_decodes_its_block_geometry() {
-        for ty in ALL.into_iter().filter(|t| t.is_supported()) {
+        for ty in CPU_TYPES {
             let bytes = vec![0u8; 2 * ty.type_size() as usize];
             let mut out = vec![f32::NAN; 2 * ty.block_size() as usize];
             dequantize(ty, &bytes, &mut out).unwrap_or_else(|e| panic!("{ty}: {e}"));
@@ -515,9 +381,11 @@ mod tests {
 
     #[test]
     fn unsupported_type_is_an_error() {
-        let err = dequantize(GgmlType::IQ4_NL, &[0u8; 18], &mut [0f32; 32]).unwrap_err();
+        let err = dequantize(GgmlType::IQ2_XXS, &[0u8; 66], &mut [0f32; 256]).unwrap_err();
         assert_eq!(err.code(), "UNSUPPORTED_TENSOR_TYPE");
-        assert!(err.to_string().contains("IQ4_NL"), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("IQ2_XXS"), "{message}");
+        assert!(message.contains("Q5_K Q6_K IQ4_NL IQ4_XS"), "{message}");
     }
 
     #[test]

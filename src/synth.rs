@@ -16,16 +16,23 @@ use crate::quant::GgmlType;
 /// activations stay finite), or `None` for types synthesis does not cover.
 fn f16_fields(ty: GgmlType) -> Option<&'static [usize]> {
     Some(match ty {
-        GgmlType::F32 => &[],
-        GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
+        GgmlType::F32 | GgmlType::BF16 => &[],
+        GgmlType::F16
+        | GgmlType::Q4_0
+        | GgmlType::Q5_0
+        | GgmlType::Q8_0
+        | GgmlType::IQ4_NL
+        | GgmlType::IQ4_XS => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
         GgmlType::Q6_K => &[208],
         _ => return None,
     })
 }
 
 /// `n_bytes` of random valid `ty` blocks: random quants, every f16 scale field (and every F32
-/// value) uniform in [-0.05, 0.05), so products stay finite. `seed` advances. Shared by
+/// and BF16 value) uniform in [-0.05, 0.05), so products stay finite. `seed` advances. Shared by
 /// synthetic models, the kernel benchmark and the kernel tests.
 pub fn random_blocks(ty: GgmlType, n_bytes: u64, seed: &mut u64) -> Result<Vec<u8>> {
     let fields = f16_fields(ty)
@@ -40,6 +47,11 @@ pub fn random_blocks(ty: GgmlType, n_bytes: u64, seed: &mut u64) -> Result<Vec<u
     if ty == GgmlType::F32 {
         return Ok((0..n_bytes / 4)
             .flat_map(|_| small(next()).to_le_bytes())
+            .collect());
+    }
+    if ty == GgmlType::BF16 {
+        return Ok((0..n_bytes / 2)
+            .flat_map(|_| half::bf16::from_f32(small(next())).to_le_bytes())
             .collect());
     }
     let mut bytes: Vec<u8> = (0..n_bytes).map(|_| next() as u8).collect();

@@ -379,6 +379,24 @@ fn random_blocks_of_every_type_match_the_cpu() {
     }
 }
 
+/// Every type at real shapes: SmolLM2-135M's down projection (576 x 1536) for all, and for the
+/// 32-value block types Gemma-3-270M's 640-wide rows (its Q4_K_M file holds Q5_0 tensors of
+/// 640 x 2048 and 2048 x 640), whose 20 units per row fill no power-of-two group of invocations.
+#[test]
+fn every_type_at_real_shapes_matches_the_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng(17);
+    for ty in GPU_TYPES {
+        let mut shapes = vec![(576, 1536)];
+        if ty.block_size() <= 32 {
+            shapes.extend([(2048, 640), (640, 2048)]);
+        }
+        for (rows, cols) in shapes {
+            check_all_kernels(gpu, &Tensor::random(ty, rows, cols, &mut rng), 5);
+        }
+    }
+}
+
 #[test]
 fn llama_cpp_quantized_fixtures_match_the_cpu() {
     let gpu = gpu();
@@ -399,10 +417,16 @@ fn llama_cpp_quantized_fixtures_match_the_cpu() {
 fn tensors_split_across_bindings_match_the_cpu() {
     let gpu = small_binding_gpu();
     let mut rng = Rng(9);
+    // Each plane layout: quants and scales (Q8_0, Q6_K), quants only (F16, Q5_K), all three
+    // planes (Q5_0, Q3_K), two u32 scale words per block (IQ4_XS).
     let mut tensors = vec![
         Tensor::random(GgmlType::Q8_0, 1000, 576, &mut rng),
         Tensor::random(GgmlType::Q6_K, 600, 512, &mut rng),
         Tensor::random(GgmlType::F16, 100, 1000, &mut rng),
+        Tensor::random(GgmlType::Q5_0, 1000, 640, &mut rng),
+        Tensor::random(GgmlType::Q3_K, 700, 512, &mut rng),
+        Tensor::random(GgmlType::Q5_K, 500, 512, &mut rng),
+        Tensor::random(GgmlType::IQ4_XS, 900, 512, &mut rng),
     ];
     if let Some(path) = common::default_model() {
         let file = GgufFile::open(path).unwrap();
@@ -448,13 +472,17 @@ fn streaming_in_odd_pieces_uploads_the_same_bytes() {
     let mut rng = Rng(21);
     for gpu in [gpu(), small_binding_gpu()] {
         let ctx = &gpu.ctx;
-        // Odd blocks per row (Q4_0 and F16 write their 2-byte fields in pairs), padded F16 rows,
-        // a K-quant, and (on the small-binding device) pieces that cross parts.
+        // Odd blocks per row (Q4_0, Q5_0 and F16 write their 2-byte fields in pairs), padded
+        // F16/BF16 rows, K-quants (Q3_K with all three planes), and (on the small-binding
+        // device) pieces that cross parts.
         for t in [
             Tensor::random(GgmlType::Q4_0, 600, 96, &mut rng),
             Tensor::random(GgmlType::F16, 150, 332, &mut rng),
             Tensor::random(GgmlType::Q6_K, 40, 768, &mut rng),
             Tensor::random(GgmlType::Q4_1, 130, 576, &mut rng),
+            Tensor::random(GgmlType::Q5_0, 200, 96, &mut rng),
+            Tensor::random(GgmlType::Q3_K, 40, 768, &mut rng),
+            Tensor::random(GgmlType::BF16, 150, 332, &mut rng),
         ] {
             let whole_upload = GpuWeight::upload(ctx, &t.info, &t.bytes).unwrap();
             let mut streamed = GpuWeight::new(ctx, &t.info).unwrap();
@@ -489,9 +517,20 @@ fn bad_tensors_and_bad_ops_are_errors() {
         n_bytes: ty.bytes_for(rows * cols).unwrap(),
     };
 
-    let err = GpuWeight::new(ctx, &info(GgmlType::Q5_0, 4, 64)).unwrap_err();
-    assert_eq!(err.code(), "UNSUPPORTED_TENSOR_TYPE");
-    assert!(err.to_string().contains("blk.0.test.weight") && err.to_string().contains("Q5_0"));
+    // Every type without GPU kernels is refused by name, and the message lists those with.
+    for ty in GgmlType::ALL.into_iter().filter(|t| !GPU_TYPES.contains(t)) {
+        let err = GpuWeight::new(ctx, &info(ty, 4, 256)).unwrap_err();
+        assert_eq!(err.code(), "UNSUPPORTED_TENSOR_TYPE", "{ty}");
+        let message = err.to_string();
+        assert!(
+            message.contains("blk.0.test.weight") && message.contains(ty.name()),
+            "{message}"
+        );
+        assert!(
+            message.contains("Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS"),
+            "{message}"
+        );
+    }
 
     // One F32 row of 32768 values is 128 KiB, more than this device's 64 KiB bindings.
     let err = GpuWeight::new(ctx, &info(GgmlType::F32, 2, 32768)).unwrap_err();
@@ -658,8 +697,13 @@ fn stacked_weights_write_each_members_outputs_where_routed() {
     let mut rng = Rng(31);
     for gpu in [gpu(), small_binding_gpu()] {
         let ctx = &gpu.ctx;
-        for ty in [GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::F16] {
-            // 768 values (Q4_1, F16) or 6144 (Q6_K): 140 KB to 1.4 MB, several 64 KiB parts.
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q6_K,
+            GgmlType::F16,
+            GgmlType::Q5_0,
+        ] {
+            // 768 values (Q4_1, F16, Q5_0) or 6144 (Q6_K): 140 KB to 1.4 MB, several 64 KiB parts.
             let cols = 24 * ty.block_size().max(32);
             let members: Vec<Tensor> = [200, 48, 40]
                 .into_iter()

@@ -8,9 +8,9 @@ use llama_wgpu::quant::{dequantize_tensor, GgmlType};
 
 const SUPPORTED: &[&str] = &[
     "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-    "Q6_K",
+    "Q6_K", "IQ4_NL", "IQ4_XS",
 ];
-const UNSUPPORTED: &[&str] = &["IQ4_NL", "IQ2_XXS", "TQ1_0", "MXFP4"];
+const UNSUPPORTED: &[&str] = &["IQ2_XXS", "TQ1_0", "MXFP4"];
 const TENSORS: &[(&str, &str, [u64; 2])] = &[
     ("tensor_a.weight", "tensor_a", [256, 8]),
     ("tensor_b.weight", "tensor_b", [512, 3]),
@@ -87,6 +87,15 @@ fn supported_types_match_llama_cpp_bit_for_bit() {
             }
         }
     }
+}
+
+#[test]
+fn the_supported_list_is_the_cpu_table() {
+    let names: Vec<&str> = llama_wgpu::quant::CPU_TYPES
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    assert_eq!(names, SUPPORTED);
 }
 
 #[test]

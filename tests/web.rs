@@ -90,15 +90,31 @@ async fn matvec_of_every_type_and_variant_matches_the_cpu() {
 async fn matvec_on_llama_cpp_blocks_matches_the_cpu() {
     let ctx = gpu().await;
     let matvec = MatVec::new(&ctx).await.unwrap();
-    let fixtures: [(GgmlType, &[u8]); 7] = [
+    // One fixture per GPU type (the list is checked against GPU_TYPES below).
+    let fixtures: [(GgmlType, &[u8]); 15] = [
         (GgmlType::F32, include_bytes!("fixtures/quant/F32.gguf")),
         (GgmlType::F16, include_bytes!("fixtures/quant/F16.gguf")),
+        (GgmlType::BF16, include_bytes!("fixtures/quant/BF16.gguf")),
         (GgmlType::Q4_0, include_bytes!("fixtures/quant/Q4_0.gguf")),
         (GgmlType::Q4_1, include_bytes!("fixtures/quant/Q4_1.gguf")),
+        (GgmlType::Q5_0, include_bytes!("fixtures/quant/Q5_0.gguf")),
+        (GgmlType::Q5_1, include_bytes!("fixtures/quant/Q5_1.gguf")),
         (GgmlType::Q8_0, include_bytes!("fixtures/quant/Q8_0.gguf")),
+        (GgmlType::Q2_K, include_bytes!("fixtures/quant/Q2_K.gguf")),
+        (GgmlType::Q3_K, include_bytes!("fixtures/quant/Q3_K.gguf")),
         (GgmlType::Q4_K, include_bytes!("fixtures/quant/Q4_K.gguf")),
+        (GgmlType::Q5_K, include_bytes!("fixtures/quant/Q5_K.gguf")),
         (GgmlType::Q6_K, include_bytes!("fixtures/quant/Q6_K.gguf")),
+        (
+            GgmlType::IQ4_NL,
+            include_bytes!("fixtures/quant/IQ4_NL.gguf"),
+        ),
+        (
+            GgmlType::IQ4_XS,
+            include_bytes!("fixtures/quant/IQ4_XS.gguf"),
+        ),
     ];
+    assert_eq!(fixtures.map(|f| f.0), GPU_TYPES);
     for (ty, bytes) in fixtures {
         let header = Header::parse(bytes, Some(bytes.len() as u64))
             .unwrap()
@@ -112,8 +128,8 @@ async fn matvec_on_llama_cpp_blocks_matches_the_cpu() {
     }
 }
 
-/// A two-block llama whose matrices use every quantized type with a kernel that fits its
-/// shapes (Q4_K and Q6_K need rows of 256 and are covered above). Block 0 mixes types in its
+/// A two-block llama whose matrices use most 32-value block types and F32, F16, BF16 (the
+/// super-block types need rows of 256 and are covered above). Block 0 mixes types in its
 /// projections (one weight each); block 1's q/k/v and gate/up share one (stacked weights).
 fn small_llama() -> Vec<u8> {
     let (e, kv, ff, vocab) = (64u64, 32u64, 128u64, 96u64);
@@ -145,13 +161,14 @@ fn small_llama() -> Vec<u8> {
         let name = |n: &str| format!("blk.{l}.{n}.weight");
         norm(&mut w, &name("attn_norm"));
         let (q, k, v) = match l {
-            0 => (GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0),
+            0 => (GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL),
             _ => (GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0),
         };
         matrix(&mut w, &name("attn_q"), q, e, e);
         matrix(&mut w, &name("attn_k"), k, kv, e);
         matrix(&mut w, &name("attn_v"), v, kv, e);
-        matrix(&mut w, &name("attn_output"), GgmlType::F16, e, e);
+        let output = [GgmlType::BF16, GgmlType::F16][l];
+        matrix(&mut w, &name("attn_output"), output, e, e);
         norm(&mut w, &name("ffn_norm"));
         let (gate, up) = match l {
             0 => (GgmlType::Q4_1, GgmlType::Q8_0),

@@ -9,12 +9,12 @@ use serde::Serialize;
 use web_time::Instant;
 
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
 use crate::gpu::kernel::{storage_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::kernels::matvec::{grid, MatMul, MatVec};
 use crate::gpu::weights::{GpuWeight, GPU_TYPES};
 use crate::gpu::GpuContext;
-use crate::quant::GgmlType;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MatVecFigure {
@@ -47,8 +47,10 @@ pub struct KernelTable {
     pub matmul: Vec<MatMulFigure>,
 }
 
-/// Shapes (rows, cols): SmolLM2-135M's q/o, gate/up, down and LM head, then 4096 x 4096.
-/// K-quants need rows of 256 values, which 576 is not: they get the shapes that fit.
+/// Shapes (rows, cols): SmolLM2-135M's q/o, gate/up, down and LM head, Gemma-3-270M's gate/up
+/// (640-wide rows, which llama.cpp stores as Q5_0 or Q8_0 in its K-quant mixes), then 4096 x
+/// 4096. 256-value super-blocks need rows of a multiple of 256, which 576 and 640 are not: those
+/// types get the shapes that fit.
 fn matvec_shapes(ty: GgmlType) -> Vec<(u64, u64)> {
     match ty.block_size() {
         256 => vec![(576, 1536), (4096, 4096)],
@@ -57,6 +59,7 @@ fn matvec_shapes(ty: GgmlType) -> Vec<(u64, u64)> {
             (1536, 576),
             (576, 1536),
             (49152, 576),
+            (2048, 640),
             (4096, 4096),
         ],
     }
@@ -165,16 +168,16 @@ pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> 
     ctx.queue
         .write_buffer(&step, 0, bytemuck::bytes_of(&params));
     let mut matmul_figures = Vec::new();
-    for (ty, rows, cols) in [
-        (GgmlType::Q4_1, 1536, 576),
-        (GgmlType::Q8_0, 1536, 576),
-        (GgmlType::Q4_1, 4096, 4096),
-        (GgmlType::Q8_0, 4096, 4096),
-        (GgmlType::Q4_K, 4096, 4096),
-    ]
-    .into_iter()
-    .take(if quick { 1 } else { 5 })
-    {
+    // The default model's gate/up, then every type but F32 at 4096 x 4096.
+    let shapes = [(GgmlType::Q4_1, 1536, 576), (GgmlType::Q8_0, 1536, 576)]
+        .into_iter()
+        .chain(
+            GPU_TYPES
+                .into_iter()
+                .filter(|&t| t != GgmlType::F32)
+                .map(|t| (t, 4096, 4096)),
+        );
+    for (ty, rows, cols) in shapes.take(if quick { 1 } else { usize::MAX }) {
         let w = weight(ctx, ty, rows, cols)?;
         let x = storage_buffer(ctx, "x", tokens * cols * 4);
         let y = storage_buffer(ctx, "y", tokens * rows * 4);

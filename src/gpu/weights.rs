@@ -2,108 +2,278 @@
 //!
 //! # Layout
 //!
-//! GGUF blocks are not 4-byte aligned (Q4_0 is 18 bytes, Q8_0 34, Q6_K 210), and WGSL can only
-//! load whole `u32`s. Rather than pad every block (Q4_0 to 20 or 32 bytes: 11-78% more memory,
-//! and the nibbles still not on a 16-byte boundary), each block is split at upload into two
-//! *planes*, and every row is laid out so that both planes start 4-byte aligned:
+//! GGUF blocks are not 4-byte aligned (Q4_0 is 18 bytes, Q5_0 22, Q3_K 110, Q6_K 210), and WGSL
+//! can only load whole `u32`s. Rather than pad every block (Q4_0 to 20 or 32 bytes: 11-78% more
+//! memory, and the nibbles still not on a 16-byte boundary), each block is split at upload into
+//! up to three *planes*, and every row is laid out so that each plane starts 4-byte aligned:
+//! `quants` (read as `vec4<u32>`: its bytes per block are a multiple of 16), `scales` and `aux`
+//! (read as `u32`). Which bytes of a block go where is the type's row of [`GPU_TYPE_TABLE`]:
 //!
-//! | type | `quants` plane, per block              | `scales` plane, per block |
-//! |------|----------------------------------------|---------------------------|
-//! | F32  | the value (4 bytes)                    | none                      |
-//! | F16  | the value (2 bytes)                    | none                      |
-//! | Q4_0 | 16 bytes of nibbles (one `vec4<u32>`)  | f16 d (2 bytes)           |
-//! | Q4_1 | 16 bytes of nibbles                    | f16 d, f16 m (one `u32`)  |
-//! | Q8_0 | 32 bytes of i8 (two `vec4<u32>`)       | f16 d                     |
-//! | Q4_K | the whole 144-byte block (9 `vec4<u32>`: d, dmin and the 12 scale bytes, then 128 of nibbles) | none |
-//! | Q6_K | ql, qh and the 16 i8 scales: 208 bytes (13 `vec4<u32>`) | f16 d          |
+//! | type   | `quants` plane, per block                     | `scales` plane, per block | `aux` plane   |
+//! |--------|-----------------------------------------------|---------------------------|---------------|
+//! | F32    | the value (4 bytes)                           | none                      | none          |
+//! | F16    | the value (2 bytes)                           | none                      | none          |
+//! | BF16   | the value (2 bytes)                           | none                      | none          |
+//! | Q4_0   | 16 bytes of nibbles (one `vec4<u32>`)         | f16 d (2 bytes)           | none          |
+//! | Q4_1   | 16 bytes of nibbles                           | f16 d, f16 m (one `u32`)  | none          |
+//! | Q5_0   | 16 bytes of nibbles                           | f16 d                     | qh: the 32 fifth bits (one `u32`) |
+//! | Q5_1   | 16 bytes of nibbles                           | f16 d, f16 m              | qh            |
+//! | Q8_0   | 32 bytes of i8 (two `vec4<u32>`)              | f16 d                     | none          |
+//! | Q2_K   | 16 scale/min nibble pairs, then 64 bytes of 2-bit quants (5 `vec4<u32>`) | f16 d, f16 dmin | none |
+//! | Q3_K   | hmask (32 bytes of third bits), then 64 bytes of 2-bit quants (6 `vec4<u32>`) | f16 d | the 12 bytes packing sixteen 6-bit scales (3 `u32`) |
+//! | Q4_K   | the whole 144-byte block (9 `vec4<u32>`: d, dmin and the 12 scale bytes, then 128 of nibbles) | none | none |
+//! | Q5_K   | the whole 176-byte block (11 `vec4<u32>`: as Q4_K, with qh's 32 bytes before the nibbles) | none | none |
+//! | Q6_K   | ql, qh and the 16 i8 scales: 208 bytes (13 `vec4<u32>`) | f16 d           | none          |
+//! | IQ4_NL | 16 bytes of nibbles (indices into a 16-value grid) | f16 d                | none          |
+//! | IQ4_XS | 128 bytes of nibbles (8 `vec4<u32>`)          | f16 d, u16 scales_h, scales_l[4] (two `u32`) | none |
 //!
 //! So the quantized data lands on 16-byte boundaries (shaders read it as `array<vec4<u32>>`,
 //! one load per block plane: on CPU emulations every load instruction is expensive, on GPUs
 //! wide loads coalesce), the f16 scales pack two to a `u32` (read with `unpack2x16float`, no
-//! optional feature), and GPU memory equals the file's bytes plus at most 2 bytes per row
-//! (rounding a row's scales to whole `u32`s) and 255 per part (aligning the `scales` plane),
-//! besides the F32/F16 row padding below.
-//! Q4_K is already 16-byte aligned and keeps its block unchanged; Q4_1's 20-byte block is
-//! 4-byte aligned but its nibbles would not be 16-byte aligned.
+//! optional feature), and GPU memory equals the file's bytes plus at most 2 bytes per row and
+//! plane (rounding a row's scales to whole `u32`s) and 255 per part and plane (aligning the
+//! `scales` and `aux` planes), besides the F32/F16/BF16 row padding below.
+//! Q4_K and Q5_K are already 16-byte aligned and keep their blocks unchanged; Q4_1's 20-byte
+//! block is 4-byte aligned but its nibbles would not be 16-byte aligned. Q5_0 and Q3_K need the
+//! third plane: their remaining fields (4 + 2 and 12 + 2 bytes) cannot share one plane without
+//! some of them straddling a word.
 //!
-//! Shaders walk a row in *units* of [`UNIT`] = 32 values: one Q4_0/Q4_1/Q8_0 block, an eighth of
-//! a K-quant super-block, or 32 F32/F16 values. F32 and F16 rows are padded with zeros to a
-//! whole number of units (only when `cols` is not a multiple of 32), so every kernel's inner loop
-//! decodes whole units; `cols` must be a multiple of 4 (kernels read activations as vec4s).
+//! Shaders walk a row in *units* of [`UNIT`] = 32 values: one 32-value block, an eighth of a
+//! 256-value super-block, or 32 F32/F16/BF16 values. F32, F16 and BF16 rows are padded with zeros
+//! to a whole number of units (only when `cols` is not a multiple of 32), so every kernel's inner
+//! loop decodes whole units; `cols` must be a multiple of 4 (kernels read activations as vec4s).
 //!
-//! A part's buffer holds its rows' `quants` plane, then (at the next storage-binding offset
-//! alignment) its `scales` plane; kernels bind the two ranges separately. A tensor whose part
-//! would exceed `ctx.max_binding_size` is split by whole rows into several parts.
+//! A part's buffer holds its rows' `quants` plane, then (each at the next storage-binding offset
+//! alignment) its `scales` and `aux` planes; kernels bind the planes separately, at the
+//! bindings [`PLANE_BINDINGS`] names. A tensor whose part would exceed `ctx.max_binding_size`
+//! is split by whole rows into several parts.
 //!
 //! Several tensors of one type and row length can be *stacked* into one weight, their rows one
 //! after another ([`GpuWeight::new_stacked`]): q, k and v, or gate and up, then take one
 //! dispatch per token instead of three or two. Each member uploads on its own (tensors arrive
 //! in whatever order the file has them) into its own rows, and kernels route each member's
 //! outputs to where it wants them (`matvec.rs`, `Route`).
+//!
+//! # Adding a weight type
+//!
+//! One row in [`GPU_TYPE_TABLE`] (the planes, the scale format, the decoder) and its
+//! `shaders/quant_<type>.wgsl` defining `unit_values` (see `quant_common.wgsl`); the CPU
+//! dequantizer in `quant.rs` is the oracle the tests hold it to. Everything else (the GPU type
+//! list, error hints, kernel variants, benchmark rows, the tests' per-type loops) reads the table.
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
 use crate::gpu::kernel::{range, storage_buffer};
 use crate::gpu::GpuContext;
-use crate::quant::GgmlType;
 
 /// Values per unit: the slice of a row one shader step decodes.
 pub const UNIT: u64 = 32;
 
-/// The tensor types with GPU kernels.
-pub const GPU_TYPES: [GgmlType; 7] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-];
+/// How the `scales` plane of a type holds its scales; [`ScaleFormat::F16`] brings the shared
+/// `scale_f16` reader (`quant_scales_f16.wgsl`) into the type's shader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleFormat {
+    /// No `scales` plane (F32, F16, BF16, and Q4_K/Q5_K whose scales stay inside the block).
+    None,
+    /// One f16 per block, two to a `u32` (low half first).
+    F16,
+    /// One `u32` per block: an f16 pair, (d, m) or (d, dmin), read with one `unpack2x16float`.
+    F16Pair,
+    /// Whole `u32` fields the decoder takes apart itself (IQ4_XS: d with scales_h, scales_l).
+    Words,
+}
 
-const GPU_TYPES_HINT: &str = " on the GPU (GPU kernels exist for F32 F16 Q4_0 Q4_1 Q8_0 Q4_K Q6_K)";
+/// One weight type the GPU runs: where each byte of a GGUF block goes, how the scales are
+/// stored, and the WGSL that decodes it.
+#[derive(Debug)]
+pub struct GpuType {
+    pub ty: GgmlType,
+    /// Bytes of a block that go to the `quants`, `scales` and `aux` planes (empty: no such
+    /// plane). Together they cover the block once.
+    pub planes: [Range<usize>; 3],
+    pub scale_format: ScaleFormat,
+    /// Decoders shared with other types that this one's decoder calls, pasted before it.
+    pub helpers: &'static [Helper],
+    /// `shaders/quant_<type>.wgsl`: its `unit_values`.
+    pub decoder: &'static str,
+}
+
+/// WGSL shared by several decoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Helper {
+    /// `scale_min`: the 6-bit scale/min pairs of a Q4_K/Q5_K super-block header.
+    KScaleMin,
+    /// `iq4_unit`: IQ4_NL/IQ4_XS nibbles looked up in their 16-value grid.
+    Iq4Grid,
+}
+
+macro_rules! decoder {
+    ($file:literal) => {
+        include_str!(concat!("../../shaders/", $file))
+    };
+}
+
+/// Every weight type with GPU kernels, one row each; the module doc shows the planes.
+pub const GPU_TYPE_TABLE: &[GpuType] = {
+    use GgmlType::*;
+    use ScaleFormat as S;
+    const NONE: Range<usize> = 0..0;
+    &[
+        GpuType {
+            ty: F32,
+            planes: [0..4, NONE, NONE],
+            scale_format: S::None,
+            helpers: &[],
+            decoder: decoder!("quant_f32.wgsl"),
+        },
+        GpuType {
+            ty: F16,
+            planes: [0..2, NONE, NONE],
+            scale_format: S::None,
+            helpers: &[],
+            decoder: decoder!("quant_f16.wgsl"),
+        },
+        GpuType {
+            ty: BF16,
+            planes: [0..2, NONE, NONE],
+            scale_format: S::None,
+            helpers: &[],
+            decoder: decoder!("quant_bf16.wgsl"),
+        },
+        GpuType {
+            ty: Q4_0,
+            planes: [2..18, 0..2, NONE],
+            scale_format: S::F16,
+            helpers: &[],
+            decoder: decoder!("quant_q4_0.wgsl"),
+        },
+        GpuType {
+            ty: Q4_1,
+            planes: [4..20, 0..4, NONE],
+            scale_format: S::F16Pair,
+            helpers: &[],
+            decoder: decoder!("quant_q4_1.wgsl"),
+        },
+        GpuType {
+            ty: Q5_0,
+            planes: [6..22, 0..2, 2..6],
+            scale_format: S::F16,
+            helpers: &[],
+            decoder: decoder!("quant_q5_0.wgsl"),
+        },
+        GpuType {
+            ty: Q5_1,
+            planes: [8..24, 0..4, 4..8],
+            scale_format: S::F16Pair,
+            helpers: &[],
+            decoder: decoder!("quant_q5_1.wgsl"),
+        },
+        GpuType {
+            ty: Q8_0,
+            planes: [2..34, 0..2, NONE],
+            scale_format: S::F16,
+            helpers: &[],
+            decoder: decoder!("quant_q8_0.wgsl"),
+        },
+        GpuType {
+            ty: Q2_K,
+            planes: [0..80, 80..84, NONE],
+            scale_format: S::F16Pair,
+            helpers: &[],
+            decoder: decoder!("quant_q2_k.wgsl"),
+        },
+        GpuType {
+            ty: Q3_K,
+            planes: [0..96, 108..110, 96..108],
+            scale_format: S::F16,
+            helpers: &[],
+            decoder: decoder!("quant_q3_k.wgsl"),
+        },
+        GpuType {
+            ty: Q4_K,
+            planes: [0..144, NONE, NONE],
+            scale_format: S::None,
+            helpers: &[Helper::KScaleMin],
+            decoder: decoder!("quant_q4_k.wgsl"),
+        },
+        GpuType {
+            ty: Q5_K,
+            planes: [0..176, NONE, NONE],
+            scale_format: S::None,
+            helpers: &[Helper::KScaleMin],
+            decoder: decoder!("quant_q5_k.wgsl"),
+        },
+        GpuType {
+            ty: Q6_K,
+            planes: [0..208, 208..210, NONE],
+            scale_format: S::F16,
+            helpers: &[],
+            decoder: decoder!("quant_q6_k.wgsl"),
+        },
+        GpuType {
+            ty: IQ4_NL,
+            planes: [2..18, 0..2, NONE],
+            scale_format: S::F16,
+            helpers: &[Helper::Iq4Grid],
+            decoder: decoder!("quant_iq4_nl.wgsl"),
+        },
+        GpuType {
+            ty: IQ4_XS,
+            planes: [8..136, 0..8, NONE],
+            scale_format: S::Words,
+            helpers: &[Helper::Iq4Grid],
+            decoder: decoder!("quant_iq4_xs.wgsl"),
+        },
+    ]
+};
+
+/// The tensor types with GPU kernels, in table order.
+pub const GPU_TYPES: [GgmlType; GPU_TYPE_TABLE.len()] = {
+    let mut types = [GgmlType::F32; GPU_TYPE_TABLE.len()];
+    let mut i = 0;
+    while i < types.len() {
+        types[i] = GPU_TYPE_TABLE[i].ty;
+        i += 1;
+    }
+    types
+};
+
+/// The table row of `ty`, or `None` for a type without GPU kernels.
+pub fn gpu_type(ty: GgmlType) -> Option<&'static GpuType> {
+    GPU_TYPE_TABLE.iter().find(|t| t.ty == ty)
+}
+
+/// " on the GPU (GPU kernels exist for F32 F16 ...)", from the table.
+pub(crate) static GPU_TYPES_HINT: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = GPU_TYPES.iter().map(|t| t.name()).collect();
+    format!(" on the GPU (GPU kernels exist for {})", names.join(" "))
+});
+
+/// The `@binding` of the `quants`, `scales` and `aux` planes in every weight kernel (the other
+/// bindings: 0 the parameters, 2 and 3 the kernel's input and output, 5 the step uniform).
+pub const PLANE_BINDINGS: [u32; 3] = [1, 4, 6];
 
 /// Staged upload bytes after which `write` submits, so that wgpu hands its staging memory back
 /// (native wgpu holds `write_buffer` data until the next submit).
 const SUBMIT_EVERY: u64 = 16 << 20;
 
-/// Which bytes of a GGUF block go to which plane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Planes {
-    quants: Range<usize>,
-    scales: Range<usize>,
-}
-
-fn planes(ty: GgmlType) -> Option<Planes> {
-    use GgmlType::*;
-    let (quants, scales) = match ty {
-        F32 => (0..4, 0..0),
-        F16 => (0..2, 0..0),
-        Q4_0 => (2..18, 0..2),
-        Q4_1 => (4..20, 0..4),
-        Q8_0 => (2..34, 0..2),
-        Q4_K => (0..144, 0..0),
-        Q6_K => (0..208, 208..210),
-        _ => return None,
-    };
-    Some(Planes { quants, scales })
-}
-
 /// The GPU layout of one tensor: block geometry and the byte strides of a row in each plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightLayout {
-    planes: Planes,
+    /// Bytes of a GGUF block per plane (`quants`, `scales`, `aux`), from the type's table row.
+    planes: [Range<usize>; 3],
     /// GGUF bytes per block.
     block_bytes: u64,
     /// GGUF blocks in one row.
     blocks_per_row: u64,
-    /// Bytes of one row in the `quants` plane (a multiple of 16).
-    pub quant_row_bytes: u64,
-    /// Bytes of one row in the `scales` plane (a multiple of 4; 0 for types without one).
-    pub scale_row_bytes: u64,
-    /// Blocks per run that make a run end 4-byte aligned in both planes (2 where a plane takes
+    /// Bytes of one row in each plane: `quants` a multiple of 16, `scales` and `aux` multiples
+    /// of 4 (0 where the type has no such plane).
+    pub row_bytes: [u64; 3],
+    /// Blocks per run that make a run end 4-byte aligned in every plane (2 where a plane takes
     /// 2 bytes per block, else 1): a piece is written to the GPU in such runs.
     group: u64,
 }
@@ -111,68 +281,73 @@ pub struct WeightLayout {
 impl WeightLayout {
     /// The layout of rows of `cols` values of `ty`, or `None` for a type without a kernel.
     fn new(ty: GgmlType, cols: u64) -> Option<WeightLayout> {
-        let planes = planes(ty)?;
+        let planes = gpu_type(ty)?.planes.clone();
         let blocks_per_row = cols / ty.block_size();
-        // F32/F16 rows are padded to whole units; block types' rows already are whole units.
+        // F32/F16/BF16 rows are padded to whole units; block types' rows already are whole units.
         let padded_blocks = cols.next_multiple_of(UNIT) / ty.block_size();
-        let quant_bytes = planes.quants.len() as u64;
-        let scale_bytes = planes.scales.len() as u64;
-        let group = if quant_bytes % 4 == 0 && scale_bytes % 4 == 0 {
-            1
-        } else {
-            2
+        let group = match planes.iter().all(|p| p.len() % 4 == 0) {
+            true => 1,
+            false => 2,
         };
+        let row_bytes = [
+            padded_blocks * planes[0].len() as u64,
+            (blocks_per_row * planes[1].len() as u64).next_multiple_of(4),
+            (blocks_per_row * planes[2].len() as u64).next_multiple_of(4),
+        ];
         Some(WeightLayout {
             block_bytes: ty.type_size(),
             blocks_per_row,
-            quant_row_bytes: padded_blocks * quant_bytes,
-            scale_row_bytes: (blocks_per_row * scale_bytes).next_multiple_of(4),
+            row_bytes,
             group,
             planes,
         })
     }
 
-    fn has_scales(&self) -> bool {
-        !self.planes.scales.is_empty()
-    }
-
     /// GGUF bytes of one row.
-    fn row_bytes(&self) -> u64 {
+    fn gguf_row_bytes(&self) -> u64 {
         self.blocks_per_row * self.block_bytes
     }
 
-    /// (offset of the `scales` plane, buffer size) of a part of `n_rows` rows.
-    fn part_size(&self, n_rows: u64, offset_alignment: u64) -> (u64, u64) {
-        let quants = n_rows * self.quant_row_bytes;
-        if !self.has_scales() {
-            return (quants, quants);
+    /// (offset of each plane, buffer size) of a part of `n_rows` rows: the planes one after
+    /// another, each but the first at the next multiple of `offset_alignment`. A plane the type
+    /// does not have takes no bytes (its offset is where the previous one ended).
+    fn part_size(&self, n_rows: u64, offset_alignment: u64) -> ([u64; 3], u64) {
+        let mut offsets = [0u64; 3];
+        let mut end = n_rows * self.row_bytes[0];
+        for p in 1..3 {
+            if self.row_bytes[p] > 0 {
+                offsets[p] = end.next_multiple_of(offset_alignment);
+                end = offsets[p] + n_rows * self.row_bytes[p];
+            } else {
+                offsets[p] = end;
+            }
         }
-        let scales_offset = quants.next_multiple_of(offset_alignment);
-        (scales_offset, scales_offset + n_rows * self.scale_row_bytes)
+        (offsets, end)
     }
 
     /// Append blocks (whole GGUF blocks, starting at block `k` of a row) to the planes,
     /// padding each row that ends here to its full stride.
-    fn repack(&self, mut k: u64, mut src: &[u8], quants: &mut Vec<u8>, scales: &mut Vec<u8>) {
+    fn repack(&self, mut k: u64, mut src: &[u8], out: &mut [Vec<u8>; 3]) {
         let block = self.block_bytes as usize;
-        let whole_block = self.planes.quants.len() == block;
+        let whole_block = self.planes[0].len() == block;
         while !src.is_empty() {
             let n = ((self.blocks_per_row - k) as usize).min(src.len() / block);
             let (run, rest) = src.split_at(n * block);
             if whole_block {
-                quants.extend_from_slice(run);
+                out[0].extend_from_slice(run);
             } else {
                 for b in run.chunks_exact(block) {
-                    quants.extend_from_slice(&b[self.planes.quants.clone()]);
-                    scales.extend_from_slice(&b[self.planes.scales.clone()]);
+                    for (plane, bytes) in self.planes.iter().zip(out.iter_mut()) {
+                        bytes.extend_from_slice(&b[plane.clone()]);
+                    }
                 }
             }
             k += n as u64;
             if k == self.blocks_per_row {
-                let used = self.blocks_per_row * self.planes.quants.len() as u64;
-                quants.resize(quants.len() + (self.quant_row_bytes - used) as usize, 0);
-                let used = self.blocks_per_row * self.planes.scales.len() as u64;
-                scales.resize(scales.len() + (self.scale_row_bytes - used) as usize, 0);
+                for (p, bytes) in out.iter_mut().enumerate() {
+                    let used = self.blocks_per_row * self.planes[p].len() as u64;
+                    bytes.resize(bytes.len() + (self.row_bytes[p] - used) as usize, 0);
+                }
                 k = 0;
             }
             src = rest;
@@ -186,8 +361,8 @@ pub struct WeightPart {
     pub buffer: wgpu::Buffer,
     pub first_row: u64,
     pub n_rows: u64,
-    /// Byte offset of the `scales` plane in `buffer` (its size when there is no such plane).
-    pub scales_offset: u64,
+    /// Byte offset of each plane (`quants`, `scales`, `aux`) in `buffer`.
+    pub plane_offsets: [u64; 3],
 }
 
 /// One 2-D GGUF tensor (`dims` `[cols, rows]`: rows of `cols` contiguous values) on the GPU,
@@ -245,7 +420,7 @@ impl GpuWeight {
             WeightLayout::new(first.ty, cols).ok_or_else(|| Error::UnsupportedTensorType {
                 tensor: first.name.clone(),
                 ty: first.ty.name().to_string(),
-                hint: GPU_TYPES_HINT,
+                hint: GPU_TYPES_HINT.as_str(),
             })?;
         let mut stacked = Vec::with_capacity(members.len());
         let mut rows = 0u64;
@@ -311,7 +486,7 @@ impl GpuWeight {
         offset_in_tensor: u64,
         bytes: &[u8],
     ) -> Result<()> {
-        let row_bytes = self.layout.row_bytes();
+        let row_bytes = self.layout.gguf_row_bytes();
         let member = self
             .members
             .get_mut(m)
@@ -359,7 +534,7 @@ impl GpuWeight {
 
     /// Check that every byte of every member arrived and hand the staged writes to the GPU.
     pub fn finish(&mut self, ctx: &GpuContext) -> Result<()> {
-        let row_bytes = self.layout.row_bytes();
+        let row_bytes = self.layout.gguf_row_bytes();
         for member in &mut self.members {
             let total = member.rows * row_bytes;
             if member.upload.received != total {
@@ -379,20 +554,17 @@ impl GpuWeight {
         self.parts.iter().map(|p| p.buffer.size()).sum()
     }
 
-    /// The `quants` plane of a part, as a binding (read as `array<vec4<u32>>`).
-    pub fn quants_binding<'a>(&self, part: &'a WeightPart) -> wgpu::BufferBinding<'a> {
-        range(&part.buffer, 0, part.n_rows * self.layout.quant_row_bytes)
-    }
-
-    /// The `scales` plane of a part (read as `array<u32>`), for types that have one.
-    pub fn scales_binding<'a>(&self, part: &'a WeightPart) -> Option<wgpu::BufferBinding<'a>> {
-        self.layout.has_scales().then(|| {
-            range(
-                &part.buffer,
-                part.scales_offset,
-                part.n_rows * self.layout.scale_row_bytes,
-            )
-        })
+    /// The planes the type has of one part, at their [`PLANE_BINDINGS`]: `quants` (read as
+    /// `array<vec4<u32>>`), then `scales` and `aux` (`array<u32>`) where the type has them.
+    pub fn plane_bindings<'a>(&self, part: &'a WeightPart) -> Vec<(u32, wgpu::BufferBinding<'a>)> {
+        (0..3)
+            .filter(|&p| p == 0 || self.layout.row_bytes[p] > 0)
+            .map(|p| {
+                let size = part.n_rows * self.layout.row_bytes[p];
+                let binding = range(&part.buffer, part.plane_offsets[p], size);
+                (PLANE_BINDINGS[p], binding)
+            })
+            .collect()
     }
 
     /// GGUF bytes of member `m`'s next write group: `group` blocks, or fewer where the row
@@ -416,7 +588,7 @@ impl GpuWeight {
     fn write_blocks(&mut self, ctx: &GpuContext, m: usize, mut src: &[u8]) {
         let layout = &self.layout;
         let member = &mut self.members[m];
-        let (mut quants, mut scales) = (Vec::new(), Vec::new());
+        let mut planes: [Vec<u8>; 3] = Default::default();
         while !src.is_empty() {
             // Blocks count from the weight's first row; the member's rows start at first_row.
             let first = member.first_row * layout.blocks_per_row + member.upload.written_blocks;
@@ -431,20 +603,18 @@ impl GpuWeight {
                 (part.first_row + part.n_rows) * layout.blocks_per_row - first;
             let n = (src.len() as u64 / layout.block_bytes).min(blocks_left_in_part);
             let (run, rest) = src.split_at((n * layout.block_bytes) as usize);
-            quants.clear();
-            scales.clear();
-            layout.repack(k, run, &mut quants, &mut scales);
+            planes.iter_mut().for_each(Vec::clear);
+            layout.repack(k, run, &mut planes);
             let local_row = row - part.first_row;
-            let quant_at =
-                local_row * layout.quant_row_bytes + k * layout.planes.quants.len() as u64;
-            ctx.queue.write_buffer(&part.buffer, quant_at, &quants);
-            if layout.has_scales() {
-                let scale_at = part.scales_offset
-                    + local_row * layout.scale_row_bytes
-                    + k * layout.planes.scales.len() as u64;
-                ctx.queue.write_buffer(&part.buffer, scale_at, &scales);
+            // Each plane is row-major with its own stride, so a run of blocks (across rows,
+            // padding included) is one contiguous write per plane.
+            for (p, bytes) in planes.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+                let at = part.plane_offsets[p]
+                    + local_row * layout.row_bytes[p]
+                    + k * layout.planes[p].len() as u64;
+                ctx.queue.write_buffer(&part.buffer, at, bytes);
             }
-            member.upload.staged += (quants.len() + scales.len()) as u64;
+            member.upload.staged += planes.iter().map(|b| b.len() as u64).sum::<u64>();
             member.upload.written_blocks += n;
             src = rest;
         }
@@ -508,13 +678,13 @@ fn allocate_parts(
     let mut first_row = 0;
     while first_row < rows {
         let n_rows = rows_per_part.min(rows - first_row);
-        let (scales_offset, size) = layout.part_size(n_rows, alignment);
+        let (plane_offsets, size) = layout.part_size(n_rows, alignment);
         let label = format!("{name} rows {first_row}..{}", first_row + n_rows);
         parts.push(WeightPart {
             buffer: storage_buffer(ctx, &label, size),
             first_row,
             n_rows,
-            scales_offset,
+            plane_offsets,
         });
         first_row += n_rows;
     }
@@ -523,7 +693,7 @@ fn allocate_parts(
 
 /// The most rows whose part fits in `max` bytes (0 when not even one row does).
 fn max_rows_per_part(layout: &WeightLayout, max: u64, alignment: u64) -> u64 {
-    let mut n = max / (layout.quant_row_bytes + layout.scale_row_bytes);
+    let mut n = max / layout.row_bytes.iter().sum::<u64>();
     while n > 0 && layout.part_size(n, alignment).1 > max {
         n -= 1;
     }
@@ -562,46 +732,82 @@ mod tests {
 
     #[test]
     fn every_gpu_type_has_a_layout_with_aligned_planes() {
-        for ty in GPU_TYPES {
+        for t in GPU_TYPE_TABLE {
+            let ty = t.ty;
             let cols = 2 * ty.block_size().max(UNIT);
             let l = WeightLayout::new(ty, cols).unwrap();
-            assert_eq!(l.quant_row_bytes % 16, 0, "{ty}");
-            assert_eq!(l.scale_row_bytes % 4, 0, "{ty}");
-            assert_eq!(
-                l.planes.quants.len() + l.planes.scales.len(),
-                ty.type_size() as usize,
-                "{ty}: every byte lands in one plane (Q4_K/F32/F16 whole)"
+            assert_eq!(l.row_bytes[0] % 16, 0, "{ty}");
+            assert!(l.row_bytes[0] > 0, "{ty}: every type has quants");
+            // Every byte of a block lands in exactly one plane.
+            let mut owner = vec![0; ty.type_size() as usize];
+            for plane in &t.planes {
+                plane.clone().for_each(|b| owner[b] += 1);
+            }
+            assert!(owner.iter().all(|&n| n == 1), "{ty}: {owner:?}");
+            for plane in &t.planes {
+                assert_eq!(plane.len() as u64 * l.group % 4, 0, "{ty}");
+            }
+            // A 32-value block's quants are whole vec4s; a super-block's too.
+            if ty.block_size() > 1 {
+                assert_eq!(t.planes[0].len() % 16, 0, "{ty}");
+            }
+            let scale_bytes = t.planes[1].len();
+            let expected = match t.scale_format {
+                ScaleFormat::None => scale_bytes == 0,
+                ScaleFormat::F16 => scale_bytes == 2,
+                ScaleFormat::F16Pair => scale_bytes == 4,
+                ScaleFormat::Words => scale_bytes % 4 == 0 && scale_bytes > 0,
+            };
+            assert!(
+                expected,
+                "{ty}: {:?} with {scale_bytes} bytes",
+                t.scale_format
             );
-            assert_eq!(l.planes.quants.len() as u64 * l.group % 4, 0, "{ty}");
-            assert_eq!(l.planes.scales.len() as u64 * l.group % 4, 0, "{ty}");
         }
-        assert!(WeightLayout::new(GgmlType::Q5_0, 32).is_none());
+        assert!(WeightLayout::new(GgmlType::IQ2_XXS, 256).is_none());
+        assert_eq!(GPU_TYPES.len(), GPU_TYPE_TABLE.len());
+        assert!(GPU_TYPES_HINT.contains("Q4_0 Q4_1 Q5_0 Q5_1 Q8_0"));
     }
 
     #[test]
     fn f32_and_f16_rows_pad_to_whole_units() {
         let l = WeightLayout::new(GgmlType::F16, 33).unwrap();
-        assert_eq!(l.quant_row_bytes, 64 * 2);
-        let mut q = Vec::new();
-        let mut s = Vec::new();
-        l.repack(0, &[1u8; 66], &mut q, &mut s);
+        assert_eq!(l.row_bytes[0], 64 * 2);
+        let mut out: [Vec<u8>; 3] = Default::default();
+        l.repack(0, &[1u8; 66], &mut out);
+        let q = &out[0];
         assert_eq!(q.len(), 128);
         assert!(q[..66].iter().all(|&b| b == 1) && q[66..].iter().all(|&b| b == 0));
-        assert!(s.is_empty());
+        assert!(out[1].is_empty() && out[2].is_empty());
     }
 
     #[test]
     fn q4_0_splits_scales_from_nibbles() {
         let l = WeightLayout::new(GgmlType::Q4_0, 32).unwrap();
         let block: Vec<u8> = (0..18).collect();
-        let (mut q, mut s) = (Vec::new(), Vec::new());
-        l.repack(0, &block, &mut q, &mut s);
-        assert_eq!(q, (2..18).collect::<Vec<u8>>());
+        let mut out: [Vec<u8>; 3] = Default::default();
+        l.repack(0, &block, &mut out);
+        assert_eq!(out[0], (2..18).collect::<Vec<u8>>());
         assert_eq!(
-            s,
+            out[1],
             vec![0, 1, 0, 0],
             "d, then padding to a whole u32 per row"
         );
+    }
+
+    #[test]
+    fn q5_0_puts_its_fifth_bits_in_the_aux_plane() {
+        let l = WeightLayout::new(GgmlType::Q5_0, 64).unwrap();
+        let blocks: Vec<u8> = (0..44).collect();
+        let mut out: [Vec<u8>; 3] = Default::default();
+        l.repack(0, &blocks, &mut out);
+        let want_quants: Vec<u8> = (6..22).chain(28..44).collect();
+        assert_eq!(out[0], want_quants);
+        assert_eq!(out[1], vec![0, 1, 22, 23], "both blocks' d in one word");
+        assert_eq!(out[2], vec![2, 3, 4, 5, 24, 25, 26, 27]);
+        let (offsets, size) = l.part_size(3, 256);
+        assert_eq!(offsets, [0, 256, 512]);
+        assert_eq!(size, 512 + 3 * 8);
     }
 
     #[test]

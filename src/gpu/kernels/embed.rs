@@ -3,6 +3,7 @@
 //! decode step can embed the id the previous step's sampler wrote without a CPU round trip.
 
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
 use crate::gpu::kernels::matvec::{
     batch_bindings, binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
@@ -10,7 +11,6 @@ use crate::gpu::kernels::matvec::{
 };
 use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
 use crate::gpu::GpuContext;
-use crate::quant::GgmlType;
 
 const EMBED_WGSL: &str = include_str!("../../../shaders/embed.wgsl");
 

@@ -3,9 +3,10 @@
 //! fused residual add (`accumulate`: y += W x). Arithmetic is f32 throughout; f16 values are
 //! decoded from u32 with `unpack2x16float`, so no optional feature is needed.
 //!
-//! A shader is assembled from three pieces: `quant_common.wgsl` (parameters, the `quants`
-//! plane, byte unpacking), the type's `quant_<type>.wgsl` (`unit_values`: the 32 values of one
-//! unit of a row, loading each plane once) and a driver saying who computes what:
+//! A shader is assembled from three pieces: `quant_common.wgsl` (parameters, byte unpacking),
+//! the type's decoder as its row of [`GPU_TYPE_TABLE`] gives it (the bindings of the planes it
+//! has, shared helpers, and its `quant_<type>.wgsl`: `unit_values`, the 32 values of one unit of
+//! a row, loading each plane once) and a driver saying who computes what:
 //!
 //! | product | CPU emulations (`ctx.is_cpu`)                  | real GPUs                                   |
 //! |---------|------------------------------------------------|---------------------------------------------|
@@ -19,13 +20,18 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
-use crate::gpu::weights::{GpuWeight, WeightPart, GPU_TYPES, UNIT};
+use crate::gpu::weights::{
+    gpu_type, GpuType, GpuWeight, Helper, ScaleFormat, WeightPart, GPU_TYPES, GPU_TYPES_HINT,
+    PLANE_BINDINGS, UNIT,
+};
 use crate::gpu::GpuContext;
-use crate::quant::GgmlType;
 
 const QUANT_COMMON: &str = include_str!("../../../shaders/quant_common.wgsl");
 const QUANT_SCALES_F16: &str = include_str!("../../../shaders/quant_scales_f16.wgsl");
+const QUANT_K_SCALES: &str = include_str!("../../../shaders/quant_k_scales.wgsl");
+const QUANT_IQ4: &str = include_str!("../../../shaders/quant_iq4.wgsl");
 const MATVEC_COMMON: &str = include_str!("../../../shaders/matvec_common.wgsl");
 const MATVEC_ROWS: &str = include_str!("../../../shaders/matvec_rows.wgsl");
 const MATVEC_WORKGROUP: &str = include_str!("../../../shaders/matvec_workgroup.wgsl");
@@ -51,25 +57,47 @@ const MATMUL_ROWS_TOKENS: u64 = 8;
 const TILE_ROWS: u64 = 64;
 const TILE_TOKENS: u64 = 32;
 
-/// The WGSL that decodes `ty`'s units (`unit_values`), for a driver to follow.
-pub(crate) fn decode_source(ty: GgmlType) -> String {
-    use GgmlType::*;
-    let body = match ty {
-        F32 => include_str!("../../../shaders/quant_f32.wgsl"),
-        F16 => include_str!("../../../shaders/quant_f16.wgsl"),
-        Q4_0 => include_str!("../../../shaders/quant_q4_0.wgsl"),
-        Q4_1 => include_str!("../../../shaders/quant_q4_1.wgsl"),
-        Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
-        Q4_K => include_str!("../../../shaders/quant_q4_k.wgsl"),
-        Q6_K => include_str!("../../../shaders/quant_q6_k.wgsl"),
-        _ => unreachable!("decode_source is only asked for GPU_TYPES"),
-    };
-    // Q4_0, Q8_0 and Q6_K keep one f16 scale per block; Q4_1 declares its own (d, m) plane.
-    let scales = match ty {
-        Q4_0 | Q8_0 | Q6_K => QUANT_SCALES_F16,
-        _ => "",
-    };
-    [QUANT_COMMON, scales, body].join("\n")
+/// The WGSL that decodes the units of a table row's type (`unit_values`), for a driver to
+/// follow: the common part, the bindings of the planes the type has, the helpers it names, its
+/// decoder.
+pub(crate) fn decode_source(t: &GpuType) -> String {
+    let mut parts = vec![QUANT_COMMON.to_string()];
+    let element = ["vec4<u32>", "u32", "u32"];
+    for (p, name) in ["quants", "scales", "aux"].into_iter().enumerate() {
+        if p == 0 || !t.planes[p].is_empty() {
+            parts.push(format!(
+                "@group(0) @binding({}) var<storage, read> {name}: array<{}>;",
+                PLANE_BINDINGS[p], element[p]
+            ));
+        }
+    }
+    if t.scale_format == ScaleFormat::F16 {
+        parts.push(QUANT_SCALES_F16.to_string());
+    }
+    for helper in t.helpers {
+        parts.push(match helper {
+            Helper::KScaleMin => QUANT_K_SCALES.to_string(),
+            Helper::Iq4Grid => iq4_source(),
+        });
+    }
+    parts.push(t.decoder.to_string());
+    parts.join("\n")
+}
+
+/// `quant_iq4.wgsl` with the grid of `quant::IQ4_VALUES` as four words of signed bytes (entry
+/// n is byte n % 4 of word n / 4), so the CPU and GPU read one table.
+fn iq4_source() -> String {
+    let words: Vec<String> = crate::quant::IQ4_VALUES
+        .chunks_exact(4)
+        .map(|c| {
+            format!(
+                "{:#010x}u",
+                u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
+            )
+        })
+        .collect();
+    let grid = format!("const IQ4_GRID = vec4<u32>({});", words.join(", "));
+    [grid.as_str(), QUANT_IQ4].join("\n")
 }
 
 /// `Params` of `quant_common.wgsl`.
@@ -87,7 +115,8 @@ pub(crate) struct WeightParams {
     pub total_rows: u32,
     /// Multiplies the embedding gather's output.
     pub scale: f32,
-    pub _pad: [u32; 2],
+    pub _pad: u32,
+    pub astride: u32,
     pub route_start: [u32; 4],
     pub route_base: [u32; 4],
     pub route_stride: [u32; 4],
@@ -99,8 +128,9 @@ impl WeightParams {
         WeightParams {
             rows: part.n_rows as u32,
             cols: w.cols as u32,
-            qstride: (w.layout.quant_row_bytes / 16) as u32,
-            sstride: (w.layout.scale_row_bytes / 4) as u32,
+            qstride: (w.layout.row_bytes[0] / 16) as u32,
+            sstride: (w.layout.row_bytes[1] / 4) as u32,
+            astride: (w.layout.row_bytes[2] / 4) as u32,
             first_row: part.first_row as u32,
             total_rows: w.rows as u32,
             scale: 1.0,
@@ -145,7 +175,6 @@ impl Route {
     }
 }
 
-/// One pipeline per GPU type, compiled from `driver`.
 /// One pipeline of `driver` per type in `types` (a model compiles only the types it holds:
 /// pipeline creation is the bulk of a load on emulated adapters).
 pub(crate) async fn compile(
@@ -156,14 +185,12 @@ pub(crate) async fn compile(
 ) -> Result<Vec<(GgmlType, Kernel)>> {
     let mut kernels = Vec::with_capacity(types.len());
     for &ty in types {
-        if !GPU_TYPES.contains(&ty) {
-            return Err(Error::UnsupportedTensorType {
-                tensor: format!("({family})"),
-                ty: ty.name().to_string(),
-                hint: " on the GPU",
-            });
-        }
-        let text = [decode_source(ty).as_str(), driver].join("\n");
+        let t = gpu_type(ty).ok_or_else(|| Error::UnsupportedTensorType {
+            tensor: format!("({family})"),
+            ty: ty.name().to_string(),
+            hint: GPU_TYPES_HINT.as_str(),
+        })?;
+        let text = [decode_source(t).as_str(), driver].join("\n");
         let name = format!("{family}_{}", ty.name().to_lowercase());
         kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
     }
@@ -185,27 +212,27 @@ pub(crate) fn kernel_for<'a>(
         })
 }
 
-/// The bindings of one part: params, quants, input, output, then scales where the type has them.
+/// The bindings of one part: params (0), input (2), output (3), and the planes the type has
+/// at their `PLANE_BINDINGS`.
 pub(crate) fn part_bindings<'a>(
     w: &'a GpuWeight,
     part: &'a WeightPart,
     params: &'a wgpu::Buffer,
     input: wgpu::BufferBinding<'a>,
     output: &'a wgpu::Buffer,
-) -> Vec<wgpu::BufferBinding<'a>> {
-    let mut bindings = vec![whole(params), w.quants_binding(part), input, whole(output)];
-    bindings.extend(w.scales_binding(part));
+) -> Vec<(u32, wgpu::BufferBinding<'a>)> {
+    let mut bindings = vec![(0, whole(params)), (2, input), (3, whole(output))];
+    bindings.extend(w.plane_bindings(part));
     bindings
 }
 
-/// A batch kernel's bindings: `part_bindings` in order, then the step uniform.
+/// A batch kernel's bindings: `part_bindings`, then the step uniform.
 pub(crate) fn batch_bindings<'a>(
-    part: Vec<wgpu::BufferBinding<'a>>,
+    mut part: Vec<(u32, wgpu::BufferBinding<'a>)>,
     step: &'a wgpu::Buffer,
 ) -> Vec<(u32, wgpu::BufferBinding<'a>)> {
-    let mut bindings: Vec<_> = (0u32..).zip(part).collect();
-    bindings.push((STEP_BINDING, whole(step)));
-    bindings
+    part.push((STEP_BINDING, whole(step)));
+    part
 }
 
 /// A dispatch of `n` workgroups as an (x, y) grid within the per-dimension limit; shaders
@@ -417,7 +444,7 @@ impl MatVec {
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
             let bindings = part_bindings(w, part, &params, x.clone(), y);
-            ops.push(kernel.op(ctx, &bindings, [gx, gy, 1]));
+            ops.push(kernel.op_at(ctx, &bindings, [gx, gy, 1]));
         }
         Ok(ops)
     }

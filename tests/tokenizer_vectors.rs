@@ -561,3 +561,46 @@ fn bad_metadata_is_an_error_not_a_panic() {
         }
     }
 }
+
+/// llama.cpp's token types: user-defined text is always one token, control text only when
+/// special text is parsed, and FIM markers count as control whatever type the file gives them.
+#[test]
+fn token_types_decide_what_text_matches() {
+    let tokens = ["a", "b", "ab", "<eos>", "<u>", "<|fim_prefix|>"];
+    let meta = tiny_bpe(&[
+        ("tokenizer.ggml.tokens", strings(&tokens)),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array([1, 1, 1, 3, 4, 4].map(Value::I32).to_vec()),
+        ),
+    ]);
+    let tok = Tokenizer::from_gguf(&meta).unwrap();
+    assert_eq!(tok.encode("a<u>b", false, false).unwrap(), vec![0, 4, 1]);
+    assert_eq!(tok.encode("a<u>b", false, true).unwrap(), vec![0, 4, 1]);
+    assert_eq!(tok.encode("ab<eos>", false, true).unwrap(), vec![2, 3]);
+    assert!(!tok.encode("ab<eos>", false, false).unwrap().contains(&3));
+    assert_eq!(tok.encode("<|fim_prefix|>", false, true).unwrap(), vec![5]);
+    assert!(!tok
+        .encode("<|fim_prefix|>", false, false)
+        .unwrap()
+        .contains(&5));
+    assert!(tok.is_control(3) && tok.is_control(5) && !tok.is_control(4));
+}
+
+/// Phi-3's special tokens take the whitespace after them (llama.cpp's rule for that model);
+/// Llama 3's do not.
+#[test]
+fn phi3_special_tokens_eat_following_whitespace() {
+    if let Some(tok) = tokenizer("phi-3") {
+        assert_eq!(
+            tok.encode("<|user|>\nHi", false, true).unwrap(),
+            tok.encode("<|user|>Hi", false, true).unwrap()
+        );
+    }
+    if let Some(tok) = tokenizer("llama-bpe") {
+        assert_ne!(
+            tok.encode("<|eot_id|>\nHi", false, true).unwrap(),
+            tok.encode("<|eot_id|>Hi", false, true).unwrap()
+        );
+    }
+}

@@ -1,12 +1,18 @@
-//! The tokenizer built from GGUF metadata against llama.cpp's test vectors
-//! (`tests/fixtures/tokenizer/<name>.tests.json`, made with `add_special_tokens=False`), plus
-//! decoding, streaming, special tokens and stop ids.
+//! The tokenizer built from GGUF metadata against llama.cpp's own test vectors, plus decoding,
+//! streaming, special tokens and stop ids.
 //!
-//! The vocab-only GGUFs are not in the repository: `./build.sh setup` fetches them (see
-//! `tests/fetch-vocabs.sh`); smollm2's vocabulary is the default model's own.
+//! The vocab-only GGUFs and their vectors are not in the repository: `./build.sh setup` fetches
+//! every `ggml-vocab-*` file of llama.cpp's `models/` folder (see `tests/fetch-vocabs.sh`).
+//! llama.cpp's `test-tokenizer-0` reads `<vocab>.gguf.inp` (texts separated by
+//! `"\n__ggml_vocab_test__\n"`) and `<vocab>.gguf.out` (one line of space-separated ids per
+//! text) and tokenizes each text with `add_special = false, parse_special = false`: no BOS/EOS
+//! added, and control tokens' text is plain text. `check_vectors` does exactly that.
+//! smollm2's vocabulary is the default model's own, its vectors a local fixture
+//! (`tests/fixtures/tokenizer/smollm2.tests.json`, made the same way).
 
 mod common;
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use llama_wgpu::gguf::{GgufFile, Header, Value};
@@ -14,39 +20,150 @@ use llama_wgpu::gguf_writer::GgufWriter;
 use llama_wgpu::tokenizer::{SpecialTokens, Tokenizer};
 use llama_wgpu::Error;
 
-const VOCABS: [&str; 4] = ["llama-spm", "llama-bpe", "gpt-2", "smollm2"];
+/// Vocabularies with upstream vectors whose tokenizer model this engine supports.
+const WITH_VECTORS: [&str; 14] = [
+    "command-r",
+    "deepseek-coder",
+    "deepseek-llm",
+    "falcon",
+    "gemma-4",
+    "gpt-2",
+    "llama-bpe",
+    "llama-spm",
+    "mpt",
+    "phi-3",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "starcoder",
+];
+
+/// Upstream vocabularies without vectors (llama.cpp keeps them to test loading): they must build.
+const WITHOUT_VECTORS: [&str; 3] = ["aquila", "baichuan", "gpt-neox"];
+
+/// Upstream vocabularies of models this engine does not implement, with the model name the
+/// error must give.
+const REFUSED: [(&str, &str); 2] = [("bert-bge", "bert"), ("nomic-bert-moe", "t5")];
+
+const ALL: [&str; 18] = [
+    "command-r",
+    "deepseek-coder",
+    "deepseek-llm",
+    "falcon",
+    "gemma-4",
+    "gpt-2",
+    "llama-bpe",
+    "llama-spm",
+    "mpt",
+    "phi-3",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "starcoder",
+    "aquila",
+    "baichuan",
+    "gpt-neox",
+    "smollm2",
+];
 
 /// Emoji (several byte tokens each), CJK and accents: text whose characters span tokens.
 const MIXED_TEXT: &str = "Hello 🦙 world! 我想在apple工作 😶‍🌫️ naïve café ✅\n  done";
 
-/// Each vocabulary is built once and shared by the tests (llama-bpe takes a moment).
+/// Each vocabulary is built once and shared by the tests (the large ones take a moment).
 fn tokenizer(name: &str) -> Option<&'static Tokenizer> {
-    static LOADED: [OnceLock<Option<Tokenizer>>; 4] = [
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-    ];
-    let index = VOCABS.iter().position(|&v| v == name).expect("known vocab");
+    static LOADED: [OnceLock<Option<Tokenizer>>; ALL.len()] =
+        [const { OnceLock::new() }; ALL.len()];
+    let index = ALL.iter().position(|&v| v == name).expect("known vocab");
     LOADED[index]
         .get_or_init(|| {
             let path = common::vocab_path(name)?;
             let file = GgufFile::open(&path).expect("vocab GGUF opens");
-            Some(Tokenizer::from_gguf(&file.header.metadata).expect("tokenizer builds"))
+            match Tokenizer::from_gguf(&file.header.metadata) {
+                Ok(tok) => Some(tok),
+                Err(e) => panic!("{name}: tokenizer does not build: {e}"),
+            }
         })
         .as_ref()
 }
 
-#[derive(serde::Deserialize)]
 struct Vector {
     text: String,
     ids: Vec<u32>,
 }
 
+/// The vectors of a vocabulary: upstream `.inp`/`.out` beside its GGUF, or a local JSON fixture.
 fn vectors(name: &str) -> Vec<Vector> {
-    let path = common::local_fixture(&format!("tokenizer/{name}.tests.json"));
-    let bytes = std::fs::read(&path).expect("test vectors present");
-    serde_json::from_slice(&bytes).expect("test vectors parse")
+    let json = common::local_fixture(&format!("tokenizer/{name}.tests.json"));
+    if json.exists() {
+        #[derive(serde::Deserialize)]
+        struct Json {
+            text: String,
+            ids: Vec<u32>,
+        }
+        let parsed: Vec<Json> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        return parsed
+            .into_iter()
+            .map(|v| Vector {
+                text: v.text,
+                ids: v.ids,
+            })
+            .collect();
+    }
+    let gguf = common::vocab_path(name).expect("vectors are read only when the vocab is present");
+    upstream_vectors(&gguf)
+}
+
+/// llama.cpp's format, read as `test-tokenizer-0` reads it: the texts are what lies between
+/// separators (a last text may end the file without one); each `.out` line is stripped and
+/// split at spaces.
+fn upstream_vectors(gguf: &Path) -> Vec<Vector> {
+    let read = |ext: &str| {
+        let mut path = gguf.as_os_str().to_owned();
+        path.push(ext);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (run ./build.sh setup)", Path::new(&path).display())
+        })
+    };
+    let (inp, out) = (read(".inp"), read(".out"));
+    const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
+    let mut texts = Vec::new();
+    let mut rest = inp.as_str();
+    while !rest.is_empty() {
+        match rest.split_once(SEPARATOR) {
+            Some((text, after)) => {
+                texts.push(text);
+                rest = after;
+            }
+            None => {
+                texts.push(rest);
+                rest = "";
+            }
+        }
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        texts.len(),
+        lines.len(),
+        "{}: .inp and .out disagree",
+        gguf.display()
+    );
+    assert!(
+        texts.len() > 40,
+        "{}: only {} vectors",
+        gguf.display(),
+        texts.len()
+    );
+    texts
+        .into_iter()
+        .zip(lines)
+        .map(|(text, line)| Vector {
+            text: text.to_owned(),
+            ids: line
+                .split_whitespace()
+                .map(|id| id.parse().expect("an id"))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Every vector, all failures reported together.
@@ -55,6 +172,7 @@ fn check_vectors(name: &str) {
     let vectors = vectors(name);
     let mut failures = Vec::new();
     for v in &vectors {
+        // test-tokenizer-0's flags: add_special = false, parse_special = false.
         let got = tok.encode(&v.text, false, false).expect("encode");
         if got != v.ids {
             failures.push(format!(
@@ -73,30 +191,100 @@ fn check_vectors(name: &str) {
     );
 }
 
+macro_rules! vector_tests {
+    ($($test:ident => $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check_vectors($name);
+            }
+        )*
+    };
+}
+
+vector_tests! {
+    command_r_vectors => "command-r",
+    deepseek_coder_vectors => "deepseek-coder",
+    deepseek_llm_vectors => "deepseek-llm",
+    falcon_vectors => "falcon",
+    gemma_4_vectors => "gemma-4",
+    gpt2_vectors => "gpt-2",
+    llama_bpe_vectors => "llama-bpe",
+    llama_spm_vectors => "llama-spm",
+    mpt_vectors => "mpt",
+    phi_3_vectors => "phi-3",
+    qwen2_vectors => "qwen2",
+    qwen35_vectors => "qwen35",
+    refact_vectors => "refact",
+    starcoder_vectors => "starcoder",
+    smollm2_vectors => "smollm2",
+}
+
+/// The list above is every upstream vocabulary with vectors, so none is left out silently.
 #[test]
-fn llama_spm_vectors() {
-    check_vectors("llama-spm");
+fn every_upstream_vocabulary_is_tested() {
+    let Some(any) = common::vocab_path("gpt-2") else {
+        return;
+    };
+    let dir = any.parent().unwrap();
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|f| {
+            Some(
+                f.strip_prefix("ggml-vocab-")?
+                    .strip_suffix(".gguf")?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = WITH_VECTORS
+        .iter()
+        .chain(&WITHOUT_VECTORS)
+        .chain(REFUSED.iter().map(|(name, _)| name))
+        .map(|s| s.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(found, listed);
+    for name in &found {
+        let has_vectors = dir.join(format!("ggml-vocab-{name}.gguf.inp")).exists();
+        let listed_with = WITH_VECTORS.contains(&name.as_str())
+            || REFUSED.iter().any(|(n, _)| n == name) && has_vectors;
+        assert_eq!(has_vectors, listed_with, "{name}");
+    }
 }
 
 #[test]
-fn llama_bpe_vectors() {
-    check_vectors("llama-bpe");
+fn vocabularies_without_vectors_build() {
+    for name in WITHOUT_VECTORS {
+        let Some(tok) = tokenizer(name) else { continue };
+        let ids = tok.encode(MIXED_TEXT, false, false).unwrap();
+        assert_eq!(tok.decode(&ids, false).unwrap(), MIXED_TEXT, "{name}");
+    }
 }
 
+/// WordPiece (BERT) and Unigram (T5) are not implemented: a clear error, not a wrong tokenizer.
 #[test]
-fn gpt2_vectors() {
-    check_vectors("gpt-2");
-}
-
-#[test]
-fn smollm2_vectors() {
-    check_vectors("smollm2");
+fn unsupported_models_are_refused() {
+    for (name, model) in REFUSED {
+        let Some(path) = common::vocab_path(name) else {
+            continue;
+        };
+        let file = GgufFile::open(&path).unwrap();
+        let err = Tokenizer::from_gguf(&file.header.metadata).unwrap_err();
+        assert_eq!(err.code(), "TOKENIZER_ERROR", "{name}: {err}");
+        assert!(
+            err.to_string().contains(&format!("`{model}`")),
+            "{name}: {err}"
+        );
+    }
 }
 
 /// Byte-level and byte-fallback vocabularies can spell any text, so every vector comes back.
 #[test]
 fn decode_inverts_encode() {
-    for name in VOCABS {
+    for name in WITH_VECTORS.into_iter().chain(["smollm2"]) {
         let Some(tok) = tokenizer(name) else { continue };
         let mut failures = Vec::new();
         let texts = vectors(name).into_iter().map(|v| v.text);
@@ -119,7 +307,7 @@ fn decode_inverts_encode() {
 /// spans several tokens.
 #[test]
 fn stream_decoder_yields_whole_characters() {
-    for name in VOCABS {
+    for name in ["llama-spm", "llama-bpe", "gpt-2", "smollm2", "gemma-4"] {
         let Some(tok) = tokenizer(name) else { continue };
         let ids = tok.encode(MIXED_TEXT, false, false).expect("encode");
         let mut stream = tok.stream_decoder(false);
@@ -293,7 +481,7 @@ fn strings(items: &[&str]) -> Value {
 fn tiny_bpe(changes: &[(&str, Value)]) -> llama_wgpu::gguf::Metadata {
     let mut keys = vec![
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("some-new-name".into())),
+        ("tokenizer.ggml.pre", Value::String("gpt-2".into())),
         ("tokenizer.ggml.tokens", strings(&["a", "b", "ab", "<eos>"])),
         (
             "tokenizer.ggml.token_type",
@@ -343,6 +531,10 @@ fn bad_metadata_is_an_error_not_a_panic() {
             tiny_bpe(&[merges(&["b a"])]),
         ),
         (
+            "pre-tokenizer llama.cpp does not know",
+            tiny_bpe(&[("tokenizer.ggml.pre", Value::String("some-new-name".into()))]),
+        ),
+        (
             "unsupported model",
             tiny_bpe(&[("tokenizer.ggml.model", Value::String("t5".into()))]),
         ),
@@ -367,5 +559,48 @@ fn bad_metadata_is_an_error_not_a_panic() {
             Err(Error::Tokenizer(message)) => eprintln!("{what}: {message}"),
             other => panic!("{what}: expected a tokenizer error, got {other:?}"),
         }
+    }
+}
+
+/// llama.cpp's token types: user-defined text is always one token, control text only when
+/// special text is parsed, and FIM markers count as control whatever type the file gives them.
+#[test]
+fn token_types_decide_what_text_matches() {
+    let tokens = ["a", "b", "ab", "<eos>", "<u>", "<|fim_prefix|>"];
+    let meta = tiny_bpe(&[
+        ("tokenizer.ggml.tokens", strings(&tokens)),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array([1, 1, 1, 3, 4, 4].map(Value::I32).to_vec()),
+        ),
+    ]);
+    let tok = Tokenizer::from_gguf(&meta).unwrap();
+    assert_eq!(tok.encode("a<u>b", false, false).unwrap(), vec![0, 4, 1]);
+    assert_eq!(tok.encode("a<u>b", false, true).unwrap(), vec![0, 4, 1]);
+    assert_eq!(tok.encode("ab<eos>", false, true).unwrap(), vec![2, 3]);
+    assert!(!tok.encode("ab<eos>", false, false).unwrap().contains(&3));
+    assert_eq!(tok.encode("<|fim_prefix|>", false, true).unwrap(), vec![5]);
+    assert!(!tok
+        .encode("<|fim_prefix|>", false, false)
+        .unwrap()
+        .contains(&5));
+    assert!(tok.is_control(3) && tok.is_control(5) && !tok.is_control(4));
+}
+
+/// Phi-3's special tokens take the whitespace after them (llama.cpp's rule for that model);
+/// Llama 3's do not.
+#[test]
+fn phi3_special_tokens_eat_following_whitespace() {
+    if let Some(tok) = tokenizer("phi-3") {
+        assert_eq!(
+            tok.encode("<|user|>\nHi", false, true).unwrap(),
+            tok.encode("<|user|>Hi", false, true).unwrap()
+        );
+    }
+    if let Some(tok) = tokenizer("llama-bpe") {
+        assert_ne!(
+            tok.encode("<|eot_id|>\nHi", false, true).unwrap(),
+            tok.encode("<|eot_id|>Hi", false, true).unwrap()
+        );
     }
 }

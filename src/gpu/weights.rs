@@ -314,12 +314,12 @@ impl WeightLayout {
     fn part_size(&self, n_rows: u64, offset_alignment: u64) -> ([u64; 3], u64) {
         let mut offsets = [0u64; 3];
         let mut end = n_rows * self.row_bytes[0];
-        for p in 1..3 {
-            if self.row_bytes[p] > 0 {
-                offsets[p] = end.next_multiple_of(offset_alignment);
-                end = offsets[p] + n_rows * self.row_bytes[p];
+        for (offset, &row_bytes) in offsets.iter_mut().zip(&self.row_bytes).skip(1) {
+            if row_bytes > 0 {
+                *offset = end.next_multiple_of(offset_alignment);
+                end = *offset + n_rows * row_bytes;
             } else {
-                offsets[p] = end;
+                *offset = end;
             }
         }
         (offsets, end)

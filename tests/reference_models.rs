@@ -20,33 +20,41 @@ fn tiny_models_match_numpy_logits_and_greedy_ids() {
         let Some(m) = common::tiny_model(name) else {
             return;
         };
-        let file = GgufFile::open(&m.gguf).unwrap();
-        let mut model = ReferenceModel::load(&file, 256).unwrap();
-        assert_eq!(m.vocab, model.config().n_vocab);
-
-        let mut max_diff = 0f32;
-        let mut last = Vec::new();
-        for (i, &t) in m.prompt.iter().enumerate() {
-            let logits = model.forward(t).unwrap();
-            for (a, b) in logits.iter().zip(m.logits_at(i)) {
-                max_diff = max_diff.max((a - b).abs());
-            }
-            last = logits.to_vec();
-        }
-        eprintln!("{name}: max |logit - numpy| over the prompt = {max_diff:.3e}");
-        assert!(
-            max_diff <= LOGIT_TOLERANCE,
-            "{name}: max logit difference {max_diff} > {LOGIT_TOLERANCE}"
-        );
-
-        let mut got = Vec::new();
-        let mut next = common::argmax(&last);
-        for _ in 0..m.greedy.len() {
-            got.push(next);
-            next = common::argmax(model.forward(next).unwrap());
-        }
-        assert_eq!(got, m.greedy, "{name}: greedy ids");
+        check_logits_and_greedy(&m, None);
     }
+}
+
+/// Run `m`'s prompt through the CPU reference: every position's logits within
+/// `LOGIT_TOLERANCE` of the fixture's, then the greedy ids exactly.
+fn check_logits_and_greedy(m: &common::TinyModel, arch: Option<&str>) {
+    let name = m.name;
+    let file = GgufFile::open(&m.gguf).unwrap();
+    let mut model = ReferenceModel::load(&file, 256).unwrap();
+    assert_eq!(m.vocab, model.config().n_vocab);
+    if let Some(arch) = arch {
+        assert_eq!(model.config().architecture, arch);
+    }
+    let mut max_diff = 0f32;
+    let mut last = Vec::new();
+    for (i, &t) in m.prompt.iter().enumerate() {
+        let logits = model.forward(t).unwrap();
+        for (a, b) in logits.iter().zip(m.logits_at(i)) {
+            max_diff = max_diff.max((a - b).abs());
+        }
+        last = logits.to_vec();
+    }
+    eprintln!("{name}: max |logit - reference| over the prompt = {max_diff:.3e}");
+    assert!(
+        max_diff <= LOGIT_TOLERANCE,
+        "{name}: max logit difference {max_diff} > {LOGIT_TOLERANCE}"
+    );
+    let mut got = Vec::new();
+    let mut next = common::argmax(&last);
+    for _ in 0..m.greedy.len() {
+        got.push(next);
+        next = common::argmax(model.forward(next).unwrap());
+    }
+    assert_eq!(got, m.greedy, "{name}: greedy ids");
 }
 
 #[test]
@@ -164,30 +172,6 @@ fn every_architecture_matches_llama_cpp_logits_and_greedy_ids() {
         let Some(m) = common::arch_models::arch_model(name) else {
             return;
         };
-        let file = GgufFile::open(&m.gguf).unwrap();
-        let mut model = ReferenceModel::load(&file, 256).unwrap();
-        assert_eq!(model.config().architecture, arch);
-
-        let mut max_diff = 0f32;
-        let mut last = Vec::new();
-        for (i, &t) in m.prompt.iter().enumerate() {
-            let logits = model.forward(t).unwrap();
-            for (a, b) in logits.iter().zip(m.logits_at(i)) {
-                max_diff = max_diff.max((a - b).abs());
-            }
-            last = logits.to_vec();
-        }
-        eprintln!("{name}: max |logit - llama.cpp| over the prompt = {max_diff:.3e}");
-        assert!(
-            max_diff <= LOGIT_TOLERANCE,
-            "{name}: max logit difference {max_diff} > {LOGIT_TOLERANCE}"
-        );
-        let mut got = Vec::new();
-        let mut next = common::argmax(&last);
-        for _ in 0..m.greedy.len() {
-            got.push(next);
-            next = common::argmax(model.forward(next).unwrap());
-        }
-        assert_eq!(got, m.greedy, "{name}: greedy ids");
+        check_logits_and_greedy(&m, Some(arch));
     }
 }

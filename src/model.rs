@@ -9,9 +9,10 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::gpu::graph::{Graph, Kernels, View};
+use crate::gpu::activations::Activations;
+use crate::gpu::graph::{Graph, Kernels};
 use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
-use crate::gpu::kernels::attention::{Attention, AttentionScratch};
+use crate::gpu::kernels::attention::Attention;
 use crate::gpu::kernels::embed::Embed;
 use crate::gpu::kernels::ffn::Ffn;
 use crate::gpu::kernels::matvec::{MatMul, MatVec};
@@ -45,137 +46,6 @@ struct InFlight {
     /// The token it consumes: the id the previous step returned.
     input: u32,
     submission: wgpu::SubmissionIndex,
-}
-
-/// Per-token activations of a batch of up to `max_tokens` tokens, each `[max_tokens][width]`.
-/// q, k and v share one buffer (`qkv`), as do gate and up (`ffn`): a projection writes all of
-/// them in one dispatch. Each region starts at a storage-binding offset alignment, so the
-/// kernels after it bind it as a range of its own.
-struct Activations {
-    max_tokens: usize,
-    tokens: wgpu::Buffer,
-    x: wgpu::Buffer,
-    h: wgpu::Buffer,
-    qkv: wgpu::Buffer,
-    /// Byte ranges of q, k, v in `qkv`.
-    q: (u64, u64),
-    k: (u64, u64),
-    v: (u64, u64),
-    /// q after RoPE (and the q norm).
-    q_rope: wgpu::Buffer,
-    att: wgpu::Buffer,
-    ffn: wgpu::Buffer,
-    /// Byte ranges of gate and up in `ffn`.
-    gate: (u64, u64),
-    up: (u64, u64),
-    scratch: AttentionScratch,
-    widths: Widths,
-}
-
-#[derive(Clone, Copy)]
-struct Widths {
-    n_embd: usize,
-    q: usize,
-    kv: usize,
-    ff: usize,
-}
-
-/// The activations as the forward pass names them.
-struct Views<'a> {
-    x: View<'a>,
-    h: View<'a>,
-    q: View<'a>,
-    k: View<'a>,
-    v: View<'a>,
-    q_rope: View<'a>,
-    att: View<'a>,
-    gate: View<'a>,
-    up: View<'a>,
-}
-
-/// Consecutive byte ranges of `sizes` bytes, each starting at a multiple of `alignment`, and
-/// the bytes they span.
-fn aligned_ranges<const N: usize>(sizes: [u64; N], alignment: u64) -> ([(u64, u64); N], u64) {
-    let mut end = 0u64;
-    let ranges = sizes.map(|size| {
-        let start = end.next_multiple_of(alignment);
-        end = start + size;
-        (start, size)
-    });
-    (ranges, end)
-}
-
-impl Activations {
-    fn new(
-        ctx: &GpuContext,
-        c: &Config,
-        k: &Kernels,
-        kv: &KvCache,
-        max_tokens: usize,
-    ) -> Result<Self> {
-        let bytes = |width: usize| (max_tokens * width * 4) as u64;
-        let buf = |label: &str, size: u64| storage_buffer(ctx, label, size);
-        let alignment = ctx.limits.min_storage_buffer_offset_alignment as u64;
-        let ([q, kr, v], qkv_bytes) = aligned_ranges(
-            [bytes(c.q_dim()), bytes(c.kv_dim()), bytes(c.kv_dim())],
-            alignment,
-        );
-        let ([gate, up], ffn_bytes) = aligned_ranges([bytes(c.n_ff), bytes(c.n_ff)], alignment);
-        Ok(Activations {
-            max_tokens,
-            tokens: buf("tokens", bytes(1)),
-            x: buf("x", bytes(c.n_embd)),
-            h: buf("h", bytes(c.n_embd)),
-            qkv: buf("qkv", qkv_bytes),
-            q,
-            k: kr,
-            v,
-            q_rope: buf("q after rope", bytes(c.q_dim())),
-            att: buf("att", bytes(c.q_dim())),
-            ffn: buf("gate, up", ffn_bytes),
-            gate,
-            up,
-            scratch: k.attention.scratch(ctx, kv, max_tokens)?,
-            widths: Widths {
-                n_embd: c.n_embd,
-                q: c.q_dim(),
-                kv: c.kv_dim(),
-                ff: c.n_ff,
-            },
-        })
-    }
-
-    fn views(&self) -> Views<'_> {
-        let w = self.widths;
-        let view = |buffer, offset, width| View {
-            buffer,
-            offset,
-            width,
-        };
-        Views {
-            x: view(&self.x, 0, w.n_embd),
-            h: view(&self.h, 0, w.n_embd),
-            q: view(&self.qkv, self.q.0, w.q),
-            k: view(&self.qkv, self.k.0, w.kv),
-            v: view(&self.qkv, self.v.0, w.kv),
-            q_rope: view(&self.q_rope, 0, w.q),
-            att: view(&self.att, 0, w.q),
-            gate: view(&self.ffn, self.gate.0, w.ff),
-            up: view(&self.ffn, self.up.0, w.ff),
-        }
-    }
-
-    fn buffers(&self) -> [&wgpu::Buffer; 7] {
-        [
-            &self.tokens,
-            &self.x,
-            &self.h,
-            &self.qkv,
-            &self.q_rope,
-            &self.att,
-            &self.ffn,
-        ]
-    }
 }
 
 pub struct GpuModel {

@@ -394,6 +394,22 @@ async fn bad_bytes_are_errors_with_codes_and_a_later_load_works() {
     model.forward_logits(&[1, 2]).await.unwrap();
 }
 
+/// Resolves in a later task of the page's event loop (a `setTimeout(0)`), so the page stays
+/// responsive during a long synchronous-looking stream.
+async fn next_task() {
+    use wasm_bindgen::JsCast;
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout: js_sys::Function =
+            js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                .unwrap()
+                .unchecked_into();
+        set_timeout
+            .call2(&JsValue::UNDEFINED, &resolve, &0.into())
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
 /// Bytes of the page's wasm memory (it only ever grows).
 fn wasm_memory_bytes() -> f64 {
     use wasm_bindgen::JsCast;
@@ -462,6 +478,9 @@ async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
         let n = left.min(CHUNK);
         reader.push(&zeros[..n as usize], &mut sink).unwrap();
         left -= n;
+        // A fetch body arrives over many tasks; pushing 2.35 GB in one would keep the page
+        // from answering the test driver (it gives up after 300 s on a slow machine).
+        next_task().await;
     }
     reader.finish(&mut sink).unwrap();
     let (config, loader) = state.unwrap();

@@ -1,6 +1,7 @@
 //! The decoder's GPU side: the device (`context`), the shared kernel machinery (`kernel`), and
 //! the typed kernels the model calls.
 
+pub(crate) mod activations;
 pub mod context;
 pub mod graph;
 pub mod kernel;
@@ -8,6 +9,7 @@ pub mod kernel;
 pub mod kernel_bench;
 pub mod kernels;
 pub mod loader;
+pub mod weight_types;
 pub mod weights;
 
 pub use context::{GpuContext, GpuFeatures, GpuOptions};

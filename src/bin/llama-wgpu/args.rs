@@ -1,0 +1,195 @@
+//! The command line's arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use llama_wgpu::generate::GenerateOptions;
+use llama_wgpu::sampler::SamplingParams;
+
+#[derive(Parser)]
+#[command(name = "llama-wgpu", version, about = "Run Llama-family GGUF models")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Generate text from a raw prompt or one chat message, streaming it to stdout.
+    Generate(GenerateArgs),
+    /// Chat in the terminal: one user message per line, the model's reply streamed back.
+    Chat(ChatArgs),
+    /// Print the token ids of TEXT (or of JSON strings read one per line from stdin).
+    Tokenize(TokenizeArgs),
+    /// Measure load time, prefill and decode speed.
+    Bench(BenchArgs),
+    /// Show a GGUF file's metadata and tensor table.
+    Inspect {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Time each matvec kernel and the prefill matmul against a copy kernel (GB/s, GFLOP/s).
+    BenchKernels {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// One shape per kernel, one run: checks the table runs, not a measurement.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Copy a GGUF's header (metadata, tokenizer, tensor table) and fill every tensor with
+    /// random valid blocks: the same model shape for benchmarks where the weights cannot go.
+    Synth {
+        /// A GGUF, or just its header (as written by --header-only).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write only the header (a few MB: what travels to the benchmark machine).
+        #[arg(long)]
+        header_only: bool,
+    },
+    /// Rewrite a GGUF with its matrices requantized (llama.cpp's reference quantizers).
+    Quantize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Q8_0, Q4_0 or Q4_1.
+        #[arg(long = "type")]
+        ty: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ModelArgs {
+    /// Path to a GGUF file.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Where the decoder runs: `gpu` (WGSL kernels through wgpu) or `cpu` (the f32
+    /// reference decoder).
+    #[arg(long, default_value = "gpu")]
+    pub(crate) device: String,
+    /// KV cache length in tokens (default: the model's, at most 4096).
+    #[arg(long)]
+    pub(crate) context_length: Option<usize>,
+    /// Do not use the adapter's shader-f16 (the KV cache stays f32).
+    #[arg(long)]
+    pub(crate) no_f16: bool,
+    /// Do not use the adapter's subgroup operations.
+    #[arg(long)]
+    pub(crate) no_subgroups: bool,
+    /// Kernel family: `auto` (from the adapter), `emulator` (shaped for CPU emulations of a
+    /// GPU) or `gpu` (shaped for real GPUs). For comparisons; `auto` is what users get.
+    #[arg(long, default_value = "auto")]
+    pub(crate) kernels: String,
+    /// Pipelined decode steps: `auto` (on real GPUs), `on` or `off`.
+    #[arg(long, default_value = "auto")]
+    pub(crate) pipeline: String,
+}
+
+#[derive(Args)]
+pub(crate) struct SamplingArgs {
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_tokens: usize,
+    /// 0 means greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub(crate) temperature: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 40)]
+    pub(crate) top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub(crate) top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Stop when the text contains this (repeatable).
+    #[arg(long)]
+    pub(crate) stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    pub(crate) fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repeat_penalty,
+                seed: self.seed,
+                ..SamplingParams::default()
+            },
+            stop: self.stop.clone(),
+            ignore_eos: false,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Raw text to continue (special-token text is parsed; BOS only if the model adds one).
+    #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+    pub(crate) prompt: Option<String>,
+    /// A user message, rendered through the model's chat template.
+    #[arg(long)]
+    pub(crate) chat: Option<String>,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    pub(crate) system: Option<String>,
+    #[command(flatten)]
+    pub(crate) sampling: SamplingArgs,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ChatArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    #[arg(long)]
+    pub(crate) system: Option<String>,
+    #[command(flatten)]
+    pub(crate) sampling: SamplingArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) prompt_tokens: usize,
+    /// Greedy tokens generated after the prompt (end-of-text does not stop them).
+    #[arg(long, default_value_t = 128)]
+    pub(crate) gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub(crate) repeats: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Instead of the run figures: time each kernel of a decode step alone (GPU only),
+    /// after a prompt of --prompt-tokens tokens, averaged over --repeats steps.
+    #[arg(long)]
+    pub(crate) profile: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct TokenizeArgs {
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Recognise special-token text (e.g. `<|im_start|>`) as tokens.
+    #[arg(long)]
+    pub(crate) parse_special: bool,
+    /// Add BOS/EOS as the model's metadata says.
+    #[arg(long)]
+    pub(crate) add_special: bool,
+    pub(crate) text: Option<String>,
+}

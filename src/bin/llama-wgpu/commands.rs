@@ -1,0 +1,336 @@
+//! Every subcommand but the benchmarks.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::Parser;
+use llama_wgpu::chat::Message;
+use llama_wgpu::config::Config;
+use llama_wgpu::engine::{Device, Engine, EngineOptions};
+use llama_wgpu::generate::Generation;
+use llama_wgpu::gguf::{GgufFile, Value};
+use llama_wgpu::gpu::GpuOptions;
+use llama_wgpu::tokenizer::Tokenizer;
+use llama_wgpu::{Error, Result};
+
+use crate::args::{ChatArgs, Cli, Command, GenerateArgs, ModelArgs, TokenizeArgs};
+use crate::bench::{bench, bench_kernels};
+
+/// `writeln!` into a String, which cannot fail.
+macro_rules! outln {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate(a) => generate(a),
+        Command::Chat(a) => chat(a),
+        Command::Tokenize(a) => tokenize(a),
+        Command::Bench(a) => bench(a),
+        Command::Inspect { model } => inspect(model),
+        Command::Quantize { model, out, ty } => quantize(model, out, &ty),
+        Command::BenchKernels { json, quick } => bench_kernels(json, quick),
+        Command::Synth {
+            model,
+            out,
+            header_only,
+        } => {
+            // The header is at most a few MB; reading only a prefix keeps a whole model
+            // from being loaded into memory.
+            let mut bytes = Vec::new();
+            let file = std::fs::File::open(&model)
+                .map_err(|e| Error::io(format!("opening {}", model.display()), e))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, 64 << 20), &mut bytes)
+                .map_err(|e| Error::io(format!("reading {}", model.display()), e))?;
+            let n = llama_wgpu::synth::synthesize(&bytes, &out, header_only)?;
+            println!("{}: {n} bytes", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn quantize(model: PathBuf, out: PathBuf, ty: &str) -> Result<()> {
+    let ty = llama_wgpu::quantize::QUANTIZE_TYPES
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(ty))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("--type {ty}: expected Q8_0, Q4_0 or Q4_1"))
+        })?;
+    if model == out {
+        return Err(Error::InvalidArgument(
+            "--out must differ from --model".into(),
+        ));
+    }
+    let input = GgufFile::open(&model)?;
+    let r = llama_wgpu::quantize::quantize_file(&input, &out, ty)?;
+    println!(
+        "{}: {} of {} tensors requantized to {ty}; {:.1} MB -> {:.1} MB",
+        out.display(),
+        r.requantized,
+        r.tensors,
+        r.bytes_in as f64 / 1e6,
+        r.bytes_out as f64 / 1e6
+    );
+    Ok(())
+}
+
+pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
+    let emulator_kernels = auto_or("--kernels", &m.kernels, "emulator", "gpu")?;
+    let pipelined_decode = auto_or("--pipeline", &m.pipeline, "on", "off")?;
+    let options = EngineOptions {
+        device: m.device.parse::<Device>()?,
+        context_length: m.context_length,
+        gpu: GpuOptions {
+            allow_f16: !m.no_f16,
+            allow_subgroups: !m.no_subgroups,
+            emulator_kernels,
+            pipelined_decode,
+            ..GpuOptions::default()
+        },
+    };
+    Engine::load(&m.model, &options)
+}
+
+/// `auto` -> None (the adapter decides), `yes` -> Some(true), `no` -> Some(false).
+fn auto_or(flag: &str, value: &str, yes: &str, no: &str) -> Result<Option<bool>> {
+    match value {
+        "auto" => Ok(None),
+        v if v == yes => Ok(Some(true)),
+        v if v == no => Ok(Some(false)),
+        other => Err(Error::InvalidArgument(format!(
+            "{flag} {other}: expected auto, {yes} or {no}"
+        ))),
+    }
+}
+
+fn stdout_piece(piece: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) stops generation instead of erroring.
+    out.write_all(piece.as_bytes())
+        .and_then(|_| out.flush())
+        .is_ok()
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let mut engine = load(&a.model)?;
+    let options = a.sampling.options();
+    let mut sink = |piece: &str| a.json || stdout_piece(piece);
+    let (prompt_ids, result) = match (&a.prompt, &a.chat) {
+        (Some(prompt), _) => {
+            let ids = engine.encode_prompt(prompt)?;
+            let r = engine.generate_ids(&ids, &options, &mut sink)?;
+            (ids, r)
+        }
+        (None, Some(user)) => {
+            let messages = conversation(a.system.as_deref(), user);
+            let ids = engine.chat_prompt_ids(&messages)?;
+            let r = engine.generate_ids(&ids, &options, &mut sink)?;
+            (ids, r)
+        }
+        (None, None) => unreachable!("clap requires --prompt or --chat"),
+    };
+    if a.json {
+        print_json(&prompt_ids, &result);
+    } else {
+        println!();
+        print_stats(&result);
+    }
+    Ok(())
+}
+
+fn conversation(system: Option<&str>, user: &str) -> Vec<Message> {
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(Message::new("system", s));
+    }
+    messages.push(Message::new("user", user));
+    messages
+}
+
+fn print_json(prompt_ids: &[u32], g: &Generation) {
+    let v = serde_json::json!({
+        "prompt_ids": prompt_ids,
+        "ids": g.ids,
+        "text": g.text,
+        "stop_reason": g.stop_reason.as_str(),
+        "prefill_tokens_per_s": g.stats.prefill_tokens_per_second(),
+        "decode_tokens_per_s": g.stats.decode_tokens_per_second(),
+    });
+    println!("{v}");
+}
+
+fn print_stats(g: &Generation) {
+    eprintln!(
+        "[{} prompt tokens, {} generated, stop: {}; prefill {:.1} tok/s, decode {:.1} tok/s, first token after {:.2} s]",
+        g.stats.prompt_tokens,
+        g.stats.generated_tokens,
+        g.stop_reason.as_str(),
+        g.stats.prefill_tokens_per_second(),
+        g.stats.decode_tokens_per_second(),
+        g.stats.time_to_first_token_seconds,
+    );
+}
+
+fn chat(a: ChatArgs) -> Result<()> {
+    let mut engine = load(&a.model)?;
+    let options = a.sampling.options();
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(Message::new("system", s));
+    }
+    eprintln!(
+        "Model loaded ({}, {} layers, context {}; chatting through {}). Type a message; \
+         Ctrl-D quits.",
+        engine.config.architecture,
+        engine.config.n_layer,
+        engine.context_length(),
+        engine.template.describe_origin()
+    );
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("reading stdin", e))?
+            == 0
+        {
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        messages.push(Message::new("user", line));
+        match engine.chat(&messages, &options, &mut stdout_piece) {
+            Ok(reply) => {
+                println!();
+                print_stats(&reply);
+                messages.push(Message::new("assistant", &reply.text));
+            }
+            Err(e @ Error::ContextOverflow { .. }) => {
+                eprintln!("error [{}]: {e}; starting a new conversation", e.code());
+                messages.truncate(a.system.is_some() as usize);
+                engine.reset();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Median, min and max of a list of figures.
+/// The process's peak resident memory (Linux `VmHWM`), to show that loading streams
+/// tensors instead of holding the file.
+fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let file = GgufFile::open(&a.model)?;
+    let tokenizer = Tokenizer::from_gguf(&file.header.metadata)?;
+    let encode = |text: &str| -> Result<String> {
+        let ids = tokenizer.encode(text, a.add_special, a.parse_special)?;
+        Ok(serde_json::to_string(&ids).expect("ids serialize"))
+    };
+    if let Some(text) = &a.text {
+        println!("{}", encode(text)?);
+        return Ok(());
+    }
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| Error::io("reading stdin", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let text: String = serde_json::from_str(&line).map_err(|e| {
+            Error::InvalidArgument(format!("stdin line {}: not a JSON string: {e}", n + 1))
+        })?;
+        println!("{}", encode(&text)?);
+    }
+    Ok(())
+}
+
+fn inspect(path: PathBuf) -> Result<()> {
+    let file = GgufFile::open(&path)?;
+    let h = &file.header;
+    let mut o = String::new();
+    outln!(o, "file:        {}", path.display());
+    outln!(o, "size:        {} bytes", file.file_size);
+    outln!(
+        o,
+        "gguf:        version {}, alignment {}, data at byte {}",
+        h.version,
+        h.alignment,
+        h.data_offset
+    );
+    outln!(o, "\nmetadata ({} keys):", h.metadata.len());
+    for (key, value) in h.metadata.iter() {
+        outln!(o, "  {key:<44} {}", show_value(value));
+    }
+    outln!(o, "\ntensors ({}):", h.tensors.len());
+    outln!(
+        o,
+        "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+        "name",
+        "type",
+        "dims",
+        "offset",
+        "bytes"
+    );
+    for t in &h.tensors {
+        let dims = format!("{:?}", t.dims);
+        outln!(
+            o,
+            "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+            t.name,
+            t.ty.name(),
+            dims,
+            t.offset,
+            t.n_bytes
+        );
+    }
+    let total: u64 = h.tensors.iter().map(|t| t.n_bytes).sum();
+    outln!(o, "  total {total} bytes of tensor data");
+    match Config::from_header(h) {
+        Ok(c) => outln!(
+            o,
+            "\nmodel: {} — dim {}, {} layers, {} heads ({} KV, head {}), ffn {}, vocab {}, context {}, rope base {}, rms eps {}, tied embeddings: {}, sliding window: {}",
+            c.architecture, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab,
+            c.context_length, c.rope_base, c.rms_eps, c.tied_embeddings,
+            match c.sliding_window {
+                Some(w) => format!("{w} on {} of {} layers", c.local_layers.iter().filter(|&&l| l).count(), c.n_layer),
+                None => "none".into(),
+            }
+        ),
+        Err(e) => outln!(o, "\nnot runnable as a model: [{}] {e}", e.code()),
+    }
+    // Written at once, and a closed pipe (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(o.as_bytes());
+    Ok(())
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() > 80 => {
+            let cut = (0..=80).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            format!("{:?}… ({} bytes)", &s[..cut], s.len())
+        }
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(items) => {
+            let head: Vec<String> = items.iter().take(6).map(show_value).collect();
+            let more = if items.len() > 6 { ", …" } else { "" };
+            let ty = items.first().map(Value::type_name).unwrap_or("?");
+            format!("[{ty}; {}] [{}{more}]", items.len(), head.join(", "))
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::F32(x) => format!("{x}"),
+        Value::F64(x) => format!("{x}"),
+        other => match other.as_i64() {
+            Some(i) => i.to_string(),
+            None => other
+                .as_u64()
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| format!("{other:?}")),
+        },
+    }
+}

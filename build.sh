@@ -272,6 +272,17 @@ cmd_bench() {
   log "native: GPU decoder, then the CPU reference"
   "$bin" bench --model "$DEFAULT_MODEL" --device gpu "${args[@]}" > "$out/native-gpu.json"
   "$bin" bench --model "$DEFAULT_MODEL" --device cpu "${args[@]}" > "$out/native-cpu.json"
+  # The other architectures, natively (shorter runs: the CPU reference is slow on 0.5B).
+  # Quick mode runs only the smallest, to check the harness and report handle them.
+  local models=("$GEMMA_MODEL" "$QWEN_MODEL") margs=(--prompt-tokens 64 --gen-tokens 32 --repeats 2 --context-length 512 --json)
+  if [ -n "$quick" ]; then models=("$GEMMA_MODEL"); margs=("${args[@]}"); fi
+  mkdir -p "$out/models"
+  for model in "${models[@]}"; do
+    log "native, $(basename "$model"): GPU decoder, then the CPU reference"
+    for device in gpu cpu; do
+      "$bin" bench --model "$model" --device "$device" "${margs[@]}" > "$out/models/$(basename "$model" .gguf).$device.json"
+    done
+  done
   if [ -n "${LLAMA_WGPU_BENCH_LLAMA_CPP:-}" ] && [ -z "$quick" ]; then
     bench_llama_cpp "$out"
   fi

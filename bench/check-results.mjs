@@ -33,6 +33,10 @@ for (const device of ["gpu", "cpu"]) {
   if (!n) problems.push(`native ${device}: missing`);
   else for (const key of ["prefill_tokens_per_s", "decode_tokens_per_s"]) positive(`native ${device} ${key}`, median(n[key]));
 }
+if (!r.models?.length) problems.push("models: no runs of the other architectures");
+for (const m of r.models || []) {
+  for (const key of ["prefill_tokens_per_s", "decode_tokens_per_s"]) positive(`${m.file} on ${m.adapter} ${key}`, median(m[key]));
+}
 positive("kernels copy_gbps", r.kernels?.copy_gbps);
 if (!r.kernels?.matvec?.length) problems.push("kernels: no matvec rows");
 
@@ -40,4 +44,4 @@ if (problems.length) {
   console.error(`benchmark results incomplete (${file}):\n  ${problems.join("\n  ")}`);
   process.exit(1);
 }
-console.log(`benchmark results complete: ${Object.keys(r.browser.engines.ours).length} model(s) x 2 browser engines, native GPU and CPU, kernel table`);
+console.log(`benchmark results complete: ${Object.keys(r.browser.engines.ours).length} model(s) x 2 browser engines, native GPU and CPU, ${r.models.length} other-architecture run(s), kernel table`);

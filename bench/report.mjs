@@ -8,6 +8,7 @@
 //   native-gpu.json        `llama-wgpu bench --json` (GPU device)
 //   native-cpu.json        `llama-wgpu bench --json --device cpu`
 //   native-llama-cpp.json  the same shape from llama.cpp, plus "engine": "llama.cpp"
+//   models/NAME.DEVICE.json `llama-wgpu bench --json` on another architecture's model (NAME.gguf)
 //   kernels.json           {adapter, copy_gbps, matvec: [{type, rows, cols, ms, gbps, of_copy}],
 //                           matmul: [{type, rows, cols, tokens, ms, gflops}]}
 // Writes DIR/results.json (all of it plus commit, date, machine), DIR/results.md and DIR/chart.svg.
@@ -296,6 +297,25 @@ function markdown(r) {
     }
   }
 
+  if (r.models?.length) {
+    L.push("");
+    L.push("### Other architectures (native)");
+    L.push("");
+    const m0 = r.models[0];
+    L.push(
+      `\`llama-wgpu bench --json\` on each model: ${m0.prompt_tokens}-token prompt, ${m0.gen_tokens} generated, median of ${m0.repeats} (min–max).`,
+    );
+    L.push("");
+    L.push("| model | device | load s | prefill tok/s | decode tok/s | GPU memory | dispatches / token |");
+    L.push("|---|---|---:|---:|---:|---:|---:|");
+    for (const m of r.models) {
+      L.push(
+        `| ${mdCell(m.file)} | ${mdCell(m.adapter)} | ${spread(m.load_s)} | ${spread(m.prefill_tokens_per_s)} | ${spread(m.decode_tokens_per_s)} | ` +
+          `${m.gpu_bytes ? mb(m.gpu_bytes) : "–"} | ${m.dispatches_per_token ?? "–"} |`,
+      );
+    }
+  }
+
   const k = r.kernels;
   if (k) {
     L.push("");
@@ -502,6 +522,15 @@ function main() {
     llama_cpp: readJson(o.out, "native-llama-cpp.json"),
   };
   const kernels = readJson(o.out, "kernels.json");
+  // models/<file>.<device>.json: `llama-wgpu bench --json` on the other architectures' models.
+  const modelsDir = path.join(o.out, "models");
+  const models = fs.existsSync(modelsDir)
+    ? fs
+        .readdirSync(modelsDir)
+        .filter((f) => f.endsWith(".json"))
+        .sort()
+        .map((f) => ({ file: f.replace(/\.(gpu|cpu)\.json$/, ".gguf"), ...readJson(modelsDir, f) }))
+    : [];
   if (!browser && !native.gpu && !native.cpu && !native.llama_cpp && !kernels) {
     throw new Error(`${o.out} holds none of browser.json, native-gpu.json, native-cpu.json, native-llama-cpp.json, kernels.json`);
   }
@@ -516,6 +545,7 @@ function main() {
     browser,
     native,
     kernels,
+    models,
     chart: "chart.svg",
   };
   const hasBars = chartGroups(results).length > 0;

@@ -63,19 +63,8 @@ struct Reference {
 }
 
 fn reference(name: &'static str) -> Option<Reference> {
-    let gguf = common::shared_or_skip(&format!("tiny-models-2/{name}.gguf"))?;
-    let dir = gguf.parent().unwrap().to_path_buf();
-    let refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
-            .unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let prompt = ids(&refs["prompt_ids"]);
+    let (gguf, dir, refs) = common::fixture_with_refs("tiny-models-2", name)?;
+    let prompt = common::json_ids(&refs["prompt_ids"]);
     let (shape, logits) = common::read_npy_f32(&dir.join(format!("{name}.prompt_logits.f32.npy")));
     assert_eq!(
         shape[0],
@@ -109,7 +98,7 @@ fn reference(name: &'static str) -> Option<Reference> {
         file: GgufFile::open(&gguf).unwrap(),
         prompt_logits: logits.chunks_exact(shape[1]).map(<[f32]>::to_vec).collect(),
         prompt,
-        greedy: ids(&f32_run["greedy_ids"]),
+        greedy: common::json_ids(&f32_run["greedy_ids"]),
         greedy_top10,
         types,
     })

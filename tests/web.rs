@@ -220,6 +220,31 @@ async fn stream_into_gpu(ctx: &GpuContext, bytes: &[u8], chunk: usize) -> GpuMod
         .unwrap()
 }
 
+/// The CPU reference's logits after the last of `prompt`, on a GGUF held in memory.
+fn reference_logits(bytes: &[u8], prompt: &[u32]) -> Vec<f32> {
+    let header = Header::parse(bytes, Some(bytes.len() as u64))
+        .unwrap()
+        .unwrap();
+    let mut reference = ReferenceModel::from_tensors(&header, 32, |info| {
+        let start = (header.data_offset + info.offset) as usize;
+        Ok(bytes[start..start + info.n_bytes as usize].to_vec())
+    })
+    .unwrap();
+    let mut want = Vec::new();
+    for &t in prompt {
+        want = reference.forward(t).unwrap().to_vec();
+    }
+    want
+}
+
+fn largest_difference(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
 /// Logits of a streamed model against the CPU reference on the same bytes. Both compute in
 /// f32 from the same dequantized weights; they differ only in summation order and in the
 /// GPU's exp/rsqrt, so logits of size ~1 agree to ~1e-5; 2e-4 leaves room for two blocks of
@@ -230,27 +255,11 @@ const LOGIT_TOLERANCE: f32 = 2e-4;
 async fn a_model_streamed_in_odd_chunks_computes_the_reference_logits() {
     let ctx = gpu().await;
     let bytes = small_llama();
-    let header = Header::parse(&bytes, Some(bytes.len() as u64))
-        .unwrap()
-        .unwrap();
-    let mut reference = ReferenceModel::from_tensors(&header, 32, |info| {
-        let start = (header.data_offset + info.offset) as usize;
-        Ok(bytes[start..start + info.n_bytes as usize].to_vec())
-    })
-    .unwrap();
     let prompt = [1u32, 50, 7, 95];
-    let mut want = Vec::new();
-    for &t in &prompt {
-        want = reference.forward(t).unwrap().to_vec();
-    }
+    let want = reference_logits(&bytes, &prompt);
     for chunk in [7, 4099, bytes.len()] {
         let mut model = stream_into_gpu(&ctx, &bytes, chunk).await;
-        let got = model.forward_logits(&prompt).await.unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&model.forward_logits(&prompt).await.unwrap(), &want);
         assert!(
             worst <= LOGIT_TOLERANCE,
             "chunks of {chunk} bytes: logits differ from the CPU reference by {worst} (largest |logit| {})",
@@ -267,25 +276,9 @@ async fn every_architecture_streamed_computes_the_reference_logits() {
     let prompt = [1u32, 50, 7, 95, 3, 60];
     for arch in llama_wgpu::arch::ARCHITECTURES {
         let bytes = common::small_models::small_model(arch, 9);
-        let header = Header::parse(&bytes, Some(bytes.len() as u64))
-            .unwrap()
-            .unwrap();
-        let mut reference = ReferenceModel::from_tensors(&header, 32, |info| {
-            let start = (header.data_offset + info.offset) as usize;
-            Ok(bytes[start..start + info.n_bytes as usize].to_vec())
-        })
-        .unwrap();
-        let mut want = Vec::new();
-        for &t in &prompt {
-            want = reference.forward(t).unwrap().to_vec();
-        }
+        let want = reference_logits(&bytes, &prompt);
         let mut model = stream_into_gpu(&ctx, &bytes, 4099).await;
-        let got = model.forward_logits(&prompt).await.unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&model.forward_logits(&prompt).await.unwrap(), &want);
         assert!(
             worst <= LOGIT_TOLERANCE,
             "{}: logits differ from the CPU reference by {worst}",

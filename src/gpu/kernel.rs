@@ -273,10 +273,18 @@ pub async fn read_mapped_after(
         };
         wait(after)?;
         // Not mapped once its submission is done: a GPU error (an invalid submit never
-        // completes the mapping) or, failing that, wait for everything; never block forever.
+        // completes the mapping), or another thread polling the same device has taken the
+        // callback and not yet run it (callbacks run in whichever thread polls, after its
+        // poll has let go of the device). Wait for everything, then give such a callback a
+        // bounded time; never block forever.
         if !receiver.is_ready() {
             ctx.check()?;
             wait(None)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !receiver.is_ready() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                wait(None)?;
+            }
             if !receiver.is_ready() {
                 ctx.check()?;
                 return Err(Error::Gpu(

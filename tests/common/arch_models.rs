@@ -1,7 +1,7 @@
 //! The random-weight qwen2, qwen3, phi3 and gemma3 models of `../shared/fixtures/tiny-models-2`
 //! with llama.cpp's logits (its README): one per architecture beside llama.
 
-use super::{read_npy_f32, shared_or_skip, TinyModel};
+use super::{fixture_with_refs, json_ids, read_npy_f32, TinyModel};
 
 /// (architecture, model name) of every tiny model with an architecture other than llama.
 pub const ARCH_MODELS: [(&str, &str); 4] = [
@@ -16,18 +16,7 @@ pub const ARCH_MODELS: [(&str, &str); 4] = [
 /// its logits by up to 0.0045: README "Tolerances observed"). None, with SKIPPED printed, when
 /// `../shared/fixtures` is absent.
 pub fn arch_model(name: &'static str) -> Option<TinyModel> {
-    let gguf = shared_or_skip(&format!("tiny-models-2/{name}.gguf"))?;
-    let dir = gguf.parent().unwrap().to_path_buf();
-    let refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
-            .unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
+    let (gguf, dir, refs) = super::fixture_with_refs("tiny-models-2", name)?;
     let (reference, logits_file) = match refs.get("numpy_f32_exact_gelu") {
         Some(r) => (r, format!("{name}.numpy_exact_gelu.prompt_logits.f32.npy")),
         None => (
@@ -36,13 +25,13 @@ pub fn arch_model(name: &'static str) -> Option<TinyModel> {
         ),
     };
     let (shape, logits) = read_npy_f32(&dir.join(logits_file));
-    let prompt = ids(&refs["prompt_ids"]);
+    let prompt = json_ids(&refs["prompt_ids"]);
     assert_eq!(shape[0], prompt.len());
     Some(TinyModel::new(
         name,
         gguf,
         prompt,
-        ids(&reference["greedy_ids"]),
+        json_ids(&reference["greedy_ids"]),
         shape[1],
         logits,
     ))

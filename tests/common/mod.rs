@@ -202,28 +202,39 @@ impl TinyModel {
     }
 }
 
+/// `../shared/fixtures/{folder}/{name}.gguf`, its folder and its `{name}.ref.json` (what
+/// llama.cpp and numpy computed for it), or None with SKIPPED printed when the fixtures are
+/// absent.
+pub fn fixture_with_refs(
+    folder: &str,
+    name: &str,
+) -> Option<(PathBuf, PathBuf, serde_json::Value)> {
+    let gguf = shared_or_skip(&format!("{folder}/{name}.gguf"))?;
+    let dir = gguf.parent().unwrap().to_path_buf();
+    let refs = std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap();
+    Some((gguf, dir, serde_json::from_slice(&refs).unwrap()))
+}
+
+/// A JSON array of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
 /// Load a tiny model's reference, or print SKIPPED when `../shared/fixtures` is absent.
 pub fn tiny_model(name: &'static str) -> Option<TinyModel> {
-    let gguf = shared_or_skip(&format!("tiny-models/{name}.gguf"))?;
-    let dir = gguf.parent().unwrap().to_path_buf();
-    let refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.ref.json"))).unwrap())
-            .unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
+    let (gguf, dir, refs) = fixture_with_refs("tiny-models", name)?;
     let (shape, logits) =
         read_npy_f32(&dir.join(format!("{name}.numpy_f32.prompt_logits.f32.npy")));
-    let prompt = ids(&refs["prompt_ids"]);
+    let prompt = json_ids(&refs["prompt_ids"]);
     assert_eq!(shape[0], prompt.len());
     Some(TinyModel {
         name,
         gguf,
-        greedy: ids(&refs["numpy_f32"]["greedy_ids"]),
+        greedy: json_ids(&refs["numpy_f32"]["greedy_ids"]),
         prompt,
         vocab: shape[1],
         logits,

@@ -16,7 +16,7 @@ pub const ARCH_MODELS: [(&str, &str); 4] = [
 /// its logits by up to 0.0045: README "Tolerances observed"). None, with SKIPPED printed, when
 /// `../shared/fixtures` is absent.
 pub fn arch_model(name: &'static str) -> Option<TinyModel> {
-    let (gguf, dir, refs) = super::fixture_with_refs("tiny-models-2", name)?;
+    let (gguf, dir, refs) = fixture_with_refs("tiny-models-2", name)?;
     let (reference, logits_file) = match refs.get("numpy_f32_exact_gelu") {
         Some(r) => (r, format!("{name}.numpy_exact_gelu.prompt_logits.f32.npy")),
         None => (

@@ -260,6 +260,7 @@ async function showModelInfo() {
   if (m.architecture) rows.push(["Architecture", m.architecture]);
   if (Number.isFinite(m.nParams)) rows.push(["Parameters", `${(m.nParams / 1e6).toFixed(0)} M`]);
   if (Array.isArray(m.tensorTypes) && m.tensorTypes.length) rows.push(["Weights", m.tensorTypes.join(", ")]);
+  if (m.chatTemplate) rows.push(["Chat format", m.chatTemplate]);
   const ctxUsed = m.contextLengthUsed ?? stats.contextLength;
   if (Number.isFinite(ctxUsed)) {
     rows.push(["Context", Number.isFinite(m.contextLength) ? `${ctxUsed} of ${m.contextLength} tokens` : `${ctxUsed} tokens`]);

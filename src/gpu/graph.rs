@@ -88,7 +88,8 @@ fn route_rows(rows: &[u64], widths: &[usize], bases: &[u64]) -> Vec<Vec<Route>> 
                 .filter_map(|((&width, &start), &base)| {
                     let lo = span.start.max(start);
                     let hi = span.end.min(start + width as u64);
-                    (lo < hi).then_some(Route {
+                    // `then`, not `then_some`: `hi - lo` must not be computed when lo >= hi.
+                    (lo < hi).then(|| Route {
                         first_row: lo - span.start,
                         rows: hi - lo,
                         base: base + (lo - start),

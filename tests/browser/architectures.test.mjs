@@ -1,9 +1,11 @@
-// The other architectures through the npm package in headless Chromium (WebGPU on SwiftShader):
+// The other architectures in the demo (www/, so through the npm package) in headless Chromium
+// (WebGPU on SwiftShader):
 // Qwen2.5-Coder-0.5B-Instruct (qwen2: QKV biases, its own Jinja chat template) and Gemma-3-270M
 // (gemma3: q/k norms, post-norms, GELU, sliding windows, no chat template of its own), both
-// Q4_K_M as people download them. Each generates greedily from a raw prompt and from a chat
-// message; the text must be what the native CLI's f32 CPU reference (`--device cpu`) writes for
-// the same prompt and chat message.
+// Q4_K_M as people download them. Each loads by URL, completes a raw prompt and answers a chat
+// message greedily; the text must be what the native CLI's f32 CPU reference (`--device cpu`)
+// writes for the same prompt and the same messages (the demo's system prompt included), and the
+// model panel must name the architecture and the chat format used.
 //
 //   node --test tests/browser/architectures.test.mjs
 //
@@ -21,7 +23,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CACHE, REPO, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { CACHE, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
 
 const MINUTE = 60_000;
 const TOKENS = 8;
@@ -50,17 +52,16 @@ function reference(model, args) {
   });
 }
 
-describe("every architecture through the package in Chromium", { timeout: 20 * MINUTE }, () => {
+describe("every architecture in the demo, through the package, in Chromium", { timeout: 20 * MINUTE }, () => {
   let server;
   const browser = {};
   const step = stepRunner(browser, "architectures");
+  const tid = (id) => `[data-testid="${id}"]`;
 
   before(async () => {
     if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
     server = await startServer(MODELS.map((m) => ["--serve", `/models/${m.file}=${m.path}`]).flat());
     Object.assign(browser, await launchBrowser());
-    // Any page of the server gives the origin the package is imported from.
-    await browser.page.goto(new URL("/pkg/index.js", server.url).href);
   });
 
   after(async () => {
@@ -68,36 +69,53 @@ describe("every architecture through the package in Chromium", { timeout: 20 * M
     await server?.stop();
   });
 
+  // The demo's counters (body data-*), which it bumps when a load or a generation ends.
+  const counter = (name) => browser.page.evaluate((n) => Number(document.body.dataset[n] || 0), name);
+  // `fresh`: the action opens a new page, whose counters start at 0.
+  const afterNext = async (name, action, { fresh = false } = {}) => {
+    const before = fresh ? 0 : await counter(name);
+    await action();
+    await browser.page.waitForFunction(([n, v]) => Number(document.body.dataset[n] || 0) > v, [name, before], { timeout: 5 * MINUTE, polling: 250 });
+    const error = browser.page.locator(tid("error-box"));
+    if (await error.isVisible()) throw new Error(`the demo showed an error: ${await error.innerText()}`);
+  };
+  const settings = async () => {
+    const page = browser.page;
+    await page.fill(tid("temperature"), "0");
+    await page.fill(tid("max-tokens"), String(TOKENS));
+    await page.fill(tid("seed"), "");
+  };
+
   for (const m of MODELS) {
-    it(`${m.name}: ${m.file} generates and chats as the CPU reference does`, { timeout: 8 * MINUTE }, () =>
+    it(`${m.name}: ${m.file} completes and chats in the demo as the CPU reference does`, { timeout: 10 * MINUTE }, () =>
       step(m.name, async () => {
-        const [wantRaw, wantChat] = [await reference(m.path, ["--prompt", m.prompt]), await reference(m.path, ["--chat", m.chat])];
-        const got = await browser.page.evaluate(
-          async ({ url, prompt, chat, tokens }) => {
-            const { createEngine } = await import("/pkg/index.js");
-            const engine = await createEngine({ model: url });
-            try {
-              let raw = "";
-              for await (const piece of engine.generate(prompt, { maxTokens: tokens, temperature: 0 })) raw += piece;
-              await engine.resetChat();
-              const reply = await engine.chat.completions.create({
-                messages: [{ role: "user", content: chat }],
-                max_tokens: tokens,
-                temperature: 0,
-              });
-              return { raw, chat: reply.choices[0].message.content, info: engine.stats().model };
-            } finally {
-              await engine.unload();
-            }
-          },
-          { url: `/models/${m.file}`, prompt: m.prompt, chat: m.chat, tokens: TOKENS },
-        );
-        console.log(`${m.name}: raw ${JSON.stringify(got.raw)}, chat ${JSON.stringify(got.chat)}`);
-        assert.equal(got.info.architecture, m.name);
-        assert.match(got.info.chatTemplate, m.template);
+        const page = browser.page;
+        await afterNext("loads", () => page.goto(`${server.url}?model=${encodeURIComponent(`/models/${m.file}`)}`), {
+          fresh: true,
+        });
+        const info = await page.locator(tid("model-info")).innerText();
+        assert.match(info, new RegExp(`Architecture\\s+${m.name}`), info);
+        assert.match(info, m.template, info);
+
+        await page.click(tid("mode-completion"));
+        await settings();
+        await page.fill(tid("completion-prompt"), m.prompt);
+        await afterNext("generations", () => page.click(tid("completion-generate")));
+        const raw = await page.locator(tid("completion-output")).textContent();
+
+        await page.click(tid("mode-chat"));
+        await settings();
+        const system = await page.locator(tid("system-prompt")).inputValue();
+        await page.fill(tid("chat-input"), m.chat);
+        await afterNext("generations", () => page.press(tid("chat-input"), "Enter"));
+        const chat = await page.locator(tid("msg-assistant")).last().locator(".msg-text").textContent();
+        console.log(`${m.name}: raw ${JSON.stringify(raw)}, chat ${JSON.stringify(chat)}`);
+
+        const wantRaw = await reference(m.path, ["--prompt", m.prompt]);
+        const wantChat = await reference(m.path, ["--chat", m.chat, ...(system.trim() ? ["--system", system.trim()] : [])]);
         assert.ok(wantRaw.length > 0 && wantChat.length > 0, "the CPU reference wrote text");
-        assert.equal(got.raw, wantRaw, `${m.name}: the raw continuation differs from the CPU reference`);
-        assert.equal(got.chat, wantChat, `${m.name}: the chat reply differs from the CPU reference`);
+        assert.equal(raw, wantRaw, `${m.name}: the completion differs from the CPU reference`);
+        assert.equal(chat, wantChat, `${m.name}: the chat reply differs from the CPU reference`);
       }),
     );
   }

@@ -22,13 +22,49 @@ fn activations(cols: usize, rng: &mut Rng) -> Vec<f32> {
     x
 }
 
-/// What f32 rounding may move a row's dot by, whatever the order of summation: a few ulps of
-/// each block's terms, each at most (max |w| + |the block's offset|) Σ |x| <= 2 max |w| Σ |x|.
-fn summation_bound(row: &[f32], x: &[f32]) -> f64 {
+/// `rows` random rows of `ty`, `n_units` times `unit_cols(ty)` values each, and random
+/// activations of that length.
+struct Case {
+    w: Tensor,
+    x: Vec<f32>,
+    act: Q8Activations,
+    row_bytes: usize,
+}
+
+impl Case {
+    fn new(ty: GgmlType, rows: usize, n_units: u64, rng: &mut Rng) -> Case {
+        let cols = unit_cols(ty) * n_units;
+        let w = Tensor::random(ty, rows as u64, cols, rng);
+        let x = activations(cols as usize, rng);
+        let act = Q8Activations::quantize(&x).unwrap();
+        let row_bytes = w.bytes.len() / rows;
+        Case {
+            w,
+            x,
+            act,
+            row_bytes,
+        }
+    }
+
+    /// Each row's bytes and its values as `quant.rs` decodes them.
+    fn rows(&self) -> impl Iterator<Item = (&[u8], &[f32])> {
+        let values = self.w.values.chunks_exact(self.x.len());
+        self.w.bytes.chunks_exact(self.row_bytes).zip(values)
+    }
+}
+
+/// A bound on the magnitude of all the terms a kernel sums for one row: each block's term is
+/// at most (max |w| + |the block's offset|) Σ |x| <= 2 max |w| Σ |x| over the block.
+fn largest_terms(row: &[f32], x: &[f32]) -> f64 {
     let max_w = row.iter().fold(0f64, |m, &w| m.max(w.abs() as f64));
-    let sum_x: f64 = x.iter().map(|&v| v.abs() as f64).sum();
+    2.0 * max_w * x.iter().map(|&v| v.abs() as f64).sum::<f64>()
+}
+
+/// What f32 rounding may move a row's dot by, whatever the order of summation: a few ulps of
+/// each block's term.
+fn summation_bound(row: &[f32], x: &[f32]) -> f64 {
     let terms = (x.len() / QK8 + 8) as f64;
-    terms * f32::EPSILON as f64 * 2.0 * max_w * sum_x
+    terms * f32::EPSILON as f64 * largest_terms(row, x)
 }
 
 /// |dot_row - dequantize(row) · x| <= Σ_i |w_i| (d(i) / 2 + 2 ulp(x_i)) + f32 summation: each
@@ -40,19 +76,14 @@ fn dot_row_is_within_the_activation_rounding_bound() {
     for ty in CPU_TYPES {
         let mut worst = 0f64;
         for n_units in [1, 2, 5] {
-            let cols = unit_cols(ty) * n_units;
-            let w = Tensor::random(ty, 4, cols, &mut rng);
-            let x = activations(cols as usize, &mut rng);
-            let act = Q8Activations::quantize(&x).unwrap();
-            let row_bytes = w.bytes.len() / 4;
-            let values = w.values.chunks_exact(cols as usize);
-            let exact = w.dot_rows(&x);
-            for ((bytes, row), (exact, abs)) in w.bytes.chunks(row_bytes).zip(values).zip(exact) {
-                let got = cpu::dot_row(ty, bytes, &act).unwrap();
-                let mut bound = summation_bound(row, &x);
+            let case = Case::new(ty, 4, n_units, &mut rng);
+            let (x, act) = (&case.x, &case.act);
+            for ((bytes, row), (exact, abs)) in case.rows().zip(case.w.dot_rows(x)) {
+                let got = cpu::dot_row(ty, bytes, act).unwrap();
+                let mut bound = summation_bound(row, x);
                 if ty.block_size() > 1 {
                     let blocks = act.blocks().iter().flat_map(|b| [b.d; QK8]);
-                    let steps = row.iter().zip(&x).zip(blocks);
+                    let steps = row.iter().zip(x).zip(blocks);
                     bound += steps
                         .map(|((&w, &x), d)| {
                             let step = d * 0.5 + 2.0 * f32::EPSILON * x.abs();
@@ -67,7 +98,8 @@ fn dot_row_is_within_the_activation_rounding_bound() {
                 let err = (got as f64 - exact).abs();
                 assert!(
                     err <= bound,
-                    "{ty} x{cols}: {got} vs {exact}, bound {bound}"
+                    "{ty} x{}: {got} vs {exact}, bound {bound}",
+                    x.len()
                 );
                 worst = worst.max(err / bound);
             }
@@ -86,8 +118,9 @@ const SIMD_TYPES: &[GgmlType] = {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_kernels_exist_where_the_cpu_has_avx2() {
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-        eprintln!("SKIPPED: no AVX2+FMA on this CPU");
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    if !(avx2 && is_x86_feature_detected!("f16c")) {
+        eprintln!("SKIPPED: no AVX2+FMA+F16C on this CPU");
         return;
     }
     for &ty in SIMD_TYPES {
@@ -96,7 +129,7 @@ fn avx2_kernels_exist_where_the_cpu_has_avx2() {
 }
 
 /// The SIMD kernels sum in another order than the scalar ones, so they may differ by f32
-/// reassociation: 1e-5 of the row's magnitude (the terms' scale as `summation_bound` takes it).
+/// reassociation: 1e-5 of the largest terms (as `summation_bound` takes them), about 80 ulps.
 #[test]
 fn simd_equals_scalar_on_odd_row_lengths() {
     let mut rng = Rng(11);
@@ -105,25 +138,18 @@ fn simd_equals_scalar_on_odd_row_lengths() {
             continue;
         }
         for n_units in [1, 3, 7] {
-            let cols = unit_cols(ty) * n_units;
-            let w = Tensor::random(ty, 3, cols, &mut rng);
-            let x = activations(cols as usize, &mut rng);
-            let act = Q8Activations::quantize(&x).unwrap();
-            let row_bytes = w.bytes.len() / 3;
-            let values = w.values.chunks_exact(cols as usize);
-            for (bytes, row) in w.bytes.chunks(row_bytes).zip(values) {
-                let simd = cpu::dot_row(ty, bytes, &act).unwrap();
-                let scalar = cpu::dot_row_scalar(ty, bytes, &act).unwrap();
-                let magnitude: f64 = row
-                    .iter()
-                    .zip(&x)
-                    .map(|(&w, &x)| (w * x).abs() as f64)
-                    .sum();
-                let max_w = row.iter().fold(0f32, |m, &w| m.max(w.abs()));
-                let max_term = max_w as f64 * x.iter().map(|&v| v.abs() as f64).sum::<f64>();
-                let bound = 1e-5 * (magnitude + max_term);
+            let case = Case::new(ty, 3, n_units, &mut rng);
+            let (x, act) = (&case.x, &case.act);
+            for (bytes, row) in case.rows() {
+                let simd = cpu::dot_row(ty, bytes, act).unwrap();
+                let scalar = cpu::dot_row_scalar(ty, bytes, act).unwrap();
+                let bound = 2e-5 * largest_terms(row, x);
                 let diff = (simd as f64 - scalar as f64).abs();
-                assert!(diff <= bound, "{ty} x{cols}: simd {simd} scalar {scalar}");
+                assert!(
+                    diff <= bound,
+                    "{ty} x{}: simd {simd} scalar {scalar}",
+                    x.len()
+                );
             }
         }
     }
@@ -136,22 +162,23 @@ fn matvec_and_matmul_equal_dot_row() {
     let mut rng = Rng(3);
     let rows = 70;
     for ty in CPU_TYPES {
-        for cols in [unit_cols(ty), 3 * unit_cols(ty)] {
-            let w = Tensor::random(ty, rows as u64, cols, &mut rng);
-            let row_bytes = w.bytes.len() / rows;
-            let acts: Vec<_> = (0..3)
-                .map(|_| Q8Activations::quantize(&activations(cols as usize, &mut rng)).unwrap())
-                .collect();
+        for n_units in [1, 3] {
+            let case = Case::new(ty, rows, n_units, &mut rng);
+            let (w, row_bytes, cols) = (&case.w.bytes, case.row_bytes, case.x.len());
+            let mut acts = vec![case.act.clone()];
+            acts.extend(
+                (0..2).map(|_| Q8Activations::quantize(&activations(cols, &mut rng)).unwrap()),
+            );
             let per_row = |act: &Q8Activations| -> Vec<f32> {
-                let rows = w.bytes.chunks(row_bytes);
-                rows.map(|row| cpu::dot_row(ty, row, act).unwrap())
+                let rows = case.rows();
+                rows.map(|(row, _)| cpu::dot_row(ty, row, act).unwrap())
                     .collect()
             };
             let mut out = vec![f32::NAN; rows];
-            cpu::matvec(ty, rows, row_bytes, &w.bytes, &acts[0], &mut out).unwrap();
+            cpu::matvec(ty, rows, row_bytes, w, &acts[0], &mut out).unwrap();
             assert_eq!(out, per_row(&acts[0]), "{ty} x{cols} matvec");
             let mut out = vec![f32::NAN; rows * acts.len()];
-            cpu::matmul(ty, rows, row_bytes, &w.bytes, &acts, &mut out).unwrap();
+            cpu::matmul(ty, rows, row_bytes, w, &acts, &mut out).unwrap();
             for (t, (out, act)) in out.chunks_exact(rows).zip(&acts).enumerate() {
                 assert_eq!(out, per_row(act), "{ty} x{cols} matmul token {t}");
             }
@@ -163,11 +190,10 @@ fn matvec_and_matmul_equal_dot_row() {
 fn zero_activations_give_exactly_zero() {
     let mut rng = Rng(5);
     for ty in CPU_TYPES {
-        let cols = unit_cols(ty) * 2;
-        let w = Tensor::random(ty, 5, cols, &mut rng);
-        let act = Q8Activations::quantize(&vec![0.0; cols as usize]).unwrap();
+        let case = Case::new(ty, 5, 2, &mut rng);
+        let act = Q8Activations::quantize(&vec![0.0; case.x.len()]).unwrap();
         let mut out = vec![f32::NAN; 5];
-        cpu::matvec(ty, 5, w.bytes.len() / 5, &w.bytes, &act, &mut out).unwrap();
+        cpu::matvec(ty, 5, case.row_bytes, &case.w.bytes, &act, &mut out).unwrap();
         assert_eq!(out, [0.0; 5], "{ty}");
     }
 }
@@ -212,31 +238,23 @@ fn bad_lengths_and_types_are_invalid_argument() {
     assert_eq!(out, [0.0; 2], "zero blocks dot to zero");
 }
 
-/// Not a test: ns per 4096-value row, `dot_row` against `dot_row_scalar`, for the types real
-/// files use. `cargo test --test cpu_kernels -- --ignored --nocapture`.
+/// Not a test: ns per 4096-value row of every type, `dot_row` against `dot_row_scalar`. `cargo test --test cpu_kernels -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn print_ns_per_row() {
     let mut rng = Rng(13);
-    let (rows, cols) = (256, 4096);
-    let x = activations(cols as usize, &mut rng);
-    let act = Q8Activations::quantize(&x).unwrap();
     for ty in CPU_TYPES {
-        let w = Tensor::random(ty, rows, cols, &mut rng);
-        let row_bytes = w.bytes.len() / rows as usize;
+        let case = Case::new(ty, 256, 4096 / unit_cols(ty), &mut rng);
         let time = |dot: fn(GgmlType, &[u8], &Q8Activations) -> llama_wgpu::Result<f32>| {
             let start = std::time::Instant::now();
-            let mut sum = 0.0;
             for _ in 0..20 {
-                for row in w.bytes.chunks(row_bytes) {
-                    sum += dot(ty, row, &act).unwrap();
+                for (row, _) in case.rows() {
+                    std::hint::black_box(dot(ty, row, &case.act).unwrap());
                 }
             }
-            let ns = start.elapsed().as_nanos() as f64 / (20 * rows) as f64;
-            (ns, sum)
+            start.elapsed().as_nanos() as f64 / (20 * 256) as f64
         };
-        let (scalar, _) = time(cpu::dot_row_scalar);
-        let (fast, _) = time(cpu::dot_row);
+        let (scalar, fast) = (time(cpu::dot_row_scalar), time(cpu::dot_row));
         let path = cpu::simd_path(ty).unwrap_or("scalar");
         eprintln!("{ty:>7}: scalar {scalar:8.0} ns/row, {path} {fast:8.0} ns/row");
     }

@@ -4,11 +4,13 @@
 //! `ggml_type` names the tensor types and their block geometry, `quant` decodes the block
 //! formats on the CPU, `config` turns metadata into hyperparameters, `tokenizer` and `chat`
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
-//! `sampler` picks tokens, `generate` is the loop, and `engine` ties them into the public API.
+//! `cpu` holds the fast CPU engine's quantized kernels, `sampler` picks tokens, `generate` is
+//! the loop, and `engine` ties them into the public API.
 
 pub mod arch;
 pub mod chat;
 pub mod config;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod generate;

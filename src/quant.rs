@@ -104,7 +104,8 @@ fn each_block<const B: usize, const N: usize>(
     Ok(())
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
+/// The little-endian f16 at byte `i` of `b`, as f32.
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -211,11 +212,7 @@ fn q3_k(b: &[u8; 110], y: &mut [f32; 256]) {
         for j in 0..4 {
             for h in 0..2 {
                 let g = 8 * n + 2 * j + h;
-                // Scale g: low 4 bits from packed[g % 8] (low nibble for g < 8, high after),
-                // high 2 bits from packed[8 + g % 4] at bit 2 * (g / 4).
-                let low = (packed[g % 8] >> (4 * (g / 8))) & 0xF;
-                let high = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
-                let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
+                let dl = d * q3_k_scale(packed, g) as f32;
                 let bit = 1 << (4 * n + j);
                 let q = &qs[32 * n + 16 * h..][..16];
                 let hm = &hmask[16 * h..][..16];
@@ -228,9 +225,18 @@ fn q3_k(b: &[u8; 110], y: &mut [f32; 256]) {
     }
 }
 
+/// Scale `g` (0..16) of a Q3_K super-block from its 12 packed bytes, signed (-32..32): low
+/// 4 bits from packed[g % 8] (low nibble for g < 8, high after), high 2 bits from
+/// packed[8 + g % 4] at bit 2 * (g / 4).
+pub(crate) fn q3_k_scale(packed: &[u8], g: usize) -> i32 {
+    let low = (packed[g % 8] >> (4 * (g / 8))) & 0xF;
+    let high = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
+    (low | (high << 4)) as i32 - 32
+}
+
 /// Scale and min `j` (0..8) of a Q4_K/Q5_K super-block: 6 bits each, packed in 12 bytes
 /// (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {

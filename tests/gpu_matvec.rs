@@ -296,6 +296,7 @@ fn check_embed(gpu: &Gpu, w: &GpuWeight, t: &Tensor, ids: &[u32]) {
             &out,
             ids.len() as u32 + 2,
             &step,
+            1.0,
         )
         .unwrap();
     run(ctx, &ops);
@@ -589,7 +590,7 @@ fn bad_tensors_and_bad_ops_are_errors() {
         "INVALID_ARGUMENT"
     );
     assert_eq!(
-        code(gpu.embed.op(ctx, &w, whole(&small), &x, 64, &step)),
+        code(gpu.embed.op(ctx, &w, whole(&small), &x, 64, &step, 1.0)),
         "INVALID_ARGUMENT"
     );
     assert!(matvec.op(ctx, &w, whole(&x), &y, 0, false).is_ok());

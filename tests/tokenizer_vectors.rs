@@ -45,35 +45,24 @@ const WITHOUT_VECTORS: [&str; 3] = ["aquila", "baichuan", "gpt-neox"];
 /// error must give.
 const REFUSED: [(&str, &str); 2] = [("bert-bge", "bert"), ("nomic-bert-moe", "t5")];
 
-const ALL: [&str; 18] = [
-    "command-r",
-    "deepseek-coder",
-    "deepseek-llm",
-    "falcon",
-    "gemma-4",
-    "gpt-2",
-    "llama-bpe",
-    "llama-spm",
-    "mpt",
-    "phi-3",
-    "qwen2",
-    "qwen35",
-    "refact",
-    "starcoder",
-    "aquila",
-    "baichuan",
-    "gpt-neox",
-    "smollm2",
-];
+/// Every vocabulary the tests load, each once.
+fn all_vocabs() -> impl Iterator<Item = &'static str> {
+    let refused = REFUSED.iter().map(|&(vocab, _)| vocab);
+    WITH_VECTORS
+        .into_iter()
+        .chain(WITHOUT_VECTORS)
+        .chain(refused)
+}
+
+const N_VOCABS: usize = WITH_VECTORS.len() + WITHOUT_VECTORS.len() + REFUSED.len();
 
 /// Emoji (several byte tokens each), CJK and accents: text whose characters span tokens.
 const MIXED_TEXT: &str = "Hello 🦙 world! 我想在apple工作 😶‍🌫️ naïve café ✅\n  done";
 
 /// Each vocabulary is built once and shared by the tests (the large ones take a moment).
 fn tokenizer(name: &str) -> Option<&'static Tokenizer> {
-    static LOADED: [OnceLock<Option<Tokenizer>>; ALL.len()] =
-        [const { OnceLock::new() }; ALL.len()];
-    let index = ALL.iter().position(|&v| v == name).expect("known vocab");
+    static LOADED: [OnceLock<Option<Tokenizer>>; N_VOCABS] = [const { OnceLock::new() }; N_VOCABS];
+    let index = all_vocabs().position(|v| v == name).expect("known vocab");
     LOADED[index]
         .get_or_init(|| {
             let path = common::vocab_path(name)?;

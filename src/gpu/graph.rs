@@ -141,7 +141,7 @@ impl<'a> Graph<'a> {
         let ops = self
             .k
             .embed
-            .op_scaled(self.ctx, table, ids, x.buffer, t, self.step, scale)?;
+            .op(self.ctx, table, ids, x.buffer, t, self.step, scale)?;
         self.ops.extend(ops);
         Ok(())
     }

@@ -37,21 +37,9 @@ impl Embed {
     /// `x[t * table.cols ..][.. table.cols]` = row `tokens[t]` of `table` for `t <
     /// step.n_tokens`: one op per part of the table, bound for up to `max_tokens` tokens (the
     /// step uniform says how many each time). Ids past the table read its last row.
-    pub fn op(
-        &self,
-        ctx: &GpuContext,
-        table: &GpuWeight,
-        tokens: wgpu::BufferBinding<'_>,
-        x: &wgpu::Buffer,
-        max_tokens: u32,
-        step: &wgpu::Buffer,
-    ) -> Result<Vec<Op>> {
-        self.op_scaled(ctx, table, tokens, x, max_tokens, step, 1.0)
-    }
-
-    /// [`op`](Self::op) with every gathered value multiplied by `scale`.
+    /// Every gathered value is multiplied by `scale` (gemma3 scales its embeddings; 1 elsewhere).
     #[allow(clippy::too_many_arguments)]
-    pub fn op_scaled(
+    pub fn op(
         &self,
         ctx: &GpuContext,
         table: &GpuWeight,

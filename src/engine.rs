@@ -3,30 +3,40 @@
 
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
+use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::generate::{Backend, BackendStats, GenerateOptions, Generation, Session, StepFuture};
+use crate::loader::DeviceChoice;
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
 
 /// Where the decoder runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
-    /// The f32 CPU reference decoder.
-    Cpu,
-    /// WGSL kernels through wgpu on the machine's GPU adapter.
+    /// The GPU when the adapter is hardware; the CPU engine when there is none or only a
+    /// software one (`loader::choose_device`).
+    #[default]
+    Auto,
+    /// WGSL kernels through wgpu on the machine's GPU adapter, whatever it is.
     Gpu,
+    /// The CPU engine: quantized SIMD kernels, batched prefill, threads (`cpu::CpuModel`).
+    Cpu,
+    /// The f32 CPU oracle (`reference::ReferenceModel`): slow, for tests and comparisons.
+    Reference,
 }
 
 impl std::str::FromStr for Device {
     type Err = Error;
     fn from_str(s: &str) -> Result<Device> {
         match s {
-            "cpu" => Ok(Device::Cpu),
+            "auto" => Ok(Device::Auto),
             "gpu" => Ok(Device::Gpu),
+            "cpu" => Ok(Device::Cpu),
+            "reference" => Ok(Device::Reference),
             other => Err(Error::InvalidArgument(format!(
-                "unknown device `{other}` (cpu or gpu)"
+                "unknown device `{other}` (auto, gpu, cpu or reference)"
             ))),
         }
     }
@@ -45,7 +55,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            device: Device::Gpu,
+            device: Device::Auto,
             context_length: None,
             gpu: crate::gpu::GpuOptions::default(),
         }
@@ -110,6 +120,7 @@ impl Backend for GpuModel {
             dispatches_per_token: self.dispatches_per_token(),
             submits_per_token: 1,
             readback_bytes_per_token: 4,
+            ..Default::default()
         }
     }
 }
@@ -155,42 +166,59 @@ impl Backend for ReferenceModel {
     }
 }
 
+impl Backend for CpuModel {
+    fn context_length(&self) -> usize {
+        CpuModel::context_length(self)
+    }
+
+    fn position(&self) -> usize {
+        CpuModel::position(self)
+    }
+
+    fn truncate(&mut self, n: usize) {
+        CpuModel::truncate(self, n)
+    }
+
+    fn next_token<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+    ) -> StepFuture<'a> {
+        // The CPU does the work now; the future is ready when returned.
+        let next = self
+            .forward(tokens)
+            .map(|logits| sampler.sample(logits, history));
+        Box::pin(std::future::ready(next))
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            device: crate::cpu::describe(),
+            cpu_bytes: self.memory_bytes(),
+            ..Default::default()
+        }
+    }
+}
+
 pub struct Engine {
     pub config: Config,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     session: Session<Box<dyn Backend>>,
+    /// "gpu", "cpu" or "reference", and why that device was chosen.
+    device: (&'static str, String),
 }
 
 impl Engine {
-    /// Load a GGUF file from disk.
+    /// Load a GGUF file from disk onto the device `options` ask for (`Auto`: see
+    /// `loader::choose_device`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<std::path::Path>, options: &EngineOptions) -> Result<Engine> {
         let file = crate::gguf::GgufFile::open(path)?;
-        let config = Config::from_header(&file.header)?;
-        let tokenizer = Tokenizer::from_gguf(&file.header.metadata)?;
-        let template = ChatTemplate::from_metadata(&file.header.metadata, &tokenizer)?;
-        let context = options
-            .context_length
-            .unwrap_or(config.context_length.min(DEFAULT_MAX_CONTEXT));
-        if context < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "context length {context} is too small"
-            )));
-        }
-        let model: Box<dyn Backend> = match options.device {
-            Device::Cpu => Box::new(ReferenceModel::load(&file, context)?),
-            Device::Gpu => {
-                let ctx = crate::gpu::GpuContext::new_blocking(&options.gpu)?;
-                Box::new(pollster::block_on(GpuModel::load(ctx, &file, context))?)
-            }
-        };
-        Ok(Engine {
-            config,
-            tokenizer,
-            template,
-            session: Session::new(model),
-        })
+        let choice =
+            pollster::block_on(crate::loader::choose_device(options.device, &options.gpu))?;
+        crate::loader::load_file(&file, &choice, options.context_length)
     }
 
     /// An engine over a backend loaded elsewhere (the web loader streams weights in).
@@ -205,7 +233,18 @@ impl Engine {
             tokenizer,
             template,
             session: Session::new(backend),
+            device: ("", String::new()),
         }
+    }
+
+    /// Record which device the loader chose and why (what `device()` reports).
+    pub fn set_device_choice(&mut self, choice: &DeviceChoice) {
+        self.device = (choice.kind(), choice.reason.clone());
+    }
+
+    /// "gpu", "cpu" or "reference", and why the loader chose it.
+    pub fn device(&self) -> (&'static str, &str) {
+        (self.device.0, &self.device.1)
     }
 
     pub fn context_length(&self) -> usize {

@@ -155,8 +155,9 @@ pub enum Error {
     #[error("no usable GPU: {0}")]
     WebGpuUnavailable(String),
 
-    /// The adapter cannot hold the model (buffer, binding or memory limits).
-    #[error("the model does not fit this GPU: {0}")]
+    /// The device cannot hold the model: the GPU's buffer, binding or memory limits, or the
+    /// memory the CPU engine can have (wasm32's 4 GiB).
+    #[error("the model does not fit: {0}")]
     ModelTooLarge(String),
 
     #[error("the GPU device was lost: {0}")]

@@ -47,6 +47,8 @@ pub struct BackendStats {
     pub device: String,
     /// GPU memory held (weights, KV cache, activations); 0 on the CPU.
     pub gpu_bytes: u64,
+    /// CPU memory the CPU engine holds (weights, KV cache, activations); 0 elsewhere.
+    pub cpu_bytes: u64,
     pub dispatches_per_token: usize,
     pub submits_per_token: usize,
     pub readback_bytes_per_token: usize,

@@ -4,8 +4,9 @@
 //! `ggml_type` names the tensor types and their block geometry, `quant` decodes the block
 //! formats on the CPU, `config` turns metadata into hyperparameters, `tokenizer` and `chat`
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
-//! `cpu` holds the fast CPU engine's quantized kernels, `sampler` picks tokens, `generate` is
-//! the loop, and `engine` ties them into the public API.
+//! `cpu` is the fast CPU engine (quantized SIMD kernels, batched prefill), `loader` takes a
+//! file or a stream onto the chosen device, `sampler` picks tokens, `generate` is the loop, and
+//! `engine` ties them into the public API.
 
 pub mod arch;
 pub mod chat;
@@ -18,6 +19,7 @@ pub mod ggml_type;
 pub mod gguf;
 pub mod gguf_writer;
 pub mod gpu;
+pub mod loader;
 pub mod model;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,5 +1,5 @@
-//! The generation loop through the public `Engine` API, on the default model with the CPU
-//! reference decoder: stop strings, token and context limits, chat KV-cache reuse, seeded
+//! The generation loop through the public `Engine` API, on the default model with the f32
+//! reference decoder (whose greedy text is llama.cpp's, so the expected texts are exact): stop strings, token and context limits, chat KV-cache reuse, seeded
 //! sampling and cancellation.
 
 mod common;
@@ -11,7 +11,7 @@ use llama_wgpu::{Device, Engine, EngineOptions, Error, GenerateOptions, StopReas
 fn load(context_length: usize) -> Option<Engine> {
     let path = common::default_model()?;
     let options = EngineOptions {
-        device: Device::Cpu,
+        device: Device::Reference,
         context_length: Some(context_length),
         ..EngineOptions::default()
     };

@@ -1,7 +1,8 @@
 //! Inside real headless Chromium (WebGPU on SwiftShader), through wasm-bindgen-test: the matvec
 //! kernels of every weight type and both variants against the CPU, and the streaming loader
 //! (GGUF bytes pushed in odd chunks, straight into GPU buffers) against the CPU reference
-//! decoder, plus the JS-facing `ModelLoader`'s errors and codes. Run by `./build.sh test`
+//! decoder, the CPU engine's SIMD128 kernels and decoder in wasm, plus the JS-facing
+//! `ModelLoader`'s errors and codes. Run by `./build.sh test`
 //! (`cargo test --target wasm32-unknown-unknown --test web`, runner and flags in build.sh and
 //! webdriver.json).
 //!
@@ -14,6 +15,7 @@ mod common;
 
 use common::quant_data::{Rng, Tensor};
 use llama_wgpu::config::Config;
+use llama_wgpu::cpu::{self, CpuModel, Q8Activations};
 use llama_wgpu::gguf::{Event, Header, StreamReader, Value};
 use llama_wgpu::gguf_writer::GgufWriter;
 use llama_wgpu::gpu::kernel::{read_f32, storage_buffer, submit_ops, whole};
@@ -21,7 +23,7 @@ use llama_wgpu::gpu::kernels::matvec::{MatVec, MatVecVariant};
 use llama_wgpu::gpu::weights::{GpuWeight, GPU_TYPES};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::model::{GpuModel, WeightLoader};
-use llama_wgpu::quant::GgmlType;
+use llama_wgpu::quant::{GgmlType, CPU_TYPES};
 use llama_wgpu::reference::ReferenceModel;
 use llama_wgpu::sampler::{Sampler, SamplingParams};
 use llama_wgpu::web::ModelLoader;
@@ -284,6 +286,73 @@ async fn every_architecture_streamed_computes_the_reference_logits() {
             "{}: logits differ from the CPU reference by {worst}",
             arch.name
         );
+    }
+}
+
+/// The CPU engine's kernels in the browser are the SIMD128 ones (`.cargo/config.toml` builds
+/// every wasm with `+simd128`), and each equals the scalar kernel up to f32 reassociation:
+/// 2e-5 of Σ|w x|, as `tests/cpu_kernels.rs` argues natively.
+#[wasm_bindgen_test]
+fn cpu_kernels_run_simd128_and_equal_the_scalar_ones() {
+    assert_eq!(cpu::simd_path(GgmlType::Q4_0), Some("simd128"));
+    let mut rng = Rng(5);
+    let mut simd_types = 0;
+    for ty in CPU_TYPES {
+        if cpu::simd_path(ty).is_none() {
+            continue;
+        }
+        simd_types += 1;
+        for units in [1, 3] {
+            let t = Tensor::random(ty, 4, 256 * units, &mut rng);
+            let x = rng.vec(256 * units as usize);
+            let act = Q8Activations::quantize(&x).unwrap();
+            let row_bytes = t.bytes.len() / 4;
+            for (row, (_, magnitude)) in t.bytes.chunks_exact(row_bytes).zip(t.dot_rows(&x)) {
+                let simd = cpu::dot_row(ty, row, &act).unwrap();
+                let scalar = cpu::dot_row_scalar(ty, row, &act).unwrap();
+                let diff = (simd as f64 - scalar as f64).abs();
+                assert!(
+                    diff <= 2e-5 * magnitude,
+                    "{ty}: simd {simd}, scalar {scalar}"
+                );
+            }
+        }
+    }
+    assert!(simd_types >= 10, "{simd_types} types have SIMD128 kernels");
+}
+
+/// The CPU engine in wasm against the CPU reference: every architecture's small model with F16
+/// matrices, where the engine does the reference's f32 arithmetic (1e-3 covers the summation
+/// order on logits of ~50, as in `tests/cpu_model.rs`), and the mixed-type original, whose
+/// batched prompt must give the token-by-token logits bit for bit.
+#[wasm_bindgen_test]
+fn cpu_engine_computes_the_reference_logits() {
+    let prompt = [1u32, 50, 7, 95, 3, 60];
+    let engine = |bytes: &[u8]| {
+        let header = Header::parse(bytes, Some(bytes.len() as u64))
+            .unwrap()
+            .unwrap();
+        CpuModel::from_tensors(&header, 32, |info| {
+            let start = (header.data_offset + info.offset) as usize;
+            Ok(bytes[start..start + info.n_bytes as usize].to_vec())
+        })
+        .unwrap()
+    };
+    for arch in llama_wgpu::arch::ARCHITECTURES {
+        let mixed = common::small_models::small_model(arch, 9);
+        let f16 = common::small_models::with_f16_matrices(&mixed);
+        let want = reference_logits(&f16, &prompt);
+        let got = engine(&f16).forward(&prompt).unwrap().to_vec();
+        let worst = largest_difference(&got, &want);
+        assert!(worst <= 1e-3, "{}: {worst} from the reference", arch.name);
+
+        let batched = engine(&mixed).forward(&prompt).unwrap().to_vec();
+        let mut one = engine(&mixed);
+        let mut last = Vec::new();
+        for &t in &prompt {
+            last = one.forward(&[t]).unwrap().to_vec();
+        }
+        assert!(batched == last, "{}: batched differs", arch.name);
     }
 }
 

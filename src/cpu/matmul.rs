@@ -101,6 +101,14 @@ fn checked_kernel(
     Ok(kernel)
 }
 
+/// Threads the CPU decoders split their work over (1 on wasm32).
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    return 1;
+}
+
 /// Run `f` on every task: across threads natively, one after another on wasm32.
 fn for_each<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Send + Sync) {
     #[cfg(not(target_arch = "wasm32"))]

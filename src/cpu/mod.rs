@@ -13,8 +13,21 @@
 
 pub mod dot;
 pub mod matmul;
+pub mod model;
 pub mod q8;
+pub mod weights;
 
 pub use dot::{dot_row, dot_row_scalar, simd_path};
-pub use matmul::{matmul, matvec};
+pub use matmul::{matmul, matvec, threads};
+pub use model::CpuModel;
 pub use q8::{Q8Activations, Q8Block, QK8};
+
+/// "CPU engine (avx2, 2 threads)": the instruction set the kernels use and the threads.
+pub fn describe() -> String {
+    let simd = simd_path(crate::quant::GgmlType::Q4_0).unwrap_or("scalar");
+    let n = threads();
+    format!(
+        "CPU engine ({simd}, {n} thread{})",
+        if n == 1 { "" } else { "s" }
+    )
+}

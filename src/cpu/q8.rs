@@ -8,7 +8,7 @@
 //! weight types reads them (Q4_K_M files mix Q4_K, Q6_K, Q5_0 and Q8_0), there is one
 //! quantizer and one block type to keep right, and the finer scales round less.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Values per activation block.
 pub const QK8: usize = 32;
@@ -44,15 +44,11 @@ impl Q8Activations {
         Ok(act)
     }
 
-    /// Quantize `x` (a length that is a multiple of 32) into these buffers. Each value rounds
-    /// to the nearest multiple of its block's `d`, so it moves by at most `d / 2`.
+    /// Quantize `x` into these buffers: each whole 32-value block of it (a tail shorter than a
+    /// block is kept only as f32, for the float weight types, since no quantized row ends in
+    /// a partial block). Each value rounds to the nearest multiple of its block's `d`, so it
+    /// moves by at most `d / 2`.
     pub fn quantize_into(&mut self, x: &[f32]) -> Result<()> {
-        if x.len() % QK8 != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "quantize activations: {} values is not a multiple of {QK8}",
-                x.len()
-            )));
-        }
         self.values.clear();
         self.values.extend_from_slice(x);
         self.blocks.resize(x.len() / QK8, Q8Block::default());
@@ -133,14 +129,15 @@ mod tests {
     }
 
     #[test]
-    fn reuse_keeps_the_buffers_and_a_bad_length_is_an_error() {
+    fn reuse_keeps_the_buffers_and_a_tail_stays_f32() {
         let mut act = Q8Activations::quantize(&[1.0; 64]).unwrap();
         let at = act.blocks().as_ptr();
         act.quantize_into(&[2.0; 32]).unwrap();
         act.quantize_into(&[3.0; 64]).unwrap();
         assert_eq!(act.blocks().as_ptr(), at, "no reallocation once sized");
         assert_eq!((act.len(), act.blocks().len()), (64, 2));
-        let err = act.quantize_into(&[0.0; 33]).unwrap_err();
-        assert_eq!(err.code(), "INVALID_ARGUMENT");
+        act.quantize_into(&[0.5; 40]).unwrap();
+        assert_eq!((act.len(), act.blocks().len()), (40, 1));
+        assert_eq!(act.values()[39], 0.5);
     }
 }

@@ -139,6 +139,12 @@ impl GpuContext {
         })
     }
 
+    /// Whether the adapter is a software rasterizer (SwiftShader, lavapipe, llvmpipe, a
+    /// browser's fallback adapter), whatever kernels `GpuOptions` forced.
+    pub fn is_software(&self) -> bool {
+        is_cpu_adapter(&self.info)
+    }
+
     /// Blocking constructor for native callers.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(options: &GpuOptions) -> Result<GpuContext> {

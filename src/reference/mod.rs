@@ -6,38 +6,18 @@
 //! one function that follows the math of a block, with the shapes in comments, in the manner of
 //! llama2.c's `run.c`; the options of each architecture (`arch.rs`) are the `if`s in it.
 
-use crate::arch::{Activation, BlockTensor};
-use crate::config::{Config, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
+use crate::arch::Activation;
+use crate::config::Config;
+use crate::cpu::weights::CpuWeights;
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
-use crate::quant;
 
-mod ops;
+pub(crate) mod ops;
 
-pub use ops::threads;
+pub use crate::cpu::threads;
 use ops::{
-    add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, silu, Projection, QuantMatrix, Rope,
+    add, attention, gelu_tanh, matvec, project, rmsnorm, rmsnorm_heads, silu, zeroed_cache, Rope,
 };
-
-struct Layer {
-    attn_norm: Vec<f32>,
-    /// Outputs q, k, v one after another.
-    wqkv: Projection,
-    /// q, k and v biases, concatenated (qwen2).
-    qkv_bias: Option<Vec<f32>>,
-    /// Per-head RMSNorm weights of q and k (qwen3, gemma3).
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
-    wo: QuantMatrix,
-    post_attn_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>,
-    /// Outputs gate, then up.
-    w_gate_up: Projection,
-    w_down: QuantMatrix,
-    post_ffn_norm: Option<Vec<f32>>,
-    rope: Rope,
-    window: Option<usize>,
-}
 
 /// Activations of one step, allocated once.
 struct Scratch {
@@ -53,11 +33,7 @@ struct Scratch {
 pub struct ReferenceModel {
     config: Config,
     context: usize,
-    token_embd: QuantMatrix,
-    /// `None` when the LM head is tied to `token_embd`.
-    output: Option<QuantMatrix>,
-    output_norm: Vec<f32>,
-    layers: Vec<Layer>,
+    w: CpuWeights,
     /// [layer][pos][kv_dim], context positions per layer.
     key_cache: Vec<f32>,
     value_cache: Vec<f32>,
@@ -80,7 +56,7 @@ impl ReferenceModel {
     pub fn from_tensors(
         header: &Header,
         max_context: usize,
-        mut read: impl FnMut(&TensorInfo) -> Result<Vec<u8>>,
+        read: impl FnMut(&TensorInfo) -> Result<Vec<u8>>,
     ) -> Result<ReferenceModel> {
         let config = Config::from_header(header)?;
         if max_context == 0 {
@@ -89,86 +65,10 @@ impl ReferenceModel {
             ));
         }
         let context = config.context_length.min(max_context);
+        let w = CpuWeights::load(header, &config, context, read)?;
 
-        // A tensor's table entry and raw bytes, by name.
-        let mut load = |name: &str| {
-            let t = header
-                .tensor(name)
-                .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))?;
-            Ok::<_, Error>((t, read(t)?))
-        };
-        let token_embd = matrix(load(TOKEN_EMBD)?)?;
-        let output = match config.tied_embeddings {
-            true => None,
-            false => Some(matrix(load(OUTPUT)?)?),
-        };
-        let output_norm = vector(load(OUTPUT_NORM)?)?;
-        let rope_factors = match config.rope_factor_tensor(context) {
-            Some(name) => Some(vector(load(name)?)?),
-            None => None,
-        };
-        let a = config.arch;
-        let mut layers = Vec::with_capacity(config.n_layer);
-        for l in 0..config.n_layer {
-            use BlockTensor::*;
-            let mut t = |role: BlockTensor| load(&role.name(l));
-            let mut optional = |on: bool, role: BlockTensor| match on {
-                true => vector(t(role)?).map(Some),
-                false => Ok(None),
-            };
-            let q_norm = optional(a.qk_norm, QNorm)?;
-            let k_norm = optional(a.qk_norm, KNorm)?;
-            let post_attn_norm = optional(a.post_norms, PostAttnNorm)?;
-            let post_ffn_norm = optional(a.post_norms, PostFfnNorm)?;
-            let qkv_bias = match a.qkv_bias {
-                true => Some(
-                    [
-                        optional(true, QBias)?,
-                        optional(true, KBias)?,
-                        optional(true, VBias)?,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .collect(),
-                ),
-                false => None,
-            };
-            let mut t = |role: BlockTensor| load(&role.name(l));
-            let mut projection = |roles: &[BlockTensor]| {
-                let matrices = roles.iter().map(|&r| matrix(t(r)?));
-                matrices.collect::<Result<Vec<_>>>().map(Projection)
-            };
-            let wqkv = projection(a.qkv_tensors())?;
-            let w_gate_up = projection(a.gate_up_tensors())?;
-            let mut t = |role: BlockTensor| load(&role.name(l));
-            layers.push(Layer {
-                wqkv,
-                w_gate_up,
-                qkv_bias,
-                q_norm,
-                k_norm,
-                post_attn_norm,
-                post_ffn_norm,
-                attn_norm: vector(t(AttnNorm)?)?,
-                wo: matrix(t(AttnOutput)?)?,
-                ffn_norm: vector(t(FfnNorm)?)?,
-                w_down: matrix(t(Down)?)?,
-                rope: Rope {
-                    style: config.rope_style,
-                    head_dim: config.head_dim,
-                    table: config.rope(l, rope_factors.as_deref())?,
-                },
-                window: config.window(l),
-            });
-        }
-
-        let cache_len = config
-            .n_layer
-            .checked_mul(context)
-            .and_then(|n| n.checked_mul(config.kv_dim()));
-        let key_cache = zeroed(cache_len, context)?;
-        let value_cache = zeroed(cache_len, context)?;
+        let key_cache = zeroed_cache(&config, context)?;
+        let value_cache = zeroed_cache(&config, context)?;
         let s = Scratch {
             x: vec![0.0; config.n_embd],
             h: vec![0.0; config.n_embd],
@@ -180,10 +80,7 @@ impl ReferenceModel {
         Ok(ReferenceModel {
             config,
             context,
-            token_embd,
-            output,
-            output_norm,
-            layers,
+            w,
             key_cache,
             value_cache,
             pos: 0,
@@ -244,12 +141,12 @@ impl ReferenceModel {
         let layer_cache = self.context * kv_dim;
 
         // x = token_embd[token] * embedding_scale                                   [n_embd]
-        self.token_embd.dequantize_row(token as usize, &mut s.x)?;
+        self.w.token_embd.dequantize_row(token as usize, &mut s.x)?;
         if c.embedding_scale != 1.0 {
             s.x.iter_mut().for_each(|v| *v *= c.embedding_scale);
         }
 
-        for (l, layer) in self.layers.iter().enumerate() {
+        for (l, layer) in self.w.layers.iter().enumerate() {
             // This layer's cache                                           [context][kv_dim]
             let keys = &mut self.key_cache[l * layer_cache..][..layer_cache];
             let values = &mut self.value_cache[l * layer_cache..][..layer_cache];
@@ -258,7 +155,7 @@ impl ReferenceModel {
             rmsnorm(&mut s.h, &s.x, &layer.attn_norm, eps);
 
             // q, k, v = Wq h, Wk h, Wv h (+ biases)                     [q_dim | kv_dim | kv_dim]
-            layer.wqkv.apply(&s.h, &mut s.qkv)?;
+            project(&layer.qkv, &s.h, &mut s.qkv)?;
             if let Some(b) = &layer.qkv_bias {
                 add(&mut s.qkv, b);
             }
@@ -272,8 +169,13 @@ impl ReferenceModel {
             }
 
             // RoPE on every query head and every key head; k and v into the cache at pos
-            layer.rope.apply(q, pos);
-            layer.rope.apply(k, pos);
+            let rope = Rope {
+                style: c.rope_style,
+                head_dim: c.head_dim,
+                table: &layer.rope,
+            };
+            rope.apply(q, pos);
+            rope.apply(k, pos);
             let k_row = &mut keys[pos * kv_dim..][..kv_dim];
             let v_row = &mut values[pos * kv_dim..][..kv_dim];
             k_row.copy_from_slice(k);
@@ -302,7 +204,7 @@ impl ReferenceModel {
             rmsnorm(&mut s.h, &s.x, &layer.ffn_norm, eps);
 
             // gate = act(Wgate h) * (Wup h)                                            [n_ff]
-            layer.w_gate_up.apply(&s.h, &mut s.gate_up)?;
+            project(&layer.gate_up, &s.h, &mut s.gate_up)?;
             let (gate, up) = s.gate_up.split_at_mut(c.n_ff);
             let act = match c.arch.activation {
                 Activation::Silu => silu,
@@ -322,36 +224,10 @@ impl ReferenceModel {
         }
 
         // logits = Woutput (rmsnorm(x) * output_norm); Woutput = token_embd when tied [n_vocab]
-        rmsnorm(&mut s.h, &s.x, &self.output_norm, eps);
-        let lm_head = self.output.as_ref().unwrap_or(&self.token_embd);
-        matvec(lm_head, &s.h, &mut s.logits)?;
+        rmsnorm(&mut s.h, &s.x, &self.w.output_norm, eps);
+        matvec(self.w.lm_head(), &s.h, &mut s.logits)?;
 
         self.pos += 1;
         Ok(&s.logits)
     }
-}
-
-/// A weight matrix from its table entry and bytes, kept quantized.
-fn matrix((info, data): (&TensorInfo, Vec<u8>)) -> Result<QuantMatrix> {
-    QuantMatrix::new(info, data)
-}
-
-/// A small tensor (norm weights, RoPE factors) dequantized to f32.
-fn vector((info, data): (&TensorInfo, Vec<u8>)) -> Result<Vec<f32>> {
-    quant::dequantize_tensor(info, &data)
-}
-
-/// A zeroed cache of `len` floats, or an error (not an abort) when it cannot be allocated.
-fn zeroed(len: Option<usize>, context: usize) -> Result<Vec<f32>> {
-    let too_big = || {
-        Error::InvalidArgument(format!(
-            "the KV cache for a context of {context} tokens does not fit in memory; \
-             lower max_context"
-        ))
-    };
-    let len = len.ok_or_else(too_big)?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| too_big())?;
-    v.resize(len, 0.0);
-    Ok(v)
 }

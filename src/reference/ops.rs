@@ -3,62 +3,14 @@
 //! into the forward pass.
 
 use crate::config::{Config, RopeStyle, RopeTable};
+use crate::cpu::weights::Matrix;
 use crate::error::{Error, Result};
-use crate::gguf::TensorInfo;
-use crate::quant::{self, GgmlType};
-
-/// A weight matrix in its GGUF block format: `rows` rows of `cols` contiguous values (GGUF dims
-/// `[cols, rows]`), each row `row_bytes` bytes of whole blocks.
-pub(super) struct QuantMatrix {
-    pub(super) ty: GgmlType,
-    pub(super) rows: usize,
-    pub(super) cols: usize,
-    pub(super) row_bytes: usize,
-    pub(super) data: Vec<u8>,
-}
-
-impl QuantMatrix {
-    pub(super) fn new(info: &TensorInfo, data: Vec<u8>) -> Result<QuantMatrix> {
-        if !info.ty.is_supported() {
-            return Err(Error::UnsupportedTensorType {
-                tensor: info.name.clone(),
-                ty: info.ty.name().to_string(),
-                hint: " by the CPU reference decoder",
-            });
-        }
-        let invalid = || Error::ModelInvalid(format!("tensor `{}` has an invalid size", info.name));
-        let (&cols, &rows) = match info.dims.as_slice() {
-            [cols, rows] => (cols, rows),
-            _ => return Err(invalid()),
-        };
-        let row_bytes = info.ty.bytes_for(cols).ok_or_else(invalid)?;
-        if row_bytes.checked_mul(rows) != Some(data.len() as u64) {
-            return Err(invalid());
-        }
-        Ok(QuantMatrix {
-            ty: info.ty,
-            rows: rows as usize,
-            cols: cols as usize,
-            row_bytes: row_bytes as usize,
-            data,
-        })
-    }
-
-    /// Row `r` (< rows) as f32 into `out` (cols values).
-    pub(super) fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()> {
-        let bytes = self
-            .data
-            .get(r * self.row_bytes..(r + 1) * self.row_bytes)
-            .ok_or_else(|| Error::InvalidArgument(format!("row {r} of {}", self.rows)))?;
-        quant::dequantize(self.ty, bytes, out)
-    }
-}
 
 /// Rows of a matvec handed to one task: enough to amortize the task and its row buffer.
 pub(super) const ROWS_PER_TASK: usize = 32;
 
 /// y = W x, W `rows` x `cols`: y[r] = dot(row r of W, x).
-pub(super) fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32]) -> Result<()> {
+pub(super) fn matvec(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
     debug_assert_eq!((x.len(), y.len()), (w.cols, w.rows));
     for_each_chunk(y, ROWS_PER_TASK, |first_row, ys| {
         let mut row = vec![0f32; w.cols];
@@ -72,15 +24,7 @@ pub(super) fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32]) -> Result<()> {
 
 /// Run `f(start, chunk)` on consecutive `size`-element chunks of `out`: across threads
 /// natively, one after another in wasm (no threads there).
-/// Threads the decoder splits its work over (1 on wasm32).
-pub fn threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
-    return rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
-    return 1;
-}
-
-pub(super) fn for_each_chunk<F>(out: &mut [f32], size: usize, f: F) -> Result<()>
+pub(crate) fn for_each_chunk<F>(out: &mut [f32], size: usize, f: F) -> Result<()>
 where
     F: Fn(usize, &mut [f32]) -> Result<()> + Send + Sync,
 {
@@ -100,7 +44,7 @@ where
 }
 
 /// Dot product in f32 with eight partial sums (which lets the compiler use SIMD lanes).
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8
@@ -118,7 +62,7 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// out = x / sqrt(mean(x^2) + eps) * w
-pub(super) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+pub(crate) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let mean_square = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
     let scale = 1.0 / (mean_square + eps).sqrt();
     for ((o, &x), &w) in out.iter_mut().zip(x).zip(w) {
@@ -126,20 +70,20 @@ pub(super) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-pub(super) fn silu(x: f32) -> f32 {
+pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
 /// GELU, tanh approximation: 0.5 x (1 + tanh(y)), y = sqrt(2/pi) (x + 0.044715 x^3), written
 /// as x / (1 + exp(-2y)), the same value without the cancellation of 1 + tanh(y) near -1.
-pub(super) fn gelu_tanh(x: f32) -> f32 {
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let y = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
     x / (1.0 + (-2.0 * y).exp())
 }
 
 /// RMSNorm of each `dim`-wide slice of `v` in place (per-head q/k norms).
-pub(super) fn rmsnorm_heads(v: &mut [f32], w: &[f32], eps: f32) {
+pub(crate) fn rmsnorm_heads(v: &mut [f32], w: &[f32], eps: f32) {
     for head in v.chunks_exact_mut(w.len()) {
         let x = head.to_vec();
         rmsnorm(head, &x, w, eps);
@@ -149,16 +93,16 @@ pub(super) fn rmsnorm_heads(v: &mut [f32], w: &[f32], eps: f32) {
 /// Rotary position embedding of one layer: the angle of pair i at position p is
 /// `p * freqs[i]`, cos and sin scaled by `mscale` (`Config::rope` folds every scaling scheme
 /// into these).
-pub(super) struct Rope {
-    pub(super) style: RopeStyle,
-    pub(super) head_dim: usize,
-    pub(super) table: RopeTable,
+pub(crate) struct Rope<'a> {
+    pub(crate) style: RopeStyle,
+    pub(crate) head_dim: usize,
+    pub(crate) table: &'a RopeTable,
 }
 
-impl Rope {
+impl Rope<'_> {
     /// Rotate every head of `v` (heads of head_dim values) for position `pos`. Dimensions at
     /// and past rope_dims are left as they are.
-    pub(super) fn apply(&self, v: &mut [f32], pos: usize) {
+    pub(crate) fn apply(&self, v: &mut [f32], pos: usize) {
         let p = pos as f32;
         let half = self.table.freqs.len();
         let m = self.table.mscale;
@@ -178,25 +122,21 @@ impl Rope {
     }
 }
 
-/// Matrices whose outputs are concatenated: one fused tensor, or several (q, k, v) in order.
-pub(super) struct Projection(pub(super) Vec<QuantMatrix>);
-
-impl Projection {
-    /// y = [W_0 x; W_1 x; ...]
-    pub(super) fn apply(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let mut rest = y;
-        for w in &self.0 {
-            let (head, tail) = rest.split_at_mut(w.rows);
-            matvec(w, x, head)?;
-            rest = tail;
-        }
-        Ok(())
+/// y = [W_0 x; W_1 x; ...]: matrices whose outputs are concatenated (q, k, v in order, or
+/// one fused tensor).
+pub(super) fn project(ws: &[Matrix], x: &[f32], y: &mut [f32]) -> Result<()> {
+    let mut rest = y;
+    for w in ws {
+        let (head, tail) = rest.split_at_mut(w.rows);
+        matvec(w, x, head)?;
+        rest = tail;
     }
+    Ok(())
 }
 
 /// Multi-head attention of one query position over `n_pos = keys.len() / kv_dim` cached
 /// positions, with grouped KV heads: query head h reads KV head h / (n_head / n_head_kv).
-pub(super) fn attention(
+pub(crate) fn attention(
     out: &mut [f32],
     q: &[f32],
     keys: &[f32],
@@ -228,7 +168,7 @@ pub(super) fn attention(
 }
 
 /// In place, shifted by the maximum so that exp never overflows.
-pub(super) fn softmax(x: &mut [f32]) {
+pub(crate) fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in x.iter_mut() {
@@ -240,10 +180,29 @@ pub(super) fn softmax(x: &mut [f32]) {
     }
 }
 
-pub(super) fn add(x: &mut [f32], y: &[f32]) {
+pub(crate) fn add(x: &mut [f32], y: &[f32]) {
     for (x, &y) in x.iter_mut().zip(y) {
         *x += y;
     }
+}
+
+/// One KV cache plane (keys or values) of `n_layer` x `context` x `kv_dim` zeroed floats, or an
+/// error (not an abort) when it cannot be allocated.
+pub(crate) fn zeroed_cache(c: &Config, context: usize) -> Result<Vec<f32>> {
+    let too_big = || {
+        Error::ModelTooLarge(format!(
+            "no memory for the KV cache of {context} tokens; lower the context length"
+        ))
+    };
+    let len = c
+        .n_layer
+        .checked_mul(context)
+        .and_then(|n| n.checked_mul(c.kv_dim()))
+        .ok_or_else(too_big)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_big())?;
+    v.resize(len, 0.0);
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -267,22 +226,27 @@ mod tests {
         assert!((x[0] - 0.5).abs() < 1e-6 && (x[1] - 0.5).abs() < 1e-6 && x[2] < 1e-30);
     }
 
-    fn rope(style: RopeStyle, rope_dims: usize) -> Rope {
+    fn table(rope_dims: usize) -> RopeTable {
+        RopeTable {
+            freqs: (0..rope_dims / 2)
+                .map(|i| 10000f32.powf(-((2 * i) as f32) / rope_dims as f32))
+                .collect(),
+            mscale: 1.0,
+        }
+    }
+
+    fn rope(style: RopeStyle, table: &RopeTable) -> Rope<'_> {
         Rope {
             style,
             head_dim: 8,
-            table: RopeTable {
-                freqs: (0..rope_dims / 2)
-                    .map(|i| 10000f32.powf(-((2 * i) as f32) / rope_dims as f32))
-                    .collect(),
-                mscale: 1.0,
-            },
+            table,
         }
     }
 
     #[test]
     fn rope_rotates_adjacent_pairs_and_leaves_the_rest() {
-        let r = rope(RopeStyle::Adjacent, 4);
+        let t = table(4);
+        let r = rope(RopeStyle::Adjacent, &t);
         let mut v = [1.0, 0.0, 1.0, 0.0, 7.0, 8.0, 9.0, 10.0];
         r.apply(&mut v, 1);
         // pair 0 turns by 1 rad, pair 1 by 1 / 100 rad
@@ -293,7 +257,8 @@ mod tests {
 
     #[test]
     fn rope_half_rotates_i_with_i_plus_half() {
-        let r = rope(RopeStyle::Half, 8);
+        let t = table(8);
+        let r = rope(RopeStyle::Half, &t);
         let mut v = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         r.apply(&mut v, 2);
         assert!((v[0] - 2f32.cos()).abs() < 1e-6 && (v[4] - 2f32.sin()).abs() < 1e-6);
@@ -302,7 +267,8 @@ mod tests {
 
     #[test]
     fn rope_at_position_zero_is_the_identity() {
-        let r = rope(RopeStyle::Adjacent, 8);
+        let t = table(8);
+        let r = rope(RopeStyle::Adjacent, &t);
         let mut v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         r.apply(&mut v, 0);
         assert_eq!(v, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::gguf::Header;
-use crate::gpu::GpuContext;
+use crate::loader::{DeviceChoice, Target};
 use crate::sampler::SamplingParams;
 
 /// The model as the page describes it (the facade's `modelInfo()`, `stats().model`).
@@ -38,6 +38,8 @@ pub struct ModelInfo {
     /// Where the chat template came from: the file's own, or which built-in turn format.
     pub chat_template: String,
     pub gpu_bytes: u64,
+    /// Memory the CPU engine holds (weights, KV cache, activations); 0 on the GPU.
+    pub cpu_bytes: u64,
     pub load_seconds: f64,
 }
 
@@ -63,6 +65,7 @@ impl ModelInfo {
             tensor_types,
             chat_template: template.describe_origin(),
             gpu_bytes: 0,
+            cpu_bytes: 0,
             load_seconds: 0.0,
         }
     }
@@ -72,10 +75,15 @@ impl ModelInfo {
 #[serde(rename_all = "camelCase")]
 struct EngineInfo<'a> {
     model: &'a ModelInfo,
+    /// "gpu" or "cpu" (or "reference"), and why it was chosen.
+    device: &'a str,
+    device_reason: &'a str,
+    /// The WebGPU adapter, or the CPU engine's instruction set and threads.
     adapter: &'a str,
     features: Features,
     context_length: usize,
     gpu_bytes: u64,
+    cpu_bytes: u64,
     load_seconds: f64,
 }
 
@@ -183,18 +191,34 @@ pub struct WasmEngine {
     info: ModelInfo,
     adapter: String,
     features: Features,
+    /// "gpu" / "cpu" / "reference" and why.
+    device: (&'static str, String),
 }
 
 impl WasmEngine {
-    pub(super) fn new(engine: Engine, info: ModelInfo, ctx: &GpuContext) -> WasmEngine {
+    pub(super) fn new(engine: Engine, info: ModelInfo, choice: &DeviceChoice) -> WasmEngine {
+        let (adapter, features) = match &choice.target {
+            Target::Gpu(ctx) => (
+                ctx.describe(),
+                Features {
+                    shader_f16: ctx.features.shader_f16,
+                    subgroups: ctx.features.subgroups,
+                },
+            ),
+            Target::Cpu | Target::Reference => (
+                engine.backend_stats().device,
+                Features {
+                    shader_f16: false,
+                    subgroups: false,
+                },
+            ),
+        };
         WasmEngine {
             engine: Rc::new(RefCell::new(engine)),
             info,
-            adapter: ctx.describe(),
-            features: Features {
-                shader_f16: ctx.features.shader_f16,
-                subgroups: ctx.features.subgroups,
-            },
+            adapter,
+            features,
+            device: (choice.kind(), choice.reason.clone()),
         }
     }
 
@@ -282,6 +306,8 @@ impl WasmEngine {
     pub fn info(&self) -> Result<JsValue, JsValue> {
         to_js(&EngineInfo {
             model: &self.info,
+            device: self.device.0,
+            device_reason: &self.device.1,
             adapter: &self.adapter,
             features: Features {
                 shader_f16: self.features.shader_f16,
@@ -289,6 +315,7 @@ impl WasmEngine {
             },
             context_length: self.info.context_length_used,
             gpu_bytes: self.info.gpu_bytes,
+            cpu_bytes: self.info.cpu_bytes,
             load_seconds: self.info.load_seconds,
         })
         .map_err(|e| js_error(&e))

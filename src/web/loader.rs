@@ -1,7 +1,9 @@
-//! `ModelLoader`: GGUF bytes in, in file order and any chunk size; GPU weights out. Only the
-//! header is ever buffered; each tensor piece is written to its GPU buffer as it arrives and
-//! dropped, so wasm memory during a load is bounded by the caller's chunk size (plus the header
-//! and the small f32 norm vectors), not by the model. See ARCHITECTURE.md, "Loading in the
+//! `ModelLoader`: GGUF bytes in, in file order and any chunk size; an engine out, on the device
+//! chosen when the loader was created (`loader::choose_device`: the GPU when the adapter is
+//! hardware, else the CPU engine). Only the header is ever buffered; on the GPU each tensor
+//! piece is written to its buffer as it arrives and dropped, so wasm memory during a load is
+//! bounded by the caller's chunk size (plus the header and the small f32 norm vectors); on the
+//! CPU the pieces gather into the weights the engine keeps. See ARCHITECTURE.md, "In the
 //! browser".
 
 use serde::Deserialize;
@@ -10,14 +12,11 @@ use web_time::Instant;
 
 use super::convert::{from_js, js_error, to_js};
 use super::engine::{ModelInfo, WasmEngine};
-use crate::chat::ChatTemplate;
-use crate::config::Config;
-use crate::engine::{Engine, DEFAULT_MAX_CONTEXT};
+use crate::engine::Device;
 use crate::error::{Error, Result};
 use crate::gguf::{Event, StreamReader};
-use crate::gpu::{GpuContext, GpuOptions};
-use crate::model::{GpuModel, WeightLoader};
-use crate::tokenizer::Tokenizer;
+use crate::gpu::GpuOptions;
+use crate::loader::{choose_device, DeviceChoice, Loading};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -28,23 +27,22 @@ struct LoaderOptions {
     file_size: Option<f64>,
     /// Split weights across bindings above this size (tests force small limits).
     max_binding_size: Option<f64>,
+    /// "auto" (the default), "gpu", "cpu" or "reference".
+    device: Option<String>,
 }
 
 /// What the header told us, kept while the tensors stream in.
-struct Loading {
-    config: Config,
-    tokenizer: Tokenizer,
-    template: ChatTemplate,
-    weights: WeightLoader,
+struct Started {
+    loading: Loading,
     info: ModelInfo,
 }
 
 #[wasm_bindgen]
 pub struct ModelLoader {
-    ctx: GpuContext,
+    choice: DeviceChoice,
     context_length: Option<usize>,
     reader: StreamReader,
-    loading: Option<Box<Loading>>,
+    loading: Option<Box<Started>>,
     /// The first error, repeated to every later call: a failed load cannot continue.
     failed: Option<Error>,
     started: Instant,
@@ -52,20 +50,27 @@ pub struct ModelLoader {
 
 #[wasm_bindgen]
 impl ModelLoader {
-    /// Open the WebGPU adapter and device. Rejects with `WEBGPU_UNAVAILABLE` when there is none.
+    /// Choose the device (`device: "gpu"` rejects with `WEBGPU_UNAVAILABLE` when there is no
+    /// WebGPU adapter; `"auto"` falls back to the CPU engine).
     pub async fn create(options: JsValue) -> Result<ModelLoader, JsValue> {
         let started = Instant::now();
         let options: LoaderOptions =
             from_js(&options, "loader options").map_err(|e| js_error(&e))?;
+        let device: Device = options
+            .device
+            .as_deref()
+            .unwrap_or("auto")
+            .parse()
+            .map_err(|e| js_error(&e))?;
         let gpu_options = GpuOptions {
             max_binding_size: options.max_binding_size.map(|n| n as u64),
             ..Default::default()
         };
-        let ctx = GpuContext::new(&gpu_options)
+        let choice = choose_device(device, &gpu_options)
             .await
             .map_err(|e| js_error(&e))?;
         Ok(ModelLoader {
-            ctx,
+            choice,
             context_length: options.context_length,
             reader: StreamReader::new(options.file_size.map(|n| n as u64)),
             loading: None,
@@ -97,7 +102,7 @@ impl ModelLoader {
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsValue> {
         match &self.loading {
-            Some(l) => to_js(&l.info).map_err(|e| js_error(&e)),
+            Some(s) => to_js(&s.info).map_err(|e| js_error(&e)),
             None => Ok(JsValue::UNDEFINED),
         }
     }
@@ -112,12 +117,15 @@ impl ModelLoader {
 impl ModelLoader {
     fn push_inner(&mut self, chunk: &[u8]) -> Result<()> {
         let ModelLoader {
-            ctx,
+            choice,
+            context_length,
             reader,
             loading,
             ..
         } = self;
-        reader.push(chunk, &mut |event| handle(ctx, loading, event))
+        reader.push(chunk, &mut |event| {
+            handle(choice, *context_length, loading, event)
+        })
     }
 
     async fn finish_inner(&mut self) -> Result<WasmEngine> {
@@ -125,61 +133,54 @@ impl ModelLoader {
             return Err(e);
         }
         let ModelLoader {
-            ctx,
+            choice,
+            context_length,
             reader,
             loading,
             ..
         } = self;
-        reader.finish(&mut |event| handle(ctx, loading, event))?;
-        let Loading {
-            config,
-            tokenizer,
-            template,
-            weights,
-            mut info,
-        } = *self
+        reader.finish(&mut |event| handle(choice, *context_length, loading, event))?;
+        let Started { loading, mut info } = *self
             .loading
             .take()
             .ok_or_else(|| Error::ModelInvalid("the file ended before its header".into()))?;
-        let weights = weights.finish(&config)?;
-        let context = self
-            .context_length
-            .unwrap_or(config.context_length.min(DEFAULT_MAX_CONTEXT));
-        let model = GpuModel::build(self.ctx.clone(), config.clone(), weights, context).await?;
-        info.context_length_used = model.context_length();
-        info.gpu_bytes = model.gpu_bytes();
+        let mut engine = loading.finish().await?;
+        engine.set_device_choice(&self.choice);
+        let stats = engine.backend_stats();
+        info.context_length_used = engine.context_length();
+        info.gpu_bytes = stats.gpu_bytes;
+        info.cpu_bytes = stats.cpu_bytes;
         info.load_seconds = self.started.elapsed().as_secs_f64();
-        let engine = Engine::from_parts(config, tokenizer, template, Box::new(model));
-        Ok(WasmEngine::new(engine, info, &self.ctx))
+        Ok(WasmEngine::new(engine, info, &self.choice))
     }
 }
 
-/// One event of the stream reader: the header sets up the load, tensor pieces go to the GPU.
-fn handle(ctx: &GpuContext, loading: &mut Option<Box<Loading>>, event: Event<'_>) -> Result<()> {
+/// One event of the stream reader: the header sets up the load, tensor pieces go to the
+/// chosen device's weights.
+fn handle(
+    choice: &DeviceChoice,
+    context_length: Option<usize>,
+    started: &mut Option<Box<Started>>,
+    event: Event<'_>,
+) -> Result<()> {
     match event {
         Event::Header(header) => {
-            let config = Config::from_header(header)?;
-            let tokenizer = Tokenizer::from_gguf(&header.metadata)?;
-            let template = ChatTemplate::from_metadata(&header.metadata, &tokenizer)?;
-            let weights = WeightLoader::new(ctx, header, &config)?;
-            let info = ModelInfo::new(header, &config, &template);
-            *loading = Some(Box::new(Loading {
-                config,
-                tokenizer,
-                template,
-                weights,
-                info,
-            }));
+            let loading = Loading::new(header, &choice.target, context_length)?;
+            let info = ModelInfo::new(header, &loading.config, &loading.template);
+            *started = Some(Box::new(Started { loading, info }));
             Ok(())
         }
         Event::TensorData {
             tensor,
             offset,
             bytes,
-        } => match loading {
-            Some(l) => l.weights.write(tensor, offset, bytes),
+        } => match started {
+            Some(s) => s.loading.write(tensor, offset, bytes),
             None => Err(Error::ModelInvalid("tensor data before the header".into())),
         },
-        Event::TensorDone { .. } => ctx.check(),
+        Event::TensorDone { .. } => match started {
+            Some(s) => s.loading.tensor_done(),
+            None => Ok(()),
+        },
     }
 }

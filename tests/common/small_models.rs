@@ -6,7 +6,7 @@
 
 use super::quant_data::{Rng, Tensor};
 use llama_wgpu::arch::{Architecture, BlockTensor};
-use llama_wgpu::gguf::Value;
+use llama_wgpu::gguf::{Header, Value};
 use llama_wgpu::gguf_writer::GgufWriter;
 use llama_wgpu::quant::GgmlType;
 
@@ -103,4 +103,32 @@ pub fn small_model(arch: &Architecture, seed: u64) -> Vec<u8> {
         }
     }
     w.to_bytes()
+}
+
+/// A GGUF's 2-D tensors rewritten as F16 (values dequantized, then rounded), the rest kept: a
+/// model on which the CPU engine does the f32 oracle's arithmetic (it quantizes activations
+/// only for quantized weights).
+pub fn with_f16_matrices(bytes: &[u8]) -> Vec<u8> {
+    let header = Header::parse(bytes, Some(bytes.len() as u64))
+        .unwrap()
+        .unwrap();
+    let mut writer = GgufWriter::new();
+    for (key, value) in header.metadata.iter() {
+        writer.metadata(key, value.clone());
+    }
+    for info in &header.tensors {
+        let start = (header.data_offset + info.offset) as usize;
+        let data = bytes[start..start + info.n_bytes as usize].to_vec();
+        if info.dims.len() == 1 {
+            writer.tensor(&info.name, &info.dims, info.ty, data);
+            continue;
+        }
+        let f16 = llama_wgpu::quant::dequantize_tensor(info, &data)
+            .unwrap()
+            .into_iter()
+            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        writer.tensor(&info.name, &info.dims, GgmlType::F16, f16);
+    }
+    writer.to_bytes()
 }

@@ -66,9 +66,10 @@ pub(crate) struct ModelArgs {
     /// Path to a GGUF file.
     #[arg(long)]
     pub(crate) model: PathBuf,
-    /// Where the decoder runs: `gpu` (WGSL kernels through wgpu) or `cpu` (the f32
-    /// reference decoder).
-    #[arg(long, default_value = "gpu")]
+    /// Where the decoder runs: `auto` (the GPU when the adapter is hardware, else the CPU
+    /// engine), `gpu` (WGSL kernels through wgpu), `cpu` (the CPU engine: quantized SIMD
+    /// kernels) or `reference` (the f32 reference decoder, for comparisons).
+    #[arg(long, default_value = "auto")]
     pub(crate) device: String,
     /// KV cache length in tokens (default: the model's, at most 4096).
     #[arg(long)]

@@ -110,8 +110,12 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     }
     let stats = engine.backend_stats();
     let ttft = spread(ttft)["median"].clone();
+    let (device, device_reason) = engine.device();
     let report = serde_json::json!({
         "adapter": stats.device,
+        "device": device,
+        "device_reason": device_reason,
+        "cpu_bytes": stats.cpu_bytes,
         "prompt_tokens": a.prompt_tokens,
         "gen_tokens": a.gen_tokens,
         "repeats": a.repeats,
@@ -155,7 +159,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         r["ttft_s"].as_f64().unwrap_or(0.0),
         a.repeats
     );
+    println!("chosen:      {device} ({device_reason})");
     println!("gpu memory:  {:.1} MB", stats.gpu_bytes as f64 / 1e6);
+    println!("cpu memory:  {:.1} MB", stats.cpu_bytes as f64 / 1e6);
     if let Some(rss) = load_peak_rss {
         println!(
             "host memory: {:.1} MB peak resident after load",

@@ -134,7 +134,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires --prompt or --chat"),
     };
     if a.json {
-        print_json(&prompt_ids, &result);
+        print_json(&engine, &prompt_ids, &result);
     } else {
         println!();
         print_stats(&result);
@@ -151,8 +151,11 @@ fn conversation(system: Option<&str>, user: &str) -> Vec<Message> {
     messages
 }
 
-fn print_json(prompt_ids: &[u32], g: &Generation) {
+fn print_json(engine: &Engine, prompt_ids: &[u32], g: &Generation) {
+    let (device, device_reason) = engine.device();
     let v = serde_json::json!({
+        "device": device,
+        "device_reason": device_reason,
         "prompt_ids": prompt_ids,
         "ids": g.ids,
         "text": g.text,

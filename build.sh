@@ -146,6 +146,10 @@ cmd_setup() {
   # lavapipe (Mesa's CPU Vulkan driver) gives wgpu an adapter on machines without a GPU.
   # chromium + its driver run the browser tests (WebGPU on SwiftShader).
   setup_apt ca-certificates mesa-vulkan-drivers libvulkan1 chromium chromium-driver
+  if ! rustup component list --installed 2>/dev/null | grep -q rust-src; then
+    log "rustup: adding rust-src (the threaded wasm build rebuilds std)"
+    retry_once "rustup component add rust-src" rustup component add rust-src
+  fi
   if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
     log "rustup: adding the wasm32-unknown-unknown target"
     retry_once "rustup target add" rustup target add wasm32-unknown-unknown
@@ -196,7 +200,7 @@ test_browser() {
   PKG_JUST_BUILT=1 cmd_bench --quick
 }
 
-# The npm package in pkg/: the crate compiled to wasm32, wasm-bindgen's ES module glue, wasm-opt,
+# The npm package in pkg/: the crate compiled to wasm32 with SIMD128 (.cargo/config.toml), wasm-bindgen's ES module glue, wasm-opt,
 # then the JS facade, worker entry, types and package.json from pkg-templates/.
 cmd_build() {
   cmd_setup
@@ -205,19 +209,46 @@ cmd_build() {
   log "cargo build (wasm32, profile wasm-release)"
   cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --quiet
   wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/llama_wgpu.wasm"
-  rm -rf "$out" && mkdir -p "$out"
+  rm -rf "$out" && mkdir -p "$out/threads"
   wasm-bindgen --target web --out-dir "$out" --out-name llama_wgpu "$wasm"
-  log "wasm-opt -Oz"
-  PATH="$NPM_PREFIX/node_modules/.bin:$PATH" wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$out/llama_wgpu_bg.wasm" -o "$out/llama_wgpu_bg.wasm"
+  build_threaded_wasm "$out/threads"
+  log "wasm-opt -O3"
+  local opt=(-O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
+    --enable-reference-types --enable-multivalue --enable-simd)
+  PATH="$NPM_PREFIX/node_modules/.bin:$PATH" wasm-opt "${opt[@]}" "$out/llama_wgpu_bg.wasm" -o "$out/llama_wgpu_bg.wasm"
+  PATH="$NPM_PREFIX/node_modules/.bin:$PATH" wasm-opt "${opt[@]}" --enable-threads \
+    "$out/threads/llama_wgpu_bg.wasm" -o "$out/threads/llama_wgpu_bg.wasm"
   cp -r "$ROOT"/pkg-templates/. "$out/"
   sed -i "s/@VERSION@/$version/" "$out/package.json"
   cp "$ROOT/LICENSE"* "$out/" 2>/dev/null || true
-  local raw gz
-  raw=$(stat -c %s "$out/llama_wgpu_bg.wasm")
-  gz=$(gzip -9 -c "$out/llama_wgpu_bg.wasm" | wc -c)
-  log "pkg/ built: llama_wgpu_bg.wasm $raw bytes raw, $gz bytes gzip -9"
+  local f raw gz
+  for f in llama_wgpu_bg.wasm threads/llama_wgpu_bg.wasm; do
+    raw=$(stat -c %s "$out/$f")
+    gz=$(gzip -9 -c "$out/$f" | wc -c)
+    log "pkg/ built: $f $raw bytes raw, $gz bytes gzip -9"
+  done
+}
+
+# The threaded build (feature wasm-threads: the CPU engine's loops on rayon over Web Workers):
+# wasm atomics and shared memory, which need a std compiled with them (-Z build-std on the
+# stable toolchain through RUSTC_BOOTSTRAP), in a target folder of its own since the flags differ.
+build_threaded_wasm() {
+  log "cargo build (wasm32 with threads: atomics, shared memory, std rebuilt)"
+  local flags="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128"
+  flags+=" -C link-arg=--shared-memory -C link-arg=--max-memory=4294967296 -C link-arg=--import-memory"
+  flags+=" -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size"
+  flags+=" -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+  # Its only warning is that `atomics` is an unstable target feature: shown on failure only.
+  local errors; errors="$(mktemp)"
+  if ! RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" cargo build --lib --target wasm32-unknown-unknown \
+    --profile wasm-release --features wasm-threads -Z build-std=panic_abort,std \
+    --target-dir "$CARGO_TARGET_DIR/wasm-threads" --quiet 2> "$errors"; then
+    cat "$errors" >&2
+    die "the threaded wasm build failed"
+  fi
+  rm -f "$errors"
+  local wasm="$CARGO_TARGET_DIR/wasm-threads/wasm32-unknown-unknown/wasm-release/llama_wgpu.wasm"
+  wasm-bindgen --target web --out-dir "$1" --out-name llama_wgpu "$wasm"
 }
 
 # The chat demo in the browser: build pkg/, then serve www/ (with pkg/ and the default model)
@@ -235,8 +266,9 @@ cmd_demo() {
   exec node "$ROOT/www/serve.mjs" --host 127.0.0.1 --port "$port" --model "$DEFAULT_MODEL"
 }
 
-# The benchmarks (BENCHMARKS.md): native GPU and CPU figures, the kernel table, and in headless
-# Chromium our worker engine side by side with wllama on the default Q4_1 model and a Q8_0 copy.
+# The benchmarks (BENCHMARKS.md): native figures (GPU, CPU engine, f32 reference), the kernel
+# table, and in headless Chromium our worker engine (WebGPU and CPU engine) side by side with
+# wllama on the default Q4_1 model and a Q8_0 copy.
 # Results in bench-results/<date>-<commit>/. `--quick` (run by `./build.sh test`): a few tokens,
 # one run, into a temporary folder, checking that every engine produced figures and text.
 cmd_bench() {
@@ -256,29 +288,34 @@ cmd_bench() {
     retry_once "npm install wllama" npm install --silent --no-audit --no-fund \
       --prefix "$CACHE/bench-tools" "@wllama/wllama@$WLLAMA_VERSION"
   fi
-  local out args
+  local out args rargs
   export BENCH_COMMIT; BENCH_COMMIT="$(git rev-parse --short HEAD)"
   if [ -n "$quick" ]; then
     out="$(mktemp -d)"
     args=(--prompt-tokens 8 --gen-tokens 4 --repeats 1 --context-length 256 --json)
+    rargs=("${args[@]}")
     "$bin" bench-kernels --quick --json > "$out/kernels.json"
   else
     out="$ROOT/bench-results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)"
     mkdir -p "$out"
     args=(--prompt-tokens 128 --gen-tokens 128 --repeats 3 --context-length 1024 --json)
+    # The f32 reference is there for comparison only: a short run.
+    rargs=(--prompt-tokens 32 --gen-tokens 16 --repeats 1 --context-length 1024 --json)
     log "kernel table"
     "$bin" bench-kernels --json > "$out/kernels.json"
   fi
-  log "native: GPU decoder, then the CPU reference"
+  log "native: the GPU, the CPU engine, then the f32 reference (short)"
   "$bin" bench --model "$DEFAULT_MODEL" --device gpu "${args[@]}" > "$out/native-gpu.json"
   "$bin" bench --model "$DEFAULT_MODEL" --device cpu "${args[@]}" > "$out/native-cpu.json"
-  # The other architectures, natively (shorter runs: the CPU reference is slow on 0.5B).
-  # Quick mode runs only the smallest, to check the harness and report handle them.
+  "$bin" bench --model "$DEFAULT_MODEL" --device reference "${rargs[@]}" > "$out/native-reference.json"
+  # The other architectures, natively, on the GPU and the CPU engine (shorter runs: the GPU on
+  # an emulated adapter is slow on 0.5B). Quick mode runs only the smallest, to check the
+  # harness and report handle them.
   local models=("$GEMMA_MODEL" "$QWEN_MODEL") margs=(--prompt-tokens 64 --gen-tokens 32 --repeats 2 --context-length 512 --json)
   if [ -n "$quick" ]; then models=("$GEMMA_MODEL"); margs=("${args[@]}"); fi
   mkdir -p "$out/models"
   for model in "${models[@]}"; do
-    log "native, $(basename "$model"): GPU decoder, then the CPU reference"
+    log "native, $(basename "$model"): the GPU, then the CPU engine"
     for device in gpu cpu; do
       "$bin" bench --model "$model" --device "$device" "${margs[@]}" > "$out/models/$(basename "$model" .gguf).$device.json"
     done
@@ -286,7 +323,7 @@ cmd_bench() {
   if [ -n "${LLAMA_WGPU_BENCH_LLAMA_CPP:-}" ] && [ -z "$quick" ]; then
     bench_llama_cpp "$out"
   fi
-  log "browser: llama-wgpu (WebGPU) and wllama (wasm CPU) in headless Chromium"
+  log "browser: llama-wgpu (WebGPU and CPU engine) and wllama (wasm CPU) in headless Chromium"
   node "$ROOT/bench/browser.mjs" --out "$out" --model "q4_1=$DEFAULT_MODEL" --model "q8_0=$q8" \
     ${quick:+--quick}
   if [ -n "$quick" ]; then

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
-// Side-by-side browser benchmark: llama-wgpu's worker engine (WebGPU) against wllama (llama.cpp in
-// wasm, CPU threads) in headless Chromium, on the same GGUF files served by www/serve.mjs.
+// Side-by-side browser benchmark in headless Chromium, on the same GGUF files served by
+// www/serve.mjs: llama-wgpu's worker engine on WebGPU (device "gpu") and on its CPU engine
+// (device "cpu", wasm SIMD128, its thread count recorded), against wllama (llama.cpp in wasm, CPU)
+// with as many threads as our CPU engine and with navigator.hardwareConcurrency threads. Which
+// device llama-wgpu's default ("auto") chooses in this browser is recorded too.
 //
 //   node bench/browser.mjs --out DIR --model q4_1=PATH [--model q8_0=PATH ...]
 //        [--runs 3] [--prompt-tokens 128] [--gen-tokens 128] [--ref-tokens 30] [--quick]
-//        [--pkg DIR] [--engines ours,wllama] [--ours-cache true|false]
+//        [--pkg DIR] [--engines ours,ours_cpu,wllama,wllama_matched] [--ours-cache true|false]
 //
+// Engines: ours (llama-wgpu, WebGPU), ours_cpu (llama-wgpu, CPU engine), wllama (all threads),
+// wllama_matched (the CPU engine's thread count; "wllama" is skipped when that is all of them).
 // --quick: 1 run, an 8-token prompt, 4 generated tokens (CI). For each model and run, the engines
-// alternate (ours, wllama, ours, wllama, ...) so that drift of the machine hits both, each in a
-// fresh page. Writes DIR/browser.json (see bench/README.md) and prints a summary.
+// alternate (ours, ours_cpu, wllama, wllama_matched, ours, ...) so that drift of the machine hits
+// all, each in a fresh page. Writes DIR/browser.json (see bench/README.md) and prints a summary.
 //
 // Load time: each run is a first visit. llama-wgpu is created with `cache: true` (its default)
 // after deleting the model from its Cache API store; wllama with `useCache: true` (its default)
@@ -32,6 +37,13 @@ const BENCH_TOOLS = path.join(CACHE, "bench-tools");
 const WLLAMA_DIR = path.join(BENCH_TOOLS, "node_modules", "@wllama", "wllama");
 const PLAYWRIGHT = path.join(CACHE, "npm-tools", "node_modules", "playwright-core");
 const CHROMIUM = "/usr/bin/chromium";
+// The rows, in the order they run within a model's run.
+const ENGINES = ["ours", "ours_cpu", "wllama", "wllama_matched"];
+const OURS_DEVICE = { ours: "gpu", ours_cpu: "cpu" };
+const isOurs = (engine) => engine in OURS_DEVICE;
+const isWllama = (engine) => engine === "wllama" || engine === "wllama_matched";
+// Threads of our CPU engine, from its description ("CPU engine (simd128, 1 thread)").
+const threadsOf = (adapter) => Number(/(\d+) threads?\b/.exec(String(adapter ?? ""))?.[1]) || null;
 
 
 function usage(message) {
@@ -39,7 +51,7 @@ function usage(message) {
   process.stderr.write(
     "usage: node bench/browser.mjs --out DIR --model LABEL=PATH [--model LABEL=PATH ...]\n" +
       "       [--runs N] [--prompt-tokens N] [--gen-tokens N] [--ref-tokens N] [--quick]\n" +
-      "       [--pkg DIR] [--engines ours,wllama] [--ours-cache true|false]\n",
+      "       [--pkg DIR] [--engines ours,ours_cpu,wllama,wllama_matched] [--ours-cache true|false]\n",
   );
   process.exit(message ? 2 : 0);
 }
@@ -54,7 +66,7 @@ function parseArgs(argv) {
     refTokens: 30,
     quick: false,
     pkg: path.join(REPO, "pkg"),
-    engines: ["ours", "wllama"],
+    engines: [...ENGINES],
     oursCache: true,
   };
   const given = new Set();
@@ -86,8 +98,9 @@ function parseArgs(argv) {
       case "--quick": o.quick = true; break;
       case "--pkg": o.pkg = path.resolve(take()); break;
       case "--engines": {
-        o.engines = take().split(",").filter(Boolean);
-        if (!o.engines.length || o.engines.some((e) => e !== "ours" && e !== "wllama")) usage("--engines: ours, wllama or both");
+        const list = take().split(",").filter(Boolean);
+        if (!list.length || list.some((e) => !ENGINES.includes(e))) usage(`--engines: some of ${ENGINES.join(", ")}`);
+        o.engines = ENGINES.filter((e) => list.includes(e)); // in this order: ours_cpu runs before wllama_matched
         break;
       }
       case "--ours-cache": {
@@ -205,7 +218,7 @@ function fmt(x, digits = 2) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   checkPrerequisites(o);
-  const wllamaVersion = o.engines.includes("wllama") ? ensureWllama() : null;
+  const wllamaVersion = o.engines.some(isWllama) ? ensureWllama() : null;
   fs.mkdirSync(o.out, { recursive: true });
   const { chromium } = createRequire(import.meta.url)(PLAYWRIGHT);
   const started = Date.now();
@@ -222,6 +235,9 @@ async function main() {
 
   const results = {}; // engine -> label -> [run results]
   const errors = [];
+  const skipped = []; // {engine, reason}
+  let auto = null; // what device "auto" chose in this browser
+  let cpuThreads = null; // our CPU engine's threads (from its stats().adapter), for wllama_matched
   const prompts = {}; // label -> prompt text of exactly promptTokens tokens
   let browserVersion = null;
   let env = null;
@@ -230,10 +246,36 @@ async function main() {
     // Seconds a run may take: load, prompt and generation at a pessimistic 0.5 tok/s on the
     // emulated adapter, the reference text, and slack.
     const budgetMs = (180 + (o.promptTokens / 5 + o.genTokens + o.refTokens) * 2) * 1000;
+    if (o.engines.some(isOurs)) {
+      // The default device's choice, once: load the first model with no device option.
+      const page = await context.newPage();
+      try {
+        await page.goto(new URL("/bench/index.html", server.url).href);
+        const modelUrl = new URL(`/models/${o.models[0].label}.gguf`, server.url).href;
+        auto = await withTimeout(
+          page.evaluate((a) => import("/bench/bench-page.js").then((m) => m.autoChoice(a)), { modelUrl }),
+          budgetMs,
+          "auto choice",
+        );
+        log(`device "auto" chose ${auto.device}: ${auto.device_reason} (${auto.adapter})`);
+      } catch (err) {
+        errors.push({ engine: "auto", model: o.models[0].label, run: 0, error: err.message.split("\n")[0] });
+        log(`FAILED the auto choice: ${err.message}`);
+      } finally {
+        await page.close().catch(() => {});
+      }
+    }
     for (const model of o.models) {
       const modelUrl = new URL(`/models/${model.label}.gguf`, server.url).href;
       for (let run = 0; run < o.runs; run++) {
         for (const engine of o.engines) {
+          // wllama with all threads is the same row as wllama_matched when our CPU engine uses them all.
+          if (engine === "wllama" && cpuThreads && env?.hardwareConcurrency && env.hardwareConcurrency <= cpuThreads) {
+            if (!skipped.some((x) => x.engine === engine)) {
+              skipped.push({ engine, reason: `navigator.hardwareConcurrency ${env.hardwareConcurrency} = the CPU engine's ${cpuThreads} threads: wllama_matched is that row` });
+            }
+            continue;
+          }
           const page = await context.newPage();
           const pageLog = [];
           page.on("console", (m) => pageLog.push(`[console.${m.type()}] ${m.text()}`));
@@ -257,7 +299,7 @@ async function main() {
               genTokens: o.genTokens,
               refTokens,
             };
-            if (engine === "wllama" && !args.promptText) {
+            if (isWllama(engine) && !args.promptText) {
               log(`${model.label}: building the ${o.promptTokens}-token prompt with llama-wgpu's tokenizer`);
               args.promptText = prompts[model.label] = await withTimeout(
                 page.evaluate((a) => import("/bench/bench-page.js").then((m) => m.preparePrompt(a)), { modelUrl, promptTokens: o.promptTokens }),
@@ -265,13 +307,18 @@ async function main() {
                 `${model.label} prompt`,
               );
             }
-            const fn =
-              engine === "ours"
-                ? (a) => import("/bench/bench-page.js").then((m) => m.runOurs(a))
-                : (a) => import("/bench/bench-page.js").then((m) => m.runWllama(a));
-            const extra = engine === "ours" ? { cache: o.oursCache, clearCache: true } : { useCache: true, clearCache: true };
+            const fn = isOurs(engine)
+              ? (a) => import("/bench/bench-page.js").then((m) => m.runOurs(a))
+              : (a) => import("/bench/bench-page.js").then((m) => m.runWllama(a));
+            const extra = isOurs(engine)
+              ? { cache: o.oursCache, clearCache: true, device: OURS_DEVICE[engine] }
+              : { useCache: true, clearCache: true, nThreads: engine === "wllama_matched" ? (cpuThreads ?? 1) : undefined };
             const r = await withTimeout(page.evaluate(fn, { ...args, ...extra }), budgetMs, what);
-            if (engine === "ours" && !prompts[model.label]) prompts[model.label] = r.promptText;
+            if (isOurs(engine) && !prompts[model.label]) prompts[model.label] = r.promptText;
+            if (isOurs(engine) && r.info.device !== OURS_DEVICE[engine]) {
+              throw new Error(`asked for device ${OURS_DEVICE[engine]}, ran on ${r.info.device} (${r.info.deviceReason})`);
+            }
+            if (engine === "ours_cpu") cpuThreads = r.info.threads = threadsOf(r.info.adapter) ?? cpuThreads;
             env = env ?? r.env;
             delete r.promptText;
             r.machine_state_after = machineState();
@@ -315,34 +362,42 @@ async function main() {
         file: o.models.find((m) => m.label === label).file,
         file_bytes: fs.statSync(o.models.find((m) => m.label === label).file).size,
         info: runs[0].info,
-        ...(engine === "ours" ? { load_s_engine: pick("load_s_engine"), load_phases: runs.map((r) => r.load_phases) } : {}),
-        ...(engine === "wllama" ? { decode_tokens_per_s_reported: pick("decode_tokens_per_s_reported"), log_excerpt: runs[0].log_excerpt } : {}),
+        ...(isOurs(engine) ? { load_s_engine: pick("load_s_engine"), load_phases: runs.map((r) => r.load_phases) } : {}),
+        ...(isWllama(engine) ? { decode_tokens_per_s_reported: pick("decode_tokens_per_s_reported"), log_excerpt: runs[0].log_excerpt } : {}),
         bench_text_head: runs[0].bench_text_head,
         cpu_pressure_after_each_run: runs.map((r) => r.machine_state_after?.cpu_pressure?.some_avg10 ?? null),
       };
     }
   }
+  // ratios[label]["ours/wllama"]: WebGPU against wllama with all threads;
+  // ratios[label]["ours_cpu/wllama_matched"]: the CPU engine against wllama on as many threads.
+  const PAIRS = [["ours", "wllama"], ["ours_cpu", "wllama_matched"], ["ours_cpu", "wllama"]];
   const ratios = {};
   for (const m of o.models) {
-    const a = engines.ours?.[m.label];
-    const b = engines.wllama?.[m.label];
-    if (!a || !b) continue;
-    const r = (x, y) => (x.median != null && y.median ? x.median / y.median : null);
-    a.bench_text_agrees = a.bench_text_head != null && a.bench_text_head === b.bench_text_head;
-    ratios[m.label] = {
-      load_s: r(a.load_s, b.load_s),
-      prefill: r(a.prefill_tokens_per_s, b.prefill_tokens_per_s),
-      decode: r(a.decode_tokens_per_s, b.decode_tokens_per_s),
-      ttft: r(a.ttft_s, b.ttft_s),
-    };
+    for (const [x, y] of PAIRS) {
+      const a = engines[x]?.[m.label];
+      const b = engines[y]?.[m.label];
+      if (!a || !b) continue;
+      const r = (p, q) => (p.median != null && q.median ? p.median / q.median : null);
+      (a.bench_text_agrees ??= {})[y] = a.bench_text_head != null && a.bench_text_head === b.bench_text_head;
+      (ratios[m.label] ??= {})[`${x}/${y}`] = {
+        load_s: r(a.load_s, b.load_s),
+        prefill: r(a.prefill_tokens_per_s, b.prefill_tokens_per_s),
+        decode: r(a.decode_tokens_per_s, b.decode_tokens_per_s),
+        ttft: r(a.ttft_s, b.ttft_s),
+      };
+    }
   }
   const oursAny = Object.values(engines.ours ?? {})[0];
-  const wllamaAny = Object.values(engines.wllama ?? {})[0];
+  const oursCpuAny = Object.values(engines.ours_cpu ?? {})[0];
+  const wllamaAny = Object.values(engines.wllama ?? engines.wllama_matched ?? {})[0];
   const out = {
     browser: browserVersion,
     browser_flags: CHROMIUM_ARGS,
     adapter: oursAny?.info?.adapter ?? null,
     adapter_info: env?.adapter ?? null,
+    auto,
+    cpu_engine: oursCpuAny ? { adapter: oursCpuAny.info?.adapter ?? null, threads: oursCpuAny.info?.threads ?? null } : null,
     cpu: cpuDescription(),
     machine_state: { before: stateStart, after: machineState() },
     date: new Date().toISOString(),
@@ -355,9 +410,10 @@ async function main() {
     models: Object.fromEntries(o.models.map((m) => [m.label, { file: m.file, bytes: fs.statSync(m.file).size }])),
     method: {
       order: "per model and run: " + o.engines.join(", ") + " alternating, each in a fresh page of one Chromium profile",
-      ours: `createWorkerEngine({model: url, cache: ${o.oursCache}}) after deleteCachedModel(url) (a first visit); ` +
+      auto: "createWorkerEngine({model: url, cache: false}) with no device option, once: stats().device, deviceReason, adapter",
+      ours: `createWorkerEngine({model: url, cache: ${o.oursCache}, device: "gpu" (ours) or "cpu" (ours_cpu)}) after deleteCachedModel(url) (a first visit); ` +
         "generate(prompt, {maxTokens, temperature: 0, ignoreEos: true}); figures from engine.stats()",
-      wllama: "loadModelFromUrl(url, {n_threads: navigator.hardwareConcurrency, n_ctx, useCache: true}) after cacheManager.clear() (a first visit); " +
+      wllama: "loadModelFromUrl(url, {n_threads: navigator.hardwareConcurrency (wllama) or the CPU engine's threads (wllama_matched), n_ctx, useCache: true}) after cacheManager.clear() (a first visit); " +
         "createCompletion({prompt, max_tokens, temperature: 0, ignore_eos: true, cache_prompt: false}); figures from llama.cpp's timings: " +
         "prefill = prompt_n / prompt_ms, decode = (predicted_n - 1) / predicted_ms, ttft = prompt_ms",
       load_s: "page clock from the create/load call to its resolved promise, downloading from the same local server",
@@ -368,7 +424,8 @@ async function main() {
       ? {
           version: wllamaVersion,
           libllama: wllamaAny?.info?.libllama ?? null,
-          threads: wllamaAny?.info?.threads ?? null,
+          threads: engines.wllama ? Object.values(engines.wllama)[0]?.info?.threads ?? null : null,
+          matched_threads: engines.wllama_matched ? Object.values(engines.wllama_matched)[0]?.info?.threads ?? null : null,
           multithread: wllamaAny?.info?.multithread ?? null,
           cross_origin_isolated: env?.crossOriginIsolated ?? null,
           hardware_concurrency: env?.hardwareConcurrency ?? null,
@@ -380,14 +437,17 @@ async function main() {
       : null,
     engines,
     ratios,
+    skipped,
     errors,
     wall_s: (Date.now() - started) / 1000,
   };
   const file = path.join(o.out, "browser.json");
   fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
   log(`wrote ${file} (${out.wall_s.toFixed(0)} s)`);
-  for (const [label, r] of Object.entries(ratios)) {
-    log(`${label} ours/wllama: load ${fmt(r.load_s)}, prefill ${fmt(r.prefill)}, decode ${fmt(r.decode)}, ttft ${fmt(r.ttft)}`);
+  for (const [label, pairs] of Object.entries(ratios)) {
+    for (const [pair, r] of Object.entries(pairs)) {
+      log(`${label} ${pair}: load ${fmt(r.load_s)}, prefill ${fmt(r.prefill)}, decode ${fmt(r.decode)}, ttft ${fmt(r.ttft)}`);
+    }
   }
   if (errors.length) {
     log(`${errors.length} run(s) failed`);

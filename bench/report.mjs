@@ -4,11 +4,13 @@
 //   node bench/report.mjs --out DIR [--update-benchmarks BENCHMARKS.md]
 //
 // Reads from DIR, each optional (at least one must be there):
-//   browser.json           bench/browser.mjs: llama-wgpu vs wllama in Chromium
-//   native-gpu.json        `llama-wgpu bench --json` (GPU device)
-//   native-cpu.json        `llama-wgpu bench --json --device cpu`
+//   browser.json           bench/browser.mjs: llama-wgpu (WebGPU and CPU engine) vs wllama in Chromium
+//   native-gpu.json        `llama-wgpu bench --json --device gpu`
+//   native-cpu.json        `llama-wgpu bench --json --device cpu` (the CPU engine)
+//   native-reference.json  `llama-wgpu bench --json --device reference` (the f32 reference decoder)
 //   native-llama-cpp.json  the same shape from llama.cpp, plus "engine": "llama.cpp"
-//   models/NAME.DEVICE.json `llama-wgpu bench --json` on another architecture's model (NAME.gguf)
+//   models/NAME.DEVICE.json `llama-wgpu bench --json --device DEVICE` on another architecture's
+//                          model (NAME.gguf)
 //   kernels.json           {adapter, copy_gbps, matvec: [{type, rows, cols, ms, gbps, of_copy}],
 //                           matmul: [{type, rows, cols, tokens, ms, gflops}]}
 // Writes DIR/results.json (all of it plus commit, date, machine), DIR/results.md and DIR/chart.svg.
@@ -25,6 +27,12 @@ import { forEachOption } from "../www/cli-options.mjs";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
 const START = "<!-- bench:start -->";
+// How the tables name llama-wgpu's devices (the "device" field of `llama-wgpu bench --json`).
+const DEVICE_NAMES = { gpu: "GPU", cpu: "CPU engine", reference: "f32 reference" };
+const deviceOrder = (d) => ["gpu", "cpu", "reference"].indexOf(d) >>> 0;
+// The browser rows, in table order.
+const BROWSER_ENGINES = ["ours", "ours_cpu", "wllama", "wllama_matched"];
+const BROWSER_PAIRS = ["ours/wllama", "ours_cpu/wllama_matched", "ours_cpu/wllama"];
 const END = "<!-- bench:end -->";
 
 function usage(message) {
@@ -143,10 +151,17 @@ function markdown(r) {
         `${ai.isFallbackAdapter ? " (fallback adapter)" : ""}; shader-f16 ${ai.shaderF16 ? "yes" : "no"}, subgroups ${ai.subgroups ? "yes" : "no"}.`
       : "";
     L.push(`- WebGPU adapter as llama-wgpu reports it: \`${(b.adapter ?? "unknown").trim()}\`.${aiText}`);
+    if (b.cpu_engine) {
+      L.push(`- llama-wgpu's CPU engine in the browser: \`${b.cpu_engine.adapter ?? "?"}\` (${b.cpu_engine.threads ?? "?"} thread${b.cpu_engine.threads === 1 ? "" : "s"}; wasm threads are not built yet).`);
+    }
+    if (b.auto) {
+      L.push(`- llama-wgpu's default (\`device: "auto"\`) chose **${DEVICE_NAMES[b.auto.device] ?? b.auto.device}** here: ${mdCell(b.auto.device_reason)}.`);
+    }
     if (b.wllama) {
       const w = b.wllama;
+      const threads = [w.threads, w.matched_threads].filter(finite).map((t) => `${t}`).join(" and ");
       L.push(
-        `- wllama ${w.version}${w.libllama ? ` (llama.cpp ${w.libllama})` : ""}: ${w.threads} thread${w.threads === 1 ? "" : "s"}` +
+        `- wllama ${w.version}${w.libllama ? ` (llama.cpp ${w.libllama})` : ""}: ${threads || "?"} thread${threads === "1" ? "" : "s"}` +
           ` (navigator.hardwareConcurrency ${w.hardware_concurrency}), ${w.multithread ? "multi-thread build" : "single-thread build"},` +
           ` page ${w.cross_origin_isolated ? "cross-origin isolated" : "NOT cross-origin isolated"}; weights on ${w.backend ?? "?"}` +
           (w.backend === "CPU" ? " (llama.cpp's load log names only CPU buffers)" : "") +
@@ -164,7 +179,7 @@ function markdown(r) {
       );
     }
   }
-  for (const [key, label] of [["gpu", "Native GPU adapter"], ["cpu", "Native CPU device"]]) {
+  for (const [key, label] of [["gpu", "Native GPU adapter"], ["cpu", "Native CPU engine"]]) {
     if (r.native[key]?.adapter) L.push(`- ${label}: \`${r.native[key].adapter}\`.`);
   }
   if (r.kernels?.adapter) L.push(`- Kernel probes adapter: \`${r.kernels.adapter}\`.`);
@@ -180,14 +195,16 @@ function markdown(r) {
   if (b) {
     const labels = Object.keys(b.models ?? {});
     L.push("");
-    L.push("### In the browser: llama-wgpu vs wllama");
+    L.push("### In the browser: llama-wgpu (WebGPU, CPU engine) vs wllama");
     L.push("");
     L.push(
       `${b.prompt_tokens}-token prompt, ${b.gen_tokens} tokens generated greedily (EOS ignored), ` +
         `median of ${b.runs} run${b.runs === 1 ? "" : "s"} (min–max)${b.quick ? "; **quick mode**: too few tokens for the rates to mean much" : ""}. ` +
         "Engines alternate run by run, each in a fresh page. Load is a first visit: download from the same local server, " +
         "store in the browser's cache, load into the engine. Prefill and TTFT are the engines' own clocks " +
-        "(llama-wgpu: `engine.stats()`; wllama: llama.cpp's `timings`). Ratios are llama-wgpu / wllama: " +
+        "(llama-wgpu: `engine.stats()`; wllama: llama.cpp's `timings`). llama-wgpu runs with `device: \"gpu\"` " +
+        "(WebGPU) and `device: \"cpu\"` (its CPU engine); wllama with all the page's threads and with as many as " +
+        "the CPU engine uses (the like-for-like row). Ratios are llama-wgpu / wllama: " +
         "above 1 is better for llama-wgpu in tok/s, worse in seconds.",
     );
     L.push("");
@@ -198,8 +215,6 @@ function markdown(r) {
       return v.length ? v.map((x) => `${x.toFixed(0)}%`).join(", ") : "–";
     };
     for (const label of labels) {
-      const ours = b.engines?.ours?.[label];
-      const wl = b.engines?.wllama?.[label];
       const size = b.models[label]?.bytes ? ` (${(b.models[label].bytes / 1e6).toFixed(0)} MB)` : "";
       let first = true;
       const name = () => {
@@ -207,27 +222,36 @@ function markdown(r) {
         first = false;
         return s;
       };
-      if (ours) {
-        L.push(`| ${name()} | llama-wgpu (WebGPU) | ${spread(ours.load_s)} | ${spread(ours.prefill_tokens_per_s)} | ${spread(ours.decode_tokens_per_s)} | ${spread(ours.ttft_s)} | ${pressure(ours)} |`);
+      for (const key of BROWSER_ENGINES) {
+        const e = b.engines?.[key]?.[label];
+        if (!e) continue;
+        L.push(`| ${name()} | ${browserEngineName(b, key, e)} | ${spread(e.load_s)} | ${spread(e.prefill_tokens_per_s)} | ${spread(e.decode_tokens_per_s)} | ${spread(e.ttft_s)} | ${pressure(e)} |`);
       }
-      if (wl) {
-        const t = b.wllama?.threads;
-        L.push(`| ${name()} | wllama (${b.wllama?.backend ?? "CPU"}${t ? `, ${t} threads` : ""}) | ${spread(wl.load_s)} | ${spread(wl.prefill_tokens_per_s)} | ${spread(wl.decode_tokens_per_s)} | ${spread(wl.ttft_s)} | ${pressure(wl)} |`);
+      for (const pair of BROWSER_PAIRS) {
+        const q = b.ratios?.[label]?.[pair];
+        if (!q) continue;
+        const [x, y] = pair.split("/");
+        L.push(`| ${name()} | *ratio ${SHORT_NAMES[x]} / ${SHORT_NAMES[y]}* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | |`);
       }
-      const q = b.ratios?.[label];
-      if (q) L.push(`| ${name()} | *ratio* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | |`);
+    }
+    if (b.skipped?.length) {
+      L.push("");
+      L.push(`Not run: ${b.skipped.map((x) => `${x.engine} (${mdCell(x.reason)})`).join("; ")}.`);
     }
     const phases = labels
       .map((label) => {
-        const runs = b.engines?.ours?.[label]?.load_phases;
-        const p = runs?.[0];
-        if (!p) return null;
-        const part = (k) => (p[k] ? Math.max(0, p[k].last_s - p[k].first_s) : null);
-        const bits = [];
-        if (p.download) bits.push(`download ${num(p.download.last_s)} s`);
-        if (p.load) bits.push(`into GPU memory ${num(part("load"))} s`);
-        if (p.compile) bits.push(`kernel compilation ${num(part("compile"))} s`);
-        return bits.length ? `${label}: ${bits.join(", ")}` : null;
+        const rows = [];
+        for (const [key, into, compile] of [["ours", "into GPU memory", "kernel compilation"], ["ours_cpu", "into wasm memory", "engine setup"]]) {
+          const p = b.engines?.[key]?.[label]?.load_phases?.[0];
+          if (!p) continue;
+          const part = (k) => (p[k] ? Math.max(0, p[k].last_s - p[k].first_s) : null);
+          const bits = [];
+          if (p.download) bits.push(`download ${num(p.download.last_s)} s`);
+          if (p.load) bits.push(`${into} ${num(part("load"))} s`);
+          if (p.compile) bits.push(`${compile} ${num(part("compile"))} s`);
+          if (bits.length) rows.push(`${label} ${SHORT_NAMES[key]}: ${bits.join(", ")}`);
+        }
+        return rows.length ? rows.join("; ") : null;
       })
       .filter(Boolean);
     if (phases.length) {
@@ -236,33 +260,37 @@ function markdown(r) {
     }
     const texts = [];
     for (const label of labels) {
-      for (const [engine, name] of [["ours", "llama-wgpu"], ["wllama", "wllama"]]) {
-        const t = b.engines?.[engine]?.[label]?.text;
-        if (t != null) texts.push({ label, name, text: t });
+      for (const key of BROWSER_ENGINES) {
+        const e = b.engines?.[key]?.[label];
+        if (e?.text != null) texts.push({ label, key, name: browserEngineName(b, key, e), text: e.text });
       }
     }
     if (texts.length) {
       L.push("");
       L.push(`Greedy continuation of "${b.ref_prompt ?? "Once upon a time"}" (${b.ref_tokens ?? 30} tokens), so that a fast wrong answer shows:`);
       L.push("");
-      L.push("| model | engine | text | same as the other engine |");
+      L.push("| model | engine | text | same as llama.cpp (wllama) |");
       L.push("|---|---|---|---|");
-      for (const { label, name, text } of texts) {
-        const other = texts.find((x) => x.label === label && x.name !== name);
-        const same = other ? (other.text === text ? "yes" : "**no**") : "–";
+      for (const { label, key, name, text } of texts) {
+        const llama = texts.find((x) => x.label === label && x.key.startsWith("wllama"));
+        const same = key.startsWith("wllama") || !llama ? "–" : llama.text === text ? "yes" : "**no**";
         L.push(`| ${label} | ${name} | ${mdCell(JSON.stringify(text))} | ${same} |`);
       }
     }
-    const agree = labels
-      .filter((label) => b.engines?.ours?.[label] && b.engines?.wllama?.[label])
-      .map((label) => {
-        const x = b.engines.ours[label].bench_text_head;
-        const y = b.engines.wllama[label].bench_text_head;
-        return `${label}: ${x != null && x === y ? "the same" : "**different**"}`;
-      });
+    const agree = [];
+    for (const label of labels) {
+      for (const pair of BROWSER_PAIRS) {
+        const [x, y] = pair.split("/");
+        const a = b.engines?.[x]?.[label];
+        const c = b.engines?.[y]?.[label];
+        if (!a || !c) continue;
+        const same = a.bench_text_head != null && a.bench_text_head === c.bench_text_head;
+        agree.push(`${label} ${SHORT_NAMES[x]} vs ${SHORT_NAMES[y]}: ${same ? "the same" : "**different**"}`);
+      }
+    }
     if (agree.length) {
       L.push("");
-      L.push(`The first 120 characters of the benchmark generations, llama-wgpu vs wllama: ${agree.join("; ")}.`);
+      L.push(`The first 120 characters of the benchmark generations: ${agree.join("; ")}.`);
     }
     if (b.errors?.length) {
       L.push("");
@@ -272,7 +300,8 @@ function markdown(r) {
 
   const native = [
     ["gpu", "llama-wgpu, GPU"],
-    ["cpu", "llama-wgpu, CPU reference"],
+    ["cpu", "llama-wgpu, CPU engine"],
+    ["reference", "llama-wgpu, f32 reference"],
     ["llama_cpp", "llama.cpp, CPU"],
   ].filter(([k]) => r.native[k]);
   if (native.length) {
@@ -281,17 +310,18 @@ function markdown(r) {
     L.push("");
     const n0 = r.native[native[0][0]];
     L.push(
-      `\`llama-wgpu bench --json\`: ${n0.prompt_tokens}-token prompt, ${n0.gen_tokens} generated, median of ${n0.repeats} (min–max); ` +
-        "load once per process.",
+      `\`llama-wgpu bench --json --device gpu|cpu|reference\`: ${n0.prompt_tokens}-token prompt, ${n0.gen_tokens} generated, median of ${n0.repeats} (min–max), ` +
+        "unless the tokens column says otherwise (the f32 reference runs shorter); load once per process. " +
+        "The CPU engine is the quantized SIMD one users get without a GPU; the f32 reference is the slow decoder the tests compare against.",
     );
     L.push("");
-    L.push("| engine | device | load s | prefill tok/s | decode tok/s | TTFT s | GPU memory | host peak RSS after load | dispatches / token | submits / token | readback / token |");
-    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token |");
+    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const [k, name] of native) {
       const n = r.native[k];
       L.push(
-        `| ${name} | ${mdCell(n.adapter)} | ${spread(n.load_s)} | ${spread(n.prefill_tokens_per_s)} | ${spread(n.decode_tokens_per_s)} | ${spread(n.ttft_s, 3)} | ` +
-          `${n.gpu_bytes ? mb(n.gpu_bytes) : "–"} | ${mb(n.host_peak_rss_bytes_after_load)} | ${n.dispatches_per_token ?? "–"} | ${n.submits_per_token ?? "–"} | ` +
+        `| ${name} | ${mdCell(n.adapter)} | ${n.prompt_tokens ?? "?"} + ${n.gen_tokens ?? "?"} × ${n.repeats ?? "?"} | ${spread(n.load_s)} | ${spread(n.prefill_tokens_per_s)} | ${spread(n.decode_tokens_per_s)} | ${spread(n.ttft_s, 3)} | ` +
+          `${n.gpu_bytes ? mb(n.gpu_bytes) : "–"} | ${n.cpu_bytes ? mb(n.cpu_bytes) : "–"} | ${mb(n.host_peak_rss_bytes_after_load)} | ${n.dispatches_per_token ?? "–"} | ${n.submits_per_token ?? "–"} | ` +
           `${finite(n.readback_bytes_per_token) ? `${n.readback_bytes_per_token} B` : "–"} |`,
       );
     }
@@ -306,12 +336,12 @@ function markdown(r) {
       `\`llama-wgpu bench --json\` on each model: ${m0.prompt_tokens}-token prompt, ${m0.gen_tokens} generated, median of ${m0.repeats} (min–max).`,
     );
     L.push("");
-    L.push("| model | device | load s | prefill tok/s | decode tok/s | GPU memory | dispatches / token |");
-    L.push("|---|---|---:|---:|---:|---:|---:|");
+    L.push("| model | engine | device | load s | prefill tok/s | decode tok/s | GPU memory | CPU engine memory | dispatches / token |");
+    L.push("|---|---|---|---:|---:|---:|---:|---:|---:|");
     for (const m of r.models) {
       L.push(
-        `| ${mdCell(m.file)} | ${mdCell(m.adapter)} | ${spread(m.load_s)} | ${spread(m.prefill_tokens_per_s)} | ${spread(m.decode_tokens_per_s)} | ` +
-          `${m.gpu_bytes ? mb(m.gpu_bytes) : "–"} | ${m.dispatches_per_token ?? "–"} |`,
+        `| ${mdCell(m.file)} | ${DEVICE_NAMES[m.device] ?? mdCell(m.device)} | ${mdCell(m.adapter)} | ${spread(m.load_s)} | ${spread(m.prefill_tokens_per_s)} | ${spread(m.decode_tokens_per_s)} | ` +
+          `${m.gpu_bytes ? mb(m.gpu_bytes) : "–"} | ${m.cpu_bytes ? mb(m.cpu_bytes) : "–"} | ${m.dispatches_per_token ?? "–"} |`,
       );
     }
   }
@@ -365,11 +395,25 @@ function markdown(r) {
 
 const SERIES = [
   { key: "ours", name: "llama-wgpu, browser (WebGPU)", color: "#2563eb" },
-  { key: "wllama", name: "wllama, browser (CPU wasm)", color: "#ea580c" },
+  { key: "ours_cpu", name: "llama-wgpu, browser (CPU engine)", color: "#0891b2" },
+  { key: "wllama", name: "wllama, browser (CPU wasm, all threads)", color: "#ea580c" },
+  { key: "wllama_matched", name: "wllama, browser (CPU wasm, CPU engine's threads)", color: "#ca8a04" },
   { key: "gpu", name: "llama-wgpu, native GPU", color: "#16a34a" },
-  { key: "cpu", name: "llama-wgpu, native CPU reference", color: "#7c3aed" },
+  { key: "cpu", name: "llama-wgpu, native CPU engine", color: "#7c3aed" },
+  { key: "reference", name: "llama-wgpu, native f32 reference", color: "#9ca3af" },
   { key: "llama_cpp", name: "llama.cpp, native CPU", color: "#dc2626" },
 ];
+
+// Short names for ratios and notes.
+const SHORT_NAMES = { ours: "WebGPU", ours_cpu: "CPU engine", wllama: "wllama", wllama_matched: "wllama (same threads)" };
+
+// A browser row's name: the engine, its device and threads.
+function browserEngineName(b, key, e) {
+  const threads = (t) => (finite(t) ? `, ${t} thread${t === 1 ? "" : "s"}` : "");
+  if (key === "ours") return "llama-wgpu (WebGPU)";
+  if (key === "ours_cpu") return `llama-wgpu (CPU engine${threads(e.info?.threads ?? b.cpu_engine?.threads)})`;
+  return `wllama (${b.wllama?.backend ?? "CPU"}${threads(e.info?.threads)})`;
+}
 
 function chartGroups(r) {
   const groups = [];
@@ -377,7 +421,7 @@ function chartGroups(r) {
   if (b) {
     for (const label of Object.keys(b.models ?? {})) {
       const bars = [];
-      for (const key of ["ours", "wllama"]) {
+      for (const key of BROWSER_ENGINES) {
         const e = b.engines?.[key]?.[label];
         if (e) bars.push({ key, prefill: med(e.prefill_tokens_per_s), decode: med(e.decode_tokens_per_s) });
       }
@@ -385,7 +429,7 @@ function chartGroups(r) {
     }
   }
   const bars = [];
-  for (const key of ["gpu", "cpu", "llama_cpp"]) {
+  for (const key of ["gpu", "cpu", "reference", "llama_cpp"]) {
     const n = r.native[key];
     if (n) bars.push({ key, prefill: med(n.prefill_tokens_per_s), decode: med(n.decode_tokens_per_s) });
   }
@@ -519,6 +563,7 @@ function main() {
   const native = {
     gpu: readJson(o.out, "native-gpu.json"),
     cpu: readJson(o.out, "native-cpu.json"),
+    reference: readJson(o.out, "native-reference.json"),
     llama_cpp: readJson(o.out, "native-llama-cpp.json"),
   };
   const kernels = readJson(o.out, "kernels.json");
@@ -529,10 +574,15 @@ function main() {
         .readdirSync(modelsDir)
         .filter((f) => f.endsWith(".json"))
         .sort()
-        .map((f) => ({ file: f.replace(/\.(gpu|cpu)\.json$/, ".gguf"), ...readJson(modelsDir, f) }))
+        .map((f) => {
+          const [, name, device] = /^(.*)\.(gpu|cpu|reference)\.json$/.exec(f) ?? [null, f.replace(/\.json$/, ""), null];
+          const run = readJson(modelsDir, f);
+          return { file: `${name}.gguf`, ...run, device: run.device ?? device };
+        })
+        .sort((x, y) => x.file.localeCompare(y.file) || deviceOrder(x.device) - deviceOrder(y.device))
     : [];
-  if (!browser && !native.gpu && !native.cpu && !native.llama_cpp && !kernels) {
-    throw new Error(`${o.out} holds none of browser.json, native-gpu.json, native-cpu.json, native-llama-cpp.json, kernels.json`);
+  if (!browser && !Object.values(native).some(Boolean) && !kernels) {
+    throw new Error(`${o.out} holds none of browser.json, native-{gpu,cpu,reference,llama-cpp}.json, kernels.json`);
   }
   for (const k of Object.keys(native)) if (!native[k]) delete native[k];
   const status = git(["status", "--porcelain", "--untracked-files=no"]);

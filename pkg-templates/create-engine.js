@@ -2,7 +2,8 @@ import { Engine } from "./engine.js";
 import { LocalBackend } from "./local-backend.js";
 
 // The engine on the calling thread. Loading and generation are asynchronous and mostly GPU
-// work, but tokenizing and prompt rendering run here: use createWorkerEngine() to keep a busy
+// work, but tokenizing and prompt rendering run here, and on the CPU engine (device "cpu", or
+// "auto" without a hardware GPU) so does the model itself: use createWorkerEngine() to keep the
 // page fully responsive.
 export async function createEngine(options = {}) {
   const { onProgress, signal, ...loadOptions } = options;

@@ -1,5 +1,6 @@
 // Types of the llama-wgpu package. The engine runs Llama-family GGUF models on the GPU through
-// WebGPU; see README.md for the walk-through.
+// WebGPU, or on the CPU engine (wasm SIMD) where there is no hardware GPU; see README.md for the
+// walk-through.
 
 /** Where the model comes from. A string or URL is fetched (and cached, see `cache`); relative URLs
  * resolve against the page. An ArrayBuffer or typed array given to createWorkerEngine is
@@ -7,9 +8,10 @@
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array>;
 
 export interface ProgressEvent {
-  /** "download": bytes from the network; "load": bytes into GPU memory (from the cache, a file,
-   * a buffer or a stream); "compile": building the GPU kernels (loaded 0 of 1, then 1 of 1).
-   * A URL with no cache available streams from the network into the GPU in one pass, reported
+  /** "download": bytes from the network; "load": bytes into the engine, GPU memory or the CPU
+   * engine's wasm memory (from the cache, a file, a buffer or a stream); "compile": preparing
+   * the engine, e.g. building the GPU kernels (loaded 0 of 1, then 1 of 1).
+   * A URL with no cache available streams from the network into the engine in one pass, reported
    * as "download". */
   phase: "download" | "load" | "compile";
   loaded: number;
@@ -17,8 +19,26 @@ export interface ProgressEvent {
   total: number | undefined;
 }
 
+/** Where the model runs. See EngineOptions.device. */
+export type Device = "auto" | "gpu" | "cpu";
+
 export interface EngineOptions {
   model: ModelSource;
+  /** Where the model runs. Default "auto": the GPU through WebGPU when the browser grants a
+   * hardware adapter; otherwise (no `navigator.gpu`, no adapter, or a software/fallback adapter
+   * such as SwiftShader, which is slower than the CPU engine) the CPU engine: quantized wasm
+   * SIMD128 kernels on `threads` threads, weights in wasm memory (a model too large for wasm's
+   * 4 GiB is refused with MODEL_TOO_LARGE before its weights are read). `stats().device` and
+   * `stats().deviceReason` say what was chosen and why.
+   * "gpu": WebGPU only; rejects with WEBGPU_UNAVAILABLE, before any download, when there is no
+   * adapter (a software adapter is accepted). "cpu": the CPU engine, even where a GPU exists. */
+  device?: Device;
+  /** Threads for the CPU engine (a whole number >= 1). Default: every core
+   * (`navigator.hardwareConcurrency`) in a cross-origin isolated page (COOP `same-origin` + COEP
+   * `require-corp` or `credentialless`), which wasm threads need for shared memory; elsewhere 1.
+   * The first engine of a page (or of a worker) decides for that page or worker; the threads in
+   * use are in `stats().adapter`. */
+  threads?: number;
   /** Called as the model downloads, loads and compiles (at most about once per MiB). */
   onProgress?: (event: ProgressEvent) => void;
   /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. */
@@ -28,7 +48,7 @@ export interface EngineOptions {
   /** Aborts the download or load; the promise then rejects with an AbortError (code "ABORTED"). */
   signal?: AbortSignal;
   /** Advanced: split weights into GPU bindings no larger than this many bytes (default: the
-   * adapter's limit). */
+   * adapter's limit). Ignored by the CPU engine. */
   maxBindingSize?: number;
 }
 
@@ -95,19 +115,32 @@ export interface ModelInfo {
   /** Where the chat template came from: the model's own, or the built-in turn format used
    * because the file has none (e.g. "the built-in `gemma` turn format ..."). */
   chatTemplate: string;
+  /** GPU memory the engine holds (0 on the CPU engine). */
   gpuBytes: number;
+  /** Memory the CPU engine holds: weights, KV cache, activations (0 on the GPU). */
+  cpuBytes: number;
   loadSeconds: number;
 }
 
 /** The engine and its last generation. Generation fields are null before the first one. */
 export interface EngineStats {
   model: ModelInfo;
-  /** The WebGPU adapter, as the browser describes it. */
+  /** Where the model runs: "gpu" (WebGPU) or "cpu" (the CPU engine). */
+  device: "gpu" | "cpu";
+  /** Why that device was chosen, e.g. "hardware GPU: ...", "no hardware GPU (the adapter is
+   * ...)", "no GPU (...)" or "asked for the CPU". For display and logs; the wording may change. */
+  deviceReason: string;
+  /** The WebGPU adapter, as the browser describes it; on the CPU engine, its instruction set and
+   * threads (e.g. "CPU engine (simd128, 1 thread)"). */
   adapter: string;
+  /** The GPU features in use (both false on the CPU engine). */
   features: { shaderF16: boolean; subgroups: boolean };
   /** Tokens the KV cache holds. */
   contextLength: number;
+  /** GPU memory the engine holds (0 on the CPU engine). */
   gpuBytes: number;
+  /** Memory the CPU engine holds in wasm memory (0 on the GPU). */
+  cpuBytes: number;
   /** Seconds from the first byte read to the engine being ready (a download to the cache before
    * that is not counted). */
   loadSeconds: number;
@@ -208,8 +241,8 @@ export interface Engine {
     };
   };
 
-  /** The model, the adapter and the last generation's figures. Synchronous in both engines (the
-   * worker engine keeps the latest figures the worker sent). */
+  /** The model, the device and adapter, and the last generation's figures. Synchronous in both
+   * engines (the worker engine keeps the latest figures the worker sent). */
   stats(): EngineStats;
 
   /** Forgets the conversation kept in the KV cache (after any running generation). */
@@ -218,7 +251,7 @@ export interface Engine {
   /** Tokens the text makes as a raw prompt. */
   countTokens(text: string): Promise<number>;
 
-  /** Stops any running generation, refuses queued ones and frees the GPU memory (and ends the
+  /** Stops any running generation, refuses queued ones and frees the model's memory (and ends the
    * worker the package started). Later calls reject with code "ENGINE_UNLOADED". */
   unload(): Promise<void>;
 }
@@ -235,7 +268,8 @@ export function listCachedModels(): Promise<{ url: string; bytes: number }[]>;
 /** Deletes a cached model; true if there was one. Relative URLs resolve against the page. */
 export function deleteCachedModel(url: string | URL): Promise<boolean>;
 
-/** Whether WebGPU is present and grants an adapter (shader-f16 is not needed). */
+/** Whether WebGPU is present and grants an adapter (shader-f16 is not needed; a software adapter
+ * counts). The engine does not need it: device "auto" runs on the CPU engine without WebGPU. */
 export function hasWebGPU(): Promise<boolean>;
 
 export type LlamaWgpuErrorCode =

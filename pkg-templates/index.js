@@ -1,4 +1,5 @@
-// llama-wgpu: Llama-family GGUF models on the GPU through WebGPU. Types and docs: index.d.ts.
+// llama-wgpu: Llama-family GGUF models on the GPU through WebGPU, or on the CPU engine (wasm SIMD)
+// where there is no hardware GPU. Types and docs: index.d.ts.
 export { createEngine } from "./create-engine.js";
 export { createWorkerEngine } from "./worker-client.js";
 export { listCachedModels, deleteCachedModel } from "./cache.js";

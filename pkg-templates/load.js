@@ -1,5 +1,6 @@
 import { LlamaWgpuError, abortError, throwIfAborted, wrapError } from "./errors.js";
 import { openModelSource } from "./model-source.js";
+import { deviceOption, threadsOption } from "./options.js";
 import { throttledProgress } from "./progress.js";
 import { sourceKind } from "./sources.js";
 import { ModelLoader, loadWasm } from "./wasm.js";
@@ -12,16 +13,20 @@ const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
 // Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds }.
 export async function loadModel(options, { onProgress, signal } = {}) {
   const { model, cache = true, contextLength, maxBindingSize } = options;
+  const device = deviceOption(options.device);
+  const threads = threadsOption(options.threads);
   sourceKind(model); // a bad argument fails before any GPU or network work
   throwIfAborted(signal);
-  await requireWebGPU();
-  await loadWasm();
+  // Only an explicit "gpu" needs WebGPU, and then a browser without it fails before the download.
+  // "auto" goes on to the CPU engine when there is no (hardware) adapter; the wasm side decides.
+  if (device === "gpu") await requireWebGPU();
+  await loadWasm({ threads });
   const progress = throttledProgress(onProgress);
   const source = await openModelSource(model, { cache, signal, progress });
   const started = performance.now();
   let loader = null;
   try {
-    loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize });
+    loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize, device });
     let loaded = 0;
     for await (const chunk of source.chunks) {
       throwIfAborted(signal);

@@ -38,8 +38,8 @@ export class LocalBackend {
   }
 
   stats() {
-    const { model, adapter, features, contextLength, gpuBytes } = this.#info;
-    return { model, adapter, features, contextLength, gpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
+    const { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes } = this.#info;
+    return { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
   }
 
   generate(request, options, onPiece, signal) {

@@ -1,5 +1,23 @@
 import { invalidArgument } from "./errors.js";
 
+// Where the model runs: "auto" (the GPU when WebGPU grants a hardware adapter, else the CPU
+// engine), "gpu" or "cpu". The engine also knows "reference" (the f32 decoder, for tests); it is
+// passed through but not advertised.
+const DEVICES = ["auto", "gpu", "cpu"];
+
+export function deviceOption(device) {
+  if (device === undefined || device === null) return "auto";
+  if (DEVICES.includes(device) || device === "reference") return device;
+  throw invalidArgument(`unknown device ${JSON.stringify(device)} (devices: ${DEVICES.join(", ")})`);
+}
+
+// Threads for the CPU engine: a whole number >= 1, or undefined for every core the page may use.
+export function threadsOption(threads) {
+  if (threads === undefined || threads === null) return undefined;
+  if (Number.isInteger(threads) && threads >= 1) return threads;
+  throw invalidArgument(`threads must be a whole number >= 1, got ${JSON.stringify(threads)}`);
+}
+
 // generate() takes camelCase (JS style); the engine takes the snake_case names of OpenAI and
 // llama.cpp. Unknown keys are an error here, so `max_tokens` passed to generate() is caught
 // instead of silently ignored.

@@ -68,7 +68,8 @@ pub async fn choose_device(device: Device, gpu: &GpuOptions) -> Result<DeviceCho
                 Target::Cpu,
                 format!("no hardware GPU (the adapter is {})", ctx.describe()),
             ),
-            Err(e) => choice(Target::Cpu, format!("no GPU ({e})")),
+            Err(Error::WebGpuUnavailable(_)) => choice(Target::Cpu, "no GPU adapter".into()),
+            Err(e) => choice(Target::Cpu, format!("the GPU did not start ({e})")),
         },
     }
 }

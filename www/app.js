@@ -4,14 +4,17 @@
 // Query parameters: ?autoload=default loads the default model at once; ?model=<url> loads that URL;
 // ?mode=completion opens the completion tab; ?worker=0 runs the engine on the main thread
 // (createEngine) instead of a worker; ?cache=0 turns the download cache off; ?ctx=N sets the
-// context length.
+// context length; ?device=gpu|cpu|auto picks where the model runs (default auto: the GPU when
+// there is a hardware one, else the CPU engine).
 //
 // For tests: <body data-state="idle|loading|ready|generating">, data-loads and data-generations
 // count finished loads (successful or not) and generations; window.__demo exposes the engine and
 // the progress events seen.
 
+import { modelInfoRows } from "./model-info.js";
+
 const DEFAULT_MODEL_URL = new URL("/models/default.gguf", location.href).href;
-const PHASES = { download: "Downloading", load: "Loading weights", compile: "Compiling shaders" };
+const PHASES = { download: "Downloading", load: "Loading weights", compile: "Preparing the engine" };
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const ui = {
@@ -222,6 +225,7 @@ async function load(kind = sourceKind()) {
   const options = { model, onProgress, cache: ui.useCache.checked, signal: loadController.signal };
   const ctx = Number(params.get("ctx"));
   if (Number.isInteger(ctx) && ctx > 0) options.contextLength = ctx;
+  if (params.get("device")) options.device = params.get("device");
 
   try {
     engine = await create(options);
@@ -254,31 +258,14 @@ async function showModelInfo() {
   } catch (err) {
     console.warn("[demo] stats:", err);
   }
-  const m = stats.model || {};
-  const rows = [["Source", loadedSource]];
-  if (m.name) rows.push(["Model", m.name]);
-  if (m.architecture) rows.push(["Architecture", m.architecture]);
-  if (Number.isFinite(m.nParams)) rows.push(["Parameters", `${(m.nParams / 1e6).toFixed(0)} M`]);
-  if (Array.isArray(m.tensorTypes) && m.tensorTypes.length) rows.push(["Weights", m.tensorTypes.join(", ")]);
-  if (m.chatTemplate) rows.push(["Chat format", m.chatTemplate]);
-  const ctxUsed = m.contextLengthUsed ?? stats.contextLength;
-  if (Number.isFinite(ctxUsed)) {
-    rows.push(["Context", Number.isFinite(m.contextLength) ? `${ctxUsed} of ${m.contextLength} tokens` : `${ctxUsed} tokens`]);
-  }
-  const gpuBytes = stats.gpuBytes ?? m.gpuBytes;
-  if (Number.isFinite(gpuBytes)) rows.push(["GPU memory", `${mb(gpuBytes)} MB`]);
-  if (stats.adapter) rows.push(["Adapter", typeof stats.adapter === "string" ? stats.adapter.trim() : JSON.stringify(stats.adapter)]);
-  if (stats.features) {
-    const on = Object.entries(stats.features).filter(([, v]) => v).map(([k]) => k);
-    rows.push(["GPU features", on.length ? on.join(", ") : "none"]);
-  }
-  if (Number.isFinite(stats.loadSeconds)) rows.push(["Load time", `${stats.loadSeconds.toFixed(1)} s`]);
   ui.modelInfo.replaceChildren(
-    ...rows.flatMap(([k, v]) => {
+    ...modelInfoRows(stats, loadedSource).flatMap(({ label, value, title, testid }) => {
       const dt = document.createElement("dt");
-      dt.textContent = k;
+      dt.textContent = label;
       const dd = document.createElement("dd");
-      dd.textContent = v;
+      dd.textContent = value;
+      if (title) dd.title = title;
+      if (testid) dd.dataset.testid = testid;
       return [dt, dd];
     }),
   );

@@ -19,7 +19,7 @@
 //                        POST /__requests/reset
 //
 // Every response carries COOP same-origin, COEP require-corp and CORP same-origin, so pages are
-// cross-origin isolated (SharedArrayBuffer, threads). On start it prints exactly one line,
+// cross-origin isolated (SharedArrayBuffer, threads), except a page asked for with `?coi=0`. On start it prints exactly one line,
 // `serving http://HOST:PORT/`, to stdout.
 
 import http from "node:http";
@@ -120,6 +120,16 @@ function baseHeaders(extra = {}) {
     // the package's own cache (Cache API) served it, and edits to the demo show at once.
     "Cache-Control": "no-store",
     ...extra,
+  };
+}
+
+// `?coi=0` on a page's URL: the page is served without COOP/COEP, so it is not cross-origin
+// isolated (no shared memory, so the package loads its one-thread build). For tests.
+function withoutIsolation(res) {
+  const writeHead = res.writeHead.bind(res);
+  res.writeHead = (status, headers = {}) => {
+    const { "Cross-Origin-Opener-Policy": _coop, "Cross-Origin-Embedder-Policy": _coep, ...rest } = headers;
+    return writeHead(status, rest);
   };
 }
 
@@ -303,7 +313,9 @@ function main() {
   const server = http.createServer((req, res) => {
     let pathname;
     try {
-      pathname = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+      const url = new URL(req.url, "http://localhost");
+      pathname = decodeURIComponent(url.pathname);
+      if (url.searchParams.get("coi") === "0") withoutIsolation(res);
     } catch {
       return sendText(req, res, 400, "bad request\n");
     }

@@ -93,9 +93,22 @@ async function drain(iterator, onFirst) {
   return text;
 }
 
-// llama-wgpu's worker engine. `cache`: whether the model goes through the Cache API; with
-// `clearCache` the entry is deleted first, so each run is a first visit (download, store, load).
-export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, refTokens, cache, clearCache }) {
+// What llama-wgpu's default device ("auto") chooses in this browser, for the first model.
+export async function autoChoice({ modelUrl }) {
+  const pkg = await import("/pkg/index.js");
+  const engine = await pkg.createWorkerEngine({ model: modelUrl, cache: false });
+  try {
+    const s = engine.stats();
+    return { device: s.device, device_reason: s.deviceReason, adapter: s.adapter };
+  } finally {
+    await engine.unload().catch(() => {});
+  }
+}
+
+// llama-wgpu's worker engine on `device` ("gpu" or "cpu"). `cache`: whether the model goes
+// through the Cache API; with `clearCache` the entry is deleted first, so each run is a first
+// visit (download, store, load).
+export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, refTokens, cache, clearCache, device }) {
   const env = await environment();
   const pkg = await import("/pkg/index.js");
   if (cache && clearCache) await pkg.deleteCachedModel(modelUrl);
@@ -105,6 +118,7 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
   const engine = await pkg.createWorkerEngine({
     model: modelUrl,
     cache,
+    device,
     onProgress: ({ phase }) => {
       const t = (now() - t0) / 1000;
       phases[phase] ??= { first_s: t, last_s: t };
@@ -152,9 +166,12 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
       bench_text_head: benchText.slice(0, 120),
       text,
       info: {
+        device: loaded.device,
+        deviceReason: loaded.deviceReason,
         adapter: loaded.adapter,
         features: loaded.features,
         gpuBytes: loaded.gpuBytes,
+        cpuBytes: loaded.cpuBytes,
         contextLength: loaded.contextLength,
         model: { name: loaded.model?.name, tensorTypes: loaded.model?.tensorTypes },
       },

@@ -1,9 +1,9 @@
 //! Weight matrix times activations: `matvec` for one token (decode) and `matmul` for a batch
-//! (prefill), both over chunks of rows, across threads natively (rayon) and in order on wasm32
-//! (no threads there yet). The batched form walks each row once for all tokens, so a prefill
+//! (prefill), both over chunks of rows, across threads where there are any (`pool`). The batched form walks each row once for all tokens, so a prefill
 //! reads the weights once per batch instead of once per token.
 
 use crate::cpu::dot::{check_row, kernel, Kernel};
+use crate::cpu::pool::for_each;
 use crate::cpu::q8::Q8Activations;
 use crate::error::{Error, Result};
 use crate::quant::GgmlType;
@@ -99,23 +99,4 @@ fn checked_kernel(
         check_row(ty, row_bytes, act)?;
     }
     Ok(kernel)
-}
-
-/// Threads the CPU decoders split their work over (1 on wasm32).
-pub fn threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
-    return rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
-    return 1;
-}
-
-/// Run `f` on every task: across threads natively, one after another on wasm32.
-fn for_each<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Send + Sync) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        tasks.into_par_iter().for_each(f);
-    }
-    #[cfg(target_arch = "wasm32")]
-    tasks.into_iter().for_each(f);
 }

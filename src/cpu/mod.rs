@@ -14,12 +14,14 @@
 pub mod dot;
 pub mod matmul;
 pub mod model;
+pub mod pool;
 pub mod q8;
 pub mod weights;
 
 pub use dot::{dot_row, dot_row_scalar, simd_path};
-pub use matmul::{matmul, matvec, threads};
+pub use matmul::{matmul, matvec};
 pub use model::CpuModel;
+pub use pool::threads;
 pub use q8::{Q8Activations, Q8Block, QK8};
 
 /// "CPU engine (avx2, 2 threads)": the instruction set the kernels use and the threads.

@@ -3,6 +3,7 @@
 //! into the forward pass.
 
 use crate::config::{Config, RopeStyle, RopeTable};
+use crate::cpu::pool::for_each_chunk;
 use crate::cpu::weights::Matrix;
 use crate::error::{Error, Result};
 
@@ -20,27 +21,6 @@ pub(super) fn matvec(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
         }
         Ok(())
     })
-}
-
-/// Run `f(start, chunk)` on consecutive `size`-element chunks of `out`: across threads
-/// natively, one after another in wasm (no threads there).
-pub(crate) fn for_each_chunk<F>(out: &mut [f32], size: usize, f: F) -> Result<()>
-where
-    F: Fn(usize, &mut [f32]) -> Result<()> + Send + Sync,
-{
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(size)
-            .enumerate()
-            .try_for_each(|(i, chunk)| f(i * size, chunk))
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        out.chunks_mut(size)
-            .enumerate()
-            .try_for_each(|(i, chunk)| f(i * size, chunk))
-    }
 }
 
 /// Dot product in f32 with eight partial sums (which lets the compiler use SIMD lanes).

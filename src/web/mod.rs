@@ -1,7 +1,8 @@
 //! The browser bindings, compiled only for wasm32: a thin layer over the same [`crate::Engine`]
 //! the CLI uses. JavaScript feeds the GGUF bytes in order to a [`ModelLoader`] (from a fetch body,
 //! a `File`, a cache entry: the JS facade in `pkg-templates/` owns the sources), which streams the
-//! tensors into GPU buffers and compiles the kernels into a [`WasmEngine`].
+//! tensors into GPU buffers or CPU memory (the device chosen when it was created) and ends in a
+//! [`WasmEngine`].
 //!
 //! Conventions at this boundary: options and results cross as plain JS objects (through JSON, so
 //! field names are the documented snake_case ones), and every failure is a JS `Error` whose
@@ -14,3 +15,17 @@ mod loader;
 
 pub use engine::WasmEngine;
 pub use loader::ModelLoader;
+
+/// Start `n` Web Workers sharing this module's memory and run the CPU engine's loops on them
+/// (the threaded build only; the page must be cross-origin isolated for shared memory).
+#[cfg(feature = "wasm-threads")]
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = startThreads)]
+pub async fn start_threads(n: usize) -> Result<(), wasm_bindgen::JsValue> {
+    if n == 0 {
+        let e = crate::Error::InvalidArgument("startThreads needs at least one thread".into());
+        return Err(convert::js_error(&e));
+    }
+    wasm_bindgen_futures::JsFuture::from(wasm_bindgen_rayon::init_thread_pool(n)).await?;
+    crate::cpu::pool::mark_started();
+    Ok(())
+}

@@ -22,14 +22,12 @@
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CACHE, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { CACHE, CLI, launchBrowser, missingPrerequisites, nativeGreedy, startServer, stepRunner } from "./helpers.mjs";
 
 const MINUTE = 60_000;
 const TOKENS = 8;
-const CLI = path.join(process.env.CARGO_TARGET_DIR || path.join(CACHE, "target"), "release", "llama-wgpu");
 const MODELS = [
   // template: how ModelInfo.chatTemplate must describe the chat format used.
   { name: "qwen2", file: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf", prompt: "def fibonacci(n):", chat: "Name a prime number.", template: /model's own/i },
@@ -44,15 +42,7 @@ const missing = [
 if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
 
 // The CPU reference's greedy output: `generate --json` on the f32 decoder.
-function reference(model, args) {
-  return new Promise((resolve, reject) => {
-    const all = ["generate", "--model", model, "--device", "reference", "--temperature", "0", "--max-tokens", String(TOKENS), "--json", ...args];
-    execFile(CLI, all, { timeout: 5 * MINUTE, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`${CLI} ${all.join(" ")}: ${err.message}\n${stderr}`));
-      resolve(JSON.parse(stdout).text);
-    });
-  });
-}
+const reference = (model, args) => nativeGreedy({ model, device: "reference", maxTokens: TOKENS, args });
 
 describe("every architecture in the demo, through the package, in Chromium", { timeout: 20 * MINUTE }, () => {
   let server;

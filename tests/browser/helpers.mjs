@@ -1,7 +1,7 @@
 // Shared by the browser tests: the demo server, headless Chromium through playwright-core, and the
 // artifacts folder. Not a test file itself (node --test runs *.test.mjs).
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import os from "node:os";
@@ -20,6 +20,48 @@ export const PKG = path.resolve(process.env.LLAMA_WGPU_PKG || path.join(REPO, "p
 export const REFERENCE_PROMPT = "Once upon a time";
 export const REFERENCE_CONTINUATION =
   ", the city of Nova Haven was a thriving metropolis, with towering skyscrapers and bustling streets. But as the years went by, the city began to lose";
+// What every engine must write first. The GPU kernels do the f32 arithmetic and write all of
+// REFERENCE_CONTINUATION; the CPU engine rounds its activations to 8 bits (as llama.cpp does,
+// with other luck) and may part from it where the f32 top1 - top2 margin is within that
+// rounding: the fifth token's margin is 0.16 (" Nova" over " New"), the first four's 4.06,
+// 0.34, 0.50 and 0.69 (tests/cli.rs).
+export const REFERENCE_START = ", the city of";
+
+// The native CLI, built by `cargo build --release` (./build.sh test builds it first).
+export const CLI = path.join(process.env.CARGO_TARGET_DIR || path.join(CACHE, "target"), "release", "llama-wgpu");
+
+// The native CLI's greedy text for `prompt` on `device` (the same engine, natively: its AVX2 or
+// scalar kernels instead of SIMD128).
+// `args` replace the prompt when given (e.g. ["--chat", text]).
+export function nativeGreedy({ model = DEFAULT_MODEL, device, prompt = REFERENCE_PROMPT, maxTokens, args = ["--prompt", prompt] }) {
+  const all = ["generate", "--model", model, "--device", device, "--temperature", "0", "--max-tokens", String(maxTokens), "--json", ...args];
+  return new Promise((resolve, reject) => {
+    execFile(CLI, all, { timeout: 5 * 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${CLI} ${all.join(" ")}: ${err.message}\n${stderr}`));
+      resolve(JSON.parse(stdout).text);
+    });
+  });
+}
+
+// The greedy continuation of REFERENCE_PROMPT an engine on `device` ("gpu" or "cpu") must write:
+// llama.cpp's on the GPU; on the CPU engine, the native CPU engine's, which must itself begin
+// with REFERENCE_START.
+export async function expectedGreedy(device, maxTokens) {
+  if (device === "gpu") return null;
+  const text = await nativeGreedy({ device, maxTokens });
+  if (!text.startsWith(REFERENCE_START)) throw new Error(`the native ${device} engine wrote ${JSON.stringify(text)}`);
+  return text;
+}
+
+// Check `out`, `maxTokens` greedy tokens of REFERENCE_PROMPT on `device`.
+export async function assertGreedy(assert, device, out, maxTokens, what = "") {
+  const want = await expectedGreedy(device, maxTokens);
+  if (want === null) {
+    assert.ok(REFERENCE_CONTINUATION.startsWith(out) && out.length >= REFERENCE_START.length, `${what}${JSON.stringify(out)} is not the reference continuation`);
+  } else {
+    assert.equal(out, want, `${what}the ${device} engine in the browser and natively differ`);
+  }
+}
 
 export const CHROMIUM_ARGS = [
   "--enable-unsafe-webgpu",
@@ -30,6 +72,10 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
   "--no-first-run",
 ];
+
+// Chromium without usable WebGPU, as in a browser where it is missing or disabled: no
+// --enable-unsafe-webgpu, and --disable-webgpu (navigator.gpu stays, requestAdapter() gives null).
+export const NO_WEBGPU_CHROMIUM_ARGS = [...CHROMIUM_ARGS.filter((a) => a !== "--enable-unsafe-webgpu"), "--disable-webgpu"];
 
 // What must exist before a browser test can run; a list of missing things (empty when ready).
 export function missingPrerequisites({ model = true } = {}) {
@@ -106,13 +152,14 @@ export async function startServer(args = []) {
 
 // A persistent context in a fresh profile folder, so the Cache API keeps the model across reloads
 // (and has a disk quota). Resolves to {context, page, logs, close}.
-export async function launchBrowser({ viewport = { width: 1280, height: 900 } } = {}) {
+// `webgpu: false` launches it without WebGPU (NO_WEBGPU_CHROMIUM_ARGS).
+export async function launchBrowser({ viewport = { width: 1280, height: 900 }, webgpu = true } = {}) {
   const { chromium } = playwright();
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "llama-wgpu-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: "/usr/bin/chromium",
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: webgpu ? CHROMIUM_ARGS : NO_WEBGPU_CHROMIUM_ARGS,
     viewport,
   });
   const logs = [];

@@ -18,7 +18,7 @@ import {
   CACHE,
   PKG,
   REFERENCE_PROMPT,
-  REFERENCE_CONTINUATION,
+  assertGreedy,
   artifactPath,
   launchBrowser,
   missingPrerequisites,
@@ -29,7 +29,6 @@ import {
 const MINUTE = 60_000;
 const NPM_CACHE = path.join(CACHE, "npm-cache");
 const VITE_VERSION = "^6";
-const EXPECTED_START = ", the city of Nova Haven was";
 
 function run(cmd, args, { cwd, timeout = 5 * MINUTE } = {}) {
   return new Promise((resolve, reject) => {
@@ -184,8 +183,8 @@ describe("llama-wgpu from its npm tarball", { skip: problem || false, timeout: 2
       await page.screenshot({ path: artifactPath(`vite-app-${name}.png`) });
       console.log(`${name}: ${JSON.stringify(out)}`);
       assert.equal(await page.evaluate(() => document.body.dataset.state), "done", out);
-      assert.ok(out.startsWith(EXPECTED_START), `${JSON.stringify(out)} does not start with ${JSON.stringify(EXPECTED_START)}`);
-      assert.ok(REFERENCE_CONTINUATION.startsWith(out), `${JSON.stringify(out)} is not a prefix of the reference`);
+      // Device "auto": the CPU engine in this Chromium (SwiftShader is a fallback adapter).
+      await assertGreedy(assert, "cpu", out, 8);
     });
 
   it("the Vite build runs the model on the main thread (createEngine)", { timeout: 6 * MINUTE }, openAndCheck("vite-main", "/"));

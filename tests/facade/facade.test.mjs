@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { gguf, collect } from "./env.mjs";
 import { createEngine, LlamaWgpuError, hasWebGPU } from "./pkg/index.js";
 import { log } from "./pkg/llama_wgpu.js";
-import { generateOptions, chatOptions, chatMessages } from "./pkg/options.js";
+import { generateOptions, chatOptions, chatMessages, deviceOption } from "./pkg/options.js";
 import { Mutex } from "./pkg/mutex.js";
 import { Channel } from "./pkg/channel.js";
 
@@ -153,15 +153,64 @@ test("unload: running generation stops, queued and later calls reject ENGINE_UNL
   assert.equal(engine.stats().completion_tokens !== undefined, true);
 });
 
-test("no WebGPU rejects with WEBGPU_UNAVAILABLE and says what is needed", async () => {
+test("device \"gpu\" without WebGPU rejects with WEBGPU_UNAVAILABLE before loading, and says what is needed", async () => {
   const gpu = navigator.gpu; delete navigator.gpu; navigator.gpu = undefined;
+  const loaders = log.loaders.length;
   try {
-    await assert.rejects(load(), (e) => e instanceof LlamaWgpuError && e.code === "WEBGPU_UNAVAILABLE" && /Chrome or Edge 113\+/.test(e.message) && /Safari 26\+/.test(e.message));
+    await assert.rejects(load({ device: "gpu" }), (e) => e instanceof LlamaWgpuError && e.code === "WEBGPU_UNAVAILABLE" && /Chrome or Edge 113\+/.test(e.message) && /Safari 26\+/.test(e.message) && /"auto"/.test(e.message));
     assert.equal(await hasWebGPU(), false);
   } finally { navigator.gpu = gpu; }
   globalThis.__noGpuAdapter = true;
-  try { await assert.rejects(load(), (e) => e.code === "WEBGPU_UNAVAILABLE" && /no adapter/.test(e.message)); } finally { globalThis.__noGpuAdapter = false; }
+  try { await assert.rejects(load({ device: "gpu" }), (e) => e.code === "WEBGPU_UNAVAILABLE" && /no adapter/.test(e.message)); } finally { globalThis.__noGpuAdapter = false; }
+  assert.equal(log.loaders.length, loaders, "the facade's check refused before the wasm loader was created");
   assert.equal(await hasWebGPU(), true);
+});
+
+test("device: \"auto\" by default, passed to the loader; no WebGPU check in the facade for auto and cpu", async () => {
+  const gpu = navigator.gpu;
+  let adapterRequests = 0;
+  navigator.gpu = { requestAdapter: async () => { adapterRequests++; return {}; } };
+  try {
+    const engine = await load();
+    assert.equal(log.loaders.at(-1).options.device, "auto");
+    assert.equal(adapterRequests, 0, "auto left the adapter to the wasm side");
+    const s = engine.stats();
+    assert.equal(s.device, "gpu"); assert.equal(s.deviceReason, "hardware GPU: mock");
+    assert.equal(s.gpuBytes, 1000); assert.equal(s.cpuBytes, 0);
+    await load({ device: "cpu" });
+    assert.equal(log.loaders.at(-1).options.device, "cpu");
+    assert.equal(adapterRequests, 0, "cpu never asks for an adapter");
+    await load({ device: "gpu" });
+    assert.equal(log.loaders.at(-1).options.device, "gpu");
+    assert.equal(adapterRequests, 1, "gpu checks for an adapter before the download");
+    assert.equal(log.engines.at(-1).info().device, "gpu");
+  } finally { navigator.gpu = gpu; }
+  // A browser without WebGPU at all: auto and cpu load on the CPU engine.
+  delete navigator.gpu; navigator.gpu = undefined;
+  try {
+    for (const device of [undefined, "auto", "cpu"]) {
+      const engine = await load({ device });
+      const s = engine.stats();
+      assert.equal(s.device, "cpu", `device ${device}`);
+      assert.ok(s.deviceReason.length > 0);
+      assert.equal(s.adapter, "CPU engine (simd128, 1 thread)");
+      assert.equal(s.cpuBytes, 1000); assert.equal(s.gpuBytes, 0);
+      assert.equal((await collect(engine.generate("x", { maxTokens: 3 }))).join(""), "Once upon");
+      await engine.unload();
+    }
+  } finally { navigator.gpu = gpu; }
+  // An adapter that the wasm side refuses (__noGpuAdapter: requestAdapter gives null) under auto.
+  globalThis.__noGpuAdapter = true;
+  try { assert.equal((await load()).stats().device, "cpu"); } finally { globalThis.__noGpuAdapter = false; }
+});
+
+test("an unknown device is INVALID_ARGUMENT, before any loading", async () => {
+  const loaders = log.loaders.length;
+  for (const device of ["GPU", "webgpu", "", 1, true]) {
+    await assert.rejects(load({ device }), (e) => e instanceof LlamaWgpuError && e.code === "INVALID_ARGUMENT" && /device/.test(e.message) && /auto, gpu, cpu/.test(e.message), `device ${JSON.stringify(device)}`);
+  }
+  assert.equal(log.loaders.length, loaders);
+  assert.equal(deviceOption(undefined), "auto"); assert.equal(deviceOption("cpu"), "cpu");
 });
 
 test("bad model arguments and bad files", async () => {

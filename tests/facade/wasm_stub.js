@@ -7,9 +7,18 @@ export default async function init() { log.inits++; }
 function codeError(code, message) { const e = new Error(message); e.code = code; return e; }
 
 export class ModelLoader {
+  // Device choice as src/loader.rs makes it: "gpu" needs an adapter; "auto" falls back to the
+  // CPU engine without one (the stub's adapter is a hardware one unless a flag says otherwise).
   static async create(options) {
-    if (globalThis.__noAdapter) throw codeError("WEBGPU_UNAVAILABLE", "no adapter");
-    const l = new ModelLoader(); l.options = options; log.loaders.push(l); return l;
+    const device = options.device ?? "auto";
+    if (!["auto", "gpu", "cpu", "reference"].includes(device)) throw codeError("INVALID_ARGUMENT", `unknown device ${device}`);
+    const gpu = !globalThis.__noAdapter && !globalThis.__noGpuAdapter && !!globalThis.navigator?.gpu;
+    if (device === "gpu" && !gpu) throw codeError("WEBGPU_UNAVAILABLE", "no adapter");
+    const l = new ModelLoader(); l.options = options;
+    l.choice = device === "gpu" || (device === "auto" && gpu)
+      ? { device: "gpu", reason: device === "gpu" ? "asked for the GPU: mock" : "hardware GPU: mock" }
+      : { device: "cpu", reason: device === "cpu" ? "asked for the CPU" : "no GPU (mock)" };
+    log.loaders.push(l); return l;
   }
   constructor() { this.bytesReceived = 0; this.head = []; this.freed = false; this.consumed = false; }
   push(chunk) {
@@ -25,7 +34,7 @@ export class ModelLoader {
     this.consumed = true;
     if (this.bytesReceived < 8) throw codeError("MODEL_INVALID", "file too short");
     await new Promise((r) => setTimeout(r, 5));
-    const e = new WasmEngine(this.bytesReceived); log.engines.push(e); return e;
+    const e = new WasmEngine(this.bytesReceived, this.choice); log.engines.push(e); return e;
   }
   free() { if (this.consumed) throw new Error("free after consume"); this.freed = true; }
 }
@@ -33,7 +42,9 @@ export class ModelLoader {
 const WORDS = ["Once", "", " upon", " a", " time", " there", " was", " a", " cat", ".", " The", " end"];
 
 export class WasmEngine {
-  constructor(bytes) { this.bytes = bytes; this.busy = false; this.freed = false; this.calls = []; this.resets = 0; }
+  constructor(bytes, choice = { device: "gpu", reason: "hardware GPU: mock" }) {
+    this.bytes = bytes; this.choice = choice; this.busy = false; this.freed = false; this.calls = []; this.resets = 0;
+  }
   async generate(prompt, options, onToken) { return this.#run({ prompt }, options, onToken); }
   async chat(messages, options, onToken) {
     if (messages.some((m) => m.role === "bad")) throw codeError("CHAT_TEMPLATE_ERROR", "bad role");
@@ -62,8 +73,11 @@ export class WasmEngine {
     } finally { this.busy = false; }
   }
   info() {
-    return { model: { architecture: "llama", name: "Mock 1M", fileType: 3, nParams: 1e6, contextLength: 2048, nLayer: 2, nEmbd: 8, nVocab: 32, tensorTypes: ["Q4_1"] },
-      adapter: "mock", features: { shaderF16: false, subgroups: true }, contextLength: 2048, gpuBytes: this.bytes };
+    const gpu = this.choice.device === "gpu";
+    const gpuBytes = gpu ? this.bytes : 0, cpuBytes = gpu ? 0 : this.bytes;
+    return { model: { architecture: "llama", name: "Mock 1M", fileType: 3, nParams: 1e6, contextLength: 2048, nLayer: 2, nEmbd: 8, nVocab: 32, tensorTypes: ["Q4_1"], gpuBytes, cpuBytes },
+      device: this.choice.device, deviceReason: this.choice.reason, adapter: gpu ? "mock" : "CPU engine (simd128, 1 thread)",
+      features: { shaderF16: false, subgroups: gpu }, contextLength: 2048, gpuBytes, cpuBytes };
   }
   countTokens(text) { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); return text.split(" ").length; }
   reset() { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); this.resets++; }

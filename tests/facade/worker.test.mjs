@@ -92,8 +92,34 @@ test("worker engine: load errors and load abort", async () => {
   w2.close();
   const w3 = fakeWorker();
   globalThis.__noGpuAdapter = true;
-  try { await assert.rejects(createWorkerEngine({ model: gguf(100), worker: w3 }), (e) => e.code === "WEBGPU_UNAVAILABLE"); } finally { globalThis.__noGpuAdapter = false; }
+  try { await assert.rejects(createWorkerEngine({ model: gguf(100), worker: w3, device: "gpu" }), (e) => e.code === "WEBGPU_UNAVAILABLE"); } finally { globalThis.__noGpuAdapter = false; }
   w3.close();
+  const w4 = fakeWorker();
+  await assert.rejects(createWorkerEngine({ model: gguf(100), worker: w4, device: "tpu" }), (e) => e instanceof LlamaWgpuError && e.code === "INVALID_ARGUMENT" && /device/.test(e.message));
+  assert.equal(w4.messages.length, 0, "a bad device is refused on the page, before the worker is asked");
+  w4.close();
+});
+
+test("worker engine: the device option crosses to the worker; stats carry device, deviceReason, cpuBytes", async () => {
+  const w1 = fakeWorker();
+  globalThis.__noGpuAdapter = true; // auto finds no adapter: the CPU engine
+  let engine;
+  try { engine = await createWorkerEngine({ model: gguf(3000), worker: w1 }); } finally { globalThis.__noGpuAdapter = false; }
+  assert.equal(log.loaders.at(-1).options.device, "auto");
+  let s = engine.stats();
+  assert.equal(s.device, "cpu"); assert.ok(s.deviceReason.length > 0); assert.equal(s.cpuBytes, 3000); assert.equal(s.gpuBytes, 0);
+  assert.equal(s.adapter, "CPU engine (simd128, 1 thread)");
+  await collect(engine.generate("x", { maxTokens: 2 }));
+  assert.equal(engine.stats().device, "cpu");
+  await engine.unload(); w1.close();
+  for (const device of ["cpu", "gpu"]) {
+    const w = fakeWorker();
+    const e = await createWorkerEngine({ model: gguf(2000), worker: w, device });
+    assert.equal(log.loaders.at(-1).options.device, device);
+    s = e.stats();
+    assert.equal(s.device, device); assert.equal(s[device === "cpu" ? "cpuBytes" : "gpuBytes"], 2000);
+    await e.unload(); w.close();
+  }
 });
 
 test("worker engine: URL sources and streams, transferred or relayed", async () => {

@@ -91,18 +91,25 @@ impl Backend for Box<dyn Backend> {
     }
 }
 
+/// The cache-position methods of `Backend`, which every decoder has under the same names.
+macro_rules! cache_positions {
+    ($t:ty) => {
+        fn context_length(&self) -> usize {
+            <$t>::context_length(self)
+        }
+
+        fn position(&self) -> usize {
+            <$t>::position(self)
+        }
+
+        fn truncate(&mut self, n: usize) {
+            <$t>::truncate(self, n)
+        }
+    };
+}
+
 impl Backend for GpuModel {
-    fn context_length(&self) -> usize {
-        GpuModel::context_length(self)
-    }
-
-    fn position(&self) -> usize {
-        GpuModel::position(self)
-    }
-
-    fn truncate(&mut self, n: usize) {
-        GpuModel::truncate(self, n)
-    }
+    cache_positions!(GpuModel);
 
     fn next_token<'a>(
         &'a mut self,
@@ -126,17 +133,7 @@ impl Backend for GpuModel {
 }
 
 impl Backend for ReferenceModel {
-    fn context_length(&self) -> usize {
-        ReferenceModel::context_length(self)
-    }
-
-    fn position(&self) -> usize {
-        ReferenceModel::position(self)
-    }
-
-    fn truncate(&mut self, n: usize) {
-        ReferenceModel::truncate(self, n)
-    }
+    cache_positions!(ReferenceModel);
 
     fn next_token<'a>(
         &'a mut self,
@@ -167,17 +164,7 @@ impl Backend for ReferenceModel {
 }
 
 impl Backend for CpuModel {
-    fn context_length(&self) -> usize {
-        CpuModel::context_length(self)
-    }
-
-    fn position(&self) -> usize {
-        CpuModel::position(self)
-    }
-
-    fn truncate(&mut self, n: usize) {
-        CpuModel::truncate(self, n)
-    }
+    cache_positions!(CpuModel);
 
     fn next_token<'a>(
         &'a mut self,

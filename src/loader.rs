@@ -12,7 +12,7 @@ use crate::cpu::CpuModel;
 use crate::engine::{Device, Engine, DEFAULT_MAX_CONTEXT};
 use crate::error::{Error, Result};
 use crate::generate::Backend;
-use crate::gguf::Header;
+use crate::gguf::{Event, Header};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::model::{GpuModel, WeightLoader};
 use crate::reference::ReferenceModel;
@@ -110,8 +110,6 @@ impl Loading {
     /// the CPU engine's memory is refused here, before its weights are downloaded.
     pub fn new(header: &Header, target: &Target, context_length: Option<usize>) -> Result<Self> {
         let config = Config::from_header(header)?;
-        let tokenizer = Tokenizer::from_gguf(&header.metadata)?;
-        let template = ChatTemplate::from_metadata(&header.metadata, &tokenizer)?;
         let context = context_length
             .unwrap_or(config.context_length.min(DEFAULT_MAX_CONTEXT))
             .min(config.context_length);
@@ -120,19 +118,21 @@ impl Loading {
                 "context length {context} is too small"
             )));
         }
+        if !matches!(target, Target::Gpu(_)) {
+            check_cpu_memory(header, &config, context)?;
+        }
+        let tokenizer = Tokenizer::from_gguf(&header.metadata)?;
+        let template = ChatTemplate::from_metadata(&header.metadata, &tokenizer)?;
         let sink = match target {
             Target::Gpu(ctx) => Sink::Gpu {
                 weights: Box::new(WeightLoader::new(ctx, header, &config)?),
                 ctx: ctx.clone(),
             },
-            Target::Cpu | Target::Reference => {
-                check_cpu_memory(header, &config, context)?;
-                Sink::Cpu {
-                    header: Box::new(header.clone()),
-                    tensors: TensorCollector::new(header, &config, context),
-                    reference: matches!(target, Target::Reference),
-                }
-            }
+            Target::Cpu | Target::Reference => Sink::Cpu {
+                header: Box::new(header.clone()),
+                tensors: TensorCollector::new(header, &config, context),
+                reference: matches!(target, Target::Reference),
+            },
         };
         Ok(Loading {
             config,
@@ -143,19 +143,30 @@ impl Loading {
         })
     }
 
-    /// Bytes `offset..` of tensor `index` (header order).
-    pub fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<()> {
-        match &mut self.sink {
-            Sink::Gpu { weights, .. } => weights.write(index, offset, bytes),
-            Sink::Cpu { tensors, .. } => tensors.write(index, offset, bytes),
-        }
-    }
-
-    /// A tensor is complete: surface any GPU error its uploads raised.
-    pub fn tensor_done(&mut self) -> Result<()> {
-        match &self.sink {
-            Sink::Gpu { ctx, .. } => ctx.check(),
-            Sink::Cpu { .. } => Ok(()),
+    /// Tensor bytes (`offset..` of tensor `tensor`, header order) or the end of a tensor, as
+    /// a `StreamReader` or `GgufFile::stream_tensors` hands them out.
+    pub fn accept(&mut self, event: Event<'_>) -> Result<()> {
+        match (event, &mut self.sink) {
+            (Event::Header(_), _) => Err(Error::ModelInvalid("a second header".into())),
+            (
+                Event::TensorData {
+                    tensor,
+                    offset,
+                    bytes,
+                },
+                Sink::Gpu { weights, .. },
+            ) => weights.write(tensor, offset, bytes),
+            (
+                Event::TensorData {
+                    tensor,
+                    offset,
+                    bytes,
+                },
+                Sink::Cpu { tensors, .. },
+            ) => tensors.write(tensor, offset, bytes),
+            // Surface any GPU error the tensor's uploads raised.
+            (Event::TensorDone { .. }, Sink::Gpu { ctx, .. }) => ctx.check(),
+            (Event::TensorDone { .. }, Sink::Cpu { .. }) => Ok(()),
         }
     }
 
@@ -221,21 +232,8 @@ pub fn load_file(
     choice: &DeviceChoice,
     context_length: Option<usize>,
 ) -> Result<Engine> {
-    let header = &file.header;
-    let mut loading = Loading::new(header, &choice.target, context_length)?;
-    let mut piece = vec![0u8; 1 << 20];
-    for (index, t) in header.tensors.iter().enumerate() {
-        let start = header.data_offset + t.offset;
-        let mut done = 0u64;
-        while done < t.n_bytes {
-            let n = (t.n_bytes - done).min(piece.len() as u64) as usize;
-            file.read_range(start + done, &mut piece[..n])
-                .map_err(|e| Error::io(format!("reading tensor `{}`", t.name), e))?;
-            loading.write(index, done, &piece[..n])?;
-            done += n as u64;
-        }
-        loading.tensor_done()?;
-    }
+    let mut loading = Loading::new(&file.header, &choice.target, context_length)?;
+    file.stream_tensors(&mut |event| loading.accept(event))?;
     let mut engine = pollster::block_on(loading.finish())?;
     engine.set_device_choice(choice);
     Ok(engine)

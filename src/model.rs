@@ -91,18 +91,14 @@ impl GpuModel {
     ) -> Result<GpuModel> {
         let config = Config::from_header(&file.header)?;
         let mut loader = WeightLoader::new(&ctx, &file.header, &config)?;
-        let mut piece = vec![0u8; 1 << 20];
-        for (index, t) in file.header.tensors.iter().enumerate() {
-            let start = file.header.data_offset + t.offset;
-            let mut done = 0u64;
-            while done < t.n_bytes {
-                let n = (t.n_bytes - done).min(piece.len() as u64) as usize;
-                file.read_range(start + done, &mut piece[..n])
-                    .map_err(|e| Error::io(format!("reading tensor `{}`", t.name), e))?;
-                loader.write(index, done, &piece[..n])?;
-                done += n as u64;
-            }
-        }
+        file.stream_tensors(&mut |event| match event {
+            crate::gguf::Event::TensorData {
+                tensor,
+                offset,
+                bytes,
+            } => loader.write(tensor, offset, bytes),
+            _ => Ok(()),
+        })?;
         let weights = loader.finish(&config)?;
         Self::build(ctx, config, weights, context_len).await
     }

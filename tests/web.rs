@@ -482,14 +482,10 @@ fn wasm_memory_bytes() -> f64 {
         .byte_length() as f64
 }
 
-/// A Llama-7B-shaped GGUF of 11 blocks in Q8_0: 2.35 GB, more than a wasm32 module could
-/// ever hold (its memory tops out at 4 GiB and allocations in practice fail well before).
-/// Its tensor data (all zero blocks: scale 0, a valid Q8_0 value) is generated chunk by chunk
-/// and pushed through the streaming reader into GPU buffers, as a fetch body would be; the
-/// page's wasm memory must stay bounded by the chunk, not the model.
-#[wasm_bindgen_test]
-async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
-    let (e, kv, ff, vocab, blocks) = (4096u64, 1024u64, 11008u64, 32000u64, 11u32);
+/// The header of a Llama-7B-shaped model of `blocks` blocks in Q8_0 (about 0.2 GB a block)
+/// and the size of the whole file.
+fn llama_7b_shaped(blocks: u32) -> (Vec<u8>, u64) {
+    let (e, kv, ff, vocab) = (4096u64, 1024u64, 11008u64, 32000u64);
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", Value::String("llama".into()))
         .metadata("llama.embedding_length", Value::U32(e as u32))
@@ -523,6 +519,35 @@ async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
     let header = w.header_bytes();
     let layout = w.data_layout();
     let total = header.len() as u64 + layout.iter().map(|(n, pad)| n + pad).sum::<u64>();
+    (header, total)
+}
+
+/// The CPU engine keeps the weights in wasm memory: a model that cannot fit its 4 GiB is
+/// refused from the header, before any weight arrives, saying how much it needs.
+#[wasm_bindgen_test]
+async fn a_model_too_large_for_wasm_memory_is_refused_from_its_header() {
+    let (header, total) = llama_7b_shaped(24);
+    assert!(total > 4 << 30, "the synthetic model is {total} bytes");
+    let options = loader_options(total as usize);
+    js_sys::Reflect::set(&options, &"device".into(), &"cpu".into()).unwrap();
+    let mut loader = ModelLoader::create(options).await.unwrap();
+    let e = loader.push(&header).unwrap_err();
+    assert_eq!(code_of(&e), "MODEL_TOO_LARGE");
+    let message = js_sys::Reflect::get(&e, &"message".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert!(message.contains("MiB"), "{message}");
+}
+
+/// A Llama-7B-shaped GGUF of 11 blocks in Q8_0: 2.35 GB, more than a wasm32 module could
+/// ever hold (its memory tops out at 4 GiB and allocations in practice fail well before).
+/// Its tensor data (all zero blocks: scale 0, a valid Q8_0 value) is generated chunk by chunk
+/// and pushed through the streaming reader into GPU buffers, as a fetch body would be; the
+/// page's wasm memory must stay bounded by the chunk, not the model.
+#[wasm_bindgen_test]
+async fn a_model_over_2_gib_streams_to_the_gpu_in_bounded_wasm_memory() {
+    let (header, total) = llama_7b_shaped(11);
     assert!(total > 2 << 30, "the synthetic model is {total} bytes");
 
     let ctx = gpu().await;

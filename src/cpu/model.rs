@@ -151,9 +151,11 @@ impl CpuModel {
                 context: self.context,
             });
         }
-        for batch in tokens.chunks(PREFILL_BATCH) {
-            self.forward_batch(batch)?;
-        }
+        crate::cpu::pool::install(|| {
+            tokens
+                .chunks(PREFILL_BATCH)
+                .try_for_each(|batch| self.forward_batch(batch))
+        })?;
         Ok(&self.logits)
     }
 

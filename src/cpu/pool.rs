@@ -34,6 +34,17 @@ pub fn threads() -> usize {
     1
 }
 
+/// Run `f` on one of the pool's threads, so that the parallel loops inside it are handed out
+/// among the pool's threads directly: a caller outside the pool would otherwise hand each loop
+/// over and sleep until it ends, a wake-up per loop (about half the time of a decode step).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "wasm-threads"))]
+    if parallel() {
+        return rayon::scope(|_| f());
+    }
+    f()
+}
+
 /// Run `f` on every task.
 pub fn for_each<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Send + Sync) {
     #[cfg(any(not(target_arch = "wasm32"), feature = "wasm-threads"))]

@@ -1,6 +1,6 @@
 //! A GGUF file on disk (native only): the header parsed once, tensors read by range.
 
-use super::{Header, TensorInfo, MAX_HEADER_BYTES};
+use super::{Event, Header, TensorInfo, MAX_HEADER_BYTES};
 use crate::error::{Error, GgufProblem, Result};
 
 /// A GGUF file on disk: header parsed once, tensors read by range on demand.
@@ -60,6 +60,30 @@ impl GgufFile {
         self.read_range(self.header.data_offset + info.offset, &mut out)
             .map_err(|e| Error::io(format!("reading tensor `{}`", info.name), e))?;
         Ok(out)
+    }
+
+    /// Every tensor's bytes in header order, in pieces of at most 1 MiB, as a stream delivers
+    /// them (`StreamReader`'s `TensorData` and `TensorDone` events).
+    pub fn stream_tensors(&self, on: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        for (tensor, t) in self.header.tensors.iter().enumerate() {
+            let start = self.header.data_offset + t.offset;
+            let mut offset = 0u64;
+            while offset < t.n_bytes {
+                let n = (t.n_bytes - offset).min(buf.len() as u64) as usize;
+                self.read_range(start + offset, &mut buf[..n])
+                    .map_err(|e| Error::io(format!("reading tensor `{}`", t.name), e))?;
+                let bytes = &buf[..n];
+                on(Event::TensorData {
+                    tensor,
+                    offset,
+                    bytes,
+                })?;
+                offset += n as u64;
+            }
+            on(Event::TensorDone { tensor })?;
+        }
+        Ok(())
     }
 
     /// Read `out.len()` bytes at absolute offset `offset`.

@@ -170,17 +170,9 @@ fn handle(
             *started = Some(Box::new(Started { loading, info }));
             Ok(())
         }
-        Event::TensorData {
-            tensor,
-            offset,
-            bytes,
-        } => match started {
-            Some(s) => s.loading.write(tensor, offset, bytes),
+        event => match started {
+            Some(s) => s.loading.accept(event),
             None => Err(Error::ModelInvalid("tensor data before the header".into())),
-        },
-        Event::TensorDone { .. } => match started {
-            Some(s) => s.loading.tensor_done(),
-            None => Ok(()),
         },
     }
 }

@@ -323,7 +323,7 @@ cmd_bench() {
   if [ -n "${LLAMA_WGPU_BENCH_LLAMA_CPP:-}" ] && [ -z "$quick" ]; then
     bench_llama_cpp "$out"
   fi
-  log "browser: llama-wgpu (WebGPU and CPU engine) and wllama (wasm CPU) in headless Chromium"
+  log "browser: llama-wgpu (WebGPU; CPU engine on every core and on 1 thread) and wllama (every core, 1 thread) in headless Chromium"
   node "$ROOT/bench/browser.mjs" --out "$out" --model "q4_1=$DEFAULT_MODEL" --model "q8_0=$q8" \
     ${quick:+--quick}
   if [ -n "$quick" ]; then

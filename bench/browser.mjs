@@ -1,19 +1,22 @@
 #!/usr/bin/env node
 // Side-by-side browser benchmark in headless Chromium, on the same GGUF files served by
 // www/serve.mjs: llama-wgpu's worker engine on WebGPU (device "gpu") and on its CPU engine
-// (device "cpu", wasm SIMD128, its thread count recorded), against wllama (llama.cpp in wasm, CPU)
-// with as many threads as our CPU engine and with navigator.hardwareConcurrency threads. Which
-// device llama-wgpu's default ("auto") chooses in this browser is recorded too.
+// (device "cpu", wasm SIMD128) with its default threads (every core) and with one, against wllama
+// (llama.cpp in wasm, CPU) with navigator.hardwareConcurrency threads and with one. Which device
+// llama-wgpu's default ("auto") chooses in this browser is recorded too.
 //
 //   node bench/browser.mjs --out DIR --model q4_1=PATH [--model q8_0=PATH ...]
 //        [--runs 3] [--prompt-tokens 128] [--gen-tokens 128] [--ref-tokens 30] [--quick]
-//        [--pkg DIR] [--engines ours,ours_cpu,wllama,wllama_matched] [--ours-cache true|false]
+//        [--pkg DIR] [--engines ours,ours_cpu,ours_cpu_1,wllama,wllama_1] [--ours-cache true|false]
 //
-// Engines: ours (llama-wgpu, WebGPU), ours_cpu (llama-wgpu, CPU engine), wllama (all threads),
-// wllama_matched (the CPU engine's thread count; "wllama" is skipped when that is all of them).
+// Engines: ours (llama-wgpu, WebGPU), ours_cpu (llama-wgpu, CPU engine, default threads: all
+// cores), ours_cpu_1 (the CPU engine with `threads: 1`), wllama (n_threads:
+// navigator.hardwareConcurrency), wllama_1 (n_threads: 1). Ratios: ours/wllama, ours_cpu/wllama
+// (the thread counts, from stats().adapter and wllama.getNumThreads(), must be equal) and
+// ours_cpu_1/wllama_1 (both must run 1 thread).
 // --quick: 1 run, an 8-token prompt, 4 generated tokens (CI). For each model and run, the engines
-// alternate (ours, ours_cpu, wllama, wllama_matched, ours, ...) so that drift of the machine hits
-// all, each in a fresh page. Writes DIR/browser.json (see bench/README.md) and prints a summary.
+// alternate (ours, ours_cpu, ours_cpu_1, wllama, wllama_1, ours, ...) so that drift of the machine
+// hits all, each in a fresh page. Writes DIR/browser.json (see bench/README.md) and prints a summary.
 //
 // Load time: each run is a first visit. llama-wgpu is created with `cache: true` (its default)
 // after deleting the model from its Cache API store; wllama with `useCache: true` (its default)
@@ -38,10 +41,16 @@ const WLLAMA_DIR = path.join(BENCH_TOOLS, "node_modules", "@wllama", "wllama");
 const PLAYWRIGHT = path.join(CACHE, "npm-tools", "node_modules", "playwright-core");
 const CHROMIUM = "/usr/bin/chromium";
 // The rows, in the order they run within a model's run.
-const ENGINES = ["ours", "ours_cpu", "wllama", "wllama_matched"];
-const OURS_DEVICE = { ours: "gpu", ours_cpu: "cpu" };
+const ENGINES = ["ours", "ours_cpu", "ours_cpu_1", "wllama", "wllama_1"];
+const OURS_DEVICE = { ours: "gpu", ours_cpu: "cpu", ours_cpu_1: "cpu" };
+// The threads each row asks for: undefined is the library's default (ours_cpu: every core the page
+// has) or, for wllama, navigator.hardwareConcurrency (set in the page).
+const THREADS = { ours_cpu_1: 1, wllama_1: 1 };
 const isOurs = (engine) => engine in OURS_DEVICE;
-const isWllama = (engine) => engine === "wllama" || engine === "wllama_matched";
+const isWllama = (engine) => engine === "wllama" || engine === "wllama_1";
+// The ratios: llama-wgpu's row over wllama's. The CPU pairs must run as many threads each.
+const PAIRS = [["ours", "wllama"], ["ours_cpu", "wllama"], ["ours_cpu_1", "wllama_1"]];
+const SAME_THREADS = new Set(["ours_cpu/wllama", "ours_cpu_1/wllama_1"]);
 // Threads of our CPU engine, from its description ("CPU engine (simd128, 1 thread)").
 const threadsOf = (adapter) => Number(/(\d+) threads?\b/.exec(String(adapter ?? ""))?.[1]) || null;
 
@@ -51,7 +60,7 @@ function usage(message) {
   process.stderr.write(
     "usage: node bench/browser.mjs --out DIR --model LABEL=PATH [--model LABEL=PATH ...]\n" +
       "       [--runs N] [--prompt-tokens N] [--gen-tokens N] [--ref-tokens N] [--quick]\n" +
-      "       [--pkg DIR] [--engines ours,ours_cpu,wllama,wllama_matched] [--ours-cache true|false]\n",
+      "       [--pkg DIR] [--engines ours,ours_cpu,ours_cpu_1,wllama,wllama_1] [--ours-cache true|false]\n",
   );
   process.exit(message ? 2 : 0);
 }
@@ -100,7 +109,7 @@ function parseArgs(argv) {
       case "--engines": {
         const list = take().split(",").filter(Boolean);
         if (!list.length || list.some((e) => !ENGINES.includes(e))) usage(`--engines: some of ${ENGINES.join(", ")}`);
-        o.engines = ENGINES.filter((e) => list.includes(e)); // in this order: ours_cpu runs before wllama_matched
+        o.engines = ENGINES.filter((e) => list.includes(e)); // in the run order above, whatever the list's
         break;
       }
       case "--ours-cache": {
@@ -235,9 +244,7 @@ async function main() {
 
   const results = {}; // engine -> label -> [run results]
   const errors = [];
-  const skipped = []; // {engine, reason}
   let auto = null; // what device "auto" chose in this browser
-  let cpuThreads = null; // our CPU engine's threads (from its stats().adapter), for wllama_matched
   const prompts = {}; // label -> prompt text of exactly promptTokens tokens
   let browserVersion = null;
   let env = null;
@@ -269,13 +276,6 @@ async function main() {
       const modelUrl = new URL(`/models/${model.label}.gguf`, server.url).href;
       for (let run = 0; run < o.runs; run++) {
         for (const engine of o.engines) {
-          // wllama with all threads is the same row as wllama_matched when our CPU engine uses them all.
-          if (engine === "wllama" && cpuThreads && env?.hardwareConcurrency && env.hardwareConcurrency <= cpuThreads) {
-            if (!skipped.some((x) => x.engine === engine)) {
-              skipped.push({ engine, reason: `navigator.hardwareConcurrency ${env.hardwareConcurrency} = the CPU engine's ${cpuThreads} threads: wllama_matched is that row` });
-            }
-            continue;
-          }
           const page = await context.newPage();
           const pageLog = [];
           page.on("console", (m) => pageLog.push(`[console.${m.type()}] ${m.text()}`));
@@ -311,20 +311,25 @@ async function main() {
               ? (a) => import("/bench/bench-page.js").then((m) => m.runOurs(a))
               : (a) => import("/bench/bench-page.js").then((m) => m.runWllama(a));
             const extra = isOurs(engine)
-              ? { cache: o.oursCache, clearCache: true, device: OURS_DEVICE[engine] }
-              : { useCache: true, clearCache: true, nThreads: engine === "wllama_matched" ? (cpuThreads ?? 1) : undefined };
+              ? { cache: o.oursCache, clearCache: true, device: OURS_DEVICE[engine], threads: THREADS[engine] }
+              : { useCache: true, clearCache: true, nThreads: THREADS[engine] };
             const r = await withTimeout(page.evaluate(fn, { ...args, ...extra }), budgetMs, what);
             if (isOurs(engine) && !prompts[model.label]) prompts[model.label] = r.promptText;
             if (isOurs(engine) && r.info.device !== OURS_DEVICE[engine]) {
               throw new Error(`asked for device ${OURS_DEVICE[engine]}, ran on ${r.info.device} (${r.info.deviceReason})`);
             }
-            if (engine === "ours_cpu") cpuThreads = r.info.threads = threadsOf(r.info.adapter) ?? cpuThreads;
+            // Our CPU engine's threads, from its description; wllama's from getNumThreads().
+            if (OURS_DEVICE[engine] === "cpu") r.info.threads = threadsOf(r.info.adapter);
+            if (THREADS[engine] && r.info.threads !== THREADS[engine]) {
+              throw new Error(`asked for ${THREADS[engine]} thread(s), ran on ${r.info.threads} (${isOurs(engine) ? r.info.adapter : "wllama.getNumThreads()"})`);
+            }
             env = env ?? r.env;
             delete r.promptText;
             r.machine_state_after = machineState();
             ((results[engine] ??= {})[model.label] ??= []).push(r);
+            const threadsNote = r.info?.threads != null ? `, ${r.info.threads} thread${r.info.threads === 1 ? "" : "s"}` : "";
             log(
-              `${what}: load ${fmt(r.load_s)} s, prefill ${fmt(r.prefill_tokens_per_s, 1)} tok/s, ` +
+              `${what}${threadsNote}: load ${fmt(r.load_s)} s, prefill ${fmt(r.prefill_tokens_per_s, 1)} tok/s, ` +
                 `decode ${fmt(r.decode_tokens_per_s, 1)} tok/s, ttft ${fmt(r.ttft_s)} s (${((Date.now() - t0) / 1000).toFixed(0)} s)` +
                 (r.text != null ? `\n        text: ${JSON.stringify(r.text)}` : ""),
             );
@@ -362,6 +367,7 @@ async function main() {
         file: o.models.find((m) => m.label === label).file,
         file_bytes: fs.statSync(o.models.find((m) => m.label === label).file).size,
         info: runs[0].info,
+        ...(runs[0].info?.threads !== undefined ? { threads_each_run: runs.map((r) => r.info?.threads ?? null) } : {}),
         ...(isOurs(engine) ? { load_s_engine: pick("load_s_engine"), load_phases: runs.map((r) => r.load_phases) } : {}),
         ...(isWllama(engine) ? { decode_tokens_per_s_reported: pick("decode_tokens_per_s_reported"), log_excerpt: runs[0].log_excerpt } : {}),
         bench_text_head: runs[0].bench_text_head,
@@ -370,34 +376,61 @@ async function main() {
     }
   }
   // ratios[label]["ours/wllama"]: WebGPU against wllama with all threads;
-  // ratios[label]["ours_cpu/wllama_matched"]: the CPU engine against wllama on as many threads.
-  const PAIRS = [["ours", "wllama"], ["ours_cpu", "wllama_matched"], ["ours_cpu", "wllama"]];
+  // ratios[label]["ours_cpu/wllama"]: the CPU engine against wllama, both on every core;
+  // ratios[label]["ours_cpu_1/wllama_1"]: both on one thread.
+  // The CPU pairs record both thread counts (every run's), and differing counts are an error.
   const ratios = {};
   for (const m of o.models) {
     for (const [x, y] of PAIRS) {
       const a = engines[x]?.[m.label];
       const b = engines[y]?.[m.label];
       if (!a || !b) continue;
+      const pair = `${x}/${y}`;
       const r = (p, q) => (p.median != null && q.median ? p.median / q.median : null);
       (a.bench_text_agrees ??= {})[y] = a.bench_text_head != null && a.bench_text_head === b.bench_text_head;
-      (ratios[m.label] ??= {})[`${x}/${y}`] = {
+      const entry = ((ratios[m.label] ??= {})[pair] = {
         load_s: r(a.load_s, b.load_s),
         prefill: r(a.prefill_tokens_per_s, b.prefill_tokens_per_s),
         decode: r(a.decode_tokens_per_s, b.decode_tokens_per_s),
         ttft: r(a.ttft_s, b.ttft_s),
-      };
+      });
+      if (SAME_THREADS.has(pair)) {
+        const ta = a.threads_each_run ?? [];
+        const tb = b.threads_each_run ?? [];
+        const all = [...ta, ...tb];
+        const equal = all.length > 0 && all.every((t) => Number.isInteger(t) && t === all[0]);
+        entry.threads = { [x]: a.info?.threads ?? null, [y]: b.info?.threads ?? null, equal };
+        if (!equal) {
+          errors.push({ engine: pair, model: m.label, run: 0, error: `thread counts differ: ${x} ran ${ta.join(", ")}, ${y} ran ${tb.join(", ")}` });
+          log(`FAILED ${m.label} ${pair}: thread counts differ (${x}: ${ta.join(", ")}; ${y}: ${tb.join(", ")})`);
+        }
+      }
     }
   }
-  const oursAny = Object.values(engines.ours ?? {})[0];
-  const oursCpuAny = Object.values(engines.ours_cpu ?? {})[0];
-  const wllamaAny = Object.values(engines.wllama ?? engines.wllama_matched ?? {})[0];
+  const first = (engine) => Object.values(engines[engine] ?? {})[0];
+  const oursAny = first("ours");
+  const oursCpuAny = first("ours_cpu");
+  const oursCpu1Any = first("ours_cpu_1");
+  const wllamaAny = first("wllama") ?? first("wllama_1");
   const out = {
     browser: browserVersion,
     browser_flags: CHROMIUM_ARGS,
     adapter: oursAny?.info?.adapter ?? null,
     adapter_info: env?.adapter ?? null,
     auto,
-    cpu_engine: oursCpuAny ? { adapter: oursCpuAny.info?.adapter ?? null, threads: oursCpuAny.info?.threads ?? null } : null,
+    // The CPU engine as ours_cpu ran it (its default threads), and as ours_cpu_1 did.
+    cpu_engine: oursCpuAny || oursCpu1Any
+      ? {
+          adapter: oursCpuAny?.info?.adapter ?? null,
+          threads: oursCpuAny?.info?.threads ?? null,
+          one_thread: oursCpu1Any ? { adapter: oursCpu1Any.info?.adapter ?? null, threads: oursCpu1Any.info?.threads ?? null } : null,
+        }
+      : null,
+    // Every row's threads (its first model's first run; each run's are in engines.*.*.threads_each_run).
+    threads: {
+      hardware_concurrency: env?.hardwareConcurrency ?? null,
+      ...Object.fromEntries(o.engines.filter((e) => e !== "ours").map((e) => [e, first(e)?.info?.threads ?? null])),
+    },
     cpu: cpuDescription(),
     machine_state: { before: stateStart, after: machineState() },
     date: new Date().toISOString(),
@@ -410,10 +443,12 @@ async function main() {
     models: Object.fromEntries(o.models.map((m) => [m.label, { file: m.file, bytes: fs.statSync(m.file).size }])),
     method: {
       order: "per model and run: " + o.engines.join(", ") + " alternating, each in a fresh page of one Chromium profile",
+      threads: "ours_cpu: the CPU engine's default (every core of the cross-origin isolated page); ours_cpu_1: threads: 1; " +
+        "wllama: n_threads navigator.hardwareConcurrency; wllama_1: n_threads 1. Ours from stats().adapter, wllama's from getNumThreads()",
       auto: "createWorkerEngine({model: url, cache: false}) with no device option, once: stats().device, deviceReason, adapter",
-      ours: `createWorkerEngine({model: url, cache: ${o.oursCache}, device: "gpu" (ours) or "cpu" (ours_cpu)}) after deleteCachedModel(url) (a first visit); ` +
+      ours: `createWorkerEngine({model: url, cache: ${o.oursCache}, device: "gpu" (ours) or "cpu" (ours_cpu; ours_cpu_1 with threads: 1)}) after deleteCachedModel(url) (a first visit); ` +
         "generate(prompt, {maxTokens, temperature: 0, ignoreEos: true}); figures from engine.stats()",
-      wllama: "loadModelFromUrl(url, {n_threads: navigator.hardwareConcurrency (wllama) or the CPU engine's threads (wllama_matched), n_ctx, useCache: true}) after cacheManager.clear() (a first visit); " +
+      wllama: "loadModelFromUrl(url, {n_threads: navigator.hardwareConcurrency (wllama) or 1 (wllama_1), n_ctx, useCache: true}) after cacheManager.clear() (a first visit); " +
         "createCompletion({prompt, max_tokens, temperature: 0, ignore_eos: true, cache_prompt: false}); figures from llama.cpp's timings: " +
         "prefill = prompt_n / prompt_ms, decode = (predicted_n - 1) / predicted_ms, ttft = prompt_ms",
       load_s: "page clock from the create/load call to its resolved promise, downloading from the same local server",
@@ -424,9 +459,9 @@ async function main() {
       ? {
           version: wllamaVersion,
           libllama: wllamaAny?.info?.libllama ?? null,
-          threads: engines.wllama ? Object.values(engines.wllama)[0]?.info?.threads ?? null : null,
-          matched_threads: engines.wllama_matched ? Object.values(engines.wllama_matched)[0]?.info?.threads ?? null : null,
-          multithread: wllamaAny?.info?.multithread ?? null,
+          threads: first("wllama")?.info?.threads ?? null,
+          threads_1: first("wllama_1")?.info?.threads ?? null,
+          multithread: first("wllama")?.info?.multithread ?? wllamaAny?.info?.multithread ?? null,
           cross_origin_isolated: env?.crossOriginIsolated ?? null,
           hardware_concurrency: env?.hardwareConcurrency ?? null,
           webgpu_api_present: wllamaAny?.info?.isSupportWebGPU ?? null,
@@ -437,7 +472,6 @@ async function main() {
       : null,
     engines,
     ratios,
-    skipped,
     errors,
     wall_s: (Date.now() - started) / 1000,
   };
@@ -446,7 +480,8 @@ async function main() {
   log(`wrote ${file} (${out.wall_s.toFixed(0)} s)`);
   for (const [label, pairs] of Object.entries(ratios)) {
     for (const [pair, r] of Object.entries(pairs)) {
-      log(`${label} ${pair}: load ${fmt(r.load_s)}, prefill ${fmt(r.prefill)}, decode ${fmt(r.decode)}, ttft ${fmt(r.ttft)}`);
+      const threads = r.threads ? ` (threads ${Object.entries(r.threads).filter(([k]) => k !== "equal").map(([k, v]) => `${k} ${v}`).join(", ")})` : "";
+      log(`${label} ${pair}: load ${fmt(r.load_s)}, prefill ${fmt(r.prefill)}, decode ${fmt(r.decode)}, ttft ${fmt(r.ttft)}${threads}`);
     }
   }
   if (errors.length) {

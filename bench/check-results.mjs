@@ -16,11 +16,10 @@ const positive = (where, v) => {
 };
 const median = (x) => (typeof x === "object" && x !== null ? x.median : x);
 
-// Browser rows: llama-wgpu on WebGPU (ours) and on its CPU engine (ours_cpu), wllama with the CPU
-// engine's threads (wllama_matched) and with all of them (wllama, unless recorded as skipped
-// because that is the same count), each on every model.
-const wllamaSkipped = (r.browser?.skipped ?? []).some((s) => s.engine === "wllama");
-const browserEngines = ["ours", "ours_cpu", "wllama_matched", ...(wllamaSkipped ? [] : ["wllama"])];
+// Browser rows: llama-wgpu on WebGPU (ours), on its CPU engine with its default threads (ours_cpu)
+// and with one (ours_cpu_1), wllama with navigator.hardwareConcurrency threads (wllama) and with
+// one (wllama_1), each on every model.
+const browserEngines = ["ours", "ours_cpu", "ours_cpu_1", "wllama", "wllama_1"];
 const modelLabels = Object.keys(r.browser?.models ?? {});
 if (!modelLabels.length) problems.push("browser: no models");
 for (const engine of browserEngines) {
@@ -35,13 +34,38 @@ for (const engine of browserEngines) {
       positive(`browser ${engine} ${model} ${key}`, median(f[key]));
     }
     if (typeof f.text !== "string" || !f.text.trim()) problems.push(`browser ${engine} ${model}: no greedy text`);
-    const want = { ours: "gpu", ours_cpu: "cpu" }[engine];
+    const want = { ours: "gpu", ours_cpu: "cpu", ours_cpu_1: "cpu" }[engine];
     if (want && f.info?.device !== want) problems.push(`browser ${engine} ${model}: ran on ${f.info?.device}, not ${want}`);
+    if (engine !== "ours") {
+      const runs = f.threads_each_run ?? [];
+      if (!runs.length || runs.some((t) => !(Number.isInteger(t) && t >= 1))) problems.push(`browser ${engine} ${model}: threads per run ${JSON.stringify(runs)}`);
+      if (engine.endsWith("_1") && runs.some((t) => t !== 1)) problems.push(`browser ${engine} ${model}: ran ${runs.join(", ")} threads, not 1`);
+    }
   }
 }
-positive("browser cpu_engine threads", r.browser?.cpu_engine?.threads);
-const matched = Object.values(r.browser?.engines?.wllama_matched ?? {})[0]?.info?.threads;
-if (matched !== r.browser?.cpu_engine?.threads) problems.push(`browser: wllama_matched ran ${matched} threads, the CPU engine ${r.browser?.cpu_engine?.threads}`);
+// Thread counts: ours_cpu as many as wllama (both every core), ours_cpu_1 and wllama_1 one, on
+// every model and run.
+for (const label of modelLabels) {
+  const runs = (engine) => r.browser?.engines?.[engine]?.[label]?.threads_each_run ?? [];
+  const all = [...runs("ours_cpu"), ...runs("wllama")];
+  if (!all.length || all.some((t) => t !== all[0])) {
+    problems.push(`browser ${label}: ours_cpu ran ${runs("ours_cpu").join(", ")} threads, wllama ${runs("wllama").join(", ")}: not the same`);
+  }
+  for (const pair of ["ours/wllama", "ours_cpu/wllama", "ours_cpu_1/wllama_1"]) {
+    const q = r.browser?.ratios?.[label]?.[pair];
+    if (!q) problems.push(`browser ${label}: no ratio ${pair}`);
+    else {
+      for (const key of ["load_s", "prefill", "decode", "ttft"]) positive(`browser ${label} ratio ${pair} ${key}`, q[key]);
+      if (pair !== "ours/wllama" && q.threads?.equal !== true) problems.push(`browser ${label} ${pair}: thread counts not recorded equal (${JSON.stringify(q.threads)})`);
+    }
+  }
+}
+const t = r.browser?.threads ?? {};
+positive("browser threads ours_cpu", t.ours_cpu);
+if (t.ours_cpu !== t.wllama) problems.push(`browser: ours_cpu ran ${t.ours_cpu} threads, wllama ${t.wllama}`);
+if (t.ours_cpu_1 !== 1 || t.wllama_1 !== 1) problems.push(`browser: ours_cpu_1 ran ${t.ours_cpu_1} threads, wllama_1 ${t.wllama_1}; both should run 1`);
+if (r.browser?.cpu_engine?.threads !== t.ours_cpu) problems.push(`browser: cpu_engine.threads ${r.browser?.cpu_engine?.threads}, ours_cpu ${t.ours_cpu}`);
+if (r.browser?.errors?.length) problems.push(`browser: ${r.browser.errors.length} failed run(s): ${r.browser.errors.map((e) => `${e.engine} ${e.model}: ${e.error}`).join("; ")}`);
 if (!["gpu", "cpu"].includes(r.browser?.auto?.device) || !r.browser?.auto?.device_reason) {
   problems.push(`browser: the auto choice is not recorded (${JSON.stringify(r.browser?.auto)})`);
 }
@@ -74,5 +98,6 @@ if (problems.length) {
 }
 console.log(
   `benchmark results complete: ${modelLabels.length} model(s) x ${browserEngines.length} browser engines (${browserEngines.join(", ")}; ` +
-    `auto chose ${r.browser.auto.device}), native GPU, CPU engine and f32 reference, ${r.models.length} other-architecture run(s), kernel table`,
+    `CPU threads ${t.ours_cpu} (ours_cpu) = ${t.wllama} (wllama), 1 = 1 (ours_cpu_1, wllama_1); auto chose ${r.browser.auto.device}), ` +
+    `native GPU, CPU engine and f32 reference, ${r.models.length} other-architecture run(s), kernel table`,
 );

@@ -30,9 +30,15 @@ const START = "<!-- bench:start -->";
 // How the tables name llama-wgpu's devices (the "device" field of `llama-wgpu bench --json`).
 const DEVICE_NAMES = { gpu: "GPU", cpu: "CPU engine", reference: "f32 reference" };
 const deviceOrder = (d) => ["gpu", "cpu", "reference"].indexOf(d) >>> 0;
-// The browser rows, in table order.
-const BROWSER_ENGINES = ["ours", "ours_cpu", "wllama", "wllama_matched"];
-const BROWSER_PAIRS = ["ours/wllama", "ours_cpu/wllama_matched", "ours_cpu/wllama"];
+// The browser rows in table (and chart) order: every core first, then one thread.
+const BROWSER_ENGINES = ["ours", "ours_cpu", "wllama", "ours_cpu_1", "wllama_1"];
+// The ratios (llama-wgpu's row over wllama's); the CPU ones compare equal thread counts.
+const BROWSER_PAIRS = ["ours/wllama", "ours_cpu/wllama", "ours_cpu_1/wllama_1"];
+// The browser table: each ratio line under the rows it divides.
+const BROWSER_LAYOUT = [
+  ["row", "ours"], ["row", "ours_cpu"], ["row", "wllama"], ["ratio", "ours/wllama"], ["ratio", "ours_cpu/wllama"],
+  ["row", "ours_cpu_1"], ["row", "wllama_1"], ["ratio", "ours_cpu_1/wllama_1"],
+];
 const END = "<!-- bench:end -->";
 
 function usage(message) {
@@ -152,17 +158,23 @@ function markdown(r) {
       : "";
     L.push(`- WebGPU adapter as llama-wgpu reports it: \`${(b.adapter ?? "unknown").trim()}\`.${aiText}`);
     if (b.cpu_engine) {
-      L.push(`- llama-wgpu's CPU engine in the browser: \`${b.cpu_engine.adapter ?? "?"}\` (${b.cpu_engine.threads ?? "?"} thread${b.cpu_engine.threads === 1 ? "" : "s"}; wasm threads are not built yet).`);
+      const c = b.cpu_engine;
+      const bits = [];
+      if (c.adapter) bits.push(`\`${c.adapter}\` by default (${threadsText(c.threads)}: every core of the cross-origin isolated page)`);
+      if (c.one_thread?.adapter) bits.push(`\`${c.one_thread.adapter}\` with \`threads: 1\``);
+      if (bits.length) L.push(`- llama-wgpu's CPU engine in the browser (wasm SIMD128): ${bits.join("; ")}.`);
     }
     if (b.auto) {
       L.push(`- llama-wgpu's default (\`device: "auto"\`) chose **${DEVICE_NAMES[b.auto.device] ?? b.auto.device}** here: ${mdCell(b.auto.device_reason)}.`);
     }
     if (b.wllama) {
       const w = b.wllama;
-      const threads = [w.threads, w.matched_threads].filter(finite).map((t) => `${t}`).join(" and ");
+      const threads = [finite(w.threads) ? `${threadsText(w.threads)} (navigator.hardwareConcurrency ${w.hardware_concurrency ?? "?"})` : null, finite(w.threads_1) ? threadsText(w.threads_1) : null]
+        .filter(Boolean)
+        .join(" and ");
       L.push(
-        `- wllama ${w.version}${w.libllama ? ` (llama.cpp ${w.libllama})` : ""}: ${threads || "?"} thread${threads === "1" ? "" : "s"}` +
-          ` (navigator.hardwareConcurrency ${w.hardware_concurrency}), ${w.multithread ? "multi-thread build" : "single-thread build"},` +
+        `- wllama ${w.version}${w.libllama ? ` (llama.cpp ${w.libllama})` : ""}: ${threads || "? threads"},` +
+          ` ${w.multithread ? "multi-thread build" : "single-thread build"},` +
           ` page ${w.cross_origin_isolated ? "cross-origin isolated" : "NOT cross-origin isolated"}; weights on ${w.backend ?? "?"}` +
           (w.backend === "CPU" ? " (llama.cpp's load log names only CPU buffers)" : "") +
           (w.adapter_shader_f16 === false ? ": its WebGPU backend needs shader-f16, which this adapter lacks, so it runs on the CPU." : "."),
@@ -203,8 +215,9 @@ function markdown(r) {
         "Engines alternate run by run, each in a fresh page. Load is a first visit: download from the same local server, " +
         "store in the browser's cache, load into the engine. Prefill and TTFT are the engines' own clocks " +
         "(llama-wgpu: `engine.stats()`; wllama: llama.cpp's `timings`). llama-wgpu runs with `device: \"gpu\"` " +
-        "(WebGPU) and `device: \"cpu\"` (its CPU engine); wllama with all the page's threads and with as many as " +
-        "the CPU engine uses (the like-for-like row). Ratios are llama-wgpu / wllama: " +
+        "(WebGPU) and with `device: \"cpu\"` (its CPU engine) on its default threads (every core) and with `threads: 1`; " +
+        "wllama with `n_threads` navigator.hardwareConcurrency and 1. The CPU engine is compared with wllama at the same " +
+        "thread count (its own `stats().adapter` against `wllama.getNumThreads()`). Ratios are llama-wgpu / wllama: " +
         "above 1 is better for llama-wgpu in tok/s, worse in seconds.",
     );
     L.push("");
@@ -222,21 +235,17 @@ function markdown(r) {
         first = false;
         return s;
       };
-      for (const key of BROWSER_ENGINES) {
-        const e = b.engines?.[key]?.[label];
-        if (!e) continue;
-        L.push(`| ${name()} | ${browserEngineName(b, key, e)} | ${spread(e.load_s)} | ${spread(e.prefill_tokens_per_s)} | ${spread(e.decode_tokens_per_s)} | ${spread(e.ttft_s)} | ${pressure(e)} |`);
+      for (const [kind, key] of BROWSER_LAYOUT) {
+        if (kind === "row") {
+          const e = b.engines?.[key]?.[label];
+          if (!e) continue;
+          L.push(`| ${name()} | ${browserEngineName(b, key, label)} | ${spread(e.load_s)} | ${spread(e.prefill_tokens_per_s)} | ${spread(e.decode_tokens_per_s)} | ${spread(e.ttft_s)} | ${pressure(e)} |`);
+        } else {
+          const q = b.ratios?.[label]?.[key];
+          if (!q) continue;
+          L.push(`| ${name()} | *ratio ${pairName(b, key, label)}* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | |`);
+        }
       }
-      for (const pair of BROWSER_PAIRS) {
-        const q = b.ratios?.[label]?.[pair];
-        if (!q) continue;
-        const [x, y] = pair.split("/");
-        L.push(`| ${name()} | *ratio ${SHORT_NAMES[x]} / ${SHORT_NAMES[y]}* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | |`);
-      }
-    }
-    if (b.skipped?.length) {
-      L.push("");
-      L.push(`Not run: ${b.skipped.map((x) => `${x.engine} (${mdCell(x.reason)})`).join("; ")}.`);
     }
     const phases = labels
       .map((label) => {
@@ -249,7 +258,7 @@ function markdown(r) {
           if (p.download) bits.push(`download ${num(p.download.last_s)} s`);
           if (p.load) bits.push(`${into} ${num(part("load"))} s`);
           if (p.compile) bits.push(`${compile} ${num(part("compile"))} s`);
-          if (bits.length) rows.push(`${label} ${SHORT_NAMES[key]}: ${bits.join(", ")}`);
+          if (bits.length) rows.push(`${label} ${shortName(b, key, label)}: ${bits.join(", ")}`);
         }
         return rows.length ? rows.join("; ") : null;
       })
@@ -262,7 +271,7 @@ function markdown(r) {
     for (const label of labels) {
       for (const key of BROWSER_ENGINES) {
         const e = b.engines?.[key]?.[label];
-        if (e?.text != null) texts.push({ label, key, name: browserEngineName(b, key, e), text: e.text });
+        if (e?.text != null) texts.push({ label, key, name: browserEngineName(b, key, label), text: e.text });
       }
     }
     if (texts.length) {
@@ -272,7 +281,7 @@ function markdown(r) {
       L.push("| model | engine | text | same as llama.cpp (wllama) |");
       L.push("|---|---|---|---|");
       for (const { label, key, name, text } of texts) {
-        const llama = texts.find((x) => x.label === label && x.key.startsWith("wllama"));
+        const llama = texts.find((x) => x.label === label && x.key === "wllama") ?? texts.find((x) => x.label === label && x.key.startsWith("wllama"));
         const same = key.startsWith("wllama") || !llama ? "–" : llama.text === text ? "yes" : "**no**";
         L.push(`| ${label} | ${name} | ${mdCell(JSON.stringify(text))} | ${same} |`);
       }
@@ -285,7 +294,7 @@ function markdown(r) {
         const c = b.engines?.[y]?.[label];
         if (!a || !c) continue;
         const same = a.bench_text_head != null && a.bench_text_head === c.bench_text_head;
-        agree.push(`${label} ${SHORT_NAMES[x]} vs ${SHORT_NAMES[y]}: ${same ? "the same" : "**different**"}`);
+        agree.push(`${label} ${shortName(b, x, label)} vs ${shortName(b, y, label)}: ${same ? "the same" : "**different**"}`);
       }
     }
     if (agree.length) {
@@ -393,26 +402,59 @@ function markdown(r) {
 // ---------------------------------------------------------------------------------------------
 // Chart: grouped bars, prefill and decode panels, log scale (the figures span 100x and more).
 
+// The browser series' names get their thread counts from the results (seriesName).
 const SERIES = [
   { key: "ours", name: "llama-wgpu, browser (WebGPU)", color: "#2563eb" },
-  { key: "ours_cpu", name: "llama-wgpu, browser (CPU engine)", color: "#0891b2" },
+  { key: "ours_cpu", name: "llama-wgpu, browser (CPU engine, all threads)", color: "#0891b2" },
   { key: "wllama", name: "wllama, browser (CPU wasm, all threads)", color: "#ea580c" },
-  { key: "wllama_matched", name: "wllama, browser (CPU wasm, CPU engine's threads)", color: "#ca8a04" },
+  { key: "ours_cpu_1", name: "llama-wgpu, browser (CPU engine, 1 thread)", color: "#22d3ee" },
+  { key: "wllama_1", name: "wllama, browser (CPU wasm, 1 thread)", color: "#fb923c" },
   { key: "gpu", name: "llama-wgpu, native GPU", color: "#16a34a" },
   { key: "cpu", name: "llama-wgpu, native CPU engine", color: "#7c3aed" },
   { key: "reference", name: "llama-wgpu, native f32 reference", color: "#9ca3af" },
   { key: "llama_cpp", name: "llama.cpp, native CPU", color: "#dc2626" },
 ];
 
-// Short names for ratios and notes.
-const SHORT_NAMES = { ours: "WebGPU", ours_cpu: "CPU engine", wllama: "wllama", wllama_matched: "wllama (same threads)" };
+function threadsText(t) {
+  return finite(t) ? `${t} thread${t === 1 ? "" : "s"}` : "? threads";
+}
 
-// A browser row's name: the engine, its device and threads.
-function browserEngineName(b, key, e) {
-  const threads = (t) => (finite(t) ? `, ${t} thread${t === 1 ? "" : "s"}` : "");
-  if (key === "ours") return "llama-wgpu (WebGPU)";
-  if (key === "ours_cpu") return `llama-wgpu (CPU engine${threads(e.info?.threads ?? b.cpu_engine?.threads)})`;
-  return `wllama (${b.wllama?.backend ?? "CPU"}${threads(e.info?.threads)})`;
+// A browser row's threads: on `label` when given (its first run), else the row's first model's.
+function rowThreads(b, key, label) {
+  const t = (label ? b.engines?.[key]?.[label]?.info?.threads : null) ?? b.threads?.[key] ?? (key === "ours_cpu" ? b.cpu_engine?.threads : null);
+  return finite(t) ? t : key.endsWith("_1") ? 1 : null;
+}
+
+// Short names for ratios and notes: "WebGPU", "CPU engine, 2 threads", "wllama, 1 thread".
+function shortName(b, key, label) {
+  if (key === "ours") return "WebGPU";
+  return `${key.startsWith("wllama") ? "wllama" : "CPU engine"}, ${threadsText(rowThreads(b, key, label))}`;
+}
+
+// A ratio line's name: "WebGPU / wllama, 2 threads", "CPU engine / wllama, 2 threads each".
+function pairName(b, pair, label) {
+  const [x, y] = pair.split("/");
+  const tx = rowThreads(b, x, label);
+  const ty = rowThreads(b, y, label);
+  if (x === "ours") return `WebGPU / wllama, ${threadsText(ty)}`;
+  if (tx === ty) return `CPU engine / wllama, ${threadsText(tx)} each`;
+  return `CPU engine, ${threadsText(tx)} / wllama, ${threadsText(ty)} (**not the same thread count**)`;
+}
+
+// A browser row's name: the library, its device and threads.
+function browserEngineName(b, key, label) {
+  if (key === "ours") return "llama-wgpu, WebGPU";
+  if (key.startsWith("ours_cpu")) return `llama-wgpu, CPU engine, ${threadsText(rowThreads(b, key, label))}`;
+  return `wllama, ${threadsText(rowThreads(b, key, label))}`;
+}
+
+// A chart series' name, with the browser rows' thread counts where the results have them.
+function seriesName(r, s) {
+  const b = r.browser;
+  if (!b || !/^(ours_cpu|wllama)/.test(s.key)) return s.name;
+  const t = rowThreads(b, s.key);
+  if (!finite(t)) return s.name;
+  return s.key.startsWith("wllama") ? `wllama, browser (CPU wasm, ${threadsText(t)})` : `llama-wgpu, browser (CPU engine, ${threadsText(t)})`;
 }
 
 function chartGroups(r) {
@@ -444,7 +486,7 @@ function esc(s) {
 
 function chartSvg(r) {
   const groups = chartGroups(r);
-  const used = SERIES.filter((s) => groups.some((g) => g.bars.some((b) => b.key === s.key)));
+  const used = SERIES.filter((s) => groups.some((g) => g.bars.some((b) => b.key === s.key))).map((s) => ({ ...s, name: seriesName(r, s) }));
   const barW = 34;
   const barGap = 6;
   const groupGap = 40;
@@ -501,7 +543,7 @@ function chartSvg(r) {
     groups.forEach((g, gi) => {
       const barsW = g.bars.length * barW + (g.bars.length - 1) * barGap;
       g.bars.forEach((bar, bi) => {
-        const s = SERIES.find((q) => q.key === bar.key);
+        const s = used.find((q) => q.key === bar.key);
         const bx = x + (groupWidths[gi] - barsW) / 2 + bi * (barW + barGap);
         const v = bar[panel.key];
         if (finite(v) && v > 0) {

@@ -105,10 +105,11 @@ export async function autoChoice({ modelUrl }) {
   }
 }
 
-// llama-wgpu's worker engine on `device` ("gpu" or "cpu"). `cache`: whether the model goes
-// through the Cache API; with `clearCache` the entry is deleted first, so each run is a first
-// visit (download, store, load).
-export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, refTokens, cache, clearCache, device }) {
+// llama-wgpu's worker engine on `device` ("gpu" or "cpu"), with `threads` when given (the CPU
+// engine's pool; its default is every core). `cache`: whether the model goes through the Cache
+// API; with `clearCache` the entry is deleted first, so each run is a first visit (download,
+// store, load).
+export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, refTokens, cache, clearCache, device, threads }) {
   const env = await environment();
   const pkg = await import("/pkg/index.js");
   if (cache && clearCache) await pkg.deleteCachedModel(modelUrl);
@@ -119,6 +120,7 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
     model: modelUrl,
     cache,
     device,
+    ...(threads !== undefined && threads !== null ? { threads } : {}),
     onProgress: ({ phase }) => {
       const t = (now() - t0) / 1000;
       phases[phase] ??= { first_s: t, last_s: t };
@@ -169,6 +171,7 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
         device: loaded.device,
         deviceReason: loaded.deviceReason,
         adapter: loaded.adapter,
+        requested_threads: threads ?? null,
         features: loaded.features,
         gpuBytes: loaded.gpuBytes,
         cpuBytes: loaded.cpuBytes,

@@ -29,7 +29,7 @@ pub fn matvec(
         )));
     }
     let tasks: Vec<_> = out.chunks_mut(ROWS_PER_TASK).enumerate().collect();
-    for_each(tasks, |(i, out)| {
+    for_each(tasks, rows * act.len(), |(i, out)| {
         let first = i * ROWS_PER_TASK;
         for (row, y) in data[first * row_bytes..].chunks_exact(row_bytes).zip(out) {
             *y = kernel(row, act);
@@ -67,7 +67,8 @@ pub fn matmul(
             task.1.push(chunk);
         }
     }
-    for_each(tasks, |(i, mut outs)| {
+    let work = rows * acts.iter().map(Q8Activations::len).sum::<usize>();
+    for_each(tasks, work, |(i, mut outs)| {
         let first = i * ROWS_PER_TASK;
         let chunk_rows = data[first * row_bytes..].chunks_exact(row_bytes);
         for (r, row) in chunk_rows.take(ROWS_PER_TASK).enumerate() {

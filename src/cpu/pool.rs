@@ -25,6 +25,17 @@ fn parallel() -> bool {
     return STARTED.load(std::sync::atomic::Ordering::Acquire);
 }
 
+/// The least work (multiply-adds) a loop must hold to be split across threads: below it, waking
+/// the other threads costs more than it saves. A sleeping rayon worker wakes in microseconds
+/// natively, but in a browser (`Atomics.notify` to a Web Worker) in tens to hundreds of them:
+/// there only the largest products of a decode step (the LM head) and prefill's are split.
+/// Measured in Chromium on the default model: splitting every product made 2-thread decode
+/// slower than 1 thread (43 against 59 tok/s).
+#[cfg(not(target_arch = "wasm32"))]
+const MIN_PARALLEL_WORK: usize = 1 << 16;
+#[cfg(all(target_arch = "wasm32", feature = "wasm-threads"))]
+const MIN_PARALLEL_WORK: usize = 1 << 22;
+
 /// Threads the CPU decoders split their work over.
 pub fn threads() -> usize {
     #[cfg(any(not(target_arch = "wasm32"), feature = "wasm-threads"))]
@@ -45,24 +56,30 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
-/// Run `f` on every task.
-pub fn for_each<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Send + Sync) {
+/// Run `f` on every task; `work` (multiply-adds in all) decides whether across threads.
+pub fn for_each<T: Send>(tasks: Vec<T>, work: usize, f: impl Fn(T) + Send + Sync) {
+    #[cfg(all(target_arch = "wasm32", not(feature = "wasm-threads")))]
+    let _ = work; // one thread: nothing to decide
     #[cfg(any(not(target_arch = "wasm32"), feature = "wasm-threads"))]
-    if parallel() {
+    if parallel() && work >= MIN_PARALLEL_WORK {
         use rayon::prelude::*;
         return tasks.into_par_iter().for_each(f);
     }
     tasks.into_iter().for_each(f)
 }
 
-/// Run `f(start, chunk)` on consecutive `size`-element chunks of `out`.
+/// Run `f(start, chunk)` on consecutive `size`-element chunks of `out`; `work` as for
+/// `for_each`.
 pub fn for_each_chunk<E: Send>(
     out: &mut [f32],
     size: usize,
+    work: usize,
     f: impl Fn(usize, &mut [f32]) -> Result<(), E> + Send + Sync,
 ) -> Result<(), E> {
+    #[cfg(all(target_arch = "wasm32", not(feature = "wasm-threads")))]
+    let _ = work;
     #[cfg(any(not(target_arch = "wasm32"), feature = "wasm-threads"))]
-    if parallel() {
+    if parallel() && work >= MIN_PARALLEL_WORK {
         use rayon::prelude::*;
         return out
             .par_chunks_mut(size)

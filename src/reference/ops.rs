@@ -13,7 +13,7 @@ pub(super) const ROWS_PER_TASK: usize = 32;
 /// y = W x, W `rows` x `cols`: y[r] = dot(row r of W, x).
 pub(super) fn matvec(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
     debug_assert_eq!((x.len(), y.len()), (w.cols, w.rows));
-    for_each_chunk(y, ROWS_PER_TASK, |first_row, ys| {
+    for_each_chunk(y, ROWS_PER_TASK, w.rows * w.cols, |first_row, ys| {
         let mut row = vec![0f32; w.cols];
         for (r, y) in (first_row..).zip(ys) {
             w.dequantize_row(r, &mut row)?;
@@ -126,7 +126,7 @@ pub(crate) fn attention(
     let (hd, kv_dim) = (c.head_dim, c.kv_dim());
     let group = c.n_head / c.n_head_kv;
     let scale = c.attention_scale;
-    for_each_chunk(out, hd, |start, out| {
+    for_each_chunk(out, hd, q.len() * keys.len() / kv_dim * 2, |start, out| {
         let h = start / hd;
         let q = &q[start..][..hd];
         let kv_offset = (h / group) * hd;

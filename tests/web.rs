@@ -528,9 +528,11 @@ fn llama_7b_shaped(blocks: u32) -> (Vec<u8>, u64) {
 async fn a_model_too_large_for_wasm_memory_is_refused_from_its_header() {
     let (header, total) = llama_7b_shaped(24);
     assert!(total > 4 << 30, "the synthetic model is {total} bytes");
-    let options = loader_options(total as usize);
+    // (usize is 32 bits here: the size goes over as the JS number it is.)
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"fileSize".into(), &(total as f64).into()).unwrap();
     js_sys::Reflect::set(&options, &"device".into(), &"cpu".into()).unwrap();
-    let mut loader = ModelLoader::create(options).await.unwrap();
+    let mut loader = ModelLoader::create(options.into()).await.unwrap();
     let e = loader.push(&header).unwrap_err();
     assert_eq!(code_of(&e), "MODEL_TOO_LARGE");
     let message = js_sys::Reflect::get(&e, &"message".into())

@@ -1,4 +1,10 @@
 import { LlamaWgpuError, WASM_LOAD_FAILED } from "./errors.js";
+import * as plain from "./llama_wgpu.js";
+
+// The threaded build is imported by URL at run time, where it is wanted, and hidden from
+// bundlers: their worker builds cannot split code (Vite's default worker format), and an app
+// that bundles the package without copying `threads/` next to it runs the plain build.
+const THREADED_GLUE = "llama_wgpu.js";
 
 // The package ships two builds of the module: `llama_wgpu_bg.wasm` runs the CPU engine on one
 // thread; `threads/llama_wgpu_bg.wasm` (built with wasm atomics) runs its loops on a pool of Web
@@ -32,14 +38,18 @@ export function loadWasm({ threads } = {}) {
 
 async function load(threads) {
   if (threads > 1) {
-    const glue = await import("./threads/llama_wgpu.js");
-    await glue.default();
-    await glue.startThreads(threads);
-    ModelLoader = glue.ModelLoader;
-    return threads;
+    const url = new URL("./threads/" + THREADED_GLUE, import.meta.url).href;
+    try {
+      const threaded = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
+      await threaded.default();
+      await threaded.startThreads(threads);
+      ModelLoader = threaded.ModelLoader;
+      return threads;
+    } catch (cause) {
+      console.warn(`llama-wgpu: the threaded build (${url}) did not load; running on one thread`, cause);
+    }
   }
-  const glue = await import("./llama_wgpu.js");
-  await glue.default();
-  ModelLoader = glue.ModelLoader;
+  await plain.default();
+  ModelLoader = plain.ModelLoader;
   return 1;
 }

@@ -172,11 +172,14 @@ impl Backend for CpuModel {
         sampler: &'a mut Sampler,
         history: &'a [u32],
     ) -> StepFuture<'a> {
-        // The CPU does the work now; the future is ready when returned.
-        let next = self
-            .forward(tokens)
-            .map(|logits| sampler.sample(logits, history));
-        Box::pin(std::future::ready(next))
+        Box::pin(async move {
+            // In a browser the whole generation would otherwise run in one task: the page (or
+            // the engine's worker) could not take an abort, or paint, until it ended.
+            #[cfg(target_arch = "wasm32")]
+            crate::web::next_task().await;
+            let logits = self.forward(tokens)?;
+            Ok(sampler.sample(logits, history))
+        })
     }
 
     fn stats(&self) -> BackendStats {

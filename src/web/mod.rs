@@ -29,3 +29,25 @@ pub async fn start_threads(n: usize) -> Result<(), wasm_bindgen::JsValue> {
     crate::cpu::pool::mark_started();
     Ok(())
 }
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => resolve();
+    channel.port2.postMessage(null);
+  });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = nextTask)]
+    fn next_task_promise() -> js_sys::Promise;
+}
+
+/// Resolves in a later task of the page's (or worker's) event loop, so that messages (an
+/// abort) and rendering get their turn between CPU-engine steps. A message channel rather than
+/// `setTimeout(0)`, which browsers delay to 4 ms once nested.
+pub(crate) async fn next_task() {
+    // The promise only resolves; there is no error to surface.
+    let _ = wasm_bindgen_futures::JsFuture::from(next_task_promise()).await;
+}

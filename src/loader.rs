@@ -190,12 +190,10 @@ impl Loading {
                 reference,
             } => {
                 let read = |info: &_| tensors.take(&header, info);
+                let w = CpuWeights::load(&header, &config, context, read)?;
                 match reference {
-                    true => Box::new(ReferenceModel::from_tensors(&header, context, read)?),
-                    false => {
-                        let w = CpuWeights::load(&header, &config, context, read)?;
-                        Box::new(CpuModel::new(config.clone(), w, context)?)
-                    }
+                    true => Box::new(ReferenceModel::new(config.clone(), w, context)?),
+                    false => Box::new(CpuModel::new(config.clone(), w, context)?),
                 }
             }
         };

@@ -59,14 +59,18 @@ impl ReferenceModel {
         read: impl FnMut(&TensorInfo) -> Result<Vec<u8>>,
     ) -> Result<ReferenceModel> {
         let config = Config::from_header(header)?;
-        if max_context == 0 {
-            return Err(Error::InvalidArgument(
-                "max_context must be at least 1".into(),
-            ));
-        }
         let context = config.context_length.min(max_context);
         let w = CpuWeights::load(header, &config, context, read)?;
+        Self::new(config, w, context)
+    }
 
+    /// A decoder over weights already loaded, with a KV cache of `context` positions.
+    pub fn new(config: Config, w: CpuWeights, context: usize) -> Result<ReferenceModel> {
+        if context == 0 {
+            return Err(Error::InvalidArgument(
+                "the context must be at least 1".into(),
+            ));
+        }
         let key_cache = zeroed_cache(&config, context)?;
         let value_cache = zeroed_cache(&config, context)?;
         let s = Scratch {

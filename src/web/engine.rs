@@ -191,7 +191,8 @@ pub struct WasmEngine {
     info: ModelInfo,
     adapter: String,
     features: Features,
-    /// "gpu" / "cpu" / "reference" and why.
+    /// "gpu" / "cpu" / "reference" and why (a copy of `Engine::device`: `info()` must answer
+    /// while a generation holds the engine).
     device: (&'static str, String),
 }
 

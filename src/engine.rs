@@ -5,7 +5,9 @@ use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
-use crate::generate::{Backend, BackendStats, GenerateOptions, Generation, Session, StepFuture};
+use crate::generate::{
+    Backend, BackendStats, GenerateOptions, Generation, PrefillFuture, Session, StepFuture,
+};
 use crate::loader::DeviceChoice;
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
@@ -86,6 +88,14 @@ impl Backend for Box<dyn Backend> {
         (**self).next_token(tokens, sampler, history)
     }
 
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> PrefillFuture<'a> {
+        (**self).prefill(tokens)
+    }
+
+    fn prefill_chunk(&self) -> usize {
+        (**self).prefill_chunk()
+    }
+
     fn stats(&self) -> BackendStats {
         (**self).stats()
     }
@@ -118,6 +128,14 @@ impl Backend for GpuModel {
         history: &'a [u32],
     ) -> StepFuture<'a> {
         Box::pin(GpuModel::next_token(self, tokens, sampler, history))
+    }
+
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> PrefillFuture<'a> {
+        Box::pin(GpuModel::prefill(self, tokens))
+    }
+
+    fn prefill_chunk(&self) -> usize {
+        GpuModel::prefill_chunk(self)
     }
 
     fn stats(&self) -> BackendStats {
@@ -155,6 +173,16 @@ impl Backend for ReferenceModel {
         Box::pin(std::future::ready(run(self)))
     }
 
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> PrefillFuture<'a> {
+        let run = tokens.iter().try_for_each(|&t| self.forward(t).map(drop));
+        Box::pin(std::future::ready(run))
+    }
+
+    /// The oracle runs one token at a time at any chunk size: 16 is about half a second.
+    fn prefill_chunk(&self) -> usize {
+        16
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats {
             device: format!("CPU reference ({} threads)", crate::reference::threads()),
@@ -180,6 +208,19 @@ impl Backend for CpuModel {
             let logits = self.forward(tokens)?;
             Ok(sampler.sample(logits, history))
         })
+    }
+
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> PrefillFuture<'a> {
+        Box::pin(async move {
+            #[cfg(target_arch = "wasm32")]
+            crate::web::next_task().await;
+            // The LM head runs on the chunk's last token too: one matvec in 64 tokens' work.
+            self.forward(tokens).map(drop)
+        })
+    }
+
+    fn prefill_chunk(&self) -> usize {
+        crate::cpu::model::PREFILL_BATCH
     }
 
     fn stats(&self) -> BackendStats {

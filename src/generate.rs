@@ -18,6 +18,9 @@ use crate::tokenizer::Tokenizer;
 /// web the GPU's answer arrives on the page's event loop.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<u32>> + 'a>>;
 
+/// One chunk of a prompt in flight (see [`Backend::prefill`]).
+pub type PrefillFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
 /// What a decoder must offer the loop. `next_token` runs `tokens` at the next positions of the
 /// KV cache and returns the token sampled after the last of them, so a backend that samples on
 /// the GPU never has to hand logits back. It is async because reading the sampled id back from
@@ -34,6 +37,13 @@ pub trait Backend {
         sampler: &'a mut Sampler,
         history: &'a [u32],
     ) -> StepFuture<'a>;
+    /// Run `tokens` at the next positions of the KV cache without sampling, and resolve once
+    /// the work is done (a GPU backend waits for the device): the loop runs a long prompt in
+    /// such chunks, so that a caller can stop between them.
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> PrefillFuture<'a>;
+    /// The prompt tokens one `prefill` call takes: about one batch of the backend's own, so a
+    /// stop is answered within one batch's time and chunking costs no speed.
+    fn prefill_chunk(&self) -> usize;
     /// What the backend holds and does per token, for benchmarks.
     fn stats(&self) -> BackendStats {
         BackendStats::default()
@@ -179,7 +189,9 @@ impl<B: Backend> Session<B> {
 
     /// Generate a continuation of `prompt`. `on_piece` is called once per generated token with
     /// the text that became final (complete UTF-8, never part of a stop string; empty when the
-    /// token's text is held back) and returns `false` to stop after that token.
+    /// token's text is held back), and with an empty piece between the chunks of a long prompt;
+    /// it returns `false` to stop there. A prompt stopped in its prefill keeps the chunks that
+    /// ran in the cache (the next call reuses them) and generates nothing.
     pub async fn generate_async(
         &mut self,
         tokenizer: &Tokenizer,
@@ -219,7 +231,24 @@ impl<B: Backend> Session<B> {
         let mut ids = Vec::new();
 
         let prefill_start = Instant::now();
-        let mut next = self.feed(&prompt[reuse..], &mut sampler, &history).await?;
+        let chunk = self.backend.prefill_chunk().max(1);
+        let mut rest = &prompt[reuse..];
+        while rest.len() > chunk {
+            let (now, later) = rest.split_at(chunk);
+            self.backend.prefill(now).await?;
+            self.cached.extend_from_slice(now);
+            rest = later;
+            if !on_piece("") {
+                stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
+                return Ok(Generation {
+                    ids,
+                    text: String::new(),
+                    stop_reason: StopReason::Cancelled,
+                    stats,
+                });
+            }
+        }
+        let mut next = self.feed(rest, &mut sampler, &history).await?;
         stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
         stats.time_to_first_token_seconds = start.elapsed().as_secs_f64();
         let decode_start = Instant::now();

@@ -508,6 +508,22 @@ impl GpuModel {
     }
 
     /// Run prompt tokens through the blocks in batches (filling the KV cache), without sampling.
+    /// Run `tokens` into the KV cache without sampling, and wait until the GPU has: one chunk
+    /// of a long prompt, after which the generation loop may stop.
+    pub async fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
+        self.check_ids(tokens)?;
+        self.check_room(tokens.len())?;
+        // A step in flight was for the old next position.
+        self.discard_in_flight();
+        self.prefill_batches(tokens)?;
+        crate::gpu::kernel::wait_idle(&self.ctx).await
+    }
+
+    /// Prompt tokens per `prefill` chunk: one batch.
+    pub fn prefill_chunk(&self) -> usize {
+        self.prefill.max_tokens
+    }
+
     fn prefill_batches(&mut self, tokens: &[u32]) -> Result<()> {
         for batch in tokens.chunks(self.prefill.max_tokens) {
             self.ctx

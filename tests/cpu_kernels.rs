@@ -33,7 +33,11 @@ struct Case {
 
 impl Case {
     fn new(ty: GgmlType, rows: usize, n_units: u64, rng: &mut Rng) -> Case {
-        let cols = unit_cols(ty) * n_units;
+        Case::with_cols(ty, rows, unit_cols(ty) * n_units, rng)
+    }
+
+    /// `rows` rows of `cols` values (whole blocks of `ty`).
+    fn with_cols(ty: GgmlType, rows: usize, cols: u64, rng: &mut Rng) -> Case {
         let w = Tensor::random(ty, rows as u64, cols, rng);
         let x = activations(cols as usize, rng);
         let act = Q8Activations::quantize(&x).unwrap();
@@ -109,7 +113,7 @@ fn dot_row_is_within_the_activation_rounding_bound() {
 }
 
 /// The types that must have a SIMD kernel where the machine has the instruction set.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const SIMD_TYPES: &[GgmlType] = {
     use GgmlType::*;
     &[Q4_0, Q4_1, Q8_0, Q5_0, Q4_K, Q6_K, Q5_K, IQ4_NL]
@@ -128,6 +132,16 @@ fn avx2_kernels_exist_where_the_cpu_has_avx2() {
     }
 }
 
+/// NEON is part of every aarch64 CPU: the SIMD kernels are always there. (This test runs on
+/// x86-64 machines too, under `qemu-aarch64`: see `build.sh test-aarch64`.)
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_kernels_exist_on_aarch64() {
+    for &ty in SIMD_TYPES {
+        assert_eq!(cpu::simd_path(ty), Some("neon"), "{ty}");
+    }
+}
+
 /// The SIMD kernels sum in another order than the scalar ones, so they may differ by f32
 /// reassociation: 1e-5 of the largest terms (as `summation_bound` takes them), about 80 ulps.
 #[test]
@@ -138,7 +152,9 @@ fn simd_equals_scalar_on_odd_row_lengths() {
             continue;
         }
         for n_units in [1, 3, 7] {
-            let case = Case::new(ty, 3, n_units, &mut rng);
+            // Float rows may have any length: 5 more values than whole SIMD steps leave a tail.
+            let cols = unit_cols(ty) * n_units + if ty.block_size() == 1 { 5 } else { 0 };
+            let case = Case::with_cols(ty, 3, cols, &mut rng);
             let (x, act) = (&case.x, &case.act);
             for (bytes, row) in case.rows() {
                 let simd = cpu::dot_row(ty, bytes, act).unwrap();

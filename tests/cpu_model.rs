@@ -4,9 +4,11 @@
 //! many all compute the same bits.
 //!
 //! Tolerance. On float weights (F32, F16, BF16) the engine dots f32 activations with the
-//! weights' exact values: it computes the oracle's arithmetic, in another summation order, so
-//! `FLOAT_TOLERANCE` (1e-3, as for the GPU against the oracle in `gpu_model.rs`: a few f32 ulps
-//! of sums that reach ~50 in the random models) holds. On quantized weights each projection's
+//! weights' exact values: it computes the oracle's arithmetic, in another summation order (the
+//! SIMD kernels sum 16 lanes with FMAs, the oracle 8 partial sums), so the logits differ by f32
+//! reassociation carried through the layers: `FLOAT_TOLERANCE` is 4e-3 (measured at most
+//! 1.8e-3, on the qwen2 model, whose logits reach ~12; the GPU against the oracle in
+//! `gpu_model.rs` holds 1e-3). A decode mistake moves logits by whole units. On quantized weights each projection's
 //! input is rounded to 8-bit blocks of 32 (`cpu/q8.rs`) as llama.cpp rounds its activations
 //! (Q8_0 blocks of 32, Q8_K of 256 for the K-types): each value moves by up to half its block's
 //! step, max|x| / 254. llama.cpp's fixtures record how far that rounding moves its own logits
@@ -32,7 +34,7 @@ use llama_wgpu::quant::{dequantize_tensor, GgmlType};
 use llama_wgpu::reference::ReferenceModel;
 
 /// See the top of this file.
-const FLOAT_TOLERANCE: f32 = 1e-3;
+const FLOAT_TOLERANCE: f32 = 4e-3;
 
 /// The models whose files the fixtures hold, by the types they cover.
 const FIXTURES: [(&str, &str); 17] = [

@@ -9,9 +9,13 @@ use llama_wgpu::sampler::SamplingParams;
 use llama_wgpu::{Device, Engine, EngineOptions, Error, GenerateOptions, StopReason};
 
 fn load(context_length: usize) -> Option<Engine> {
+    load_on(Device::Reference, context_length)
+}
+
+fn load_on(device: Device, context_length: usize) -> Option<Engine> {
     let path = common::default_model()?;
     let options = EngineOptions {
-        device: Device::Reference,
+        device,
         context_length: Some(context_length),
         ..EngineOptions::default()
     };
@@ -254,4 +258,44 @@ fn a_callback_returning_false_cancels() {
         "{:?}",
         g.text
     );
+}
+
+/// A long prompt runs in chunks (the backend's own batch) with a call of `on_piece("")`
+/// between them: returning `false` there stops the prefill. Nothing is generated, the chunks
+/// that ran stay in the cache (the next call reuses them), and that next call generates what a
+/// fresh engine does: no stale state from the stopped prompt. On every decoder the loop
+/// drives: the f32 oracle (chunks of 16), the CPU engine (64) and the GPU (128, lavapipe).
+#[test]
+fn a_stop_between_prompt_chunks_ends_the_prefill() {
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(40);
+    for (device, prompt_len) in [
+        (Device::Reference, 40),
+        (Device::Cpu, 150),
+        (Device::Gpu, 300),
+    ] {
+        let Some(mut engine) = load_on(device, 512) else {
+            return;
+        };
+        let ids = engine.encode_prompt(&text).unwrap()[..prompt_len].to_vec();
+        let mut calls = Vec::new();
+        let stopped = engine
+            .generate_ids(&ids, &greedy(8), &mut |piece| {
+                calls.push(piece.to_string());
+                false
+            })
+            .unwrap();
+        assert_eq!(stopped.stop_reason, StopReason::Cancelled, "{device:?}");
+        assert_eq!(calls, [""], "{device:?}: one call, after the first chunk");
+        assert!(stopped.ids.is_empty() && stopped.text.is_empty());
+
+        let resumed = engine.generate_ids(&ids, &greedy(8), &mut ignore).unwrap();
+        let ran = resumed.stats.cached_prompt_tokens;
+        assert!(
+            ran > 0 && ran < prompt_len / 2,
+            "{device:?}: {ran} of {prompt_len} tokens ran before the stop"
+        );
+        let mut fresh = load_on(device, 512).unwrap();
+        let expected = fresh.generate_ids(&ids, &greedy(8), &mut ignore).unwrap();
+        assert_eq!(resumed.ids, expected.ids, "{device:?}");
+    }
 }

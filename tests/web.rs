@@ -303,8 +303,10 @@ fn cpu_kernels_run_simd128_and_equal_the_scalar_ones() {
         }
         simd_types += 1;
         for units in [1, 3] {
-            let t = Tensor::random(ty, 4, 256 * units, &mut rng);
-            let x = rng.vec(256 * units as usize);
+            // Float rows may have any length: 5 values past whole SIMD steps leave a tail.
+            let cols = 256 * units + if ty.block_size() == 1 { 5 } else { 0 };
+            let t = Tensor::random(ty, 4, cols, &mut rng);
+            let x = rng.vec(cols as usize);
             let act = Q8Activations::quantize(&x).unwrap();
             let row_bytes = t.bytes.len() / 4;
             for (row, (_, magnitude)) in t.bytes.chunks_exact(row_bytes).zip(t.dot_rows(&x)) {
@@ -318,7 +320,7 @@ fn cpu_kernels_run_simd128_and_equal_the_scalar_ones() {
             }
         }
     }
-    assert!(simd_types >= 10, "{simd_types} types have SIMD128 kernels");
+    assert!(simd_types >= 13, "{simd_types} types have SIMD128 kernels");
 }
 
 /// The CPU engine in wasm against the CPU reference: every architecture's small model with F16

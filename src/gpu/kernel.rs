@@ -308,6 +308,25 @@ pub async fn read_mapped_after(
     Ok(bytes)
 }
 
+/// Resolves once everything submitted so far has run (natively by polling the device, on the
+/// web when the queue says so), with any GPU error raised meanwhile.
+pub async fn wait_idle(ctx: &GpuContext) -> Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    #[cfg(target_arch = "wasm32")]
+    {
+        let (sender, receiver) = oneshot();
+        ctx.queue.on_submitted_work_done(move || sender.send(()));
+        receiver.await;
+    }
+    ctx.check()
+}
+
 /// Copy `len` bytes from `buffer` at `offset` to the CPU (tests, logits on request).
 pub async fn read_buffer(
     ctx: &GpuContext,

@@ -2,11 +2,12 @@
 //! current browser runs): the scalar kernels' sums, 16 values per instruction. SIMD128 has no
 //! 8-bit multiply-add, so 16 i8 pairs widen to i16 and `i32x4_dot_i16x8` sums them in pairs.
 //!
-//! Types without a kernel here (F32, F16, BF16, Q2_K, Q3_K) run the scalar one.
+//! Float rows (F32, F16, BF16) are dotted with the f32 activations, 4 values per multiply-add.
+//! Q2_K and Q3_K run the scalar kernels.
 
 use core::arch::wasm32::*;
 
-use super::{blocks, Kernel};
+use super::{blocks, f16_at, Kernel};
 use crate::cpu::q8::{Q8Activations, Q8Block};
 use crate::quant::{scale_min_k4, GgmlType, IQ4_VALUES};
 
@@ -14,6 +15,9 @@ use crate::quant::{scale_min_k4, GgmlType, IQ4_VALUES};
 pub(super) fn kernel(ty: GgmlType) -> Option<Kernel> {
     use GgmlType::*;
     Some(match ty {
+        F32 => f32_row,
+        F16 => f16_row,
+        BF16 => bf16_row,
         Q4_0 => q4_0,
         Q4_1 => q4_1,
         Q5_0 => q5_0,
@@ -26,17 +30,6 @@ pub(super) fn kernel(ty: GgmlType) -> Option<Kernel> {
         IQ4_XS => iq4_xs,
         _ => return None,
     })
-}
-
-/// The f16 at byte `i` of `b` as f32, without branches: its exponent and mantissa moved into an
-/// f32's places and rebased by 2^112, exact for every normal and subnormal half. (wasm has no
-/// f16 conversion instruction, and `half`'s portable one branches on the exponent: it cost
-/// more than the block's dot product.) An infinite or NaN scale, which no valid block holds,
-/// becomes a large finite value instead.
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    let h = u16::from_le_bytes([b[i], b[i + 1]]) as u32;
-    let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
-    f32::from_bits(magnitude.to_bits() | (h & 0x8000) << 16)
 }
 
 /// 16 bytes from the start of `b` (at least 16 long).
@@ -124,6 +117,63 @@ fn bit_bytes(bits: u32) -> V32 {
 fn iq4_values(qs: &[u8]) -> V32 {
     let grid = load(bytemuck::cast_slice(&IQ4_VALUES));
     map(nibbles(qs), |q| i8x16_swizzle(grid, q))
+}
+
+/// Σ w x over a float row of `W` bytes per value: 8 values a step (`load8` decodes them from
+/// `8 W` bytes into two vectors) in two accumulators; the last values one by one.
+fn float_row<const W: usize>(
+    row: &[u8],
+    x: &[f32],
+    load8: impl Fn(&[u8]) -> V32,
+    one: impl Fn(&[u8]) -> f32,
+) -> f32 {
+    let mut acc = [f32x4_splat(0.0); 2];
+    let whole = x.len() / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        let w = load8(&row[W * i..W * (i + 8)]);
+        let x = load32(bytemuck::cast_slice(&x[i..i + 8]));
+        for h in 0..2 {
+            acc[h] = f32x4_add(acc[h], f32x4_mul(w[h], x[h]));
+        }
+    }
+    let tail = (whole..x.len()).map(|i| one(&row[W * i..W * (i + 1)]) * x[i]);
+    hsum(f32x4_add(acc[0], acc[1])) + tail.sum::<f32>()
+}
+
+/// 8 halves (16 bytes) as two f32x4, by the bit moves of `f16_at`.
+fn halves_to_f32(b: &[u8]) -> V32 {
+    let h = load(b);
+    [u32x4_extend_low_u16x8(h), u32x4_extend_high_u16x8(h)].map(|h| {
+        let magnitude = v128_and(i32x4_shl(h, 13), u32x4_splat(0x0fff_e000));
+        let magnitude = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
+        v128_or(
+            magnitude,
+            v128_and(i32x4_shl(h, 16), u32x4_splat(0x8000_0000)),
+        )
+    })
+}
+
+fn f32_row(row: &[u8], act: &Q8Activations) -> f32 {
+    float_row::<4>(row, act.values(), load32, |b| {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    })
+}
+
+fn f16_row(row: &[u8], act: &Q8Activations) -> f32 {
+    float_row::<2>(row, act.values(), halves_to_f32, |b| f16_at(b, 0))
+}
+
+/// A bf16 is the top half of an f32.
+fn bf16_row(row: &[u8], act: &Q8Activations) -> f32 {
+    float_row::<2>(
+        row,
+        act.values(),
+        |b| {
+            let h = load(b);
+            [u32x4_extend_low_u16x8(h), u32x4_extend_high_u16x8(h)].map(|h| i32x4_shl(h, 16))
+        },
+        |b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16),
+    )
 }
 
 fn q4_0(row: &[u8], act: &Q8Activations) -> f32 {

@@ -111,7 +111,7 @@ fetch_arch_models() {
 }
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
-NPM_TOOLS="binaryen@132 playwright-core@1.64"
+NPM_TOOLS="binaryen@132 playwright-core@1.64 ajv@8"
 WLLAMA_VERSION=3.13.0   # the peer in the browser benchmark
 NPM_PREFIX="$CACHE/npm-tools"
 
@@ -127,7 +127,8 @@ setup_wasm_bindgen() {
 # wasm-opt (binaryen) and Playwright's driver, kept in the cache rather than the checkout.
 setup_npm_tools() {
   command -v npm >/dev/null || setup_apt nodejs npm
-  if [ -x "$NPM_PREFIX/node_modules/.bin/wasm-opt" ] && [ -d "$NPM_PREFIX/node_modules/playwright-core" ]; then
+  if [ -x "$NPM_PREFIX/node_modules/.bin/wasm-opt" ] && [ -d "$NPM_PREFIX/node_modules/playwright-core" ] \
+    && [ -d "$NPM_PREFIX/node_modules/ajv" ]; then
     return 0
   fi
   log "npm: installing $NPM_TOOLS into $NPM_PREFIX"

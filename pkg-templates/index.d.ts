@@ -79,9 +79,27 @@ export interface GenerateOptions {
   stop?: string | string[];
   /** Keep going past end-of-generation tokens (benchmarks). */
   ignoreEos?: boolean;
+  /** Hold the output to JSON (by schema), a Lark grammar or a regex. Default: free text. */
+  responseFormat?: ResponseFormat;
   /** Stops the generation within one token; iteration then throws an AbortError. */
   signal?: AbortSignal;
 }
+
+/** What the output must be. OpenAI's forms ("text", "json_object", "json_schema") and two of
+ * llama-wgpu's: a grammar in llguidance's Lark syntax, and a regular expression the whole
+ * output matches. Tokens the format does not allow are never sampled; generation ends with
+ * finish_reason "stop" once the format is complete. JSON is written with ", " and ": " between
+ * items and no other whitespace. A schema or grammar that cannot be compiled is
+ * INVALID_ARGUMENT. */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | {
+      type: "json_schema";
+      json_schema: { name?: string; description?: string; schema: Record<string, unknown>; strict?: boolean | null };
+    }
+  | { type: "grammar"; grammar: string }
+  | { type: "regex"; regex: string };
 
 /** What a finished generation reports (the value returned by the generate() iterator). */
 export interface GenerationResult {
@@ -179,6 +197,8 @@ export interface ChatCompletionParams {
   repeat_penalty?: number;
   repeat_last_n?: number;
   ignore_eos?: boolean;
+  /** JSON by schema (OpenAI's shape), or a grammar or regex: see ResponseFormat. */
+  response_format?: ResponseFormat;
   /** Only 1 is supported. */
   n?: number;
   signal?: AbortSignal;

@@ -32,6 +32,7 @@ const GENERATE_OPTIONS = {
   seed: "seed",
   stop: "stop",
   ignoreEos: "ignore_eos",
+  responseFormat: "response_format",
 };
 
 export function generateOptions(options) {
@@ -40,7 +41,7 @@ export function generateOptions(options) {
     if (key === "signal" || value === undefined) continue;
     const name = GENERATE_OPTIONS[key];
     if (!name) throw invalidArgument(`unknown generate() option "${key}" (options: ${Object.keys(GENERATE_OPTIONS).join(", ")}, signal)`);
-    out[name] = name === "stop" ? stopList(value) : value;
+    out[name] = name === "stop" ? stopList(value) : name === "response_format" ? responseFormat(value) : value;
   }
   return out;
 }
@@ -56,10 +57,24 @@ export function chatOptions(params) {
   if (maxTokens != null) out.max_tokens = maxTokens;
   for (const name of CHAT_PARAMS) if (params[name] != null) out[name] = params[name];
   if (params.stop != null) out.stop = stopList(params.stop);
+  if (params.response_format != null) out.response_format = responseFormat(params.response_format);
   if (params.n != null && params.n !== 1) throw invalidArgument("n must be 1: one completion per request");
   if (params.tools?.length) throw invalidArgument("tools are not supported");
   if (params.logprobs) throw invalidArgument("logprobs are not supported");
   return out;
+}
+
+// OpenAI's response_format ({type: "text" | "json_object" | "json_schema", json_schema}) and two
+// grammar forms of ours ({type: "grammar", grammar: "<Lark>"}, {type: "regex", regex}). The engine
+// checks the rest (unknown fields, a schema or grammar its library cannot compile) and answers
+// INVALID_ARGUMENT with the library's message.
+const RESPONSE_FORMATS = ["text", "json_object", "json_schema", "grammar", "regex"];
+
+function responseFormat(format) {
+  if (typeof format !== "object" || !RESPONSE_FORMATS.includes(format.type)) {
+    throw invalidArgument(`response_format.type must be one of ${RESPONSE_FORMATS.join(", ")}, got ${JSON.stringify(format?.type)}`);
+  }
+  return format;
 }
 
 function stopList(stop) {

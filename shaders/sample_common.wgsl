@@ -24,7 +24,8 @@ struct SampleParams {
     n_partials: u32,
     // Capacity of the history ring.
     history_cap: u32,
-    _pad: u32,
+    // 1: only the ids set in the mask (a response format's) may be picked.
+    masked: u32,
 }
 
 // The per-step uniform every kernel shares (`kernels::StepParams`).

@@ -7,9 +7,10 @@
 //      a marked logit l becomes l / penalty if l > 0, else l * penalty (the division is
 //      correctly rounded on lavapipe; WGSL lets a GPU be 2.5 ulp off, which could only matter
 //      for a logit that exactly ties another);
-//   2. turns each (penalized, NaN -> -inf) logit into its order-preserving u32 key and stores it
+//   2. with a response format's mask, makes each id it leaves out -inf (zero probability);
+//   3. turns each (penalized, NaN -> -inf) logit into its order-preserving u32 key and stores it
 //      in `keys` (not in greedy mode, where pass 2 needs only the maximum);
-//   3. writes the chunk's best (key, id) to partials[chunk]: the largest key, the lowest id among
+//   4. writes the chunk's best (key, id) to partials[chunk]: the largest key, the lowest id among
 //      equal keys (the CPU's greedy tie rule).
 // Two workgroup barriers for the bitset (only with a penalty) and two for the reduction. The host
 // picks the shape: 256 invocations x 4 logits on GPUs, 8 x 64 on CPU adapters (where a
@@ -27,6 +28,8 @@ const GROUPS: u32 = {{GROUPS}}u;
 @group(0) @binding(2) var<storage, read> history: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec2<u32>>;
+// A bit per id: allowed (read only when params.masked is 1).
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
 
 var<workgroup> marks: array<atomic<u32>, CHUNK / 32u>;
 var<workgroup> red_key: array<u32, WG>;
@@ -74,6 +77,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     let p = params.repeat_penalty;
                     bits = bitcast<u32>(select(l * p, l / p, l > 0.0));
                 }
+            }
+            if (params.masked != 0u && (mask[i / 32u] & (1u << (i % 32u))) == 0u) {
+                bits = NEG_INF_BITS;
             }
             let key = to_key(bits);
             if (store) {

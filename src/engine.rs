@@ -3,6 +3,7 @@
 
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
+use crate::constraint::Grammars;
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::generate::{
@@ -239,6 +240,8 @@ pub struct Engine {
     session: Session<Box<dyn Backend>>,
     /// "gpu", "cpu" or "reference", and why that device was chosen.
     device: (&'static str, String),
+    /// The vocabulary as the grammar library walks it: built on the first constrained request.
+    grammars: Option<Grammars>,
 }
 
 impl Engine {
@@ -265,6 +268,7 @@ impl Engine {
             template,
             session: Session::new(backend),
             device: ("", String::new()),
+            grammars: None,
         }
     }
 
@@ -317,8 +321,17 @@ impl Engine {
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        let constraint = if options.response_format.is_text() {
+            None
+        } else {
+            if self.grammars.is_none() {
+                self.grammars = Some(Grammars::new(&self.tokenizer)?);
+            }
+            let grammars = self.grammars.as_ref().expect("built above");
+            grammars.constraint(&options.response_format)?
+        };
         self.session
-            .generate_async(&self.tokenizer, ids, options, on_piece)
+            .generate_async(&self.tokenizer, ids, options, constraint, on_piece)
             .await
     }
 

@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use web_time::Instant;
 
+use crate::constraint::{Constraint, ResponseFormat};
 use crate::error::{Error, Result};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
@@ -73,6 +74,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens (benchmarks want a fixed token count).
     pub ignore_eos: bool,
+    /// What the output must be (JSON by schema, a grammar, a regex): `constraint.rs`.
+    pub response_format: ResponseFormat,
 }
 
 impl Default for GenerateOptions {
@@ -82,6 +85,7 @@ impl Default for GenerateOptions {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            response_format: ResponseFormat::Text,
         }
     }
 }
@@ -92,7 +96,7 @@ pub enum StopReason {
     Eos,
     /// `max_tokens` were generated.
     Length,
-    /// A stop string appeared.
+    /// A stop string appeared, or the response format's grammar was complete.
     Stop,
     /// The context window is full.
     ContextFull,
@@ -122,6 +126,8 @@ pub struct GenerationStats {
     pub decode_seconds: f64,
     /// From the start of the call to the first sampled token.
     pub time_to_first_token_seconds: f64,
+    /// Time spent computing a response format's token masks (0 without one).
+    pub mask_seconds: f64,
 }
 
 impl GenerationStats {
@@ -175,19 +181,9 @@ impl<B: Backend> Session<B> {
         self.cached.clear();
     }
 
-    /// [`Session::generate_async`] driven to completion on this thread (native callers).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn generate(
-        &mut self,
-        tokenizer: &Tokenizer,
-        prompt: &[u32],
-        options: &GenerateOptions,
-        on_piece: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation> {
-        pollster::block_on(self.generate_async(tokenizer, prompt, options, on_piece))
-    }
-
-    /// Generate a continuation of `prompt`. `on_piece` is called once per generated token with
+    /// Generate a continuation of `prompt`, held to `constraint` if given (built from
+    /// `options.response_format` by the caller, which keeps the grammar library's per-model
+    /// state). `on_piece` is called once per generated token with
     /// the text that became final (complete UTF-8, never part of a stop string; empty when the
     /// token's text is held back), and with an empty piece between the chunks of a long prompt;
     /// it returns `false` to stop there. A prompt stopped in its prefill keeps the chunks that
@@ -197,6 +193,7 @@ impl<B: Backend> Session<B> {
         tokenizer: &Tokenizer,
         prompt: &[u32],
         options: &GenerateOptions,
+        mut constraint: Option<Constraint>,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         options.sampling.validate()?;
@@ -248,6 +245,9 @@ impl<B: Backend> Session<B> {
                 });
             }
         }
+        if let Some(c) = &mut constraint {
+            sampler.set_mask(Some(c.mask()?));
+        }
         let mut next = self.feed(rest, &mut sampler, &history).await?;
         stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
         stats.time_to_first_token_seconds = start.elapsed().as_secs_f64();
@@ -259,11 +259,19 @@ impl<B: Backend> Session<B> {
             }
             ids.push(next);
             history.push(next);
+            if let Some(c) = &mut constraint {
+                c.accept(next)?;
+            }
+            let finished = constraint.as_ref().is_some_and(Constraint::is_finished);
             match out.push(next, on_piece)? {
                 Some(reason) => break reason,
+                None if finished => break StopReason::Stop,
                 None if ids.len() >= options.max_tokens => break StopReason::Length,
                 None if self.backend.position() + 1 >= context => break StopReason::ContextFull,
                 None => {}
+            }
+            if let Some(c) = &mut constraint {
+                sampler.set_mask(Some(c.mask()?));
             }
             next = self.feed(&[next], &mut sampler, &history).await?;
         };
@@ -272,6 +280,7 @@ impl<B: Backend> Session<B> {
         }
         stats.generated_tokens = ids.len();
         stats.decode_seconds = decode_start.elapsed().as_secs_f64();
+        stats.mask_seconds = constraint.map_or(0.0, |c| c.mask_seconds);
         Ok(Generation {
             ids,
             text: out.text,

@@ -11,6 +11,7 @@
 pub mod arch;
 pub mod chat;
 pub mod config;
+pub mod constraint;
 pub mod cpu;
 pub mod engine;
 pub mod error;

@@ -392,9 +392,12 @@ impl GpuModel {
         self.check_ids(tokens)?;
         self.check_room(tokens.len())?;
         let sample_step = sampler.step();
+        // A response format's mask changes with every token: no step runs ahead of it.
+        let masked = sampler.mask().is_some();
         let submitted = match self.in_flight.take() {
             Some(f)
                 if sample_step != 0
+                    && !masked
                     && f.sample_step == sample_step
                     && f.pos == self.position
                     && tokens == [f.input] =>
@@ -412,6 +415,7 @@ impl GpuModel {
                 .sampler
                 .set_params(&self.ctx, sampler.params(), history)?;
         }
+        self.kernels.sampler.set_mask(&self.ctx, sampler.mask());
         let submitted = match submitted {
             Some(s) => s,
             None => {
@@ -428,7 +432,7 @@ impl GpuModel {
             }
         };
         // The step after this one, if the cache has a row for it.
-        let ahead = (ahead && self.position + 1 < self.context_length()).then(|| {
+        let ahead = (ahead && !masked && self.position + 1 < self.context_length()).then(|| {
             let pos = self.position + 1;
             (
                 pos,
@@ -447,6 +451,18 @@ impl GpuModel {
                 "the sampler returned id {id}, outside the vocabulary"
             )));
         }
+        let id = match sampler.mask() {
+            // The GPU's draw reaches a masked (zero-probability) id only when rounding leaves
+            // its cumulative sum short of the target at the last boundary: draw again on the
+            // CPU, from the same logits (rare: about one draw in 2^24).
+            Some(mask) if !crate::constraint::allowed(mask, id as usize) => {
+                self.sampler_stale = true;
+                let n = self.config.n_vocab;
+                let logits = crate::gpu::kernel::read_f32(&self.ctx, &self.logits, 0, n).await?;
+                sampler.sample(&logits, history)
+            }
+            _ => id,
+        };
         self.in_flight = ahead.map(|(pos, sample_step, submission)| InFlight {
             pos,
             sample_step,

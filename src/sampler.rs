@@ -120,6 +120,9 @@ pub fn uniform(seed: u64, step: u64) -> f32 {
 pub struct Sampler {
     params: SamplingParams,
     step: u64,
+    /// The tokens the next draw may pick (a bit per id, `constraint::allowed`), when a
+    /// response format constrains the output; set before each draw.
+    mask: Option<Vec<u32>>,
 }
 
 impl Sampler {
@@ -127,7 +130,21 @@ impl Sampler {
     /// `sample` panic, but what they pick is unspecified (a temperature that is not > 0 is
     /// greedy).
     pub fn new(params: SamplingParams) -> Sampler {
-        Sampler { params, step: 0 }
+        Sampler {
+            params,
+            step: 0,
+            mask: None,
+        }
+    }
+
+    /// Limit the next draws to the tokens set in `mask` (`None`: every token).
+    pub fn set_mask(&mut self, mask: Option<Vec<u32>>) {
+        self.mask = mask;
+    }
+
+    /// The allowed tokens, if a response format limits them.
+    pub fn mask(&self) -> Option<&[u32]> {
+        self.mask.as_deref()
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -148,6 +165,7 @@ impl Sampler {
     /// The next token id for `logits` (one per vocabulary entry), given the ids generated or
     /// read so far (`recent_tokens`, oldest first; only the last `repeat_last_n` matter).
     /// The repetition penalty applies at temperature 0 too; greedy ties go to the lowest id.
+    /// With a mask set, only allowed ids are picked (id 0 if none is).
     /// NaN logits are never picked unless all are NaN; empty logits give id 0.
     pub fn sample(&mut self, logits: &[f32], recent_tokens: &[u32]) -> u32 {
         let p = &self.params;
@@ -174,6 +192,12 @@ impl Sampler {
                     };
                 }
             }
+        }
+
+        // A response format's mask, after the penalties (which index by id): the filters
+        // below see only what the grammar allows.
+        if let Some(mask) = &self.mask {
+            cand.retain(|c| crate::constraint::allowed(mask, c.0 as usize));
         }
 
         // Most likely first; among equal logits the lower id first.

@@ -595,3 +595,42 @@ fn phi3_special_tokens_eat_following_whitespace() {
         );
     }
 }
+
+/// `Tokenizer::token_bytes` (what the grammar library walks, `constraint.rs`) spells out the
+/// text: llama.cpp's ids for each vector, their bytes joined, give the text back, after the
+/// space a SentencePiece vocabulary puts in front of the first word. On every vocabulary with
+/// vectors, so byte-level BPE, SentencePiece and their variants are each held to llama.cpp.
+#[test]
+fn token_bytes_spell_out_the_text() {
+    let mut failures = Vec::new();
+    for name in WITH_VECTORS.into_iter().chain(LOCAL_VECTORS) {
+        let Some(tok) = tokenizer(name) else { continue };
+        let bytes = tok.token_bytes();
+        assert_eq!(bytes.len(), tok.vocab_size());
+        let mut wrong = 0;
+        let vectors = vectors(name);
+        for v in &vectors {
+            let spelled: Vec<u8> = v
+                .ids
+                .iter()
+                .flat_map(|&id| bytes[id as usize].clone())
+                .collect();
+            let text = v.text.as_bytes();
+            let with_prefix = [b" ", text].concat();
+            if spelled != text && spelled != with_prefix {
+                wrong += 1;
+                if wrong == 1 {
+                    failures.push(format!(
+                        "{name}: {:?} spelled {:?}",
+                        v.text,
+                        String::from_utf8_lossy(&spelled)
+                    ));
+                }
+            }
+        }
+        if wrong > 0 {
+            failures.push(format!("{name}: {wrong} of {} vectors", vectors.len()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

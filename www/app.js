@@ -33,6 +33,8 @@ const ui = {
   temperature: $("temperature"),
   topP: $("top-p"),
   maxTokens: $("max-tokens"),
+  jsonOutput: $("json-output"),
+  jsonSchema: $("json-schema"),
   seed: $("seed"),
   cachedList: $("cached-list"),
   cachedEmpty: $("cached-empty"),
@@ -139,7 +141,23 @@ function sampling() {
     topP: Math.min(1, Math.max(0, numberFrom(ui.topP, 0.9))),
     maxTokens: Math.max(1, numberFrom(ui.maxTokens, 256, { integer: true })),
     seed: numberFrom(ui.seed, undefined, { integer: true }),
+    responseFormat: responseFormat(),
   };
+}
+
+// "JSON output": any JSON object, or JSON by the schema in the box (OpenAI's response_format).
+// A box that does not parse as JSON throws, and the caller shows the error.
+function responseFormat() {
+  if (!ui.jsonOutput.checked) return undefined;
+  const text = ui.jsonSchema.value.trim();
+  if (!text) return { type: "json_object" };
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    throw Object.assign(new Error(`the JSON schema box is not JSON: ${e.message}`), { code: "INVALID_ARGUMENT" });
+  }
+  return { type: "json_schema", json_schema: { name: "output", schema, strict: true } };
 }
 
 // ---------------------------------------------------------------- loading
@@ -359,8 +377,15 @@ function scrollMessages() {
 async function sendChat() {
   const text = ui.chatInput.value.trim();
   if (!text || !engine || document.body.dataset.state !== "ready") return;
-  ui.chatInput.value = "";
   clearError();
+  let s;
+  try {
+    s = sampling();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  ui.chatInput.value = "";
   history.push({ role: "user", content: text });
   const userBubble = addBubble("user", text);
   const bubble = addBubble("assistant", "");
@@ -368,7 +393,6 @@ async function sendChat() {
   bubble.classList.add("pending");
   bubble.dataset.chunks = "0";
 
-  const s = sampling();
   const messages = [];
   const system = ui.systemPrompt.value.trim();
   if (system) messages.push({ role: "system", content: system });
@@ -389,6 +413,7 @@ async function sendChat() {
       signal: genController.signal,
     };
     if (s.seed !== undefined) request.seed = s.seed;
+    if (s.responseFormat) request.response_format = s.responseFormat;
     const stream = await engine.chat.completions.create(request);
     for await (const chunk of stream) {
       const delta = chunk?.choices?.[0]?.delta?.content;
@@ -450,7 +475,13 @@ async function complete() {
   if (!engine || document.body.dataset.state !== "ready") return;
   clearError();
   const prompt = ui.completionPrompt.value;
-  const s = sampling();
+  let s;
+  try {
+    s = sampling();
+  } catch (err) {
+    showError(err);
+    return;
+  }
   ui.completionEcho.textContent = prompt;
   ui.completionOutput.textContent = "";
   const out = ui.completionOutput;
@@ -469,6 +500,7 @@ async function complete() {
       signal: genController.signal,
     };
     if (s.seed !== undefined) options.seed = s.seed;
+    if (s.responseFormat) options.responseFormat = s.responseFormat;
     for await (const piece of engine.generate(prompt, options)) {
       text += piece;
       out.textContent = text;
@@ -552,6 +584,9 @@ function wire() {
     if (ui.modelFile.files?.length) selectSource("file");
   });
   ui.cacheRefresh.addEventListener("click", refreshCached);
+  ui.jsonOutput.addEventListener("change", () => {
+    ui.jsonSchema.hidden = !ui.jsonOutput.checked;
+  });
   ui.errorDismiss.addEventListener("click", clearError);
   for (const tab of ui.tabs) tab.addEventListener("click", () => setMode(tab.dataset.mode));
 

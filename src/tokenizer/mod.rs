@@ -18,6 +18,7 @@
 
 mod gguf_vocab;
 mod pre;
+mod token_bytes;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
@@ -201,6 +202,12 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
+    }
+
+    /// The bytes each id stands for (`token_bytes.rs`), control tokens marked with 0xFF: the
+    /// vocabulary a grammar engine walks.
+    pub fn token_bytes(&self) -> Vec<Vec<u8>> {
+        token_bytes::token_bytes(&self.lock(), self.vocab_size, |id| self.is_control(id))
     }
 
     /// Whether `id` is a control token (BOS, EOS, `<|im_start|>`, ...), which `decode` leaves

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::{from_js, js_error, to_js};
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
+use crate::constraint::ResponseFormat;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, StopReason};
@@ -109,6 +110,8 @@ struct WebGenOptions {
     seed: Option<f64>,
     stop: Vec<String>,
     ignore_eos: bool,
+    /// OpenAI's `response_format`, plus `grammar` and `regex` (see `constraint.rs`).
+    response_format: ResponseFormat,
 }
 
 impl WebGenOptions {
@@ -129,6 +132,7 @@ impl WebGenOptions {
             },
             stop: self.stop,
             ignore_eos: self.ignore_eos,
+            response_format: self.response_format,
         }
     }
 }

@@ -98,6 +98,13 @@ export function playwright() {
   return require(playwrightPath());
 }
 
+// Ajv (JSON Schema validation), installed beside playwright-core by ./build.sh setup.
+export function ajv() {
+  const require = createRequire(import.meta.url);
+  const Ajv = require(path.join(CACHE, "npm-tools", "node_modules", "ajv"));
+  return new (Ajv.default ?? Ajv)({ allErrors: true });
+}
+
 // Starts www/serve.mjs on a free port. Resolves to {url, stop, requests, resetRequests}.
 export async function startServer(args = []) {
   const child = spawn(process.execPath, [path.join(REPO, "www", "serve.mjs"), "--port", "0", "--pkg", PKG, ...args], {

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use llama_wgpu::constraint::{JsonSchema, ResponseFormat};
 use llama_wgpu::generate::GenerateOptions;
 use llama_wgpu::sampler::SamplingParams;
+use llama_wgpu::{Error, Result};
 
 #[derive(Parser)]
 #[command(name = "llama-wgpu", version, about = "Run Llama-family GGUF models")]
@@ -110,11 +112,54 @@ pub(crate) struct SamplingArgs {
     /// Stop when the text contains this (repeatable).
     #[arg(long)]
     pub(crate) stop: Vec<String>,
+    /// Hold the output to the JSON Schema in this file.
+    #[arg(long, value_name = "FILE", group = "format")]
+    pub(crate) json_schema: Option<PathBuf>,
+    /// Hold the output to any JSON object.
+    #[arg(long, group = "format")]
+    pub(crate) json_object: bool,
+    /// Hold the output to the Lark grammar in this file (llguidance's syntax).
+    #[arg(long, value_name = "FILE", group = "format")]
+    pub(crate) grammar: Option<PathBuf>,
+    /// Hold the output to this regular expression.
+    #[arg(long, group = "format")]
+    pub(crate) regex: Option<String>,
 }
 
 impl SamplingArgs {
-    pub(crate) fn options(&self) -> GenerateOptions {
-        GenerateOptions {
+    pub(crate) fn options(&self) -> Result<GenerateOptions> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })
+        };
+        let response_format = if let Some(path) = &self.json_schema {
+            let schema = serde_json::from_str(&read(path)?).map_err(|e| {
+                Error::InvalidArgument(format!("{} is not JSON: {e}", path.display()))
+            })?;
+            ResponseFormat::JsonSchema {
+                json_schema: JsonSchema {
+                    name: None,
+                    description: None,
+                    schema,
+                    strict: Some(true),
+                },
+            }
+        } else if self.json_object {
+            ResponseFormat::JsonObject
+        } else if let Some(path) = &self.grammar {
+            ResponseFormat::Grammar {
+                grammar: read(path)?,
+            }
+        } else if let Some(regex) = &self.regex {
+            ResponseFormat::Regex {
+                regex: regex.clone(),
+            }
+        } else {
+            ResponseFormat::Text
+        };
+        Ok(GenerateOptions {
             max_tokens: self.max_tokens,
             sampling: SamplingParams {
                 temperature: self.temperature,
@@ -127,7 +172,8 @@ impl SamplingArgs {
             },
             stop: self.stop.clone(),
             ignore_eos: false,
-        }
+            response_format,
+        })
     }
 }
 

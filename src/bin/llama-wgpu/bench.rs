@@ -99,6 +99,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         sampling: SamplingParams::greedy(),
         stop: Vec::new(),
         ignore_eos: true,
+        ..Default::default()
     };
     let (mut prefill, mut decode, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.repeats {
@@ -108,6 +109,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         decode.push(g.stats.decode_tokens_per_second());
         ttft.push(g.stats.time_to_first_token_seconds);
     }
+    let structured = structured_output(&mut engine, a.repeats)?;
     let stats = engine.backend_stats();
     let ttft = spread(ttft)["median"].clone();
     let (device, device_reason) = engine.device();
@@ -128,6 +130,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "dispatches_per_token": stats.dispatches_per_token,
         "submits_per_token": stats.submits_per_token,
         "readback_bytes_per_token": stats.readback_bytes_per_token,
+        "json_schema": structured,
     });
     if a.json {
         println!("{report}");
@@ -172,7 +175,73 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "per token:   {} dispatches, {} submits, {} bytes read back",
         stats.dispatches_per_token, stats.submits_per_token, stats.readback_bytes_per_token
     );
+    let j = &r["json_schema"];
+    println!(
+        "JSON schema: decode {:.1} tok/s over {} tokens (free text, same tokens: {:.1}); mask {:.3} ms/token",
+        j["decode_tokens_per_s"]["median"].as_f64().unwrap_or(0.0),
+        j["tokens"],
+        j["free_decode_tokens_per_s"]["median"].as_f64().unwrap_or(0.0),
+        j["mask_ms_per_token"]["median"].as_f64().unwrap_or(0.0),
+    );
     Ok(())
+}
+
+/// Decode under a JSON schema against free text of the same length, and the grammar's mask
+/// time per token: a chat reply held to a small schema, greedy, `repeats` times.
+fn structured_output(engine: &mut llama_wgpu::Engine, repeats: usize) -> Result<serde_json::Value> {
+    use llama_wgpu::constraint::{JsonSchema, ResponseFormat};
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 24},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "city": {"type": "string", "maxLength": 24}
+        },
+        "required": ["name", "age", "city"],
+        "additionalProperties": false
+    });
+    let messages = [llama_wgpu::chat::Message::new(
+        "user",
+        "Describe a person as JSON.",
+    )];
+    let constrained = GenerateOptions {
+        max_tokens: 64,
+        sampling: SamplingParams::greedy(),
+        response_format: ResponseFormat::JsonSchema {
+            json_schema: JsonSchema {
+                name: None,
+                description: None,
+                schema,
+                strict: Some(true),
+            },
+        },
+        ..Default::default()
+    };
+    let (mut decode, mut free_decode, mut mask_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tokens = 0;
+    for _ in 0..repeats {
+        engine.reset();
+        let g = engine.chat(&messages, &constrained, &mut |_| true)?;
+        tokens = g.stats.generated_tokens;
+        decode.push(g.stats.decode_tokens_per_second());
+        mask_ms.push(1e3 * g.stats.mask_seconds / tokens.max(1) as f64);
+        engine.reset();
+        let free = GenerateOptions {
+            max_tokens: tokens,
+            sampling: SamplingParams::greedy(),
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let f = engine.chat(&messages, &free, &mut |_| true)?;
+        free_decode.push(f.stats.decode_tokens_per_second());
+    }
+    engine.reset();
+    Ok(serde_json::json!({
+        "tokens": tokens,
+        "decode_tokens_per_s": spread(decode),
+        "free_decode_tokens_per_s": spread(free_decode),
+        "mask_ms_per_token": spread(mask_ms),
+    }))
 }
 
 pub(crate) fn profile(a: &BenchArgs) -> Result<()> {

@@ -117,7 +117,7 @@ fn stdout_piece(piece: &str) -> bool {
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let mut engine = load(&a.model)?;
-    let options = a.sampling.options();
+    let options = a.sampling.options()?;
     let mut sink = |piece: &str| a.json || stdout_piece(piece);
     let (prompt_ids, result) = match (&a.prompt, &a.chat) {
         (Some(prompt), _) => {
@@ -180,7 +180,7 @@ fn print_stats(g: &Generation) {
 
 fn chat(a: ChatArgs) -> Result<()> {
     let mut engine = load(&a.model)?;
-    let options = a.sampling.options();
+    let options = a.sampling.options()?;
     let mut messages = Vec::new();
     if let Some(s) = &a.system {
         messages.push(Message::new("system", s));

@@ -86,8 +86,12 @@ struct SampleUniform {
     pub n_vocab: u32,
     pub n_partials: u32,
     pub history_cap: u32,
-    pub _pad: u32,
+    /// 1 when `mask` limits the tokens (a response format), written by `set_mask`.
+    pub masked: u32,
 }
+
+/// Byte offset of `SampleUniform::masked`.
+const MASKED_OFFSET: u64 = 44;
 
 impl SampleUniform {
     /// The uniform for `p` and the sampler's sizes, with every "off" setting in the one form
@@ -114,7 +118,7 @@ impl SampleUniform {
             n_vocab: sampler.n_vocab,
             n_partials: sampler.n_partials,
             history_cap: sampler.max_history,
-            _pad: 0,
+            masked: 0,
         }
     }
 }
@@ -142,6 +146,8 @@ pub struct GpuSampler {
     keys: wgpu::Buffer,
     /// The best (key, id) of each chunk of `keys_shape.chunk()` logits.
     partials: wgpu::Buffer,
+    /// The allowed tokens, a bit per id, when `SampleUniform::masked` is set.
+    mask: wgpu::Buffer,
     keys_shape: KeysShape,
 }
 
@@ -208,6 +214,7 @@ impl GpuSampler {
             history,
             keys: storage_buffer(ctx, "sample keys", n as u64 * 4),
             partials: storage_buffer(ctx, "sample partials", sizes.n_partials as u64 * 8),
+            mask: storage_buffer(ctx, "sample mask", n.div_ceil(32) as u64 * 4),
             keys_shape,
         })
     }
@@ -244,6 +251,25 @@ impl GpuSampler {
         ctx.queue
             .write_buffer(&self.history, 0, bytemuck::cast_slice(&words));
         Ok(())
+    }
+
+    /// Limit the next draws to the ids set in `mask` (a bit per id, `constraint::allowed`;
+    /// ids past its end are not allowed), or lift the limit. Masked logits count as -inf, as
+    /// if the model had given them no chance. Call after `set_params`, which lifts it.
+    pub fn set_mask(&self, ctx: &GpuContext, mask: Option<&[u32]>) {
+        let masked = match mask {
+            Some(mask) => {
+                let mut words = vec![0u32; self.sizes.n_vocab.div_ceil(32) as usize];
+                let n = words.len().min(mask.len());
+                words[..n].copy_from_slice(&mask[..n]);
+                ctx.queue
+                    .write_buffer(&self.mask, 0, bytemuck::cast_slice(&words));
+                1u32
+            }
+            None => 0,
+        };
+        ctx.queue
+            .write_buffer(&self.params, MASKED_OFFSET, bytemuck::bytes_of(&masked));
     }
 
     /// The two dispatches that sample one token from `logits` (f32, n_vocab: the last token's
@@ -303,6 +329,7 @@ impl GpuSampler {
                 whole(&self.history),
                 whole(&self.keys),
                 whole(&self.partials),
+                whole(&self.mask),
             ],
             [self.sizes.n_vocab.div_ceil(self.keys_shape.chunk()), 1, 1],
         );

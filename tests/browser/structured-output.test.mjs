@@ -1,0 +1,171 @@
+// Structured output through the npm package in headless Chromium: chat.completions.create with
+// OpenAI's response_format (json_schema, json_object), streamed and not, and generate() with a
+// regex, on the default engine (the CPU engine here: SwiftShader is a fallback adapter) and on
+// the WebGPU kernels (device "gpu", where the token mask is applied by the sampling shader).
+// Outputs are parsed and validated in Node by Ajv, a JSON Schema validator.
+//
+//   node --test tests/browser/structured-output.test.mjs
+//
+// Needs pkg/ built (./build.sh build), the default model, playwright-core and ajv in
+// $LLAMA_WGPU_CACHE (./build.sh setup), and /usr/bin/chromium.
+
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { ajv, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+
+const MINUTE = 60_000;
+
+const missing = missingPrerequisites();
+if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
+
+// Every string, number and array bounded: a 135M model may otherwise write one forever.
+const PERSON = {
+  type: "object",
+  properties: {
+    name: { type: "string", maxLength: 24 },
+    age: { type: "integer", minimum: 0, maximum: 120 },
+    languages: { type: "array", items: { enum: ["English", "French", "German"] }, minItems: 1, maxItems: 2 },
+  },
+  required: ["name", "age", "languages"],
+  additionalProperties: false,
+};
+
+// In the page: load the default model with `options`, run the requests, unload. Each result is
+// the content (streamed requests: the deltas joined), the finish reason and the chunk count.
+const run = ({ options, schema }) =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const engine = await createEngine({ model: "/models/default.gguf", ...options });
+    const messages = [{ role: "user", content: "Describe a person as JSON." }];
+    const response_format = { type: "json_schema", json_schema: { name: "person", schema, strict: true } };
+    const out = { adapter: engine.stats().adapter };
+    try {
+      const r = await engine.chat.completions.create({ messages, response_format, temperature: 0, max_tokens: 120 });
+      out.plain = { content: r.choices[0].message.content, finish: r.choices[0].finish_reason };
+
+      let content = "";
+      let finish = null;
+      let chunks = 0;
+      const stream = await engine.chat.completions.create({
+        messages,
+        response_format,
+        temperature: 0.9,
+        seed: 4,
+        max_tokens: 120,
+        stream: true,
+      });
+      for await (const chunk of stream) {
+        chunks += 1;
+        content += chunk.choices[0].delta.content ?? "";
+        finish = chunk.choices[0].finish_reason ?? finish;
+      }
+      out.streamed = { content, finish, chunks };
+
+      const object = await engine.chat.completions.create({
+        messages: [{ role: "user", content: 'Reply with a JSON object whose key "ok" is true.' }],
+        response_format: { type: "json_object" },
+        temperature: 0,
+        max_tokens: 60,
+      });
+      out.object = { content: object.choices[0].message.content, finish: object.choices[0].finish_reason };
+
+      let phone = "";
+      for await (const piece of engine.generate("A phone number:", {
+        responseFormat: { type: "regex", regex: "[0-9]{3}-[0-9]{4}" },
+        temperature: 0.7,
+        maxTokens: 20,
+      })) {
+        phone += piece;
+      }
+      out.phone = phone;
+
+      try {
+        await engine.chat.completions.create({
+          messages,
+          response_format: { type: "json_schema", json_schema: { name: "bad", schema: { type: "no-such-type" } } },
+        });
+        out.badSchema = "no error";
+      } catch (e) {
+        out.badSchema = `${e.code}: ${e.message}`;
+      }
+      return out;
+    } finally {
+      await engine.unload();
+    }
+  });
+
+describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
+  let server;
+  const browser = {};
+  const step = stepRunner(browser, "structured-output");
+
+  before(async () => {
+    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
+    server = await startServer();
+    Object.assign(browser, await launchBrowser());
+  });
+
+  after(async () => {
+    await browser.close?.();
+    await server?.stop();
+  });
+
+  for (const { name, options } of [
+    { name: "the default engine", options: {} },
+    { name: "WebGPU kernels", options: { device: "gpu" } },
+  ]) {
+    it(`response_format and a regex hold on ${name}`, { timeout: 4 * MINUTE }, () =>
+      step(name.replace(/\W+/g, "-"), async () => {
+        const { page } = browser;
+        await page.goto(server.url);
+        const r = await page.evaluate(run, { options, schema: PERSON });
+        console.log(`${name} (${r.adapter}): ${JSON.stringify(r)}`);
+        const validate = ajv().compile(PERSON);
+        for (const [what, { content, finish }] of Object.entries({ plain: r.plain, streamed: r.streamed })) {
+          assert.equal(finish, "stop", `${what}: finish_reason`);
+          const value = JSON.parse(content);
+          assert.ok(validate(value), `${what}: ${content} does not follow the schema: ${JSON.stringify(validate.errors)}`);
+        }
+        assert.ok(r.streamed.chunks > 3, `${r.streamed.chunks} chunks`);
+        assert.equal(r.object.finish, "stop");
+        const object = JSON.parse(r.object.content);
+        assert.ok(object !== null && typeof object === "object" && !Array.isArray(object), r.object.content);
+        assert.match(r.phone, /^[0-9]{3}-[0-9]{4}$/);
+        assert.match(r.badSchema, /^INVALID_ARGUMENT: /);
+      }));
+  }
+
+  it("the demo's JSON toggle: a reply held to the schema in its box; a box that is not JSON is an error", { timeout: 3 * MINUTE }, () =>
+    step("demo", async () => {
+      const { page } = browser;
+      const tid = (id) => `[data-testid="${id}"]`;
+      const counter = (name) => page.evaluate((n) => Number(document.body.dataset[n] || 0), name);
+      const waitCounter = (name, above) =>
+        page.waitForFunction(([n, v]) => Number(document.body.dataset[n] || 0) > v, [name, above], { timeout: 2 * MINUTE, polling: 250 });
+      await page.goto(`${server.url}?autoload=default`);
+      await waitCounter("loads", 0);
+      assert.equal(await page.evaluate(() => document.body.dataset.lastLoad), "ok");
+
+      await page.fill(tid("temperature"), "0");
+      await page.fill(tid("max-tokens"), "120");
+      assert.equal(await page.locator(tid("json-schema")).isVisible(), false);
+      await page.check(tid("json-output"));
+      assert.equal(await page.locator(tid("json-schema")).isVisible(), true);
+
+      await page.fill(tid("json-schema"), "{not json");
+      await page.fill(tid("chat-input"), "Describe a person as JSON.");
+      await page.press(tid("chat-input"), "Enter");
+      await page.locator(tid("error-box")).waitFor({ state: "visible", timeout: 10_000 });
+      assert.match(await page.locator(tid("error-box")).innerText(), /not JSON/);
+      await page.click(tid("error-dismiss")).catch(() => {});
+
+      await page.fill(tid("json-schema"), JSON.stringify(PERSON));
+      const before = await counter("generations");
+      await page.fill(tid("chat-input"), "Describe a person as JSON.");
+      await page.press(tid("chat-input"), "Enter");
+      await waitCounter("generations", before);
+      const reply = await page.locator(tid("msg-assistant")).last().locator(".msg-text").textContent();
+      console.log(`the demo's JSON reply: ${reply}`);
+      const validate = ajv().compile(PERSON);
+      assert.ok(validate(JSON.parse(reply)), `${reply}: ${JSON.stringify(validate.errors)}`);
+    }));
+});

@@ -18,6 +18,27 @@ export function threadsOption(threads) {
   throw invalidArgument(`threads must be a whole number >= 1, got ${JSON.stringify(threads)}`);
 }
 
+// createEngine() / createWorkerEngine() options, checked before anything is downloaded or a
+// worker started: unknown keys are refused as generate() refuses them, and a context length
+// must be a whole number >= 1 (the engine caps it at what the model was trained for).
+const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "contextLength", "cache", "signal", "maxBindingSize"];
+
+export function checkEngineOptions(options, extra = []) {
+  for (const key of Object.keys(options ?? {})) {
+    if (!ENGINE_OPTIONS.includes(key) && !extra.includes(key)) {
+      throw invalidArgument(`unknown engine option "${key}" (options: ${[...ENGINE_OPTIONS, ...extra].join(", ")})`);
+    }
+  }
+  deviceOption(options?.device);
+  threadsOption(options?.threads);
+  for (const name of ["contextLength", "maxBindingSize"]) {
+    const value = options?.[name];
+    if (value != null && !(Number.isInteger(value) && value >= 1)) {
+      throw invalidArgument(`${name} must be a whole number >= 1, got ${String(value)}`);
+    }
+  }
+}
+
 // generate() takes camelCase (JS style); the engine takes the snake_case names of OpenAI and
 // llama.cpp. Unknown keys are an error here, so `max_tokens` passed to generate() is caught
 // instead of silently ignored.
@@ -41,7 +62,7 @@ export function generateOptions(options) {
     if (key === "signal" || value === undefined) continue;
     const name = GENERATE_OPTIONS[key];
     if (!name) throw invalidArgument(`unknown generate() option "${key}" (options: ${Object.keys(GENERATE_OPTIONS).join(", ")}, signal)`);
-    out[name] = name === "stop" ? stopList(value) : name === "response_format" ? responseFormat(value) : value;
+    out[name] = name === "stop" ? stopList(value) : name === "response_format" ? responseFormat(value) : checked(name, value);
   }
   return out;
 }
@@ -54,14 +75,32 @@ const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty",
 export function chatOptions(params) {
   const out = {};
   const maxTokens = params.max_completion_tokens ?? params.max_tokens;
-  if (maxTokens != null) out.max_tokens = maxTokens;
-  for (const name of CHAT_PARAMS) if (params[name] != null) out[name] = params[name];
+  if (maxTokens != null) out.max_tokens = checked("max_tokens", maxTokens);
+  for (const name of CHAT_PARAMS) if (params[name] != null) out[name] = checked(name, params[name]);
   if (params.stop != null) out.stop = stopList(params.stop);
   if (params.response_format != null) out.response_format = responseFormat(params.response_format);
   if (params.n != null && params.n !== 1) throw invalidArgument("n must be 1: one completion per request");
   if (params.tools?.length) throw invalidArgument("tools are not supported");
   if (params.logprobs) throw invalidArgument("logprobs are not supported");
   return out;
+}
+
+// A number option must be a finite number (NaN and Infinity would cross to the engine as null,
+// read there as "the default"), a token count a whole number >= 1; ignore_eos a boolean.
+const COUNTS = ["max_tokens", "top_k", "repeat_last_n"];
+
+function checked(name, value) {
+  if (name === "ignore_eos") {
+    if (typeof value !== "boolean") throw invalidArgument(`${name} must be true or false, got ${JSON.stringify(value)}`);
+    return value;
+  }
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw invalidArgument(`${name} must be a finite number, got ${String(value)}`);
+  }
+  if (COUNTS.includes(name) && !(Number.isInteger(value) && (value >= 1 || (name !== "max_tokens" && value >= 0)))) {
+    throw invalidArgument(`${name} must be a whole number ${name === "max_tokens" ? ">= 1" : ">= 0"}, got ${value}`);
+  }
+  return value;
 }
 
 // OpenAI's response_format ({type: "text" | "json_object" | "json_schema", json_schema}) and two

@@ -1,7 +1,7 @@
 import { Engine } from "./engine.js";
 import { LlamaWgpuError, WORKER_ERROR, abortError, deserializeError, throwIfAborted, unloadedError } from "./errors.js";
 import { absoluteUrl } from "./fetch.js";
-import { deviceOption, threadsOption } from "./options.js";
+import { checkEngineOptions } from "./options.js";
 import { asBytes, sourceKind } from "./sources.js";
 import { RelaySender } from "./stream-relay.js";
 
@@ -12,8 +12,7 @@ import { RelaySender } from "./stream-relay.js";
 export async function createWorkerEngine(options = {}) {
   const { worker: given, onProgress, signal, model, ...loadOptions } = options;
   const kind = sourceKind(model);
-  deviceOption(loadOptions.device); // bad options fail here, before a worker starts
-  threadsOption(loadOptions.threads);
+  checkEngineOptions(options, ["worker"]); // bad options fail here, before a worker starts
   throwIfAborted(signal);
   if (!given && typeof Worker === "undefined") throw new LlamaWgpuError(WORKER_ERROR, "Web Workers are not available here; use createEngine()");
   // This exact expression is what Vite, webpack 5, Parcel and esbuild-based tools recognise to

@@ -239,24 +239,41 @@ impl ChatTemplate {
 
     /// The prompt text for `messages`; with `add_generation_prompt` it ends where the
     /// assistant's answer begins.
+    ///
+    /// The template comes from a downloaded file, so it runs with limits (`TEMPLATE_FUEL`,
+    /// `TEMPLATE_RECURSION`, `TEMPLATE_OUTPUT`): one that loops or writes without end is a
+    /// `CHAT_TEMPLATE_ERROR`, not a hung page.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let env = self.environment();
         let template = env
             .template_from_named_str("chat_template", &self.source)
             .map_err(template_error)?;
+        let mut out = BoundedText::default();
         template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(template_error)
+            .render_to_write(
+                context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => &self.bos_token,
+                    eos_token => &self.eos_token,
+                },
+                &mut out,
+            )
+            .map_err(|e| match out.overflowed {
+                true => Error::ChatTemplate(format!(
+                    "the template wrote more than {TEMPLATE_OUTPUT} bytes"
+                )),
+                false => template_error(e),
+            })?;
+        String::from_utf8(out.bytes)
+            .map_err(|_| Error::ChatTemplate("the template wrote invalid UTF-8".into()))
     }
 
     /// An environment that behaves like Hugging Face's for chat templates.
     fn environment(&self) -> Environment<'static> {
         let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -265,6 +282,39 @@ impl ChatTemplate {
             env.add_function("strftime_now", move |format: &str| strftime(now, format));
         }
         env
+    }
+}
+
+/// Template instructions one render may run. Real templates use far fewer: a 200-message
+/// conversation through Qwen2.5's tool-calling template takes about 10^5. A template that loops
+/// runs out within about a second natively.
+const TEMPLATE_FUEL: u64 = 10_000_000;
+/// Nesting of macros, includes and blocks (minijinja's default is 500; chat templates nest a
+/// few levels).
+const TEMPLATE_RECURSION: usize = 64;
+/// The most prompt text a render may write: 4 MiB, far more than any context holds (a
+/// 128k-token context is about 0.5 MiB of text).
+const TEMPLATE_OUTPUT: usize = 4 << 20;
+
+/// A render's output, refusing to grow past `TEMPLATE_OUTPUT` bytes.
+#[derive(Default)]
+struct BoundedText {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > TEMPLATE_OUTPUT {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -197,6 +197,11 @@ impl<B: Backend> Session<B> {
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         options.sampling.validate()?;
+        if options.max_tokens == 0 {
+            return Err(Error::InvalidArgument(
+                "max_tokens must be at least 1".into(),
+            ));
+        }
         let start = Instant::now();
         let context = self.backend.context_length();
         if prompt.is_empty() {

@@ -150,6 +150,42 @@ fn broken_template_is_an_error() {
     chat_error(template.render(&conversation(), false));
 }
 
+/// A template is code from a downloaded file: one that loops (nearly) for ever, recurses, or
+/// writes without end stops with CHAT_TEMPLATE_ERROR, quickly, and the next render works.
+#[test]
+fn a_hostile_template_is_stopped() {
+    let hostile = [
+        // 10^10 iterations: stopped by the instruction budget.
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        // Unbounded recursion through a macro.
+        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        // 100 MB strings written over and over: stopped by the output limit.
+        "{% for i in range(100) %}{{ 'x' * 10000000 }}{% endfor %}",
+    ];
+    for source in hostile {
+        let template = ChatTemplate::new(source, "", "").unwrap();
+        let start = std::time::Instant::now();
+        let message = chat_error(template.render(&conversation(), false));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{source}: took {:?}",
+            start.elapsed()
+        );
+        eprintln!("{source}: {message} ({:?})", start.elapsed());
+    }
+    // Real templates are far inside the limits: a long conversation through a built-in one.
+    let template = ChatTemplate::builtin("chatml").unwrap();
+    let long: Vec<Message> = (0..400)
+        .map(|i| {
+            Message::new(
+                if i % 2 == 0 { "user" } else { "assistant" },
+                "Hello there.",
+            )
+        })
+        .collect();
+    assert!(template.render(&long, true).unwrap().len() > 400 * 12);
+}
+
 #[test]
 fn raise_exception_carries_its_message() {
     let source = "{% if messages[0].role != 'user' %}{{ raise_exception('Only user turns, please') }}{% endif %}ok";

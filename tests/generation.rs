@@ -224,6 +224,20 @@ fn sampling_is_reproducible_per_seed() {
     );
 }
 
+/// OpenAI refuses `max_tokens: 0`; generating a token anyway would be a surprise.
+#[test]
+fn max_tokens_zero_is_invalid_argument() {
+    let Some(mut engine) = load(256) else { return };
+    let err = engine
+        .generate("Once upon a time", &greedy(0), &mut ignore)
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
+    let g = engine
+        .generate("Once upon a time", &greedy(1), &mut ignore)
+        .unwrap();
+    assert_eq!(g.ids.len(), 1);
+}
+
 #[test]
 fn a_callback_returning_false_cancels() {
     let Some(mut engine) = load(256) else { return };

@@ -145,6 +145,16 @@ function sampling() {
   };
 }
 
+// The settings, or null once the error box says why they cannot be used.
+function settingsOrShowError() {
+  try {
+    return sampling();
+  } catch (err) {
+    showError(err);
+    return null;
+  }
+}
+
 // "JSON output": any JSON object, or JSON by the schema in the box (OpenAI's response_format).
 // A box that does not parse as JSON throws, and the caller shows the error.
 function responseFormat() {
@@ -378,13 +388,8 @@ async function sendChat() {
   const text = ui.chatInput.value.trim();
   if (!text || !engine || document.body.dataset.state !== "ready") return;
   clearError();
-  let s;
-  try {
-    s = sampling();
-  } catch (err) {
-    showError(err);
-    return;
-  }
+  const s = settingsOrShowError();
+  if (!s) return;
   ui.chatInput.value = "";
   history.push({ role: "user", content: text });
   const userBubble = addBubble("user", text);
@@ -475,13 +480,8 @@ async function complete() {
   if (!engine || document.body.dataset.state !== "ready") return;
   clearError();
   const prompt = ui.completionPrompt.value;
-  let s;
-  try {
-    s = sampling();
-  } catch (err) {
-    showError(err);
-    return;
-  }
+  const s = settingsOrShowError();
+  if (!s) return;
   ui.completionEcho.textContent = prompt;
   ui.completionOutput.textContent = "";
   const out = ui.completionOutput;

@@ -143,6 +143,25 @@ impl Cursor<'_> {
         }
     }
 
+    /// That `claimed` bytes (a count or length read at `at` times its smallest size) can follow
+    /// the cursor. A claim a header could hold but this file is too short for means the file
+    /// was cut (`Truncated`: a download that stopped early); one no header could hold is
+    /// `absurd` (a corrupt or hostile count).
+    fn check_claim(&self, at: u64, claimed: u64, absurd: GgufProblem) -> PResult<()> {
+        let remaining = self.remaining_in_file();
+        if claimed <= remaining {
+            return Ok(());
+        }
+        let header_room = MAX_HEADER_BYTES.saturating_sub(self.offset());
+        let problem = match self.file_size {
+            Some(_) if claimed <= header_room => GgufProblem::Truncated {
+                needed: claimed - remaining,
+            },
+            _ => absurd,
+        };
+        Err(Stop::Bad(Error::gguf(at, problem)))
+    }
+
     fn take(&mut self, n: u64) -> PResult<&[u8]> {
         if n > self.remaining_in_file() {
             return Err(match self.file_size {
@@ -179,9 +198,7 @@ impl Cursor<'_> {
     fn string(&mut self) -> PResult<String> {
         let at = self.offset();
         let len = self.u64()?;
-        if len > self.remaining_in_file() {
-            return Err(Stop::Bad(Error::gguf(at, GgufProblem::StringTooLong(len))));
-        }
+        self.check_claim(at, len, GgufProblem::StringTooLong(len))?;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| Stop::Bad(Error::gguf(at + 8, GgufProblem::InvalidUtf8)))
@@ -208,12 +225,8 @@ impl Cursor<'_> {
                 let min_elem = min_value_size(elem_type).ok_or_else(|| {
                     Stop::Bad(Error::gguf(at, GgufProblem::UnknownValueType(elem_type)))
                 })?;
-                if len.saturating_mul(min_elem) > self.remaining_in_file() {
-                    return Err(Stop::Bad(Error::gguf(
-                        at + 4,
-                        GgufProblem::ArrayTooLong(len),
-                    )));
-                }
+                let claimed = len.saturating_mul(min_elem);
+                self.check_claim(at + 4, claimed, GgufProblem::ArrayTooLong(len))?;
                 // Capacity is bounded by the bytes actually buffered, never by `len` alone.
                 let buffered = (self.bytes.len() - self.pos) as u64 / min_elem;
                 let mut items = Vec::with_capacity(len.min(buffered) as usize);
@@ -262,20 +275,30 @@ fn parse_header(cur: &mut Cursor) -> PResult<Header> {
     }
     let n_tensors = cur.u64()?;
     // A tensor-table entry takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes.
-    if n_tensors > MAX_TENSORS || n_tensors.saturating_mul(32) > cur.remaining_in_file() {
+    if n_tensors > MAX_TENSORS {
         return Err(Stop::Bad(Error::gguf(
             8,
             GgufProblem::TooManyTensors(n_tensors),
         )));
     }
+    cur.check_claim(
+        8,
+        n_tensors.saturating_mul(32),
+        GgufProblem::TooManyTensors(n_tensors),
+    )?;
     let n_kv = cur.u64()?;
     // A metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes.
-    if n_kv > MAX_METADATA || n_kv.saturating_mul(13) > cur.remaining_in_file() {
+    if n_kv > MAX_METADATA {
         return Err(Stop::Bad(Error::gguf(
             16,
             GgufProblem::TooManyMetadata(n_kv),
         )));
     }
+    cur.check_claim(
+        16,
+        n_kv.saturating_mul(13),
+        GgufProblem::TooManyMetadata(n_kv),
+    )?;
 
     let mut metadata = Metadata::default();
     for _ in 0..n_kv {

@@ -16,6 +16,13 @@ test("generate options map camelCase to snake_case and refuse unknown keys", () 
     { max_tokens: 5, top_k: 3, top_p: 0.9, min_p: 0.1, repeat_penalty: 1.1, seed: 7, stop: ["x"], temperature: 0, ignore_eos: true });
   assert.throws(() => generateOptions({ max_tokens: 5 }), (e) => e.code === "INVALID_ARGUMENT" && /max_tokens/.test(e.message));
   assert.throws(() => generateOptions({ stop: [1] }), (e) => e.code === "INVALID_ARGUMENT");
+  // NaN and Infinity would cross as null (the default); token counts are whole numbers.
+  for (const bad of [{ maxTokens: NaN }, { maxTokens: Infinity }, { maxTokens: 0 }, { maxTokens: 2.5 }, { temperature: NaN }, { topK: -1 }, { seed: "7" }, { ignoreEos: 1 }]) {
+    assert.throws(() => generateOptions(bad), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+  }
+  assert.deepEqual(generateOptions({ topK: 0, repeatLastN: 0 }), { top_k: 0, repeat_last_n: 0 });
+  assert.deepEqual(generateOptions({ responseFormat: { type: "json_object" } }), { response_format: { type: "json_object" } });
+  assert.throws(() => generateOptions({ responseFormat: { type: "xml" } }), (e) => e.code === "INVALID_ARGUMENT");
 });
 
 test("chat params map to engine options", () => {
@@ -23,6 +30,10 @@ test("chat params map to engine options", () => {
     { max_tokens: 4, temperature: 0.5, top_p: 0.9, seed: 1, stop: ["\n"], top_k: 2, min_p: 0.1, repeat_penalty: 1.2 });
   assert.deepEqual(chatOptions({ max_completion_tokens: 9 }), { max_tokens: 9 });
   assert.throws(() => chatOptions({ n: 2 }), (e) => e.code === "INVALID_ARGUMENT");
+  assert.throws(() => chatOptions({ max_tokens: 0 }), (e) => e.code === "INVALID_ARGUMENT");
+  assert.throws(() => chatOptions({ temperature: Infinity }), (e) => e.code === "INVALID_ARGUMENT");
+  assert.deepEqual(chatOptions({ response_format: { type: "json_schema", json_schema: { schema: {} } } }),
+    { response_format: { type: "json_schema", json_schema: { schema: {} } } });
   assert.deepEqual(chatMessages([{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: "b" }] }, { role: "assistant", content: null }]),
     [{ role: "user", content: "ab" }, { role: "assistant", content: "" }]);
   assert.throws(() => chatMessages([]), (e) => e.code === "INVALID_ARGUMENT");
@@ -132,7 +143,8 @@ test("chat.completions.create: OpenAI shapes, streaming and not", async () => {
   await assert.rejects(async () => { for await (const _ of s2) c.abort(); }, (err) => err.code === "ABORTED");
   // wasm errors keep code and message
   await assert.rejects(engine.chat.completions.create({ messages: [{ role: "bad", content: "x" }] }), (err) => err instanceof LlamaWgpuError && err.code === "CHAT_TEMPLATE_ERROR" && err.message === "bad role");
-  await assert.rejects(collect(engine.generate("x", { maxTokens: -1 })), (err) => err.code === "INVALID_ARGUMENT");
+  // Bad options throw at once, as the d.ts says (the facade checks numbers before the engine).
+  assert.throws(() => engine.generate("x", { maxTokens: -1 }), (err) => err.code === "INVALID_ARGUMENT");
 });
 
 test("unload: running generation stops, queued and later calls reject ENGINE_UNLOADED", async () => {
@@ -216,6 +228,10 @@ test("an unknown device is INVALID_ARGUMENT, before any loading", async () => {
 test("bad model arguments and bad files", async () => {
   await assert.rejects(createEngine({}), (e) => e.code === "INVALID_ARGUMENT");
   await assert.rejects(createEngine({ model: 42 }), (e) => e.code === "INVALID_ARGUMENT");
+  // Checked before any download: unknown keys (as generate() refuses them) and context lengths.
+  for (const bad of [{ contextLenght: 512 }, { contextLength: 0 }, { contextLength: 1.5 }, { contextLength: NaN }, { threads: 0 }, { device: "tpu" }]) {
+    await assert.rejects(createEngine({ model: gguf(1000), ...bad }), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+  }
   await assert.rejects(createEngine({ model: gguf(100, "GGUX") }), (e) => e.code === "GGUF_INVALID" && /bad magic/.test(e.message));
   assert.equal(log.loaders.at(-1).freed, true);
   await assert.rejects(createEngine({ model: gguf(6) }), (e) => e.code === "MODEL_INVALID");

@@ -4,6 +4,31 @@
 //! the types real files mostly use, and `neon.rs` (aarch64, where NEON is always present) the
 //! same set; the other types fall back to the scalar kernel.
 
+/// The type -> kernel table of the SIMD modules (`avx2.rs`, `neon.rs`, `simd128.rs`), which name
+/// their kernels alike; `$as_kernel!(f)` turns each function into a `Kernel`. Q2_K and Q3_K
+/// have no SIMD kernel anywhere.
+macro_rules! simd_kernels {
+    ($ty:expr, $as_kernel:ident) => {{
+        use crate::quant::GgmlType::*;
+        Some(match $ty {
+            F32 => $as_kernel!(f32_row),
+            F16 => $as_kernel!(f16_row),
+            BF16 => $as_kernel!(bf16_row),
+            Q4_0 => $as_kernel!(q4_0),
+            Q4_1 => $as_kernel!(q4_1),
+            Q5_0 => $as_kernel!(q5_0),
+            Q5_1 => $as_kernel!(q5_1),
+            Q8_0 => $as_kernel!(q8_0),
+            Q4_K => $as_kernel!(q4_k),
+            Q5_K => $as_kernel!(q5_k),
+            Q6_K => $as_kernel!(q6_k),
+            IQ4_NL => $as_kernel!(iq4_nl),
+            IQ4_XS => $as_kernel!(iq4_xs),
+            _ => return None,
+        })
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "aarch64")]

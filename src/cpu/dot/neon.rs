@@ -24,23 +24,7 @@ pub(super) fn kernel(ty: GgmlType) -> Option<Kernel> {
             (|row: &[u8], act: &Q8Activations| unsafe { $f(row, act) }) as Kernel
         };
     }
-    use GgmlType::*;
-    Some(match ty {
-        F32 => safe!(f32_row),
-        F16 => safe!(f16_row),
-        BF16 => safe!(bf16_row),
-        Q4_0 => safe!(q4_0),
-        Q4_1 => safe!(q4_1),
-        Q5_0 => safe!(q5_0),
-        Q5_1 => safe!(q5_1),
-        Q8_0 => safe!(q8_0),
-        Q4_K => safe!(q4_k),
-        Q5_K => safe!(q5_k),
-        Q6_K => safe!(q6_k),
-        IQ4_NL => safe!(iq4_nl),
-        IQ4_XS => safe!(iq4_xs),
-        _ => return None,
-    })
+    simd_kernels!(ty, safe)
 }
 
 /// 16 bytes from the start of `b` (at least 16 long).

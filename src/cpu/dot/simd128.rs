@@ -13,23 +13,12 @@ use crate::quant::{scale_min_k4, GgmlType, IQ4_VALUES};
 
 /// The SIMD128 kernel for `ty`, if the type has one.
 pub(super) fn kernel(ty: GgmlType) -> Option<Kernel> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => f32_row,
-        F16 => f16_row,
-        BF16 => bf16_row,
-        Q4_0 => q4_0,
-        Q4_1 => q4_1,
-        Q5_0 => q5_0,
-        Q5_1 => q5_1,
-        Q8_0 => q8_0,
-        Q4_K => q4_k,
-        Q5_K => q5_k,
-        Q6_K => q6_k,
-        IQ4_NL => iq4_nl,
-        IQ4_XS => iq4_xs,
-        _ => return None,
-    })
+    macro_rules! plain {
+        ($f:ident) => {
+            $f as Kernel
+        };
+    }
+    simd_kernels!(ty, plain)
 }
 
 /// 16 bytes from the start of `b` (at least 16 long).

@@ -250,7 +250,7 @@ impl ChatTemplate {
             .map_err(template_error)?;
         let mut out = BoundedText::default();
         template
-            .render_to_write(
+            .render_captured_to(
                 context! {
                     messages => messages,
                     add_generation_prompt => add_generation_prompt,
@@ -259,6 +259,7 @@ impl ChatTemplate {
                 },
                 &mut out,
             )
+            .map(drop)
             .map_err(|e| match out.overflowed {
                 true => Error::ChatTemplate(format!(
                     "the template wrote more than {TEMPLATE_OUTPUT} bytes"

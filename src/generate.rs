@@ -258,6 +258,7 @@ impl<B: Backend> Session<B> {
         stats.time_to_first_token_seconds = start.elapsed().as_secs_f64();
         let decode_start = Instant::now();
 
+        let mut grammar_done = false;
         let stop_reason = loop {
             if !options.ignore_eos && tokenizer.is_stop(next) {
                 break StopReason::Eos;
@@ -267,10 +268,10 @@ impl<B: Backend> Session<B> {
             if let Some(c) = &mut constraint {
                 c.accept(next)?;
             }
-            let finished = constraint.as_ref().is_some_and(Constraint::is_finished);
+            grammar_done = constraint.as_ref().is_some_and(Constraint::is_finished);
             match out.push(next, on_piece)? {
                 Some(reason) => break reason,
-                None if finished => break StopReason::Stop,
+                None if grammar_done => break StopReason::Stop,
                 None if ids.len() >= options.max_tokens => break StopReason::Length,
                 None if self.backend.position() + 1 >= context => break StopReason::ContextFull,
                 None => {}
@@ -280,7 +281,10 @@ impl<B: Backend> Session<B> {
             }
             next = self.feed(&[next], &mut sampler, &history).await?;
         };
-        if stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled {
+        // A stop string cuts the text where it begins; a complete grammar keeps all of it (text
+        // held back as a possible stop-string start included).
+        if grammar_done || (stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled)
+        {
             out.finish(on_piece)?;
         }
         stats.generated_tokens = ids.len();

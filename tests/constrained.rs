@@ -201,6 +201,22 @@ answer: "yes" | "no""#
             .unwrap();
         assert!(g.text == "yes." || g.text == "no.", "{:?}", g.text);
     }
+    // A complete grammar keeps its last text even when it could begin a stop string.
+    let options_with_stop = GenerateOptions {
+        stop: vec![".!".into()],
+        ..options(
+            ResponseFormat::Grammar {
+                grammar: r#"start: "yes.""#.into(),
+            },
+            0.0,
+            0,
+        )
+    };
+    let g = engine
+        .chat(&messages, &options_with_stop, &mut |_| true)
+        .unwrap();
+    assert_eq!(g.text, "yes.");
+    assert_eq!(g.stop_reason, StopReason::Stop);
     let regex = ResponseFormat::Regex {
         regex: r"[0-9]{3}-[0-9]{4}".into(),
     };

@@ -12,6 +12,7 @@
 // the progress events seen.
 
 import { modelInfoRows } from "./model-info.js";
+import { responseFormat } from "./response-format.js";
 
 const DEFAULT_MODEL_URL = new URL("/models/default.gguf", location.href).href;
 const PHASES = { download: "Downloading", load: "Loading weights", compile: "Preparing the engine" };
@@ -141,7 +142,7 @@ function sampling() {
     topP: Math.min(1, Math.max(0, numberFrom(ui.topP, 0.9))),
     maxTokens: Math.max(1, numberFrom(ui.maxTokens, 256, { integer: true })),
     seed: numberFrom(ui.seed, undefined, { integer: true }),
-    responseFormat: responseFormat(),
+    responseFormat: responseFormat(ui.jsonOutput.checked, ui.jsonSchema.value),
   };
 }
 
@@ -153,21 +154,6 @@ function settingsOrShowError() {
     showError(err);
     return null;
   }
-}
-
-// "JSON output": any JSON object, or JSON by the schema in the box (OpenAI's response_format).
-// A box that does not parse as JSON throws, and the caller shows the error.
-function responseFormat() {
-  if (!ui.jsonOutput.checked) return undefined;
-  const text = ui.jsonSchema.value.trim();
-  if (!text) return { type: "json_object" };
-  let schema;
-  try {
-    schema = JSON.parse(text);
-  } catch (e) {
-    throw Object.assign(new Error(`the JSON schema box is not JSON: ${e.message}`), { code: "INVALID_ARGUMENT" });
-  }
-  return { type: "json_schema", json_schema: { name: "output", schema, strict: true } };
 }
 
 // ---------------------------------------------------------------- loading

@@ -259,11 +259,17 @@ impl GpuSampler {
     pub fn set_mask(&self, ctx: &GpuContext, mask: Option<&[u32]>) {
         let masked = match mask {
             Some(mask) => {
-                let mut words = vec![0u32; self.sizes.n_vocab.div_ceil(32) as usize];
-                let n = words.len().min(mask.len());
-                words[..n].copy_from_slice(&mask[..n]);
+                // The mask's words as given; words past its end (a vocabulary padded beyond the
+                // tokenizer's) are zero: not allowed.
+                let words = self.sizes.n_vocab.div_ceil(32) as usize;
+                let n = words.min(mask.len());
                 ctx.queue
-                    .write_buffer(&self.mask, 0, bytemuck::cast_slice(&words));
+                    .write_buffer(&self.mask, 0, bytemuck::cast_slice(&mask[..n]));
+                if n < words {
+                    let tail = vec![0u32; words - n];
+                    ctx.queue
+                        .write_buffer(&self.mask, n as u64 * 4, bytemuck::cast_slice(&tail));
+                }
                 1u32
             }
             None => 0,

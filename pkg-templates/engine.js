@@ -61,6 +61,7 @@ export class Engine {
     try {
       let next;
       while (!(next = await pieces.next()).done) yield shaper.piece(next.value);
+      yield* shaper.calls(next.value);
       yield shaper.last(next.value);
     } finally {
       await pieces.return();

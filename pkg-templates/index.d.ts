@@ -170,15 +170,40 @@ export interface EngineStats {
   time_to_first_token_s: number | null;
   prefill_s: number | null;
   decode_s: number | null;
-  finish_reason: "stop" | "length" | "abort" | null;
+  finish_reason: "stop" | "length" | "tool_calls" | "abort" | null;
 }
 
-export type ChatRole = "system" | "user" | "assistant" | (string & {});
+export type ChatRole = "system" | "user" | "assistant" | "tool" | (string & {});
 
 export interface ChatMessage {
   role: ChatRole;
   /** Text, or OpenAI content parts of type "text" (joined). */
   content: string | { type: "text"; text: string }[] | null;
+  /** On an assistant message: the calls it made (as a completion returned them). */
+  tool_calls?: ToolCall[];
+  /** On a "tool" message: the call this is the result of. */
+  tool_call_id?: string;
+  /** On a "tool" message: the function's name (some templates print it). */
+  name?: string;
+}
+
+/** A function the model may call; `parameters` is a JSON schema of its arguments object. */
+export interface Tool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+
+/** "auto": the model chooses; "none": no calls; "required": at least one call; or one named
+ * function. "required" and a named function hold the reply to the call syntax, so the call
+ * always parses and its arguments follow the schema (no properties beyond those listed, unless
+ * the schema sets additionalProperties). */
+export type ToolChoice = "auto" | "none" | "required" | { type: "function"; function: { name: string } };
+
+/** A call the model made. `arguments` is JSON text, as in OpenAI's API. */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
 }
 
 export interface ChatCompletionParams {
@@ -197,8 +222,15 @@ export interface ChatCompletionParams {
   repeat_penalty?: number;
   repeat_last_n?: number;
   ignore_eos?: boolean;
-  /** JSON by schema (OpenAI's shape), or a grammar or regex: see ResponseFormat. */
+  /** JSON by schema (OpenAI's shape), or a grammar or regex: see ResponseFormat. Not with tools. */
   response_format?: ResponseFormat;
+  /** Functions the model may call, rendered through the model's chat template (or described in
+   * a system message for a template without tools). */
+  tools?: Tool[];
+  /** Default "auto". */
+  tool_choice?: ToolChoice;
+  /** false: at most one call per reply. Default true. */
+  parallel_tool_calls?: boolean;
   /** Only 1 is supported. */
   n?: number;
   signal?: AbortSignal;
@@ -222,8 +254,9 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: 0;
-    message: { role: "assistant"; content: string };
-    finish_reason: "stop" | "length";
+    /** content is null when the reply is only tool calls. */
+    message: { role: "assistant"; content: string | null; tool_calls?: ToolCall[] };
+    finish_reason: "stop" | "length" | "tool_calls";
     logprobs: null;
   }[];
   usage: ChatCompletionUsage;
@@ -236,9 +269,10 @@ export interface ChatCompletionChunk {
   model: string;
   choices: {
     index: 0;
-    /** The first chunk's delta carries role "assistant"; the last chunk's delta has no content. */
-    delta: { role?: "assistant"; content?: string };
-    finish_reason: "stop" | "length" | null;
+    /** The first chunk's delta carries role "assistant"; tool calls come whole, one chunk before
+     * the last, each with its index; the last chunk's delta has no content. */
+    delta: { role?: "assistant"; content?: string; tool_calls?: (ToolCall & { index: number })[] };
+    finish_reason: "stop" | "length" | "tool_calls" | null;
     logprobs: null;
   }[];
   /** On the last chunk only. */

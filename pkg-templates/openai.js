@@ -17,7 +17,14 @@ export function usage(result) {
 
 // "abort" never reaches here: an aborted request throws instead of completing.
 function finishReason(result) {
-  return result.finish_reason === "length" ? "length" : "stop";
+  return ["length", "tool_calls"].includes(result.finish_reason) ? result.finish_reason : "stop";
+}
+
+// The assistant's message: content is null when the reply is only tool calls, as in OpenAI's.
+function message(result) {
+  const calls = result.tool_calls ?? [];
+  if (calls.length === 0) return { role: "assistant", content: result.text };
+  return { role: "assistant", content: result.text || null, tool_calls: calls };
 }
 
 export function chatCompletion({ id, created, model }, result) {
@@ -29,7 +36,7 @@ export function chatCompletion({ id, created, model }, result) {
     choices: [
       {
         index: 0,
-        message: { role: "assistant", content: result.text },
+        message: message(result),
         finish_reason: finishReason(result),
         logprobs: null,
       },
@@ -60,6 +67,14 @@ export class ChunkShaper {
 
   piece(content) {
     return chunk(this.#meta, this.#delta({ content }), null);
+  }
+
+  // Tool calls arrive whole once the reply is done: each in one delta, with its index.
+  calls(result) {
+    const calls = result.tool_calls ?? [];
+    if (calls.length === 0) return [];
+    const tool_calls = calls.map((call, index) => ({ index, ...call }));
+    return [chunk(this.#meta, this.#delta({ tool_calls }), null)];
   }
 
   last(result) {

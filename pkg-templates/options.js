@@ -80,9 +80,35 @@ export function chatOptions(params) {
   if (params.stop != null) out.stop = stopList(params.stop);
   if (params.response_format != null) out.response_format = responseFormat(params.response_format);
   if (params.n != null && params.n !== 1) throw invalidArgument("n must be 1: one completion per request");
-  if (params.tools?.length) throw invalidArgument("tools are not supported");
+  if (params.tools != null) out.tools = toolList(params.tools);
+  if (params.tool_choice != null) out.tool_choice = toolChoice(params.tool_choice);
+  if (params.parallel_tool_calls != null) {
+    if (typeof params.parallel_tool_calls !== "boolean") throw invalidArgument("parallel_tool_calls must be true or false");
+    out.parallel_tool_calls = params.parallel_tool_calls;
+  }
   if (params.logprobs) throw invalidArgument("logprobs are not supported");
   return out;
+}
+
+// OpenAI's tools: [{type: "function", function: {name, description?, parameters?, strict?}}]. The
+// engine checks the rest (distinct names, parameters a schema object) and answers
+// INVALID_ARGUMENT.
+function toolList(tools) {
+  if (!Array.isArray(tools)) throw invalidArgument("tools must be an array");
+  tools.forEach((tool, i) => {
+    if (tool?.type !== "function" || typeof tool.function?.name !== "string") {
+      throw invalidArgument(`tools[${i}] must be {type: "function", function: {name, description, parameters}}`);
+    }
+  });
+  return tools;
+}
+
+const TOOL_CHOICES = ["auto", "none", "required"];
+
+function toolChoice(choice) {
+  if (TOOL_CHOICES.includes(choice)) return choice;
+  if (choice?.type === "function" && typeof choice.function?.name === "string") return choice;
+  throw invalidArgument(`tool_choice must be "auto", "none", "required" or {type: "function", function: {name}}, got ${JSON.stringify(choice)}`);
 }
 
 // A number option must be a finite number (NaN and Infinity would cross to the engine as null,
@@ -129,7 +155,23 @@ export function chatMessages(messages) {
   if (!Array.isArray(messages) || messages.length === 0) throw invalidArgument("messages must be a non-empty array");
   return messages.map((message, i) => {
     if (typeof message?.role !== "string") throw invalidArgument(`messages[${i}].role must be a string`);
-    return { role: message.role, content: messageText(message.content, i) };
+    const out = { role: message.role, content: messageText(message.content, i) };
+    if (message.tool_calls != null) out.tool_calls = toolCalls(message.tool_calls, i);
+    if (message.tool_call_id != null) out.tool_call_id = String(message.tool_call_id);
+    if (message.name != null) out.name = String(message.name);
+    return out;
+  });
+}
+
+// An assistant message's calls, as the engine returned them (or as OpenAI's API did).
+function toolCalls(calls, i) {
+  if (!Array.isArray(calls)) throw invalidArgument(`messages[${i}].tool_calls must be an array`);
+  return calls.map((call, j) => {
+    const fn = call?.function;
+    if (typeof fn?.name !== "string" || typeof fn.arguments !== "string") {
+      throw invalidArgument(`messages[${i}].tool_calls[${j}] must be {id, type: "function", function: {name, arguments: "<JSON text>"}}`);
+    }
+    return { id: String(call.id ?? ""), type: "function", function: { name: fn.name, arguments: fn.arguments } };
   });
 }
 

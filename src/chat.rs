@@ -18,12 +18,23 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gguf::Metadata;
 use crate::tokenizer::Tokenizer;
+use crate::tools::{Tool, ToolCall};
 
-/// One turn of a conversation. `role` is usually "system", "user" or "assistant".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One turn of a conversation. `role` is usually "system", "user", "assistant" or "tool" (a
+/// tool's result, answering the call `tool_call_id`); an assistant turn may carry the
+/// `tool_calls` it made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
+    #[serde(default)]
     pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The function's name, on a tool result (some templates print it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -31,7 +42,26 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            ..Message::default()
         }
+    }
+
+    /// The message as templates expect it: a call's `arguments` as an object (Hugging Face's
+    /// convention; templates write them with `tojson`), not OpenAI's JSON text.
+    fn for_template(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("a message serialises");
+        if let Some(calls) = value.get_mut("tool_calls").and_then(|c| c.as_array_mut()) {
+            for call in calls {
+                let arguments = &mut call["function"]["arguments"];
+                if let Some(parsed) = arguments
+                    .as_str()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                {
+                    *arguments = parsed;
+                }
+            }
+        }
+        value
     }
 }
 
@@ -244,6 +274,18 @@ impl ChatTemplate {
     /// `TEMPLATE_RECURSION`, `TEMPLATE_OUTPUT`): one that loops or writes without end is a
     /// `CHAT_TEMPLATE_ERROR`, not a hung page.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with the template's `tools` variable set (OpenAI's tool list, as
+    /// Hugging Face passes it); `None` leaves it undefined, as for a request without tools.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&[Tool]>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let messages: Vec<serde_json::Value> = messages.iter().map(Message::for_template).collect();
         let env = self.environment();
         let template = env
             .template_from_named_str("chat_template", &self.source)
@@ -253,6 +295,7 @@ impl ChatTemplate {
             .render_captured_to(
                 context! {
                     messages => messages,
+                    tools => tools,
                     add_generation_prompt => add_generation_prompt,
                     bos_token => &self.bos_token,
                     eos_token => &self.eos_token,
@@ -279,6 +322,7 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
         if let Some(now) = self.now_unix.or_else(system_now) {
             env.add_function("strftime_now", move |format: &str| strftime(now, format));
         }
@@ -317,6 +361,67 @@ impl std::io::Write for BoundedText {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Jinja2's `tojson` as Hugging Face runs it (`json.dumps(x, ensure_ascii=False)`): `", "` and
+/// `": "` separators, or `indent` spaces per level; not minijinja's HTML-safe compact form, which
+/// would show the model `\u003c` where it was trained on `<`.
+fn tojson(
+    value: minijinja::Value,
+    indent: Option<usize>,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    let indent = kwargs.get::<Option<usize>>("indent")?.or(indent);
+    // Accepted and ignored: the output is always UTF-8 in insertion order.
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    let _: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    Ok(minijinja::Value::from_safe_string(python_json(
+        &json, indent,
+    )))
+}
+
+/// `value` as Python's `json.dumps` writes it (`ensure_ascii=False`, keys in order).
+pub(crate) fn python_json(value: &serde_json::Value, indent: Option<usize>) -> String {
+    fn newline(out: &mut String, indent: Option<usize>, level: usize) {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    }
+    fn write(out: &mut String, v: &serde_json::Value, indent: Option<usize>, level: usize) {
+        let comma = if indent.is_some() { "," } else { ", " };
+        match v {
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(if i > 0 { comma } else { "" });
+                    newline(out, indent, level + 1);
+                    write(out, item, indent, level + 1);
+                }
+                newline(out, indent, level);
+                out.push(']');
+            }
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                out.push('{');
+                for (i, (key, item)) in map.iter().enumerate() {
+                    out.push_str(if i > 0 { comma } else { "" });
+                    newline(out, indent, level + 1);
+                    out.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                    out.push_str(": ");
+                    write(out, item, indent, level + 1);
+                }
+                newline(out, indent, level);
+                out.push('}');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, value, indent, 0);
+    out
 }
 
 fn raise_exception(message: String) -> std::result::Result<String, minijinja::Error> {

@@ -3,7 +3,7 @@
 
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
-use crate::constraint::Grammars;
+use crate::constraint::{Grammars, ResponseFormat};
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::generate::{
@@ -14,6 +14,7 @@ use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
+use crate::tools::{rewrite_tool_turns, ToolFormat, ToolPlan};
 
 /// Where the decoder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -321,24 +322,88 @@ impl Engine {
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        let constraint = if options.response_format.is_text() {
+        if !options.tools.is_empty() {
+            return Err(Error::InvalidArgument(
+                "tools need a chat (messages): a raw prompt has no template to offer them".into(),
+            ));
+        }
+        self.run(ids, options, None, on_piece).await
+    }
+
+    /// [`Engine::chat`] for callers that must not block (the web).
+    pub async fn chat_async(
+        &mut self,
+        messages: &[Message],
+        options: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let plan = ToolPlan::new(&options.tools, &self.template, &self.tokenizer)?;
+        let ids = self.prompt_ids(messages, plan.as_ref())?;
+        self.run(&ids, options, plan.as_ref(), on_piece).await
+    }
+
+    /// Generate from prompt ids, held to the response format or, when a tool call is required,
+    /// to the call syntax.
+    async fn run(
+        &mut self,
+        ids: &[u32],
+        options: &GenerateOptions,
+        tools: Option<&ToolPlan>,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if tools.is_some() && !options.response_format.is_text() {
+            return Err(Error::InvalidArgument(
+                "response_format cannot be combined with tools (use tool_choice \"none\")".into(),
+            ));
+        }
+        let format = match tools.and_then(ToolPlan::grammar) {
+            Some(grammar) => ResponseFormat::Grammar { grammar },
+            None => options.response_format.clone(),
+        };
+        let constraint = if format.is_text() {
             None
         } else {
             if self.grammars.is_none() {
                 self.grammars = Some(Grammars::new(&self.tokenizer)?);
             }
             let grammars = self.grammars.as_ref().expect("built above");
-            grammars.constraint(&options.response_format)?
+            grammars.constraint(&format)?
         };
         self.session
-            .generate_async(&self.tokenizer, ids, options, constraint, on_piece)
+            .generate_async(&self.tokenizer, ids, options, constraint, tools, on_piece)
             .await
     }
 
     /// The prompt ids of a conversation rendered through the model's chat template, ending with
     /// the assistant's turn opened.
     pub fn chat_prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, true)?;
+        self.prompt_ids(messages, None)
+    }
+
+    /// The prompt ids [`Engine::chat`] runs for `messages` with `options`' tools.
+    pub fn chat_prompt_ids_for(
+        &self,
+        messages: &[Message],
+        options: &GenerateOptions,
+    ) -> Result<Vec<u32>> {
+        let plan = ToolPlan::new(&options.tools, &self.template, &self.tokenizer)?;
+        self.prompt_ids(messages, plan.as_ref())
+    }
+
+    /// The prompt ids of a conversation, with the tools of `tools` offered. A template that
+    /// knows no tool syntax sees earlier calls and results as text (`tools.rs`).
+    fn prompt_ids(&self, messages: &[Message], tools: Option<&ToolPlan>) -> Result<Vec<u32>> {
+        let text = match tools {
+            Some(plan) => self.template.render_with_tools(
+                &plan.messages(messages),
+                plan.template_tools(),
+                true,
+            )?,
+            None if ToolFormat::native(self.template.source()).is_none() => {
+                self.template.render(&rewrite_tool_turns(messages), true)?
+            }
+            None => self.template.render(messages, true)?,
+        };
         let mut ids = self.tokenizer.encode(&text, true, true)?;
         // Templates that write `{{ bos_token }}` themselves would otherwise get it twice.
         if let (Some(bos), [a, b, ..]) = (self.tokenizer.bos_id(), ids.as_slice()) {
@@ -358,8 +423,7 @@ impl Engine {
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        let ids = self.chat_prompt_ids(messages)?;
-        self.generate_ids(&ids, options, on_piece)
+        pollster::block_on(self.chat_async(messages, options, on_piece))
     }
 
     /// The backend's device and per-token figures (for benchmarks).

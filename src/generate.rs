@@ -14,6 +14,7 @@ use crate::constraint::{Constraint, ResponseFormat};
 use crate::error::{Error, Result};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
+use crate::tools::{Divert, ToolCall, ToolOptions, ToolPlan};
 
 /// One decoder step in flight. Boxed so `Backend` stays object-safe; not `Send`, because on the
 /// web the GPU's answer arrives on the page's event loop.
@@ -76,6 +77,8 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// What the output must be (JSON by schema, a grammar, a regex): `constraint.rs`.
     pub response_format: ResponseFormat,
+    /// Tools the model may call (chat only): `tools.rs`.
+    pub tools: ToolOptions,
 }
 
 impl Default for GenerateOptions {
@@ -86,6 +89,7 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             ignore_eos: false,
             response_format: ResponseFormat::Text,
+            tools: ToolOptions::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub enum StopReason {
     ContextFull,
     /// The caller's callback asked to stop.
     Cancelled,
+    /// The reply was tool calls (`Generation::tool_calls`), ended by EOS or a complete grammar.
+    ToolCalls,
 }
 
 impl StopReason {
@@ -112,6 +118,7 @@ impl StopReason {
             StopReason::Length | StopReason::ContextFull => "length",
             StopReason::Stop => "stop",
             StopReason::Cancelled => "cancelled",
+            StopReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -157,6 +164,8 @@ fn rate(n: usize, seconds: f64) -> f64 {
 pub struct Generation {
     pub ids: Vec<u32>,
     pub text: String,
+    /// The calls the reply made, when it called tools (then `text` is what came before them).
+    pub tool_calls: Vec<ToolCall>,
     pub stop_reason: StopReason,
     pub stats: GenerationStats,
 }
@@ -182,8 +191,8 @@ impl<B: Backend> Session<B> {
     }
 
     /// Generate a continuation of `prompt`, held to `constraint` if given (built from
-    /// `options.response_format` by the caller, which keeps the grammar library's per-model
-    /// state). `on_piece` is called once per generated token with
+    /// `options.response_format` or the tools by the caller, which keeps the grammar library's
+    /// per-model state), with tool calls taken out of the text as `tools` says. `on_piece` is called once per generated token with
     /// the text that became final (complete UTF-8, never part of a stop string; empty when the
     /// token's text is held back), and with an empty piece between the chunks of a long prompt;
     /// it returns `false` to stop there. A prompt stopped in its prefill keeps the chunks that
@@ -194,6 +203,7 @@ impl<B: Backend> Session<B> {
         prompt: &[u32],
         options: &GenerateOptions,
         mut constraint: Option<Constraint>,
+        tools: Option<&ToolPlan>,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         options.sampling.validate()?;
@@ -229,7 +239,7 @@ impl<B: Backend> Session<B> {
         // The decoder sees the prompt's tail as context so the first piece keeps its leading
         // space (SentencePiece).
         let tail = &prompt[prompt.len().saturating_sub(4)..];
-        let mut out = TextOut::new(tokenizer, &options.stop, tail)?;
+        let mut out = TextOut::new(tokenizer, &options.stop, tail, tools.map(ToolPlan::divert))?;
         let mut ids = Vec::new();
 
         let prefill_start = Instant::now();
@@ -245,6 +255,7 @@ impl<B: Backend> Session<B> {
                 return Ok(Generation {
                     ids,
                     text: String::new(),
+                    tool_calls: Vec::new(),
                     stop_reason: StopReason::Cancelled,
                     stats,
                 });
@@ -283,9 +294,26 @@ impl<B: Backend> Session<B> {
         };
         // A stop string cuts the text where it begins; a complete grammar keeps all of it (text
         // held back as a possible stop-string start included).
+        let mut stop_reason = stop_reason;
+        let mut tool_calls = Vec::new();
         if grammar_done || (stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled)
         {
             out.finish(on_piece)?;
+            // A call's text becomes calls; text that is not a call is part of the reply.
+            if let (Some(plan), Some(diverted)) = (tools, out.diverted.take()) {
+                match plan.parse(&diverted, crate::tools::id_seed(&ids)) {
+                    Some(calls) => {
+                        tool_calls = calls;
+                        if matches!(stop_reason, StopReason::Eos | StopReason::Stop) {
+                            stop_reason = StopReason::ToolCalls;
+                        }
+                    }
+                    None => {
+                        out.held = diverted;
+                        out.emit_held(on_piece);
+                    }
+                }
+            }
         }
         stats.generated_tokens = ids.len();
         stats.decode_seconds = decode_start.elapsed().as_secs_f64();
@@ -293,6 +321,7 @@ impl<B: Backend> Session<B> {
         Ok(Generation {
             ids,
             text: out.text,
+            tool_calls,
             stop_reason,
             stats,
         })
@@ -315,24 +344,63 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// Turns ids into emitted text: UTF-8-safe pieces from the tokenizer's stream decoder, held back
-/// while they could be the start of a stop string.
+/// while they could be the start of a stop string or of a tool call; from a call's start on,
+/// the text is diverted (kept for the tool-call parser, not emitted).
 struct TextOut<'a> {
     decoder: crate::tokenizer::StreamDecoder<'a>,
     stop: &'a [String],
-    /// Decoded but not yet emitted (might begin a stop string).
+    /// Decoded but not yet emitted (might begin a stop string or a call).
     held: String,
     /// Everything emitted.
     text: String,
+    /// Where a tool call starts, when tools are offered.
+    divert: Option<Divert>,
+    /// The text from a call's start on, once one has started.
+    diverted: Option<String>,
 }
 
 impl<'a> TextOut<'a> {
-    fn new(tokenizer: &'a Tokenizer, stop: &'a [String], context: &[u32]) -> Result<Self> {
+    fn new(
+        tokenizer: &'a Tokenizer,
+        stop: &'a [String],
+        context: &[u32],
+        divert: Option<Divert>,
+    ) -> Result<Self> {
         Ok(TextOut {
             decoder: tokenizer.stream_decoder(true).with_context(context)?,
             stop,
             held: String::new(),
             text: String::new(),
+            divert,
+            diverted: None,
         })
+    }
+
+    /// Where in `held` a tool call starts, if one has (`piece` is the text `id` added).
+    fn call_start(&self, id: u32, piece: &str) -> Option<usize> {
+        let d = self.divert.as_ref()?;
+        if d.token == Some(id) {
+            return Some(self.held.len() - piece.len());
+        }
+        let body = self.held.trim_start();
+        let opens = d.opening.is_some_and(|o| body.starts_with(o));
+        if opens && self.text.trim().is_empty() {
+            return Some(self.held.len() - body.len());
+        }
+        d.marker.and_then(|m| self.held.find(m))
+    }
+
+    /// How much of `held`'s end could still grow into a call's start.
+    fn call_prefix(&self) -> usize {
+        let Some(d) = &self.divert else {
+            return 0;
+        };
+        // Before any text: all of it, while it could still open a call.
+        let body = self.held.trim_start();
+        if self.text.trim().is_empty() && d.opening.is_some_and(|o| o.starts_with(body)) {
+            return self.held.len();
+        }
+        d.marker.map_or(0, |m| longest_suffix_prefix(&self.held, m))
     }
 
     fn push(
@@ -340,27 +408,38 @@ impl<'a> TextOut<'a> {
         id: u32,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<StopReason>> {
-        if let Some(piece) = self.decoder.push(id)? {
-            self.held.push_str(&piece);
+        let piece = self.decoder.push(id)?.unwrap_or_default();
+        if let Some(diverted) = &mut self.diverted {
+            // Inside a call: no stop strings (its arguments may contain them), nothing emitted.
+            diverted.push_str(&piece);
+            return Ok((!on_piece("")).then_some(StopReason::Cancelled));
         }
+        self.held.push_str(&piece);
+        let call = self.call_start(id, &piece);
         if let Some(at) = self
             .stop
             .iter()
             .filter(|s| !s.is_empty())
             .filter_map(|s| self.held.find(s.as_str()))
+            .filter(|&at| call.is_none_or(|c| at < c))
             .min()
         {
             self.held.truncate(at);
             self.emit_held(on_piece);
             return Ok(Some(StopReason::Stop));
         }
-        // Keep back the longest tail that is a proper prefix of some stop string.
+        if let Some(at) = call {
+            self.diverted = Some(self.held.split_off(at));
+            return Ok((!self.emit_held_always(on_piece)).then_some(StopReason::Cancelled));
+        }
+        // Keep back the longest tail that is a proper prefix of some stop string or a call.
         let keep = self
             .stop
             .iter()
             .map(|s| longest_suffix_prefix(&self.held, s))
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(self.call_prefix());
         // Exactly one call per token, empty when everything is held back: the caller's chance
         // to cancel comes every token, not only when text appears.
         let rest = self.held.split_off(self.held.len() - keep);
@@ -381,9 +460,19 @@ impl<'a> TextOut<'a> {
         on_piece(&piece)
     }
 
+    /// Emit what is held, calling `on_piece` even with nothing (one call per token).
+    fn emit_held_always(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> bool {
+        let piece = std::mem::take(&mut self.held);
+        self.text.push_str(&piece);
+        on_piece(&piece)
+    }
+
     fn finish(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> Result<()> {
         if let Some(rest) = self.decoder.flush()? {
-            self.held.push_str(&rest);
+            match &mut self.diverted {
+                Some(diverted) => diverted.push_str(&rest),
+                None => self.held.push_str(&rest),
+            }
         }
         self.emit_held(on_piece);
         Ok(())

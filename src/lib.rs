@@ -29,6 +29,7 @@ pub mod reference;
 pub mod sampler;
 pub mod synth;
 pub mod tokenizer;
+pub mod tools;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -216,7 +216,21 @@ fn jinja2_features_of_real_templates() {
     let template = ChatTemplate::new(source, "", "").unwrap();
     assert_eq!(
         template.render(&conversation(), false).unwrap(),
-        r#"True 2 True {"role":"user","content":"What is 2+2?"} last=user"#
+        r#"True 2 True {"role": "user", "content": "What is 2+2?"} last=user"#
+    );
+}
+
+/// `tojson` writes what Python's `json.dumps(x, ensure_ascii=False)` writes, as Hugging Face's
+/// renderer does: ", " and ": " separators (or `indent` spaces per level), keys in their
+/// order, `<` and non-ASCII text as they are (minijinja's own filter writes compact,
+/// HTML-escaped JSON, which is not what the models were trained on).
+#[test]
+fn tojson_writes_python_json() {
+    let source = "{{ {'b': [1, 2.5, none, true], 'a': '<tool> é'} | tojson }}|{{ {'x': {'y': []}} | tojson(indent=2) }}|{{ [] | tojson }}";
+    let template = ChatTemplate::new(source, "", "").unwrap();
+    assert_eq!(
+        template.render(&[], false).unwrap(),
+        "{\"b\": [1, 2.5, null, true], \"a\": \"<tool> é\"}|{\n  \"x\": {\n    \"y\": []\n  }\n}|[]"
     );
 }
 

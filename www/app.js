@@ -13,6 +13,7 @@
 
 import { modelInfoRows } from "./model-info.js";
 import { responseFormat } from "./response-format.js";
+import { DEMO_TOOLS, chatTurn, toolCallNotes } from "./tools.js";
 
 const DEFAULT_MODEL_URL = new URL("/models/default.gguf", location.href).href;
 const PHASES = { download: "Downloading", load: "Loading weights", compile: "Preparing the engine" };
@@ -35,6 +36,7 @@ const ui = {
   topP: $("top-p"),
   maxTokens: $("max-tokens"),
   jsonOutput: $("json-output"),
+  useTools: $("use-tools"),
   jsonSchema: $("json-schema"),
   seed: $("seed"),
   cachedList: $("cached-list"),
@@ -143,6 +145,7 @@ function sampling() {
     maxTokens: Math.max(1, numberFrom(ui.maxTokens, 256, { integer: true })),
     seed: numberFrom(ui.seed, undefined, { integer: true }),
     responseFormat: responseFormat(ui.jsonOutput.checked, ui.jsonSchema.value),
+    tools: ui.useTools.checked ? DEMO_TOOLS : undefined,
   };
 }
 
@@ -377,6 +380,7 @@ async function sendChat() {
   const s = settingsOrShowError();
   if (!s) return;
   ui.chatInput.value = "";
+  const turnStart = history.length; // a failed or empty turn is dropped from here on
   history.push({ role: "user", content: text });
   const userBubble = addBubble("user", text);
   const bubble = addBubble("assistant", "");
@@ -405,19 +409,23 @@ async function sendChat() {
     };
     if (s.seed !== undefined) request.seed = s.seed;
     if (s.responseFormat) request.response_format = s.responseFormat;
-    const stream = await engine.chat.completions.create(request);
-    for await (const chunk of stream) {
-      const delta = chunk?.choices?.[0]?.delta?.content;
-      if (delta) {
-        content += delta;
+    if (s.tools) request.tools = s.tools;
+    const { added } = await chatTurn(engine, request, {
+      onText(text) {
+        content += text;
         bubbleText.textContent = content;
         bubble.dataset.chunks = String(Number(bubble.dataset.chunks) + 1);
         scrollMessages();
-      }
-      if (chunk?.usage) usage = chunk.usage;
-      const finish = chunk?.choices?.[0]?.finish_reason;
-      if (finish) bubble.dataset.finish = finish;
-    }
+      },
+      onUsage: (u) => (usage = u),
+      onFinish: (finish) => (bubble.dataset.finish = finish),
+      // The calls and results go above the text the model then writes from them.
+      onToolCalls(calls, results) {
+        for (const note of toolCallNotes(calls, results)) bubble.insertBefore(note, bubbleText);
+        content = "";
+      },
+    });
+    history.push(...added);
     history.push({ role: "assistant", content });
     bubble.dataset.done = "true";
   } catch (err) {
@@ -430,14 +438,14 @@ async function sendChat() {
       // Keep what was shown as the assistant's turn; a turn with nothing in it is dropped.
       if (content) history.push({ role: "assistant", content });
       else {
-        history.pop();
+        history.length = turnStart;
         userBubble.classList.add("unsent");
       }
     } else {
       showError(err);
       bubble.classList.add("failed");
       bubble.dataset.failed = "true";
-      history.pop();
+      history.length = turnStart;
       userBubble.classList.add("unsent");
     }
   } finally {

@@ -18,6 +18,7 @@ use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::gguf::Header;
 use crate::loader::{DeviceChoice, Target};
 use crate::sampler::SamplingParams;
+use crate::tools::{Tool, ToolCall, ToolChoice, ToolOptions};
 
 /// The model as the page describes it (the facade's `modelInfo()`, `stats().model`).
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +113,10 @@ struct WebGenOptions {
     ignore_eos: bool,
     /// OpenAI's `response_format`, plus `grammar` and `regex` (see `constraint.rs`).
     response_format: ResponseFormat,
+    /// OpenAI's `tools`, `tool_choice` and `parallel_tool_calls` (chat only; `tools.rs`).
+    tools: Vec<Tool>,
+    tool_choice: ToolChoice,
+    parallel_tool_calls: Option<bool>,
 }
 
 impl WebGenOptions {
@@ -133,22 +138,23 @@ impl WebGenOptions {
             stop: self.stop,
             ignore_eos: self.ignore_eos,
             response_format: self.response_format,
+            tools: ToolOptions {
+                tools: self.tools,
+                tool_choice: self.tool_choice,
+                parallel_tool_calls: self.parallel_tool_calls,
+            },
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct WebMessage {
-    role: String,
-    content: String,
 }
 
 /// What a finished generation reports to JS.
 #[derive(Debug, Serialize)]
 struct GenResult {
     text: String,
+    /// The calls the reply made (OpenAI's `message.tool_calls`).
+    tool_calls: Vec<ToolCall>,
     /// OpenAI's vocabulary: an end-of-generation token or stop string is "stop", a token or
-    /// context limit "length", a cancelled call "abort".
+    /// context limit "length", tool calls "tool_calls", a cancelled call "abort".
     finish_reason: &'static str,
     prompt_tokens: usize,
     cached_prompt_tokens: usize,
@@ -167,6 +173,7 @@ impl GenResult {
                 StopReason::Eos | StopReason::Stop => "stop",
                 StopReason::Length | StopReason::ContextFull => "length",
                 StopReason::Cancelled => "abort",
+                StopReason::ToolCalls => "tool_calls",
             },
             prompt_tokens: g.stats.prompt_tokens,
             cached_prompt_tokens: g.stats.cached_prompt_tokens,
@@ -177,6 +184,7 @@ impl GenResult {
             prefill_s: g.stats.prefill_seconds,
             decode_s: g.stats.decode_seconds,
             text: g.text,
+            tool_calls: g.tool_calls,
         }
     }
 }
@@ -255,10 +263,6 @@ async fn run(
     let mut engine = engine
         .try_borrow_mut()
         .map_err(|_| Error::Busy("a generation is already running".into()))?;
-    let ids = match prompt {
-        Prompt::Text(text) => engine.encode_prompt(&text)?,
-        Prompt::Chat(messages) => engine.chat_prompt_ids(&messages)?,
-    };
     let mut on_piece = |piece: &str| match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece))
     {
         Ok(v) => v.as_bool() != Some(false),
@@ -267,9 +271,19 @@ async fn run(
             false
         }
     };
-    let generation = engine
-        .generate_ids_async(&ids, &options, &mut on_piece)
-        .await?;
+    let generation = match prompt {
+        Prompt::Text(text) => {
+            let ids = engine.encode_prompt(&text)?;
+            engine
+                .generate_ids_async(&ids, &options, &mut on_piece)
+                .await?
+        }
+        Prompt::Chat(messages) => {
+            engine
+                .chat_async(&messages, &options, &mut on_piece)
+                .await?
+        }
+    };
     to_js(&GenResult::new(generation))
 }
 
@@ -292,7 +306,7 @@ impl WasmEngine {
         options: JsValue,
         on_token: js_sys::Function,
     ) -> js_sys::Promise {
-        let messages = match from_js::<Option<Vec<WebMessage>>>(&messages, "messages") {
+        let messages = match from_js::<Option<Vec<Message>>>(&messages, "messages") {
             Ok(Some(m)) if !m.is_empty() => m,
             Ok(_) => {
                 let e = Error::InvalidArgument("messages must be a non-empty array".into());
@@ -300,10 +314,6 @@ impl WasmEngine {
             }
             Err(e) => return js_sys::Promise::reject(&js_error(&e)),
         };
-        let messages = messages
-            .into_iter()
-            .map(|m| Message::new(m.role, m.content))
-            .collect();
         self.run(Prompt::Chat(messages), options, on_token)
     }
 

@@ -93,6 +93,48 @@ const run = ({ options, schema }) =>
     }
   });
 
+const WEATHER = {
+  type: "object",
+  properties: { city: { type: "string", maxLength: 30 }, unit: { enum: ["celsius", "fahrenheit"] } },
+  required: ["city"],
+};
+
+// In the page: a named call on the default engine (SmolLM2's template has no tools: they are
+// described in a system message), streamed and not, then the call's result as the next turn.
+const runTools = ({ parameters }) =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const engine = await createEngine({ model: "/models/default.gguf" });
+    const tools = [
+      { type: "function", function: { name: "get_weather", description: "The weather in a city", parameters } },
+      { type: "function", function: { name: "add", description: "Add two integers", parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } } } } },
+    ];
+    const messages = [{ role: "user", content: "What is the weather in Oslo?" }];
+    const tool_choice = { type: "function", function: { name: "get_weather" } };
+    try {
+      const r = await engine.chat.completions.create({ messages, tools, tool_choice, temperature: 0, max_tokens: 80 });
+      const plain = { message: r.choices[0].message, finish: r.choices[0].finish_reason };
+      const message = { role: "assistant", content: "", tool_calls: [] };
+      let finish = null;
+      let callChunks = 0;
+      const stream = await engine.chat.completions.create({ messages, tools, tool_choice, temperature: 0.7, seed: 3, max_tokens: 80, stream: true });
+      for await (const chunk of stream) {
+        const { delta, finish_reason } = chunk.choices[0];
+        message.content += delta.content ?? "";
+        if (delta.tool_calls) {
+          callChunks += 1;
+          for (const { index, ...call } of delta.tool_calls) message.tool_calls[index] = call;
+        }
+        finish = finish_reason ?? finish;
+      }
+      if (message.content === "") message.content = null;
+      const next = [...messages, plain.message, { role: "tool", tool_call_id: plain.message.tool_calls?.[0]?.id, content: '{"temperature": 21, "sky": "clear"}' }];
+      const a = await engine.chat.completions.create({ messages: next, tools, tool_choice: "none", temperature: 0, max_tokens: 30 });
+      return { plain, streamed: { message, finish, callChunks }, answer: { content: a.choices[0].message.content ?? "", finish: a.choices[0].finish_reason } };
+    } finally {
+      await engine.unload();
+    }
+  });
+
 describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
   let server;
   const browser = {};
@@ -133,6 +175,41 @@ describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
         assert.match(r.badSchema, /^INVALID_ARGUMENT: /);
       }));
   }
+
+  it("tools: a named call parses and follows its schema, streamed and not; its result is accepted next turn", { timeout: 3 * MINUTE }, () =>
+    step("tools", async () => {
+      const { page } = browser;
+      await page.goto(server.url);
+      const r = await page.evaluate(runTools, { parameters: WEATHER });
+      console.log(`tools: ${JSON.stringify(r)}`);
+      const validate = ajv().compile(WEATHER);
+      for (const [what, { message, finish }] of Object.entries({ plain: r.plain, streamed: r.streamed })) {
+        assert.equal(finish, "tool_calls", `${what}: finish_reason`);
+        assert.equal(message.content, null, `${what}: content`);
+        assert.equal(message.tool_calls.length, 1, `${what}: one call`);
+        const [call] = message.tool_calls;
+        assert.match(call.id, /^call_[0-9a-f]{24}$/);
+        assert.equal(call.type, "function");
+        assert.equal(call.function.name, "get_weather");
+        const args = JSON.parse(call.function.arguments);
+        assert.ok(validate(args), `${what}: ${call.function.arguments}: ${JSON.stringify(validate.errors)}`);
+      }
+      assert.equal(r.streamed.callChunks, 1, "the call arrives in one delta");
+      assert.ok(["stop", "length"].includes(r.answer.finish), r.answer.finish);
+      assert.ok(r.answer.content.length > 0);
+
+      // The demo's example tools, run in the page on a call as the engine returns it.
+      const demo = await page.evaluate(() =>
+        import("/tools.js").then(({ calculate, runToolCall }) => ({
+          value: calculate("(17 + 25) * 3 - 2^3 / -4"),
+          result: runToolCall({ id: "call_1", type: "function", function: { name: "calculate", arguments: '{"expression": "1 +"}' } }),
+        })),
+      );
+      assert.equal(demo.value, 128);
+      assert.equal(demo.result.role, "tool");
+      assert.equal(demo.result.tool_call_id, "call_1");
+      assert.match(JSON.parse(demo.result.content).error, /unexpected end/);
+    }));
 
   it("the demo's JSON toggle: a reply held to the schema in its box; a box that is not JSON is an error", { timeout: 3 * MINUTE }, () =>
     step("demo", async () => {

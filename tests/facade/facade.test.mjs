@@ -113,6 +113,30 @@ test("concurrent generations are queued, never interleaved or ENGINE_BUSY", asyn
   assert.equal(e.resets, 1);
 });
 
+test("tools: options checked, calls shaped as OpenAI's message.tool_calls and streamed deltas", async () => {
+  const tools = [{ type: "function", function: { name: "add", parameters: { type: "object" } } }];
+  assert.deepEqual(chatOptions({ tools, tool_choice: "required", parallel_tool_calls: false }), { tools, tool_choice: "required", parallel_tool_calls: false });
+  assert.deepEqual(chatOptions({ tools, tool_choice: { type: "function", function: { name: "add" } } }).tool_choice, { type: "function", function: { name: "add" } });
+  for (const bad of [{ tools: {} }, { tools: [{ type: "code" }] }, { tools, tool_choice: "always" }, { tools, parallel_tool_calls: "yes" }]) {
+    assert.throws(() => chatOptions(bad), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+  }
+  const call = { id: "call_1", type: "function", function: { name: "add", arguments: '{"a":1}' } };
+  assert.deepEqual(chatMessages([{ role: "assistant", content: null, tool_calls: [call] }, { role: "tool", tool_call_id: "call_1", content: "2" }]),
+    [{ role: "assistant", content: "", tool_calls: [call] }, { role: "tool", content: "2", tool_call_id: "call_1" }]);
+  assert.throws(() => chatMessages([{ role: "assistant", tool_calls: [{ function: { name: "add", arguments: {} } }] }]), (e) => e.code === "INVALID_ARGUMENT");
+
+  const engine = await load();
+  const messages = [{ role: "user", content: "1+1?" }];
+  const reply = await engine.chat.completions.create({ messages, tools, tool_choice: "required" });
+  assert.deepEqual(reply.choices[0].message, { role: "assistant", content: null, tool_calls: [call] });
+  assert.equal(reply.choices[0].finish_reason, "tool_calls");
+  const chunks = await collect(await engine.chat.completions.create({ messages, tools, tool_choice: "required", stream: true }));
+  assert.equal(chunks.length, 2);
+  assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", tool_calls: [{ index: 0, ...call }] });
+  assert.equal(chunks[0].choices[0].finish_reason, null);
+  assert.equal(chunks[1].choices[0].finish_reason, "tool_calls");
+});
+
 test("chat.completions.create: OpenAI shapes, streaming and not", async () => {
   const engine = await load(); const e = log.engines.at(-1);
   const reply = await engine.chat.completions.create({ messages: [{ role: "system", content: "s" }, { role: "user", content: "hi" }], max_tokens: 4, temperature: 0, stop: "zz" });

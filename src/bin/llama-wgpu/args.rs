@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use llama_wgpu::constraint::{JsonSchema, ResponseFormat};
 use llama_wgpu::generate::GenerateOptions;
 use llama_wgpu::sampler::SamplingParams;
+use llama_wgpu::tools::{ToolChoice, ToolOptions};
 use llama_wgpu::{Error, Result};
 
 #[derive(Parser)]
@@ -124,6 +125,19 @@ pub(crate) struct SamplingArgs {
     /// Hold the output to this regular expression.
     #[arg(long, group = "format")]
     pub(crate) regex: Option<String>,
+    /// Offer the tools in this file (OpenAI's `tools`: a JSON array of
+    /// `{"type": "function", "function": {"name", "description", "parameters"}}`); chat only.
+    /// Calls are printed as JSON lines after the reply.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tools: Option<PathBuf>,
+    /// `auto`, `none`, `required`, or the name of the one function to call.
+    #[arg(
+        long,
+        value_name = "CHOICE",
+        default_value = "auto",
+        requires = "tools"
+    )]
+    pub(crate) tool_choice: String,
 }
 
 impl SamplingArgs {
@@ -159,6 +173,18 @@ impl SamplingArgs {
         } else {
             ResponseFormat::Text
         };
+        let tools = match &self.tools {
+            Some(path) => serde_json::from_str(&read(path)?).map_err(|e| {
+                Error::InvalidArgument(format!("{}: not a list of tools: {e}", path.display()))
+            })?,
+            None => Vec::new(),
+        };
+        let tool_choice = match self.tool_choice.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            name => ToolChoice::Function(name.to_string()),
+        };
         Ok(GenerateOptions {
             max_tokens: self.max_tokens,
             sampling: SamplingParams {
@@ -173,6 +199,11 @@ impl SamplingArgs {
             stop: self.stop.clone(),
             ignore_eos: false,
             response_format,
+            tools: ToolOptions {
+                tools,
+                tool_choice,
+                parallel_tool_calls: None,
+            },
         })
     }
 }

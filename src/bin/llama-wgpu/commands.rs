@@ -127,8 +127,8 @@ fn generate(a: GenerateArgs) -> Result<()> {
         }
         (None, Some(user)) => {
             let messages = conversation(a.system.as_deref(), user);
-            let ids = engine.chat_prompt_ids(&messages)?;
-            let r = engine.generate_ids(&ids, &options, &mut sink)?;
+            let ids = engine.chat_prompt_ids_for(&messages, &options)?;
+            let r = engine.chat(&messages, &options, &mut sink)?;
             (ids, r)
         }
         (None, None) => unreachable!("clap requires --prompt or --chat"),
@@ -137,6 +137,12 @@ fn generate(a: GenerateArgs) -> Result<()> {
         print_json(&engine, &prompt_ids, &result);
     } else {
         println!();
+        for call in &result.tool_calls {
+            println!(
+                "{}",
+                serde_json::to_string(call).expect("a call serialises")
+            );
+        }
         print_stats(&result);
     }
     Ok(())
@@ -159,6 +165,7 @@ fn print_json(engine: &Engine, prompt_ids: &[u32], g: &Generation) {
         "prompt_ids": prompt_ids,
         "ids": g.ids,
         "text": g.text,
+        "tool_calls": g.tool_calls,
         "stop_reason": g.stop_reason.as_str(),
         "prefill_tokens_per_s": g.stats.prefill_tokens_per_second(),
         "decode_tokens_per_s": g.stats.decode_tokens_per_second(),
@@ -213,8 +220,16 @@ fn chat(a: ChatArgs) -> Result<()> {
         match engine.chat(&messages, &options, &mut stdout_piece) {
             Ok(reply) => {
                 println!();
+                for call in &reply.tool_calls {
+                    println!(
+                        "{}",
+                        serde_json::to_string(call).expect("a call serialises")
+                    );
+                }
                 print_stats(&reply);
-                messages.push(Message::new("assistant", &reply.text));
+                let mut answer = Message::new("assistant", &reply.text);
+                answer.tool_calls = reply.tool_calls;
+                messages.push(answer);
             }
             Err(e @ Error::ContextOverflow { .. }) => {
                 eprintln!("error [{}]: {e}; starting a new conversation", e.code());

@@ -58,6 +58,21 @@ pub struct GpuContext {
     pub pipelined_decode: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Destroys the device when the last clone of this context is dropped.
+    _owner: Arc<DeviceOwner>,
+}
+
+/// The device's owner: dropping the last context destroys the device, which frees every buffer
+/// made on it at once (weights, KV cache, activations), instead of leaving them to the
+/// garbage collector: in a browser, wgpu drops GPU buffers without `destroy()`, so an unloaded
+/// model's video memory stayed held until the page's GC ran. Each engine opens its own device,
+/// so nothing else lives on it.
+struct DeviceOwner(wgpu::Device);
+
+impl Drop for DeviceOwner {
+    fn drop(&mut self) {
+        self.0.destroy();
+    }
 }
 
 impl GpuContext {
@@ -122,7 +137,9 @@ impl GpuContext {
         let is_cpu = options
             .emulator_kernels
             .unwrap_or_else(|| is_cpu_adapter(&info));
+        let owner = Arc::new(DeviceOwner(device.clone()));
         Ok(GpuContext {
+            _owner: owner,
             pipelined_decode: options.pipelined_decode.unwrap_or(!is_cpu),
             is_cpu,
             device,

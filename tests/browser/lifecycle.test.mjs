@@ -1,0 +1,98 @@
+// An engine's GPU memory is freed when it is unloaded, through the npm package in headless
+// Chromium (WebGPU on SwiftShader): an init script counts the bytes of every GPUBuffer the page
+// creates and which device made it; `GPUBuffer.destroy()` or the device's `destroy()` frees them
+// (the WebGPU spec: destroying a device destroys every buffer made on it). Cycles of
+// createEngine -> generate -> unload must leave no live GPU bytes and destroy one device each.
+//
+//   node --test tests/browser/lifecycle.test.mjs
+//
+// Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
+// (./build.sh setup), and /usr/bin/chromium.
+
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+
+const MINUTE = 60_000;
+const CYCLES = 4;
+
+const missing = missingPrerequisites();
+if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
+
+// Runs in the page before any script: wraps the WebGPU calls that allocate and free.
+function countGpuMemory() {
+  const live = new Map(); // GPUBuffer -> [device, bytes]
+  const stats = { devices: 0, destroyedDevices: 0, createdBytes: 0 };
+  globalThis.__gpuMemory = { stats, liveBytes: () => [...live.values()].reduce((n, [, b]) => n + b, 0) };
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    stats.devices += 1;
+    return device;
+  };
+  const createBuffer = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function (descriptor) {
+    const buffer = createBuffer.call(this, descriptor);
+    live.set(buffer, [this, descriptor.size]);
+    stats.createdBytes += descriptor.size;
+    return buffer;
+  };
+  const destroyBuffer = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function () {
+    live.delete(this);
+    return destroyBuffer.call(this);
+  };
+  const destroyDevice = GPUDevice.prototype.destroy;
+  GPUDevice.prototype.destroy = function () {
+    stats.destroyedDevices += 1;
+    for (const [buffer, [device]] of live) if (device === this) live.delete(buffer);
+    return destroyDevice.call(this);
+  };
+}
+
+const cycles = ({ cycles }) =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const after = [];
+    for (let i = 0; i < cycles; i++) {
+      const engine = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
+      let text = "";
+      for await (const piece of engine.generate("Once upon a time", { maxTokens: 3, temperature: 0 })) text += piece;
+      const loadedBytes = globalThis.__gpuMemory.liveBytes();
+      await engine.unload();
+      after.push({ text, loadedBytes, liveBytes: globalThis.__gpuMemory.liveBytes() });
+    }
+    return { after, stats: globalThis.__gpuMemory.stats };
+  });
+
+describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
+  let server;
+  const browser = {};
+  const step = stepRunner(browser, "lifecycle");
+
+  before(async () => {
+    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
+    server = await startServer();
+    Object.assign(browser, await launchBrowser());
+    await browser.context.addInitScript(countGpuMemory);
+  });
+
+  after(async () => {
+    await browser.close?.();
+    await server?.stop();
+  });
+
+  it(`${CYCLES} create -> generate -> unload cycles on the GPU leave no GPU memory held`, { timeout: 5 * MINUTE }, () =>
+    step("gpu-cycles", async () => {
+      const { page } = browser;
+      await page.goto(server.url);
+      const r = await page.evaluate(cycles, { cycles: CYCLES });
+      console.log(`lifecycle: ${JSON.stringify(r)}`);
+      for (const [i, c] of r.after.entries()) {
+        assert.ok(c.text.length > 0, `cycle ${i} generated`);
+        assert.ok(c.loadedBytes > 50e6, `cycle ${i}: the model's ${c.loadedBytes} bytes were counted while loaded`);
+        assert.equal(c.liveBytes, 0, `cycle ${i}: GPU bytes still held after unload`);
+      }
+      assert.equal(r.stats.devices, CYCLES, "one device per engine");
+      assert.equal(r.stats.destroyedDevices, CYCLES, "each unload destroys its device");
+    }));
+});

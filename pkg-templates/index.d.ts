@@ -71,8 +71,16 @@ export interface GenerateOptions {
   minP?: number;
   /** Default 1.0 (off). */
   repeatPenalty?: number;
-  /** Tokens the repeat penalty looks back over. Default 64. */
+  /** Tokens the repeat, presence and frequency penalties look back over. Default 64. */
   repeatLastN?: number;
+  /** Subtracted once from the logit of every token seen in the last repeatLastN, in [-2, 2].
+   * Default 0. */
+  presencePenalty?: number;
+  /** Subtracted from a token's logit once per time it was seen there, in [-2, 2]. Default 0. */
+  frequencyPenalty?: number;
+  /** Added to the logits of these token ids before sampling ({"id": bias}, bias in
+   * [-100, 100]; -100 all but bans a token). */
+  logitBias?: Record<string, number>;
   /** Sampling seed. Default 0: the same call gives the same text; vary it for variety. */
   seed?: number;
   /** Generation ends where the text contains one of these; the stop string is not emitted. */
@@ -216,6 +224,11 @@ export interface ChatCompletionParams {
   top_p?: number;
   seed?: number;
   stop?: string | string[];
+  /** In [-2, 2]; over the last repeat_last_n tokens (64 unless set). */
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  /** Token id (as a string key) -> bias in [-100, 100], added to its logit. */
+  logit_bias?: Record<string, number>;
   /** llama.cpp extras. */
   top_k?: number;
   min_p?: number;

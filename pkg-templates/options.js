@@ -50,6 +50,9 @@ const GENERATE_OPTIONS = {
   minP: "min_p",
   repeatPenalty: "repeat_penalty",
   repeatLastN: "repeat_last_n",
+  presencePenalty: "presence_penalty",
+  frequencyPenalty: "frequency_penalty",
+  logitBias: "logit_bias",
   seed: "seed",
   stop: "stop",
   ignoreEos: "ignore_eos",
@@ -70,7 +73,7 @@ export function generateOptions(options) {
 // chat.completions.create() is lenient like the OpenAI API it mirrors: parameters that do not
 // change what a single local completion means (model, user, stream_options, ...) are ignored, so
 // code written for OpenAI runs unchanged. Those that would silently change the result are refused.
-const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "seed", "ignore_eos"];
+const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "ignore_eos"];
 
 export function chatOptions(params) {
   const out = {};
@@ -113,9 +116,18 @@ function toolChoice(choice) {
 
 // A number option must be a finite number (NaN and Infinity would cross to the engine as null,
 // read there as "the default"), a token count a whole number >= 1; ignore_eos a boolean.
-const COUNTS = ["max_tokens", "top_k", "repeat_last_n"];
+const COUNTS = ["max_tokens", "top_k", "repeat_last_n", "seed"];
 
 function checked(name, value) {
+  if (name === "logit_bias") {
+    if (typeof value !== "object" || Array.isArray(value)) throw invalidArgument("logit_bias must be an object of token id -> bias");
+    for (const [id, bias] of Object.entries(value)) {
+      if (!/^\d+$/.test(id) || typeof bias !== "number" || !Number.isFinite(bias)) {
+        throw invalidArgument(`logit_bias: ${JSON.stringify(id)} -> ${String(bias)} is not a token id and a finite bias`);
+      }
+    }
+    return value;
+  }
   if (name === "ignore_eos") {
     if (typeof value !== "boolean") throw invalidArgument(`${name} must be true or false, got ${JSON.stringify(value)}`);
     return value;

@@ -137,6 +137,9 @@ impl GpuContext {
         let is_cpu = options
             .emulator_kernels
             .unwrap_or_else(|| is_cpu_adapter(&info));
+        // Arc like the rest of the context, which natively crosses threads; in wasm the handles
+        // are not Send, but there the context never leaves the page's (or worker's) thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         let owner = Arc::new(DeviceOwner(device.clone()));
         Ok(GpuContext {
             _owner: owner,
@@ -200,6 +203,11 @@ impl GpuContext {
             0 => 128,
             n => (n as u64).clamp(4, 128),
         }
+    }
+
+    /// Whether the device has been lost (or destroyed).
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().map_or(true, |l| l.is_some())
     }
 
     /// An error if the device was lost or a GPU call failed since the last check.

@@ -296,6 +296,16 @@ pub async fn read_mapped_after(
     #[cfg(target_arch = "wasm32")]
     let _ = after;
     let mapped = receiver.await;
+    // A lost device rejects the mapping before its `lost` promise resolves (Chrome answers it
+    // from the GPU process, some milliseconds later): wait for it a bounded time, so the call
+    // ends with DEVICE_LOST rather than a mapping error.
+    #[cfg(target_arch = "wasm32")]
+    if mapped.is_err() {
+        let deadline = web_time::Instant::now() + std::time::Duration::from_millis(500);
+        while !ctx.is_lost() && web_time::Instant::now() < deadline {
+            crate::web::next_task().await;
+        }
+    }
     ctx.check()?;
     mapped.map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
     let bytes = {

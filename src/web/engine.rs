@@ -101,14 +101,10 @@ struct Features {
 #[serde(default)]
 struct WebGenOptions {
     max_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    min_p: Option<f32>,
-    repeat_penalty: Option<f32>,
-    repeat_last_n: Option<usize>,
-    /// f64 because JS numbers are; seeds above 2^53 are not representable there anyway.
-    seed: Option<f64>,
+    /// The sampling parameters under their own names (`SamplingParams`: temperature, top_k,
+    /// top_p, min_p, the penalties, logit_bias, seed); a missing one takes its default.
+    #[serde(flatten)]
+    sampling: SamplingParams,
     stop: Vec<String>,
     ignore_eos: bool,
     /// OpenAI's `response_format`, plus `grammar` and `regex` (see `constraint.rs`).
@@ -121,20 +117,11 @@ struct WebGenOptions {
 
 impl WebGenOptions {
     fn into_options(self) -> GenerateOptions {
-        let d = SamplingParams::default();
         GenerateOptions {
             max_tokens: self
                 .max_tokens
                 .unwrap_or(GenerateOptions::default().max_tokens),
-            sampling: SamplingParams {
-                temperature: self.temperature.unwrap_or(d.temperature),
-                top_k: self.top_k.unwrap_or(d.top_k),
-                top_p: self.top_p.unwrap_or(d.top_p),
-                min_p: self.min_p.unwrap_or(d.min_p),
-                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
-                repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
-                seed: self.seed.map(|s| s as u64).unwrap_or(d.seed),
-            },
+            sampling: self.sampling,
             stop: self.stop,
             ignore_eos: self.ignore_eos,
             response_format: self.response_format,

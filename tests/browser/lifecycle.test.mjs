@@ -28,6 +28,7 @@ function countGpuMemory() {
   GPUAdapter.prototype.requestDevice = async function (...args) {
     const device = await requestDevice.apply(this, args);
     stats.devices += 1;
+    globalThis.__gpuMemory.lastDevice = device;
     return device;
   };
   const createBuffer = GPUDevice.prototype.createBuffer;
@@ -64,6 +65,30 @@ const cycles = ({ cycles }) =>
     return { after, stats: globalThis.__gpuMemory.stats };
   });
 
+// A device lost mid-generation (destroyed by the page, as a driver reset or a backgrounded
+// mobile tab would lose it): the call ends with DEVICE_LOST; a new engine works.
+const loseDevice = () =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const engine = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
+    let pieces = 0;
+    let error = null;
+    const started = performance.now();
+    try {
+      for await (const _ of engine.generate("Once upon a time", { maxTokens: 50, temperature: 0 })) {
+        pieces += 1;
+        if (pieces === 2) globalThis.__gpuMemory.lastDevice.destroy();
+      }
+    } catch (e) {
+      error = { code: e.code, message: e.message, seconds: (performance.now() - started) / 1000 };
+    }
+    await engine.unload().catch(() => {});
+    const fresh = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
+    let text = "";
+    for await (const piece of fresh.generate("Once upon a time", { maxTokens: 3, temperature: 0 })) text += piece;
+    await fresh.unload();
+    return { pieces, error, text };
+  });
+
 describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
   let server;
   const browser = {};
@@ -94,5 +119,17 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
       }
       assert.equal(r.stats.devices, CYCLES, "one device per engine");
       assert.equal(r.stats.destroyedDevices, CYCLES, "each unload destroys its device");
+    }));
+
+  it("a device lost mid-generation ends the call with DEVICE_LOST; a new engine works", { timeout: 3 * MINUTE }, () =>
+    step("device-lost", async () => {
+      const { page } = browser;
+      await page.goto(server.url);
+      const r = await page.evaluate(loseDevice);
+      console.log(`device lost: ${JSON.stringify(r)}`);
+      assert.ok(r.error, `the generation went on after its device was destroyed (${r.pieces} pieces)`);
+      assert.equal(r.error.code, "DEVICE_LOST", r.error.message);
+      assert.ok(r.pieces < 50);
+      assert.ok(r.text.length > 0, "a new engine generates");
     }));
 });

@@ -29,6 +29,13 @@ test("chat params map to engine options", () => {
   assert.deepEqual(chatOptions({ max_tokens: 4, temperature: 0.5, top_p: 0.9, seed: 1, stop: "\n", top_k: 2, min_p: 0.1, repeat_penalty: 1.2, model: "x", user: "u" }),
     { max_tokens: 4, temperature: 0.5, top_p: 0.9, seed: 1, stop: ["\n"], top_k: 2, min_p: 0.1, repeat_penalty: 1.2 });
   assert.deepEqual(chatOptions({ max_completion_tokens: 9 }), { max_tokens: 9 });
+  assert.deepEqual(chatOptions({ presence_penalty: 0.5, frequency_penalty: -0.2, logit_bias: { 5: -100 } }),
+    { presence_penalty: 0.5, frequency_penalty: -0.2, logit_bias: { 5: -100 } });
+  assert.deepEqual(generateOptions({ presencePenalty: 1, frequencyPenalty: 1, logitBias: { 7: 2 } }),
+    { presence_penalty: 1, frequency_penalty: 1, logit_bias: { 7: 2 } });
+  for (const bad of [{ logit_bias: [1] }, { logit_bias: { x: 1 } }, { logit_bias: { 1: NaN } }, { seed: 1.5 }, { seed: -1 }]) {
+    assert.throws(() => chatOptions(bad), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+  }
   assert.throws(() => chatOptions({ n: 2 }), (e) => e.code === "INVALID_ARGUMENT");
   assert.throws(() => chatOptions({ max_tokens: 0 }), (e) => e.code === "INVALID_ARGUMENT");
   assert.throws(() => chatOptions({ temperature: Infinity }), (e) => e.code === "INVALID_ARGUMENT");

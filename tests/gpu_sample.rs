@@ -703,43 +703,56 @@ fn draws_over_many_seeds_follow_the_cpu_distribution() {
     }
 }
 
-/// Time per sampling op (both dispatches, submitted and waited for one at a time) at
-/// n_vocab = 49152: `cargo test --release --test gpu_sample -- --ignored --nocapture`.
+/// Time per sampling op (both dispatches, submitted and waited for one at a time) for greedy,
+/// llama.cpp's defaults (top_k 40) and top_k 0 + top_p 0.95, at n_vocab 49152 and 151936:
+/// `cargo test --release --test gpu_sample -- --ignored --nocapture sampling_op_timings`.
 #[test]
 #[ignore]
 fn sampling_op_timings() {
-    let n = N_VOCAB;
-    let bench = Bench::new(n, 64, 1);
     let ctx = ctx();
-    let mut rng = Rng(5);
-    let steps: Vec<Vec<f32>> = (0..8).map(|_| lm_logits(&mut rng, n, &[])).collect();
-    let mut all = vec![("greedy", SamplingParams::greedy())];
-    all.extend(settings());
     eprintln!("adapter: {}", ctx.describe());
-    for (name, params) in all {
-        bench.sampler.set_params(ctx, &params, &[1, 2, 3]).unwrap();
-        let mut times = Vec::new();
-        for round in 0..4 {
-            for (s, logits) in steps.iter().enumerate() {
-                ctx.queue
-                    .write_buffer(&bench.logits, 0, bytemuck::cast_slice(logits));
-                ctx.device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .unwrap();
-                let start = std::time::Instant::now();
-                bench.submit(logits, (round * steps.len() + s) as u32);
-                ctx.device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .unwrap();
-                times.push(start.elapsed().as_secs_f64() * 1e3);
+    let all = [
+        ("greedy", SamplingParams::greedy()),
+        ("default (top_k 40)", SamplingParams::default()),
+        (
+            "top_k 0 + top_p 0.95",
+            SamplingParams {
+                top_k: 0,
+                top_p: 0.95,
+                min_p: 0.0,
+                ..SamplingParams::default()
+            },
+        ),
+    ];
+    for n in [49152, 151_936] {
+        let bench = Bench::new(n, 64, 1);
+        let mut rng = Rng(5);
+        let steps: Vec<Vec<f32>> = (0..8).map(|_| lm_logits(&mut rng, n, &[])).collect();
+        for (name, params) in &all {
+            bench.sampler.set_params(ctx, params, &[1, 2, 3]).unwrap();
+            let mut times = Vec::new();
+            for round in 0..4 {
+                for (s, logits) in steps.iter().enumerate() {
+                    ctx.queue
+                        .write_buffer(&bench.logits, 0, bytemuck::cast_slice(logits));
+                    ctx.device
+                        .poll(wgpu::PollType::wait_indefinitely())
+                        .unwrap();
+                    let start = std::time::Instant::now();
+                    bench.submit(logits, (round * steps.len() + s) as u32);
+                    ctx.device
+                        .poll(wgpu::PollType::wait_indefinitely())
+                        .unwrap();
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
             }
+            times.sort_by(|a, b| a.total_cmp(b));
+            eprintln!(
+                "n_vocab {n}, {name}: median {:.2} ms, min {:.2} ms, max {:.2} ms",
+                times[times.len() / 2],
+                times[0],
+                times[times.len() - 1]
+            );
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        eprintln!(
-            "{name}: median {:.2} ms, min {:.2} ms, max {:.2} ms",
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1]
-        );
     }
 }

@@ -129,6 +129,7 @@ impl WebGenOptions {
                 repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
                 repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
                 seed: self.seed.map(|s| s as u64).unwrap_or(d.seed),
+                ..d
             },
             stop: self.stop,
             ignore_eos: self.ignore_eos,

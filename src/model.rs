@@ -410,7 +410,11 @@ impl GpuModel {
             }
             None => None,
         };
-        if sample_step == 0 || std::mem::take(&mut self.sampler_stale) {
+        // Take the flag first: `step == 0 || take(..)` left it set after a first step, and the
+        // next call reloaded the history while the step it consumes had already appended its id
+        // on the GPU (the ring lost that id).
+        let stale = std::mem::take(&mut self.sampler_stale);
+        if sample_step == 0 || stale {
             self.kernels
                 .sampler
                 .set_params(&self.ctx, sampler.params(), history)?;

@@ -7,7 +7,8 @@
 //    chunk best (top_k keys reach it, so the top-k cut is above it).
 // 3. Each filter keeps {key >= cut} (ties never split). Top-k and top-p find their cut by a radix
 //    search, 4 bits a level: each invocation sums its candidates under the digits found so far
-//    into 16 private buckets, the buckets are added in a fixed order, and the level takes the
+//    into 16 private buckets (and keeps those keys in `playing` for the next level: after the
+//    exponent's digits few remain), the buckets are added in a fixed order, and the level takes the
 //    highest digit whose bucket brings the running sum to the target (none: digit 0, the whole
 //    bucket). Top-k sums 1 per key (exact) up to top_k; top-p sums exp(l - M) over the top-k
 //    set up to top_p times its total.
@@ -33,6 +34,7 @@ const LEVELS: u32 = 8u;  // 4-bit digits of a u32 key
 @group(0) @binding(5) var<storage, read_write> tokens_out: array<u32>;
 @group(0) @binding(6) var<storage, read_write> ids_out: array<u32>;
 @group(0) @binding(7) var<storage, read_write> cands: array<vec2<u32>>;  // strip i from i * strip
+@group(0) @binding(8) var<storage, read_write> playing: array<u32>;  // keys still in play, alike
 
 // A level's buckets per pair of invocations; then the strip sums and the sums before them.
 var<workgroup> sums: array<f32, HALF * RADIX>;
@@ -97,6 +99,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
     }
 
+    var n_active = 0u;
     var prefix = 0u;  // the digits found so far
     var above = 0.0;  // the sum over candidates above the prefix's bucket
     var goal = 0.0;
@@ -109,13 +112,19 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             above = 0.0;
         }
         let high = ~((RADIX << shift) - 1u);  // the bits above this digit
+        // A search's first level reads all candidates, the next ones only those left in play.
+        let first = level % LEVELS == 0u;
         var h: array<f32, RADIX>;
-        for (var j = 0u; j < n; j++) {
-            let key = cands[start + j].x;
+        var in_play = 0u;
+        for (var j = 0u; j < select(n_active, n, first); j++) {
+            let key = select(playing[start + j], cands[start + j].x, first);
             if (key >= cut && (key & high) == prefix) {
+                playing[start + in_play] = key;
+                in_play++;
                 h[(key >> shift) % RADIX] += select(exp(key_to_f32(key) - m), 1.0, counting);
             }
         }
+        n_active = in_play;
         if (lid >= HALF) {
             for (var d = 0u; d < RADIX; d++) { sums[(lid - HALF) * RADIX + d] = h[d]; }
         }

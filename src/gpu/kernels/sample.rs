@@ -143,8 +143,9 @@ pub struct GpuSampler {
     mask: wgpu::Buffer,
     /// The logit bias list: (id, f32 bits), ids ascending, `MAX_LOGIT_BIAS` entries.
     bias: wgpu::Buffer,
-    /// `sample_pick`'s candidates, (key, id) per id.
+    /// `sample_pick`'s candidates, (key, id) per id, and the keys a radix level leaves in play.
     cands: wgpu::Buffer,
+    active: wgpu::Buffer,
     keys_shape: KeysShape,
 }
 
@@ -207,6 +208,7 @@ impl GpuSampler {
             mask: storage_buffer(ctx, "sample mask", n.div_ceil(32) as u64 * 4),
             bias: storage_buffer(ctx, "sample bias", MAX_LOGIT_BIAS as u64 * 8),
             cands: storage_buffer(ctx, "sample candidates", n as u64 * 8),
+            active: storage_buffer(ctx, "sample keys in play", n as u64 * 4),
             keys_shape,
         })
     }
@@ -354,6 +356,7 @@ impl GpuSampler {
                 tokens_out,
                 whole(ids_out),
                 whole(&self.cands),
+                whole(&self.active),
             ],
             [1, 1, 1],
         );

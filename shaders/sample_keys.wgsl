@@ -1,25 +1,13 @@
-// Sampling, pass 1 of 2 (many workgroups; pass 2 is sample_pick.wgsl).
-//
-// Each workgroup takes CHUNK consecutive logits and
-//   1. applies the repetition penalty: the ids of the history window (the last repeat_last_n
-//      ids of the ring in `history`) that fall in the chunk are marked in a workgroup bitset, so
-//      a repeated id is penalized once, exactly like the CPU's "once per distinct recent token";
-//      a marked logit l becomes l / penalty if l > 0, else l * penalty (the division is
-//      correctly rounded on lavapipe; WGSL lets a GPU be 2.5 ulp off, which could only matter
-//      for a logit that exactly ties another);
-//   2. with a response format's mask, makes each id it leaves out -inf (zero probability);
-//   3. turns each (penalized, NaN -> -inf) logit into its order-preserving u32 key and stores it
-//      in `keys` (not in greedy mode, where pass 2 needs only the maximum);
-//   4. writes the chunk's best (key, id) to partials[chunk]: the largest key, the lowest id among
-//      equal keys (the CPU's greedy tie rule).
-// Two workgroup barriers for the bitset (only with a penalty) and two for the reduction. The host
-// picks the shape: 256 invocations x 4 logits on GPUs, 8 x 64 on CPU adapters (where a
-// workgroup is one SIMD group and barriers are costly).
+// Sampling, pass 1 of 2 (one workgroup per CHUNK logits; pass 2 is sample_pick.wgsl): each
+// logit as `Sampler::candidates` (src/sampler.rs) makes it, stored as its key (key 0 if masked),
+// and the chunk's best (key, id) in partials[chunk] (lowest id among equal keys: greedy's rule).
+// The window's counts are workgroup atomics (integer adds: order-free); the bias list is sorted
+// by id, so a workgroup binary-searches the start of its range. Shape (host): 256 x 4 logits on
+// GPUs, 8 x 64 on CPU adapters (one SIMD group: barriers there are costly).
 
 const WG: u32 = {{WG}}u;
 const PER: u32 = {{PER}}u;
 const CHUNK: u32 = WG * PER;
-// The reduction runs in GROUPS groups of WG / GROUPS invocations.
 const GROUPS: u32 = {{GROUPS}}u;
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -28,96 +16,63 @@ const GROUPS: u32 = {{GROUPS}}u;
 @group(0) @binding(2) var<storage, read> history: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec2<u32>>;
-// A bit per id: allowed (read only when params.masked is 1).
-@group(0) @binding(5) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;  // a bit per id: allowed
+@group(0) @binding(6) var<storage, read> bias: array<vec2<u32>>;  // (id, bits), ids ascending
 
-var<workgroup> marks: array<atomic<u32>, CHUNK / 32u>;
-var<workgroup> red_key: array<u32, WG>;
-var<workgroup> red_id: array<u32, WG>;
-var<workgroup> red2_key: array<u32, GROUPS>;
-var<workgroup> red2_id: array<u32, GROUPS>;
-
-// (key a, id a) comes first in the CPU's order: larger logit, then lower id.
-fn before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
-    return ka > kb || (ka == kb && ia < ib);
-}
+var<workgroup> counts: array<atomic<u32>, CHUNK>;
+var<workgroup> biases: array<f32, CHUNK>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let base = wg.x * CHUNK;
     let end = min(base + CHUNK, params.n_vocab);
-    let penalize = params.repeat_last_n > 0u;
-    if (penalize) {
-        for (var w = lid; w < CHUNK / 32u; w += WG) {
-            atomicStore(&marks[w], 0u);
+    let adjust = params.window > 0u || params.n_bias > 0u;
+    if (adjust) {
+        for (var o = lid; o < CHUNK; o += WG) {
+            atomicStore(&counts[o], 0u);
+            biases[o] = -0.0;  // x + -0 is x for every x, -0 included
         }
         workgroupBarrier();
         let count = history[0];
-        let window = min(min(count, params.repeat_last_n), params.history_cap);
+        let window = min(min(count, params.window), params.history_cap);
         for (var j = lid; j < window; j += WG) {
             let t = history[1u + (count - window + j) % params.history_cap];
-            if (t >= base && t < end) {
-                atomicOr(&marks[(t - base) / 32u], 1u << ((t - base) % 32u));
-            }
+            if (t >= base && t < end) { atomicAdd(&counts[t - base], 1u); }
+        }
+        var lo = 0u;
+        var hi = params.n_bias;
+        while (lo < hi) {
+            let mid = (lo + hi) / 2u;
+            if (bias[mid].x < base) { lo = mid + 1u; } else { hi = mid; }
+        }
+        for (var j = lo + lid; j < params.n_bias && bias[j].x < end; j += WG) {
+            biases[bias[j].x - base] = bitcast<f32>(bias[j].y);
         }
         workgroupBarrier();
     }
 
-    let store = params.temperature > 0.0;
-    var best_key = 0u;
-    var best_id = 0xffffffffu;
+    var best = vec2<u32>(0u, NO_ID);
     for (var r = 0u; r < PER; r++) {
         let i = base + r * WG + lid;
         if (i < end) {
-            var bits = sanitize(bitcast<u32>(logits[i]));
-            if (penalize) {
-                let o = i - base;
-                if ((atomicLoad(&marks[o / 32u]) & (1u << (o % 32u))) != 0u) {
-                    let l = bitcast<f32>(bits);
+            var l = bitcast<f32>(sanitize(bitcast<u32>(logits[i])));
+            if (adjust) {
+                l += biases[i - base];
+                let c = atomicLoad(&counts[i - base]);
+                if (c > 0u) {
+                    // Correctly rounded on lavapipe; a GPU may be 2.5 ulp off (WGSL's bound).
                     let p = params.repeat_penalty;
-                    bits = bitcast<u32>(select(l * p, l / p, l > 0.0));
+                    l = select(l * p, l / p, l > 0.0);
+                    l -= f32(c) * params.frequency_penalty + params.presence_penalty;
                 }
             }
-            if (params.masked != 0u && (mask[i / 32u] & (1u << (i % 32u))) == 0u) {
-                bits = NEG_INF_BITS;
-            }
-            let key = to_key(bits);
-            if (store) {
-                keys[i] = key;
-            }
+            let allowed = params.masked == 0u || (mask[i / 32u] & (1u << (i % 32u))) != 0u;
+            let key = select(0u, to_key(bitcast<u32>(l)), allowed);
+            if (params.temperature > 0.0) { keys[i] = key; }  // greedy needs only the bests
             // Ids rise with r, so ">" keeps the lowest id among equal keys.
-            if (key > best_key) {
-                best_key = key;
-                best_id = i;
-            }
+            if (key > best.x) { best = vec2<u32>(key, i); }
         }
     }
-
-    red_key[lid] = best_key;
-    red_id[lid] = best_id;
-    workgroupBarrier();
-    if (lid < GROUPS) {
-        var k = 0u;
-        var id = 0xffffffffu;
-        for (var j = lid * (WG / GROUPS); j < (lid + 1u) * (WG / GROUPS); j++) {
-            if (before(red_key[j], red_id[j], k, id)) {
-                k = red_key[j];
-                id = red_id[j];
-            }
-        }
-        red2_key[lid] = k;
-        red2_id[lid] = id;
-    }
-    workgroupBarrier();
-    if (lid == 0u) {
-        var k = 0u;
-        var id = 0xffffffffu;
-        for (var j = 0u; j < GROUPS; j++) {
-            if (before(red2_key[j], red2_id[j], k, id)) {
-                k = red2_key[j];
-                id = red2_id[j];
-            }
-        }
-        partials[wg.x] = vec2<u32>(k, id);
-    }
+    let top = workgroup_best(lid, best);
+    if (lid == 0u) { partials[wg.x] = top; }
 }

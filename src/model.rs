@@ -410,7 +410,11 @@ impl GpuModel {
             }
             None => None,
         };
-        if sample_step == 0 || std::mem::take(&mut self.sampler_stale) {
+        // Take the flag first: `step == 0 || take(..)` left it set after a first step, and the
+        // next call reloaded the history while the step it consumes had already appended its id
+        // on the GPU (the ring lost that id).
+        let stale = std::mem::take(&mut self.sampler_stale);
+        if sample_step == 0 || stale {
             self.kernels
                 .sampler
                 .set_params(&self.ctx, sampler.params(), history)?;
@@ -451,18 +455,6 @@ impl GpuModel {
                 "the sampler returned id {id}, outside the vocabulary"
             )));
         }
-        let id = match sampler.mask() {
-            // The GPU's draw reaches a masked (zero-probability) id only when rounding leaves
-            // its cumulative sum short of the target at the last boundary: draw again on the
-            // CPU, from the same logits (rare: about one draw in 2^24).
-            Some(mask) if !crate::constraint::allowed(mask, id as usize) => {
-                self.sampler_stale = true;
-                let n = self.config.n_vocab;
-                let logits = crate::gpu::kernel::read_f32(&self.ctx, &self.logits, 0, n).await?;
-                sampler.sample(&logits, history)
-            }
-            _ => id,
-        };
         self.in_flight = ahead.map(|(pos, sample_step, submission)| InFlight {
             pos,
             sample_step,

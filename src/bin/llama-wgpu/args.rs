@@ -108,6 +108,15 @@ pub(crate) struct SamplingArgs {
     pub(crate) min_p: f32,
     #[arg(long, default_value_t = 1.0)]
     pub(crate) repeat_penalty: f32,
+    /// Subtracted once from the logit of each token seen in the last 64 (OpenAI's, in [-2, 2]).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub(crate) presence_penalty: f32,
+    /// Subtracted from a token's logit once per time it was seen in the last 64 ([-2, 2]).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub(crate) frequency_penalty: f32,
+    /// ID=BIAS: add BIAS (in [-100, 100]) to token ID's logit (repeatable).
+    #[arg(long, value_name = "ID=BIAS", allow_negative_numbers = true)]
+    pub(crate) logit_bias: Vec<String>,
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
     /// Stop when the text contains this (repeatable).
@@ -185,6 +194,16 @@ impl SamplingArgs {
             "required" => ToolChoice::Required,
             name => ToolChoice::Function(name.to_string()),
         };
+        let mut logit_bias = std::collections::BTreeMap::new();
+        for entry in &self.logit_bias {
+            let parsed = entry
+                .split_once('=')
+                .and_then(|(id, bias)| Some((id.parse::<u32>().ok()?, bias.parse::<f32>().ok()?)));
+            let (id, bias) = parsed.ok_or_else(|| {
+                Error::InvalidArgument(format!("--logit-bias {entry}: expected ID=BIAS"))
+            })?;
+            logit_bias.insert(id, bias);
+        }
         Ok(GenerateOptions {
             max_tokens: self.max_tokens,
             sampling: SamplingParams {
@@ -193,6 +212,9 @@ impl SamplingArgs {
                 top_p: self.top_p,
                 min_p: self.min_p,
                 repeat_penalty: self.repeat_penalty,
+                presence_penalty: self.presence_penalty,
+                frequency_penalty: self.frequency_penalty,
+                logit_bias,
                 seed: self.seed,
                 ..SamplingParams::default()
             },

@@ -1,11 +1,11 @@
-//! Sampling on the GPU: the CPU sampler's chain (`crate::sampler`), random draws included, so
-//! the logits never leave the GPU and the sampled id feeds the next step's embedding directly.
+//! Sampling on the GPU: the CPU sampler's distribution (`crate::sampler`), with the same random
+//! number per step, so the logits never leave the GPU and the sampled id feeds the next step's
+//! embedding directly.
 //!
-//! Two dispatches per token: `sample_keys` (one workgroup per chunk of logits: repetition
-//! penalty, order-preserving keys, per-chunk best) and `sample_pick` (one workgroup: top-k by
-//! radix counting passes, a sorted head run through the CPU's own f32 operations, the tail's
-//! sequential sums reproduced exactly in parallel, the draw). Greedy stops after the per-chunk
-//! bests. The algorithm, and where it can differ from the CPU, is described at the top of
+//! Two dispatches per token: `sample_keys` (one workgroup per chunk of logits: logit bias,
+//! penalties, mask, order-preserving keys, per-chunk best) and `sample_pick` (one workgroup:
+//! candidates, the top-k and top-p cuts by radix searches on the keys, the draw as strip sums in
+//! id order). Greedy stops after the per-chunk bests. The algorithm is described at the top of
 //! `shaders/sample_pick.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
@@ -13,11 +13,13 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::GpuContext;
-use crate::sampler::SamplingParams;
+use crate::sampler::{SamplingParams, MAX_LOGIT_BIAS};
 
 /// Parameters, the order-preserving key and the random number generator (`uniform01`, the
 /// WGSL port of [`crate::sampler::uniform`]) shared by the sampling shaders.
 pub const SAMPLE_COMMON_WGSL: &str = include_str!("../../../shaders/sample_common.wgsl");
+/// The workgroup's best (key, id), in both passes.
+const SAMPLE_BEST_WGSL: &str = include_str!("../../../shaders/sample_best.wgsl");
 const SAMPLE_KEYS_WGSL: &str = include_str!("../../../shaders/sample_keys.wgsl");
 const SAMPLE_PICK_WGSL: &str = include_str!("../../../shaders/sample_pick.wgsl");
 
@@ -47,27 +49,10 @@ impl KeysShape {
     }
 }
 
-/// Capacity of `sample_pick`'s sorted head: a top_k up to this runs entirely on the sorted
-/// head. Six arrays of it in workgroup memory: 12 KiB of the 16 KiB every WebGPU adapter
-/// offers, with 3 KiB of histograms and the state machine beside them.
-const HEAD: u32 = 512;
-
-/// Invocations of `sample_pick`'s one workgroup on a GPU.
-const PICK_WG_GPU: u32 = 256;
-
-/// Invocations of `sample_pick`'s one workgroup on a CPU adapter. There the workgroup runs on
-/// one thread as SIMD groups of 8 lanes that each execute every branch under a mask, so fewer
-/// groups are faster (top_k 40 on lavapipe: 2.7 ms with 128, 4.3 ms with 256). But lavapipe
-/// stops the loops of a group after 65535 iterations per dispatch (see the shader), and one
-/// pass over the keys costs n_vocab / (2 * invocations) of them: the size keeps a pass under
-/// ~300 iterations, room for ~150 passes (a step at high temperature over 150k ids needs ~100).
-fn pick_wg_cpu(n_vocab: u32) -> u32 {
-    if n_vocab <= 1 << 16 {
-        128
-    } else {
-        256
-    }
-}
+/// Invocations of `sample_pick`'s one workgroup, on every adapter: its histograms take
+/// 8 * WG floats of the 16 KiB of workgroup memory every WebGPU adapter offers, and on a CPU
+/// adapter a strip of n_vocab / WG ids keeps its loops far below lavapipe's 65535 iterations.
+const PICK_WG: u32 = 256;
 
 /// The parameters uniform (`SampleParams` in `shaders/sample_common.wgsl`).
 #[repr(C)]
@@ -75,29 +60,34 @@ fn pick_wg_cpu(n_vocab: u32) -> u32 {
 struct SampleUniform {
     /// 0: greedy.
     pub temperature: f32,
+    /// 0: off.
     pub top_k: u32,
     pub top_p: f32,
     pub min_p: f32,
     pub repeat_penalty: f32,
-    /// 0 when the penalty is off.
-    pub repeat_last_n: u32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// The penalties' window; 0 when they are off.
+    pub window: u32,
     pub seed_lo: u32,
     pub seed_hi: u32,
     pub n_vocab: u32,
     pub n_partials: u32,
     pub history_cap: u32,
+    /// Entries of the bias list (ids inside the vocabulary).
+    pub n_bias: u32,
     /// 1 when `mask` limits the tokens (a response format), written by `set_mask`.
     pub masked: u32,
+    pub _pad: u32,
 }
 
 /// Byte offset of `SampleUniform::masked`.
-const MASKED_OFFSET: u64 = 44;
+const MASKED_OFFSET: u64 = 56;
 
 impl SampleUniform {
     /// The uniform for `p` and the sampler's sizes, with every "off" setting in the one form
-    /// the shaders test for.
-    fn new(p: &SamplingParams, sampler: &Sizes) -> SampleUniform {
-        let penalty_on = p.repeat_penalty != 1.0 && p.repeat_last_n > 0;
+    /// the shaders test for, and `n_bias` entries in the bias list.
+    fn new(p: &SamplingParams, sampler: &Sizes, n_bias: usize) -> SampleUniform {
         SampleUniform {
             temperature: if p.temperature > 0.0 {
                 p.temperature
@@ -108,7 +98,9 @@ impl SampleUniform {
             top_p: p.top_p,
             min_p: p.min_p,
             repeat_penalty: p.repeat_penalty,
-            repeat_last_n: if penalty_on {
+            frequency_penalty: p.frequency_penalty,
+            presence_penalty: p.presence_penalty,
+            window: if p.penalties_on() {
                 p.repeat_last_n.min(u32::MAX as usize) as u32
             } else {
                 0
@@ -118,14 +110,15 @@ impl SampleUniform {
             n_vocab: sampler.n_vocab,
             n_partials: sampler.n_partials,
             history_cap: sampler.max_history,
+            n_bias: n_bias as u32,
             masked: 0,
+            _pad: 0,
         }
     }
 }
 
 /// What the shaders need to know of a sampler's size (in the uniform, not in the shader text,
-/// so that samplers of every size share one compiled pipeline: lavapipe spends ~5 s compiling
-/// `sample_pick` the first time it runs).
+/// so that samplers of every size share one compiled pipeline).
 #[derive(Clone, Copy)]
 struct Sizes {
     n_vocab: u32,
@@ -148,14 +141,19 @@ pub struct GpuSampler {
     partials: wgpu::Buffer,
     /// The allowed tokens, a bit per id, when `SampleUniform::masked` is set.
     mask: wgpu::Buffer,
+    /// The logit bias list: (id, f32 bits), ids ascending, `MAX_LOGIT_BIAS` entries.
+    bias: wgpu::Buffer,
+    /// `sample_pick`'s candidates, (key, id) per id, and the keys a radix level leaves in play.
+    cands: wgpu::Buffer,
+    active: wgpu::Buffer,
     keys_shape: KeysShape,
 }
 
 impl GpuSampler {
     /// Compile the kernels for a vocabulary of `n_vocab` and a history ring of `max_history`
-    /// ids (the largest `repeat_last_n` that `set_params` will accept).
+    /// ids (the largest `repeat_last_n` that `set_params` will accept while a penalty is on).
     pub async fn new(ctx: &GpuContext, n_vocab: usize, max_history: usize) -> Result<GpuSampler> {
-        // Ids and counts are kept below 2^24 (the shader's radix passes on ids use 3 bytes).
+        // Counts of ids are summed in f32, exact below 2^24.
         if n_vocab == 0 || n_vocab >= 1 << 24 {
             return Err(Error::InvalidArgument(format!(
                 "GPU sampler: n_vocab {n_vocab} must be in 1..2^24"
@@ -173,7 +171,9 @@ impl GpuSampler {
             n_partials: n.div_ceil(keys_shape.chunk()),
             max_history: max_history as u32,
         };
-        let source = |body: &str| ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{body}"));
+        let source = |body: &str| {
+            ShaderSource::new(&format!("{SAMPLE_COMMON_WGSL}\n{SAMPLE_BEST_WGSL}\n{body}"))
+        };
         let keys_kernel = Kernel::new(
             ctx,
             "sample_keys",
@@ -186,22 +186,13 @@ impl GpuSampler {
         let pick_kernel = Kernel::new(
             ctx,
             "sample_pick",
-            source(SAMPLE_PICK_WGSL)
-                .define(
-                    "WG",
-                    if ctx.is_cpu {
-                        pick_wg_cpu(n)
-                    } else {
-                        PICK_WG_GPU
-                    },
-                )
-                .define("HEAD", HEAD),
+            source(SAMPLE_PICK_WGSL).define("WG", PICK_WG),
         )
         .await?;
         let params = uniform_buffer(
             ctx,
             "sample params",
-            &SampleUniform::new(&SamplingParams::greedy(), &sizes),
+            &SampleUniform::new(&SamplingParams::greedy(), &sizes, 0),
         );
         let history = storage_buffer(ctx, "sample history", (1 + max_history as u64) * 4);
         ctx.queue
@@ -215,6 +206,9 @@ impl GpuSampler {
             keys: storage_buffer(ctx, "sample keys", n as u64 * 4),
             partials: storage_buffer(ctx, "sample partials", sizes.n_partials as u64 * 8),
             mask: storage_buffer(ctx, "sample mask", n.div_ceil(32) as u64 * 4),
+            bias: storage_buffer(ctx, "sample bias", MAX_LOGIT_BIAS as u64 * 8),
+            cands: storage_buffer(ctx, "sample candidates", n as u64 * 8),
+            active: storage_buffer(ctx, "sample keys in play", n as u64 * 4),
             keys_shape,
         })
     }
@@ -233,8 +227,15 @@ impl GpuSampler {
         history: &[u32],
     ) -> Result<()> {
         params.validate()?;
-        let uniform = SampleUniform::new(params, &self.sizes);
-        if uniform.repeat_last_n > self.sizes.max_history {
+        // Ids past the vocabulary are ignored, as on the CPU.
+        let bias: Vec<[u32; 2]> = params
+            .logit_bias
+            .iter()
+            .filter(|(&id, _)| id < self.sizes.n_vocab)
+            .map(|(&id, &b)| [id, b.to_bits()])
+            .collect();
+        let uniform = SampleUniform::new(params, &self.sizes, bias.len());
+        if uniform.window > self.sizes.max_history {
             return Err(Error::InvalidArgument(format!(
                 "repeat_last_n {} exceeds the GPU sampler's history of {} ids",
                 params.repeat_last_n, self.sizes.max_history
@@ -250,12 +251,16 @@ impl GpuSampler {
             .write_buffer(&self.params, 0, bytemuck::bytes_of(&uniform));
         ctx.queue
             .write_buffer(&self.history, 0, bytemuck::cast_slice(&words));
+        if !bias.is_empty() {
+            ctx.queue
+                .write_buffer(&self.bias, 0, bytemuck::cast_slice(&bias));
+        }
         Ok(())
     }
 
     /// Limit the next draws to the ids set in `mask` (a bit per id, `constraint::allowed`;
-    /// ids past its end are not allowed), or lift the limit. Masked logits count as -inf, as
-    /// if the model had given them no chance. Call after `set_params`, which lifts it.
+    /// ids past its end are not allowed), or lift the limit. Masked ids rank below every logit
+    /// and get no weight: they are never drawn. Call after `set_params`, which lifts it.
     pub fn set_mask(&self, ctx: &GpuContext, mask: Option<&[u32]>) {
         let masked = match mask {
             Some(mask) => {
@@ -336,6 +341,7 @@ impl GpuSampler {
                 whole(&self.keys),
                 whole(&self.partials),
                 whole(&self.mask),
+                whole(&self.bias),
             ],
             [self.sizes.n_vocab.div_ceil(self.keys_shape.chunk()), 1, 1],
         );
@@ -349,6 +355,8 @@ impl GpuSampler {
                 whole(&self.history),
                 tokens_out,
                 whole(ids_out),
+                whole(&self.cands),
+                whole(&self.active),
             ],
             [1, 1, 1],
         );

@@ -64,9 +64,7 @@ impl ResponseFormat {
         let json = |schema: &Value| {
             let mut schema = schema.clone();
             if let Some(object) = schema.as_object_mut() {
-                object.entry("x-guidance").or_insert_with(|| {
-                    json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
-                });
+                object.entry("x-guidance").or_insert_with(json_layout);
             }
             TopLevelGrammar::from_json_schema(schema)
         };
@@ -80,6 +78,12 @@ impl ResponseFormat {
             ResponseFormat::Regex { regex } => Some(TopLevelGrammar::from_regex(regex)),
         }
     }
+}
+
+/// How constrained JSON is written (llguidance's `x-guidance` options): one space after `,`
+/// and `:`, no other whitespace. Shared by response formats and tool calls.
+pub(crate) fn json_layout() -> Value {
+    json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
 }
 
 /// The vocabulary as the grammar library walks it, for one model.

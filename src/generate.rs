@@ -430,7 +430,10 @@ impl<'a> TextOut<'a> {
         }
         if let Some(at) = call {
             self.diverted = Some(self.held.split_off(at));
-            return Ok((!self.emit_held_always(on_piece)).then_some(StopReason::Cancelled));
+            // Exactly one call per token, even with nothing before the call to emit.
+            let piece = std::mem::take(&mut self.held);
+            self.text.push_str(&piece);
+            return Ok((!on_piece(&piece)).then_some(StopReason::Cancelled));
         }
         // Keep back the longest tail that is a proper prefix of some stop string or a call.
         let keep = self
@@ -455,13 +458,6 @@ impl<'a> TextOut<'a> {
         if self.held.is_empty() {
             return true;
         }
-        let piece = std::mem::take(&mut self.held);
-        self.text.push_str(&piece);
-        on_piece(&piece)
-    }
-
-    /// Emit what is held, calling `on_piece` even with nothing (one call per token).
-    fn emit_held_always(&mut self, on_piece: &mut dyn FnMut(&str) -> bool) -> bool {
         let piece = std::mem::take(&mut self.held);
         self.text.push_str(&piece);
         on_piece(&piece)

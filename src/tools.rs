@@ -364,7 +364,7 @@ impl ToolPlan {
             .collect();
         let call = json!({
             "anyOf": schemas,
-            "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "},
+            "x-guidance": crate::constraint::json_layout(),
         });
         let token_or_text = |token: Option<u32>, text: &str| match token {
             Some(id) => format!("<[{id}]>"),
@@ -388,7 +388,7 @@ impl ToolPlan {
                 if !max.is_null() {
                     list["maxItems"] = max;
                 }
-                list["x-guidance"] = call["x-guidance"].clone();
+                list["x-guidance"] = crate::constraint::json_layout();
                 format!(
                     "start: {} \" \" %json {list}\n",
                     token_or_text(self.open_token, MISTRAL_OPEN)

@@ -1,4 +1,4 @@
-// Shared by the sampling kernels (sample_keys.wgsl, sample_pick.wgsl) and their tests: the
+// Shared by the sampling kernels (sample_keys.wgsl, sample_pick.wgsl, sample_logprobs.wgsl): the
 // parameters, the order-preserving key of a logit, and `sampler::uniform` ported bit for bit.
 
 // Written by `GpuSampler::set_params` (src/gpu/kernels/sample.rs), each "off" in one form.
@@ -19,6 +19,8 @@ struct SampleParams {
     history_cap: u32,
     n_bias: u32,       // entries of the logit bias list
     masked: u32,       // 1: only the ids set in the mask may be picked
+    logprobs: u32,     // 1: sample_logprobs.wgsl runs after the draw (pass 1 keeps every key)
+    top_logprobs: u32, // alternatives it reports
     _pad: u32,
 }
 

@@ -68,7 +68,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
             let allowed = params.masked == 0u || (mask[i / 32u] & (1u << (i % 32u))) != 0u;
             let key = select(0u, to_key(bitcast<u32>(l)), allowed);
-            if (params.temperature > 0.0) { keys[i] = key; }  // greedy needs only the bests
+            // Greedy needs only the bests (and logprobs all keys).
+            if (params.temperature > 0.0 || params.logprobs != 0u) { keys[i] = key; }
             // Ids rise with r, so ">" keeps the lowest id among equal keys.
             if (key > best.x) { best = vec2<u32>(key, i); }
         }

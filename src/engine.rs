@@ -7,7 +7,7 @@ use crate::constraint::{Grammars, ResponseFormat};
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::generate::{
-    Backend, BackendStats, GenerateOptions, Generation, PrefillFuture, Session, StepFuture,
+    Backend, BackendStats, GenerateOptions, Generation, OnToken, PrefillFuture, Session, StepFuture,
 };
 use crate::loader::DeviceChoice;
 use crate::model::GpuModel;
@@ -312,34 +312,36 @@ impl Engine {
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        pollster::block_on(self.generate_ids_async(ids, options, on_piece))
+        pollster::block_on(self.generate_ids_async(ids, options, &mut |piece, _| on_piece(piece)))
     }
 
-    /// [`Engine::generate_ids`] for callers that must not block (the web).
+    /// [`Engine::generate_ids`] for callers that must not block (the web), with each token's
+    /// logprobs beside its text when they are asked ([`OnToken`]).
     pub async fn generate_ids_async(
         &mut self,
         ids: &[u32],
         options: &GenerateOptions,
-        on_piece: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         if !options.tools.is_empty() {
             return Err(Error::InvalidArgument(
                 "tools need a chat (messages): a raw prompt has no template to offer them".into(),
             ));
         }
-        self.run(ids, options, None, on_piece).await
+        self.run(ids, options, None, on_token).await
     }
 
-    /// [`Engine::chat`] for callers that must not block (the web).
+    /// [`Engine::chat`] for callers that must not block (the web), with each token's logprobs
+    /// beside its text when they are asked ([`OnToken`]).
     pub async fn chat_async(
         &mut self,
         messages: &[Message],
         options: &GenerateOptions,
-        on_piece: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         let plan = ToolPlan::new(&options.tools, &self.template, &self.tokenizer)?;
         let ids = self.prompt_ids(messages, plan.as_ref())?;
-        self.run(&ids, options, plan.as_ref(), on_piece).await
+        self.run(&ids, options, plan.as_ref(), on_token).await
     }
 
     /// Generate from prompt ids, held to the response format or, when a tool call is required,
@@ -349,7 +351,7 @@ impl Engine {
         ids: &[u32],
         options: &GenerateOptions,
         tools: Option<&ToolPlan>,
-        on_piece: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         if tools.is_some() && !options.response_format.is_text() {
             return Err(Error::InvalidArgument(
@@ -370,7 +372,7 @@ impl Engine {
             grammars.constraint(&format)?
         };
         self.session
-            .generate_async(&self.tokenizer, ids, options, constraint, tools, on_piece)
+            .generate_async(&self.tokenizer, ids, options, constraint, tools, on_token)
             .await
     }
 
@@ -423,7 +425,7 @@ impl Engine {
         options: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        pollster::block_on(self.chat_async(messages, options, on_piece))
+        pollster::block_on(self.chat_async(messages, options, &mut |piece, _| on_piece(piece)))
     }
 
     /// The backend's device and per-token figures (for benchmarks).

@@ -12,6 +12,7 @@ use web_time::Instant;
 
 use crate::constraint::{Constraint, ResponseFormat};
 use crate::error::{Error, Result};
+use crate::logprobs::LogprobEntry;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 use crate::tools::{Divert, ToolCall, ToolOptions, ToolPlan};
@@ -19,6 +20,12 @@ use crate::tools::{Divert, ToolCall, ToolOptions, ToolPlan};
 /// One decoder step in flight. Boxed so `Backend` stays object-safe; not `Send`, because on the
 /// web the GPU's answer arrives on the page's event loop.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<u32>> + 'a>>;
+
+/// What the loop calls once per generated token: with the text that became final (complete
+/// UTF-8, never part of a stop string; empty when the token's text is held back) and the
+/// token's logprobs when they were asked; also with `("", None)` between the chunks of a long
+/// prompt. Returning `false` stops the generation there.
+pub type OnToken<'a> = dyn FnMut(&str, Option<&LogprobEntry>) -> bool + 'a;
 
 /// One chunk of a prompt in flight (see [`Backend::prefill`]).
 pub type PrefillFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
@@ -79,6 +86,9 @@ pub struct GenerateOptions {
     pub response_format: ResponseFormat,
     /// Tools the model may call (chat only): `tools.rs`.
     pub tools: ToolOptions,
+    /// Report each generated token's logprob and this many alternatives (0 to
+    /// `logprobs::MAX_TOP_LOGPROBS`) in `Generation::logprobs`; `None`: no logprobs.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -90,6 +100,7 @@ impl Default for GenerateOptions {
             ignore_eos: false,
             response_format: ResponseFormat::Text,
             tools: ToolOptions::default(),
+            logprobs: None,
         }
     }
 }
@@ -166,6 +177,8 @@ pub struct Generation {
     pub text: String,
     /// The calls the reply made, when it called tools (then `text` is what came before them).
     pub tool_calls: Vec<ToolCall>,
+    /// One entry per id of `ids` when logprobs were asked (`GenerateOptions::logprobs`).
+    pub logprobs: Vec<LogprobEntry>,
     pub stop_reason: StopReason,
     pub stats: GenerationStats,
 }
@@ -192,11 +205,9 @@ impl<B: Backend> Session<B> {
 
     /// Generate a continuation of `prompt`, held to `constraint` if given (built from
     /// `options.response_format` or the tools by the caller, which keeps the grammar library's
-    /// per-model state), with tool calls taken out of the text as `tools` says. `on_piece` is called once per generated token with
-    /// the text that became final (complete UTF-8, never part of a stop string; empty when the
-    /// token's text is held back), and with an empty piece between the chunks of a long prompt;
-    /// it returns `false` to stop there. A prompt stopped in its prefill keeps the chunks that
-    /// ran in the cache (the next call reuses them) and generates nothing.
+    /// per-model state), with tool calls taken out of the text as `tools` says, reporting each
+    /// token through `on_token` ([`OnToken`]). A prompt stopped in its prefill keeps the chunks
+    /// that ran in the cache (the next call reuses them) and generates nothing.
     pub async fn generate_async(
         &mut self,
         tokenizer: &Tokenizer,
@@ -204,9 +215,10 @@ impl<B: Backend> Session<B> {
         options: &GenerateOptions,
         mut constraint: Option<Constraint>,
         tools: Option<&ToolPlan>,
-        on_piece: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         options.sampling.validate()?;
+        crate::logprobs::validate(options.logprobs)?;
         if options.max_tokens == 0 {
             return Err(Error::InvalidArgument(
                 "max_tokens must be at least 1".into(),
@@ -230,6 +242,7 @@ impl<B: Backend> Session<B> {
         self.cached.truncate(reuse);
 
         let mut sampler = Sampler::new(options.sampling.clone());
+        sampler.set_logprobs(options.logprobs);
         let mut history: Vec<u32> = prompt.to_vec();
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
@@ -250,12 +263,13 @@ impl<B: Backend> Session<B> {
             self.backend.prefill(now).await?;
             self.cached.extend_from_slice(now);
             rest = later;
-            if !on_piece("") {
+            if !on_token("", None) {
                 stats.prefill_seconds = prefill_start.elapsed().as_secs_f64();
                 return Ok(Generation {
                     ids,
                     text: String::new(),
                     tool_calls: Vec::new(),
+                    logprobs: Vec::new(),
                     stop_reason: StopReason::Cancelled,
                     stats,
                 });
@@ -270,17 +284,23 @@ impl<B: Backend> Session<B> {
         let decode_start = Instant::now();
 
         let mut grammar_done = false;
+        let mut logprobs = Vec::new();
         let stop_reason = loop {
             if !options.ignore_eos && tokenizer.is_stop(next) {
                 break StopReason::Eos;
             }
             ids.push(next);
+            let entry = sampler
+                .take_logprobs()
+                .map(|t| LogprobEntry::new(tokenizer, &t));
             history.push(next);
             if let Some(c) = &mut constraint {
                 c.accept(next)?;
             }
             grammar_done = constraint.as_ref().is_some_and(Constraint::is_finished);
-            match out.push(next, on_piece)? {
+            let pushed = out.push(next, &mut |piece| on_token(piece, entry.as_ref()))?;
+            logprobs.extend(entry);
+            match pushed {
                 Some(reason) => break reason,
                 None if grammar_done => break StopReason::Stop,
                 None if ids.len() >= options.max_tokens => break StopReason::Length,
@@ -296,6 +316,7 @@ impl<B: Backend> Session<B> {
         // held back as a possible stop-string start included).
         let mut stop_reason = stop_reason;
         let mut tool_calls = Vec::new();
+        let on_piece = &mut |piece: &str| on_token(piece, None);
         if grammar_done || (stop_reason != StopReason::Stop && stop_reason != StopReason::Cancelled)
         {
             out.finish(on_piece)?;
@@ -322,6 +343,7 @@ impl<B: Backend> Session<B> {
             ids,
             text: out.text,
             tool_calls,
+            logprobs,
             stop_reason,
             stats,
         })

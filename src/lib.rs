@@ -21,6 +21,7 @@ pub mod gguf;
 pub mod gguf_writer;
 pub mod gpu;
 pub mod loader;
+pub mod logprobs;
 pub mod model;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]

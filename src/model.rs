@@ -18,7 +18,7 @@ use crate::gpu::kernels::ffn::Ffn;
 use crate::gpu::kernels::matvec::{MatMul, MatVec};
 use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
-use crate::gpu::kernels::sample::GpuSampler;
+use crate::gpu::kernels::sample::{read_logprobs, GpuSampler, LOGPROBS_BYTES};
 use crate::gpu::kernels::{step_params_buffer, StepParams};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
@@ -36,6 +36,13 @@ pub const MAX_SAMPLER_HISTORY: usize = 1024;
 /// Decode steps in flight at once: the one being read back and the next. The sampler writes
 /// step s's id to slot `s % READBACK_SLOTS` of `ids_out`, copied to that slot's staging buffer.
 const READBACK_SLOTS: usize = 2;
+
+/// `GpuSampler::logprobs_op`'s dispatch, its output and a staging buffer per read-back slot.
+struct LogprobsReadback {
+    op: Op,
+    out: wgpu::Buffer,
+    staging: [wgpu::Buffer; READBACK_SLOTS],
+}
 
 /// A decode step submitted ahead, before the CPU knew the id it consumes: the GPU does (the
 /// previous step's sampler wrote it where this step's embedding reads it).
@@ -73,6 +80,10 @@ pub struct GpuModel {
     pipelined: bool,
     /// One decode step: layers, final norm, LM head, sampler (bound at load).
     decode_ops: Vec<Op>,
+    /// The logprobs dispatch and its read-back slots, made for the first request that asks.
+    logprobs: Option<LogprobsReadback>,
+    /// Whether the steps submitted now compute logprobs (the running request asked).
+    logprobs_on: bool,
     /// One prefill batch of up to `PREFILL_BATCH` tokens through the layers (bound at load; the
     /// step uniform gives each batch's size and position).
     prefill_ops: Vec<Op>,
@@ -167,6 +178,8 @@ impl GpuModel {
             sampler_stale: false,
             pipelined: false,
             decode_ops: Vec::new(),
+            logprobs: None,
+            logprobs_on: false,
             prefill_ops: Vec::new(),
             position: 0,
         };
@@ -415,9 +428,20 @@ impl GpuModel {
         // on the GPU (the ring lost that id).
         let stale = std::mem::take(&mut self.sampler_stale);
         if sample_step == 0 || stale {
-            self.kernels
-                .sampler
-                .set_params(&self.ctx, sampler.params(), history)?;
+            self.kernels.sampler.set_params(
+                &self.ctx,
+                sampler.params(),
+                sampler.top_logprobs(),
+                history,
+            )?;
+        }
+        self.logprobs_on = sampler.top_logprobs().is_some();
+        if self.logprobs_on && self.logprobs.is_none() {
+            let drawn = range(&self.decode.tokens, 0, 4);
+            let (op, out) = self.kernels.sampler.logprobs_op(&self.ctx, drawn).await?;
+            let staging = [0, 1]
+                .map(|i| readback_buffer(&self.ctx, &format!("logprobs {i}"), LOGPROBS_BYTES));
+            self.logprobs = Some(LogprobsReadback { op, out, staging });
         }
         self.kernels.sampler.set_mask(&self.ctx, sampler.mask());
         let submitted = match submitted {
@@ -444,8 +468,15 @@ impl GpuModel {
                 self.submit_decode(pos, sample_step + 1),
             )
         });
-        let slot = &self.staging[sample_step as usize % READBACK_SLOTS];
-        let bytes = read_mapped_after(&self.ctx, slot, 4, Some(submitted)).await?;
+        let slot = sample_step as usize % READBACK_SLOTS;
+        let bytes =
+            read_mapped_after(&self.ctx, &self.staging[slot], 4, Some(submitted.clone())).await?;
+        if let Some(l) = self.logprobs.as_ref().filter(|_| self.logprobs_on) {
+            let bytes =
+                read_mapped_after(&self.ctx, &l.staging[slot], LOGPROBS_BYTES, Some(submitted))
+                    .await?;
+            sampler.record_logprobs(read_logprobs(&bytes)?);
+        }
         self.position += 1;
         sampler.advance();
         let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -472,6 +503,10 @@ impl GpuModel {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.decode_ops);
         encoder.copy_buffer_to_buffer(&self.ids_out, slot as u64 * 4, &self.staging[slot], 0, 4);
+        if let Some(l) = self.logprobs.as_ref().filter(|_| self.logprobs_on) {
+            record(&mut encoder, std::slice::from_ref(&l.op));
+            encoder.copy_buffer_to_buffer(&l.out, 0, &l.staging[slot], 0, LOGPROBS_BYTES);
+        }
         self.ctx.queue.submit([encoder.finish()])
     }
 

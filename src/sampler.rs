@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
+use crate::logprobs::TokenLogprobs;
 use serde::{Deserialize, Serialize};
 
 /// The most `logit_bias` entries a request may give (the GPU sampler's bias buffer holds this
@@ -186,6 +187,10 @@ pub struct Sampler {
     /// The tokens the next draw may pick (a bit per id, `constraint::allowed`), when a
     /// response format constrains the output; set before each draw.
     mask: Option<Vec<u32>>,
+    /// How many alternatives to report with each draw's logprobs, when they are asked.
+    top_logprobs: Option<usize>,
+    /// The last draw's logprobs, until taken.
+    logprobs: Option<TokenLogprobs>,
 }
 
 /// Most likely first; among equal logits (equal bits) the lower id first.
@@ -202,7 +207,30 @@ impl Sampler {
             params,
             step: 0,
             mask: None,
+            top_logprobs: None,
+            logprobs: None,
         }
+    }
+
+    /// Report the logprobs of each draw and of its `n` most likely alternatives
+    /// (`crate::logprobs`), or stop reporting them (`None`).
+    pub fn set_logprobs(&mut self, top_n: Option<usize>) {
+        self.top_logprobs = top_n;
+    }
+
+    /// The alternatives asked per draw, if logprobs are.
+    pub fn top_logprobs(&self) -> Option<usize> {
+        self.top_logprobs
+    }
+
+    /// Keep the logprobs of a draw made elsewhere (by the GPU sampler).
+    pub fn record_logprobs(&mut self, logprobs: TokenLogprobs) {
+        self.logprobs = Some(logprobs);
+    }
+
+    /// The last draw's logprobs, if they were asked and not taken yet.
+    pub fn take_logprobs(&mut self) -> Option<TokenLogprobs> {
+        self.logprobs.take()
     }
 
     /// Limit the next draws to the tokens set in `mask` (`None`: every token).
@@ -361,12 +389,22 @@ impl Sampler {
     /// whose cumulative weight exceeds the target (if rounding leaves it unreached, the last
     /// kept id with a positive weight). Penalties apply at temperature 0 too. With a mask set,
     /// only allowed ids are picked (id 0 if none is); NaN logits count as -inf; empty logits
-    /// give id 0.
+    /// give id 0. With logprobs asked ([`Sampler::set_logprobs`]), the draw's are kept for
+    /// [`Sampler::take_logprobs`].
     pub fn sample(&mut self, logits: &[f32], recent_tokens: &[u32]) -> u32 {
         let u = uniform(self.params.seed, self.step);
         self.step += 1;
         let cand = self.candidates(logits, recent_tokens);
-        let Some((kept, max)) = self.kept(&cand) else {
+        let id = self.draw(&cand, u);
+        if let Some(n) = self.top_logprobs {
+            self.logprobs = Some(crate::logprobs::token_logprobs(&cand, id, n));
+        }
+        id
+    }
+
+    /// The id `sample` picks from `cand` with the random number `u`.
+    fn draw(&self, cand: &[(u32, f32)], u: f32) -> u32 {
+        let Some((kept, max)) = self.kept(cand) else {
             return cand.iter().min_by(|a, b| by_logit(a, b)).map_or(0, |c| c.0);
         };
         let t = self.params.temperature as f64;

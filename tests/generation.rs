@@ -313,3 +313,86 @@ fn a_stop_between_prompt_chunks_ends_the_prefill() {
         assert_eq!(resumed.ids, expected.ids, "{device:?}");
     }
 }
+
+/// Logprobs (`logprobs.rs`) on every device: one entry per generated token; greedy, the token
+/// is the first of its alternatives, which come most likely first and sum to at most 1; the
+/// GPU and the reference agree on the most likely token's within 0.05 (their logits differ by
+/// up to 2e-2, `gpu_model.rs`, and a logprob moves by at most twice that); asking for them
+/// changes no token.
+#[test]
+fn logprobs_name_the_greedy_choice_and_agree_across_devices() {
+    let options = GenerateOptions {
+        logprobs: Some(5),
+        ..greedy(8)
+    };
+    let mut runs = Vec::new();
+    for device in [Device::Reference, Device::Cpu, Device::Gpu] {
+        let Some(mut engine) = load_on(device, 128) else {
+            return;
+        };
+        let mut streamed = Vec::new();
+        let ids = engine.encode_prompt("The capital of France is").unwrap();
+        let g = pollster::block_on(engine.generate_ids_async(&ids, &options, &mut |_, entry| {
+            streamed.extend(entry.cloned());
+            true
+        }))
+        .unwrap();
+        assert_eq!(g.logprobs.len(), g.ids.len(), "{device:?}");
+        assert_eq!(streamed, g.logprobs, "{device:?}: streamed with each token");
+        for e in &g.logprobs {
+            assert_eq!(e.top_logprobs.len(), 5);
+            assert_eq!(
+                (&e.bytes, e.logprob),
+                (&e.top_logprobs[0].bytes, e.top_logprobs[0].logprob),
+                "{device:?}: greedy takes the most likely"
+            );
+            assert_eq!(e.token, String::from_utf8_lossy(&e.bytes));
+            assert!(e
+                .top_logprobs
+                .windows(2)
+                .all(|w| w[0].logprob >= w[1].logprob));
+            let mass: f64 = e
+                .top_logprobs
+                .iter()
+                .map(|t| (t.logprob as f64).exp())
+                .sum();
+            assert!(mass <= 1.0 + 1e-4, "{device:?}: {mass}");
+        }
+        let plain = engine
+            .generate("The capital of France is", &greedy(8), &mut ignore)
+            .unwrap();
+        assert_eq!(plain.ids, g.ids, "{device:?}: logprobs changed the tokens");
+        assert!(plain.logprobs.is_empty(), "none unless asked");
+        runs.push((device, g));
+    }
+    // The GPU's (its own kernel) against the reference's (the definition, as on the CPU
+    // engine), while both saw the same tokens (rounding may flip a near tie).
+    let (_, reference) = &runs[0];
+    for (device, g) in runs.iter().filter(|r| r.0 == Device::Gpu) {
+        let same = g
+            .ids
+            .iter()
+            .zip(&reference.ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(same >= 3, "{device:?}: {:?} vs {:?}", g.ids, reference.ids);
+        let steps = g.logprobs.iter().zip(&reference.logprobs).take(same + 1);
+        for (a, b) in steps {
+            let (a, b) = (a.top_logprobs[0].logprob, b.top_logprobs[0].logprob);
+            assert!((a - b).abs() < 0.05, "{device:?}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn more_than_twenty_alternatives_is_invalid_argument() {
+    let Some(mut engine) = load(64) else {
+        return;
+    };
+    let options = GenerateOptions {
+        logprobs: Some(21),
+        ..greedy(2)
+    };
+    let err = engine.generate("Hi", &options, &mut ignore).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}

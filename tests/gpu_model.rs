@@ -299,7 +299,8 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
 /// back, fed on the GPU by the id it sampled. The tokens must be exactly those of step-by-step
 /// decoding: for seeded sampling with a repetition penalty (which reads the GPU sampler's
 /// history), for a generation stopped by the caller (the step in flight is discarded), for a
-/// second turn that reuses the cache after it, and for greedy decoding up to a full context.
+/// second turn that reuses the cache after it, and for greedy decoding up to a full context;
+/// with the same logprobs where they are asked.
 #[test]
 fn pipelined_decoding_gives_the_tokens_of_step_by_step_decoding() {
     use llama_wgpu::chat::ChatTemplate;
@@ -329,11 +330,15 @@ fn pipelined_decoding_gives_the_tokens_of_step_by_step_decoding() {
                 seed: 11,
                 ..SamplingParams::greedy()
             },
+            // Read back beside each id, from the slot of the step that drew it.
+            logprobs: Some(3),
             ..Default::default()
         };
         let mut out = Vec::new();
-        let mut record =
-            |g: llama_wgpu::Generation| out.push((g.ids, format!("{:?}", g.stop_reason)));
+        let mut record = |g: llama_wgpu::Generation| {
+            let logprobs = format!("{:?}", g.logprobs);
+            out.push((g.ids, format!("{:?} {logprobs}", g.stop_reason)))
+        };
         let first = engine
             .generate("The old lighthouse keeper", &sampled, &mut |_| true)
             .unwrap();
@@ -369,6 +374,10 @@ fn pipelined_decoding_gives_the_tokens_of_step_by_step_decoding() {
     };
     let pipelined = run(true);
     assert_eq!(pipelined[1].0.len(), 5, "the caller stopped after 5 tokens");
-    assert_eq!(pipelined[3].1, "ContextFull");
+    assert!(pipelined[3].1.starts_with("ContextFull"));
+    assert!(
+        pipelined[0].1.contains("top_logprobs"),
+        "logprobs were reported"
+    );
     assert_eq!(pipelined, run(false));
 }

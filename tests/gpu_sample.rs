@@ -183,7 +183,9 @@ impl Bench {
         logits: &[Vec<f32>],
         mask: Option<&[u32]>,
     ) -> Vec<u32> {
-        self.sampler.set_params(ctx(), params, history).unwrap();
+        self.sampler
+            .set_params(ctx(), params, None, history)
+            .unwrap();
         self.sampler.set_mask(ctx(), mask);
         for (step, l) in logits.iter().enumerate() {
             self.submit(l, step as u32);
@@ -209,7 +211,7 @@ impl Bench {
                 seed: seed_of(i),
                 ..params.clone()
             };
-            self.sampler.set_params(ctx(), &p, history).unwrap();
+            self.sampler.set_params(ctx(), &p, None, history).unwrap();
             self.sampler.set_mask(ctx(), mask);
             self.submit(logits, i as u32);
         }
@@ -686,7 +688,10 @@ fn bad_arguments_are_errors() {
             ..SamplingParams::default()
         },
     ] {
-        let err = bench.sampler.set_params(ctx, &too_long, &[]).unwrap_err();
+        let err = bench
+            .sampler
+            .set_params(ctx, &too_long, None, &[])
+            .unwrap_err();
         assert_eq!(err.code(), "INVALID_ARGUMENT");
     }
     // A window longer than the ring is fine when the penalties are off.
@@ -694,7 +699,7 @@ fn bad_arguments_are_errors() {
         repeat_last_n: 17,
         ..SamplingParams::default()
     };
-    bench.sampler.set_params(ctx, &off, &[]).unwrap();
+    bench.sampler.set_params(ctx, &off, None, &[]).unwrap();
     for invalid in [
         SamplingParams {
             top_p: 0.0,
@@ -717,7 +722,10 @@ fn bad_arguments_are_errors() {
             ..SamplingParams::default()
         },
     ] {
-        let err = bench.sampler.set_params(ctx, &invalid, &[]).unwrap_err();
+        let err = bench
+            .sampler
+            .set_params(ctx, &invalid, None, &[])
+            .unwrap_err();
         assert_eq!(err.code(), "INVALID_ARGUMENT", "{invalid:?}");
     }
     let small = storage_buffer(ctx, "small logits", 999 * 4);
@@ -1280,7 +1288,10 @@ fn sampling_op_timings() {
             bench.run(params, &[1, 2, 3], &steps);
         }
         for (name, params) in &all {
-            bench.sampler.set_params(ctx, params, &[1, 2, 3]).unwrap();
+            bench
+                .sampler
+                .set_params(ctx, params, None, &[1, 2, 3])
+                .unwrap();
             let mut times = Vec::new();
             for round in 0..4 {
                 for (s, logits) in steps.iter().enumerate() {

@@ -21,7 +21,7 @@ mod pre;
 mod token_bytes;
 
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokenizers::Tokenizer as HfTokenizer;
 
@@ -50,6 +50,8 @@ pub struct Tokenizer {
     control: HashSet<u32>,
     stop_ids: Vec<u32>,
     vocab_size: usize,
+    /// How the vocabulary stores bytes, made on the first `piece_bytes` call.
+    scheme: OnceLock<token_bytes::Scheme>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -130,6 +132,7 @@ impl Tokenizer {
             control,
             stop_ids,
             vocab_size,
+            scheme: OnceLock::new(),
         })
     }
 
@@ -208,6 +211,15 @@ impl Tokenizer {
     /// vocabulary a grammar engine walks.
     pub fn token_bytes(&self) -> Vec<Vec<u8>> {
         token_bytes::token_bytes(&self.lock(), self.vocab_size, |id| self.is_control(id))
+    }
+
+    /// The bytes `id` stands for (a control token's are its text; none past the vocabulary):
+    /// what a logprob entry reports for a token.
+    pub fn piece_bytes(&self, id: u32) -> Vec<u8> {
+        let inner = self.lock();
+        self.scheme
+            .get_or_init(|| token_bytes::Scheme::of(&inner))
+            .bytes(&inner, id)
     }
 
     /// Whether `id` is a control token (BOS, EOS, `<|im_start|>`, ...), which `decode` leaves

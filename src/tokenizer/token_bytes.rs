@@ -4,7 +4,7 @@
 //! space as `▁` and lone bytes as `<0xXX>`. Control tokens are marked with a leading 0xFF, the
 //! grammar library's marker for tokens that are never text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokenizers::{DecoderWrapper, Tokenizer as HfTokenizer};
 
@@ -18,26 +18,46 @@ pub fn token_bytes(
     vocab_size: usize,
     is_control: impl Fn(u32) -> bool,
 ) -> Vec<Vec<u8>> {
-    let byte_level = matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_)));
-    let chars = byte_level.then(byte_level_chars);
-    let added = inner.get_added_tokens_decoder();
+    let scheme = Scheme::of(inner);
     (0..vocab_size as u32)
-        .map(|id| {
-            let Some(text) = inner.id_to_token(id) else {
-                return Vec::new();
-            };
-            if is_control(id) {
-                return [&[SPECIAL_MARKER], text.as_bytes()].concat();
-            }
-            if added.contains_key(&id) {
-                return text.into_bytes();
-            }
-            match &chars {
-                Some(chars) => byte_level_bytes(&text, chars),
-                None => sentencepiece_bytes(&text),
-            }
+        .map(|id| match inner.id_to_token(id) {
+            Some(text) if is_control(id) => [&[SPECIAL_MARKER], text.as_bytes()].concat(),
+            _ => scheme.bytes(inner, id),
         })
         .collect()
+}
+
+/// How a vocabulary stores its tokens' bytes: byte-level (with the table of its characters) or
+/// SentencePiece-style.
+pub struct Scheme {
+    byte_level: Option<HashMap<char, u8>>,
+    /// Added tokens, whose text is stored as written.
+    added: HashSet<u32>,
+}
+
+impl Scheme {
+    pub fn of(inner: &HfTokenizer) -> Scheme {
+        let byte_level = matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_)));
+        Scheme {
+            byte_level: byte_level.then(byte_level_chars),
+            added: inner.get_added_tokens_decoder().into_keys().collect(),
+        }
+    }
+
+    /// The bytes `id` stands for: an added token's (control tokens included) are its text as
+    /// written; no bytes for an id with no entry.
+    pub fn bytes(&self, inner: &HfTokenizer, id: u32) -> Vec<u8> {
+        let Some(text) = inner.id_to_token(id) else {
+            return Vec::new();
+        };
+        if self.added.contains(&id) {
+            return text.into_bytes();
+        }
+        match &self.byte_level {
+            Some(chars) => byte_level_bytes(&text, chars),
+            None => sentencepiece_bytes(&text),
+        }
+    }
 }
 
 /// GPT-2's byte-to-character table, inverted: printable Latin-1 bytes stand for themselves and

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::gguf::Header;
 use crate::loader::{DeviceChoice, Target};
+use crate::logprobs::LogprobEntry;
 use crate::sampler::SamplingParams;
 use crate::tools::{Tool, ToolCall, ToolChoice, ToolOptions};
 
@@ -113,6 +114,9 @@ struct WebGenOptions {
     tools: Vec<Tool>,
     tool_choice: ToolChoice,
     parallel_tool_calls: Option<bool>,
+    /// OpenAI's `logprobs` and `top_logprobs` (`logprobs.rs`).
+    logprobs: bool,
+    top_logprobs: Option<usize>,
 }
 
 impl WebGenOptions {
@@ -130,6 +134,7 @@ impl WebGenOptions {
                 tool_choice: self.tool_choice,
                 parallel_tool_calls: self.parallel_tool_calls,
             },
+            logprobs: self.logprobs.then_some(self.top_logprobs.unwrap_or(0)),
         }
     }
 }
@@ -140,6 +145,8 @@ struct GenResult {
     text: String,
     /// The calls the reply made (OpenAI's `message.tool_calls`).
     tool_calls: Vec<ToolCall>,
+    /// One OpenAI `logprobs.content` entry per generated token, when asked.
+    logprobs: Vec<LogprobEntry>,
     /// OpenAI's vocabulary: an end-of-generation token or stop string is "stop", a token or
     /// context limit "length", tool calls "tool_calls", a cancelled call "abort".
     finish_reason: &'static str,
@@ -172,6 +179,7 @@ impl GenResult {
             decode_s: g.stats.decode_seconds,
             text: g.text,
             tool_calls: g.tool_calls,
+            logprobs: g.logprobs,
         }
     }
 }
@@ -250,8 +258,15 @@ async fn run(
     let mut engine = engine
         .try_borrow_mut()
         .map_err(|_| Error::Busy("a generation is already running".into()))?;
-    let mut on_piece = |piece: &str| match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece))
-    {
+    // The token's logprobs go with its piece, for a stream's chunks.
+    let mut on_piece = |piece: &str, entry: Option<&LogprobEntry>| match entry
+        .map(to_js)
+        .transpose()
+        .map_err(|e| js_error(&e))
+        .and_then(|entry| {
+            let entry = entry.unwrap_or(JsValue::UNDEFINED);
+            on_token.call2(&JsValue::NULL, &JsValue::from_str(piece), &entry)
+        }) {
         Ok(v) => v.as_bool() != Some(false),
         Err(thrown) => {
             *callback_error = Some(thrown);

@@ -147,6 +147,11 @@ pub(crate) struct SamplingArgs {
         requires = "tools"
     )]
     pub(crate) tool_choice: String,
+    /// Report each generated token's logprob and its N most likely alternatives (0-20; after
+    /// logit bias, penalties and any response format, before top-k/top-p/min-p/temperature):
+    /// in `--json` output, else on stderr after the reply.
+    #[arg(long, value_name = "N")]
+    pub(crate) logprobs: Option<usize>,
 }
 
 impl SamplingArgs {
@@ -226,6 +231,7 @@ impl SamplingArgs {
                 tool_choice,
                 parallel_tool_calls: None,
             },
+            logprobs: self.logprobs,
         })
     }
 }

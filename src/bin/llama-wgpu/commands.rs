@@ -143,6 +143,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
                 serde_json::to_string(call).expect("a call serialises")
             );
         }
+        print_logprobs(&result);
         print_stats(&result);
     }
     Ok(())
@@ -166,11 +167,29 @@ fn print_json(engine: &Engine, prompt_ids: &[u32], g: &Generation) {
         "ids": g.ids,
         "text": g.text,
         "tool_calls": g.tool_calls,
+        "logprobs": g.logprobs,
         "stop_reason": g.stop_reason.as_str(),
         "prefill_tokens_per_s": g.stats.prefill_tokens_per_second(),
         "decode_tokens_per_s": g.stats.decode_tokens_per_second(),
     });
     println!("{v}");
+}
+
+/// One line per generated token: its text, logprob and the alternatives asked for.
+fn print_logprobs(g: &Generation) {
+    for entry in &g.logprobs {
+        let top: Vec<String> = entry
+            .top_logprobs
+            .iter()
+            .map(|t| format!("{:?} {:.4}", t.token, t.logprob))
+            .collect();
+        eprintln!(
+            "{:?}\t{:.4}\t{}",
+            entry.token,
+            entry.logprob,
+            top.join("  ")
+        );
+    }
 }
 
 fn print_stats(g: &Generation) {
@@ -226,6 +245,7 @@ fn chat(a: ChatArgs) -> Result<()> {
                         serde_json::to_string(call).expect("a call serialises")
                     );
                 }
+                print_logprobs(&reply);
                 print_stats(&reply);
                 let mut answer = Message::new("assistant", &reply.text);
                 answer.tool_calls = reply.tool_calls;

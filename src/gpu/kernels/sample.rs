@@ -6,13 +6,15 @@
 //! penalties, mask, order-preserving keys, per-chunk best) and `sample_pick` (one workgroup:
 //! candidates, the top-k and top-p cuts by radix searches on the keys, the draw as strip sums in
 //! id order). Greedy stops after the per-chunk bests. The algorithm is described at the top of
-//! `shaders/sample_pick.wgsl`.
+//! `shaders/sample_pick.wgsl`. A third, `sample_logprobs`, runs only for requests that ask for
+//! logprobs (compiled on the first).
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::GpuContext;
+use crate::logprobs::{logprob, TokenLogprobs, LOGPROB_FLOOR, MAX_TOP_LOGPROBS};
 use crate::sampler::{SamplingParams, MAX_LOGIT_BIAS};
 
 /// Parameters, the order-preserving key and the random number generator (`uniform01`, the
@@ -22,6 +24,7 @@ pub const SAMPLE_COMMON_WGSL: &str = include_str!("../../../shaders/sample_commo
 const SAMPLE_BEST_WGSL: &str = include_str!("../../../shaders/sample_best.wgsl");
 const SAMPLE_KEYS_WGSL: &str = include_str!("../../../shaders/sample_keys.wgsl");
 const SAMPLE_PICK_WGSL: &str = include_str!("../../../shaders/sample_pick.wgsl");
+const SAMPLE_LOGPROBS_WGSL: &str = include_str!("../../../shaders/sample_logprobs.wgsl");
 
 /// Shape of `sample_keys`: invocations per workgroup, groups of its two-level reduction, and
 /// logits per invocation, on a GPU and on a CPU adapter.
@@ -78,6 +81,9 @@ struct SampleUniform {
     pub n_bias: u32,
     /// 1 when `mask` limits the tokens (a response format), written by `set_mask`.
     pub masked: u32,
+    /// 1 when the step's logprobs are asked (pass 1 then keeps every key, greedy too).
+    pub logprobs: u32,
+    pub top_logprobs: u32,
     pub _pad: u32,
 }
 
@@ -86,8 +92,13 @@ const MASKED_OFFSET: u64 = 56;
 
 impl SampleUniform {
     /// The uniform for `p` and the sampler's sizes, with every "off" setting in the one form
-    /// the shaders test for, and `n_bias` entries in the bias list.
-    fn new(p: &SamplingParams, sampler: &Sizes, n_bias: usize) -> SampleUniform {
+    /// the shaders test for, `n_bias` entries in the bias list and the logprobs asked.
+    fn new(
+        p: &SamplingParams,
+        sampler: &Sizes,
+        n_bias: usize,
+        top_logprobs: Option<usize>,
+    ) -> SampleUniform {
         SampleUniform {
             temperature: if p.temperature > 0.0 {
                 p.temperature
@@ -112,6 +123,8 @@ impl SampleUniform {
             history_cap: sampler.max_history,
             n_bias: n_bias as u32,
             masked: 0,
+            logprobs: top_logprobs.is_some() as u32,
+            top_logprobs: top_logprobs.unwrap_or(0).min(MAX_TOP_LOGPROBS) as u32,
             _pad: 0,
         }
     }
@@ -192,7 +205,7 @@ impl GpuSampler {
         let params = uniform_buffer(
             ctx,
             "sample params",
-            &SampleUniform::new(&SamplingParams::greedy(), &sizes, 0),
+            &SampleUniform::new(&SamplingParams::greedy(), &sizes, 0, None),
         );
         let history = storage_buffer(ctx, "sample history", (1 + max_history as u64) * 4);
         ctx.queue
@@ -217,16 +230,19 @@ impl GpuSampler {
         self.sizes.n_vocab as usize
     }
 
-    /// Set the parameters for a generation and the ids generated or read so far (oldest
-    /// first; only the last `repeat_last_n` matter, the ring keeps the last `max_history`).
-    /// The kernel appends every sampled id to this history itself.
+    /// Set the parameters for a generation, the logprobs it asks for (`None`: none; then
+    /// `logprobs_op` must not run) and the ids generated or read so far (oldest first; only the
+    /// last `repeat_last_n` matter, the ring keeps the last `max_history`). The kernel appends
+    /// every sampled id to this history itself.
     pub fn set_params(
         &self,
         ctx: &GpuContext,
         params: &SamplingParams,
+        top_logprobs: Option<usize>,
         history: &[u32],
     ) -> Result<()> {
         params.validate()?;
+        crate::logprobs::validate(top_logprobs)?;
         // Ids past the vocabulary are ignored, as on the CPU.
         let bias: Vec<[u32; 2]> = params
             .logit_bias
@@ -234,7 +250,7 @@ impl GpuSampler {
             .filter(|(&id, _)| id < self.sizes.n_vocab)
             .map(|(&id, &b)| [id, b.to_bits()])
             .collect();
-        let uniform = SampleUniform::new(params, &self.sizes, bias.len());
+        let uniform = SampleUniform::new(params, &self.sizes, bias.len(), top_logprobs);
         if uniform.window > self.sizes.max_history {
             return Err(Error::InvalidArgument(format!(
                 "repeat_last_n {} exceeds the GPU sampler's history of {} ids",
@@ -363,6 +379,39 @@ impl GpuSampler {
         Ok(vec![keys, pick])
     }
 
+    /// The dispatch that writes the logprobs of the id `sample_pick` drew (read from `drawn`,
+    /// u32 at index 0: `op`'s `tokens_out`) and of the `top_logprobs` most likely ids to a
+    /// buffer of [`LOGPROBS_BYTES`] that it returns, for [`read_logprobs`]. Record it after
+    /// `op`'s dispatches, for steps whose `set_params` asked for logprobs. Compiles its kernel.
+    pub async fn logprobs_op(
+        &self,
+        ctx: &GpuContext,
+        drawn: wgpu::BufferBinding<'_>,
+    ) -> Result<(Op, wgpu::Buffer)> {
+        let kernel = Kernel::new(
+            ctx,
+            "sample_logprobs",
+            ShaderSource::new(&format!(
+                "{SAMPLE_COMMON_WGSL}\n{SAMPLE_BEST_WGSL}\n{SAMPLE_LOGPROBS_WGSL}"
+            ))
+            .define("WG", PICK_WG),
+        )
+        .await?;
+        let out = storage_buffer(ctx, "sample logprobs", LOGPROBS_BYTES);
+        let op = kernel.op(
+            ctx,
+            &[
+                whole(&self.keys),
+                whole(&self.partials),
+                whole(&self.params),
+                drawn,
+                whole(&out),
+            ],
+            [1, 1, 1],
+        );
+        Ok((op, out))
+    }
+
     /// The last `min(count, max_history)` ids of the history, oldest first.
     pub async fn read_history(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
         let bytes = crate::gpu::kernel::read_buffer(
@@ -380,4 +429,52 @@ impl GpuSampler {
             .map(|j| words[1 + (j % cap) as usize])
             .collect())
     }
+}
+
+/// What `sample_logprobs` writes (`LogprobsOut` in `shaders/sample_logprobs.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct LogprobsOut {
+    best_key: u32,
+    log_sum: f32,
+    chosen_id: u32,
+    chosen_key: u32,
+    count: u32,
+    _pad: u32,
+    /// (id, key) of the top ids, `count` of them, in no order.
+    top: [[u32; 2]; MAX_TOP_LOGPROBS],
+}
+
+/// Bytes of the logprobs kernel's output.
+pub const LOGPROBS_BYTES: u64 = std::mem::size_of::<LogprobsOut>() as u64;
+
+/// The logit whose key (`to_key` in `shaders/sample_common.wgsl`) is `key`.
+fn key_to_f32(key: u32) -> f32 {
+    f32::from_bits(if key & 0x8000_0000 != 0 {
+        key ^ 0x8000_0000
+    } else {
+        !key
+    })
+}
+
+/// The logprobs in the bytes `logprobs_op`'s buffer held after a step: the drawn id's and the
+/// top ones, most likely first (lower id first among equal logits). Key 0 is a masked id.
+pub fn read_logprobs(bytes: &[u8]) -> Result<TokenLogprobs> {
+    let out: LogprobsOut = bytes
+        .get(..LOGPROBS_BYTES as usize)
+        .map(bytemuck::pod_read_unaligned)
+        .ok_or_else(|| Error::Gpu("the logprobs read back are too short".into()))?;
+    let max = key_to_f32(out.best_key);
+    let log_sum = out.log_sum as f64;
+    let of = |key: u32| match key {
+        0 => LOGPROB_FLOOR,
+        key => logprob(key_to_f32(key), max, log_sum),
+    };
+    let mut top = out.top[..(out.count as usize).min(MAX_TOP_LOGPROBS)].to_vec();
+    top.sort_unstable_by(|a, b| b[1].cmp(&a[1]).then(a[0].cmp(&b[0])));
+    Ok(TokenLogprobs {
+        id: out.chosen_id,
+        logprob: of(out.chosen_key),
+        top: top.iter().map(|&[id, key]| (id, of(key))).collect(),
+    })
 }

@@ -535,14 +535,15 @@ async function showStats(usage) {
     console.warn("[demo] stats:", err);
     return;
   }
-  const prompt = stats.prompt_tokens ?? usage?.prompt_tokens;
-  const completion = stats.completion_tokens ?? usage?.completion_tokens;
-  ui.statPrefill.textContent = fmt(stats.prefill_tokens_per_s, 1, " tok/s");
-  ui.statDecode.textContent = fmt(stats.decode_tokens_per_s, 1, " tok/s");
-  ui.statTtft.textContent = Number.isFinite(stats.time_to_first_token_s)
-    ? stats.time_to_first_token_s < 1
-      ? `${Math.round(stats.time_to_first_token_s * 1000)} ms`
-      : `${stats.time_to_first_token_s.toFixed(2)} s`
+  const prompt = stats.promptTokens ?? usage?.prompt_tokens;
+  const completion = stats.completionTokens ?? usage?.completion_tokens;
+  ui.statPrefill.textContent = fmt(stats.prefillTokensPerS, 1, " tok/s");
+  ui.statDecode.textContent = fmt(stats.decodeTokensPerS, 1, " tok/s");
+  const ttft = stats.timeToFirstTokenS;
+  ui.statTtft.textContent = Number.isFinite(ttft)
+    ? ttft < 1
+      ? `${Math.round(ttft * 1000)} ms`
+      : `${ttft.toFixed(2)} s`
     : "–";
   ui.statTokens.textContent =
     prompt !== undefined || completion !== undefined ? `${prompt ?? "?"} in, ${completion ?? "?"} out` : "–";

@@ -11,6 +11,7 @@
 // count finished loads (successful or not) and generations; window.__demo exposes the engine and
 // the progress events seen.
 
+import { initMarkdown, renderMarkdown } from "./markdown.js";
 import { modelInfoRows } from "./model-info.js";
 import { responseFormat } from "./response-format.js";
 import { DEMO_TOOLS, chatTurn, toolCallNotes } from "./tools.js";
@@ -413,7 +414,9 @@ async function sendChat() {
     const { added } = await chatTurn(engine, request, {
       onText(text) {
         content += text;
-        bubbleText.textContent = content;
+        // JSON held to a schema is shown as it is; free replies as (sanitised) markdown.
+        if (s.responseFormat) bubbleText.textContent = content;
+        else renderMarkdown(bubbleText, content);
         bubble.dataset.chunks = String(Number(bubble.dataset.chunks) + 1);
         scrollMessages();
       },
@@ -609,6 +612,7 @@ function wire() {
 
 async function start() {
   wire();
+  initMarkdown(); // replies are plain text until (unless) the libraries arrive
   setMode(params.get("mode") === "completion" ? "completion" : "chat");
   if (params.get("cache") === "0") ui.useCache.checked = false;
   setState("idle");

@@ -27,7 +27,16 @@ pub fn from_js<T: DeserializeOwned + Default>(value: &JsValue, what: &str) -> Re
         return Ok(T::default());
     }
     serde_wasm_bindgen::from_value(value.clone())
-        .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
+        .map_err(|e| Error::InvalidArgument(format!("{what}: {}", message(e))))
+}
+
+/// serde's message, without the "Error: " of the JS error serde-wasm-bindgen wraps it in.
+fn message(e: serde_wasm_bindgen::Error) -> String {
+    let value = JsValue::from(e);
+    match value.dyn_ref::<js_sys::Error>() {
+        Some(error) => error.message().into(),
+        None => format!("{value:?}"),
+    }
 }
 
 /// Read a plain JS object of options as `T`, refusing keys `T` does not have. The known keys
@@ -54,7 +63,7 @@ where
         let name = key.as_string().unwrap_or_default();
         if !known.contains(&name) {
             return Err(Error::InvalidArgument(format!(
-                "unknown {what} \"{name}\" (known: {})",
+                "unknown {what} \"{name}\" (options: {})",
                 known.join(", ")
             )));
         }
@@ -65,6 +74,7 @@ where
     }
     let defined: JsValue = defined.into();
     serde_wasm_bindgen::from_value(defined.clone()).map_err(|e| {
+        let e = message(e);
         // serde's message names the type, not always the key (flattened fields never): find the
         // key by reading each entry alone.
         let key = js_sys::Object::keys(defined.unchecked_ref::<js_sys::Object>())

@@ -10,7 +10,8 @@
 // $LLAMA_WGPU_ARTIFACTS (default /tmp/llama-wgpu-artifacts).
 //
 // One browser, one page and one loaded model are shared by the tests, which run in order: load,
-// greedy completion, chat, screenshots, abort, broken models, reload from the cache, a local file.
+// greedy completion, chat, markdown rendering, screenshots, abort, broken models, reload from the
+// cache, a local file.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -111,7 +111,9 @@ fetch_arch_models() {
 }
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
-NPM_TOOLS="binaryen@132 playwright-core@1.64 ajv@8"
+# typescript: the d.ts check (cmd_test); marked + dompurify: the demo's markdown (served by
+# www/serve.mjs at /vendor/, never committed).
+NPM_TOOLS="binaryen@132 playwright-core@1.64 ajv@8 typescript@6.0.3 marked@18.3.0 dompurify@3.5.0"
 WLLAMA_VERSION=3.13.0   # the peer in the browser benchmark
 NPM_PREFIX="$CACHE/npm-tools"
 
@@ -124,13 +126,18 @@ setup_wasm_bindgen() {
   retry_once "cargo install wasm-bindgen-cli" cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 }
 
-# wasm-opt (binaryen) and Playwright's driver, kept in the cache rather than the checkout.
+# wasm-opt (binaryen), Playwright's driver, tsc and the demo's libraries, kept in the cache
+# rather than the checkout.
 setup_npm_tools() {
   command -v npm >/dev/null || setup_apt nodejs npm
-  if [ -x "$NPM_PREFIX/node_modules/.bin/wasm-opt" ] && [ -d "$NPM_PREFIX/node_modules/playwright-core" ] \
-    && [ -d "$NPM_PREFIX/node_modules/ajv" ]; then
-    return 0
-  fi
+  local tool ready=1
+  for tool in $NPM_TOOLS; do
+    # Installed at exactly the pinned version (a major pin matches its line: binaryen@132 is 132.x).
+    local name="${tool%@*}" want="${tool##*@}" have
+    have="$(node -p "require('$NPM_PREFIX/node_modules/$name/package.json').version" 2>/dev/null || true)"
+    case "$have" in "$want" | "$want".*) ;; *) ready= ;; esac
+  done
+  [ -n "$ready" ] && [ -x "$NPM_PREFIX/node_modules/.bin/wasm-opt" ] && return 0
   log "npm: installing $NPM_TOOLS into $NPM_PREFIX"
   mkdir -p "$NPM_PREFIX"
   # shellcheck disable=SC2086
@@ -204,17 +211,25 @@ test_browser() {
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     WASM_BINDGEN_TEST_TIMEOUT=900 \
     cargo test --release --target wasm32-unknown-unknown --test web 2>&1
+  test_facade
+  cmd_build
+  log "Playwright in headless Chromium (tests/browser/)"
+  node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs
+  log "the benchmark harness in quick mode (every engine must produce figures and text)"
+  PKG_JUST_BUILT=1 cmd_bench --quick
+}
+
+# The JS facade's logic in Node (the wasm glue stubbed), then its types: a typed example
+# (tests/types/) compiled by tsc --strict against pkg-templates/index.d.ts.
+test_facade() {
   log "the JS facade's logic in Node (tests/facade/, the wasm glue stubbed)"
   local facade; facade="$(mktemp -d)"
   cp "$ROOT"/tests/facade/* "$facade/" && mkdir "$facade/pkg"
   cp "$ROOT"/pkg-templates/*.js "$facade/pkg/" && cp "$ROOT/tests/facade/wasm_stub.js" "$facade/pkg/llama_wgpu.js"
   node --test "$facade"/*.test.mjs
   rm -rf "$facade"
-  cmd_build
-  log "Playwright in headless Chromium (tests/browser/)"
-  node --test --test-concurrency=1 "$ROOT"/tests/browser/*.test.mjs
-  log "the benchmark harness in quick mode (every engine must produce figures and text)"
-  PKG_JUST_BUILT=1 cmd_bench --quick
+  log "tsc --noEmit --strict: tests/types/example.ts against pkg-templates/index.d.ts"
+  "$NPM_PREFIX/node_modules/.bin/tsc" -p "$ROOT/tests/types/tsconfig.json"
 }
 
 # The npm package in pkg/: the crate compiled to wasm32 with SIMD128 (.cargo/config.toml), wasm-bindgen's ES module glue, wasm-opt,

@@ -1,6 +1,13 @@
 // Types of the llama-wgpu package. The engine runs Llama-family GGUF models on the GPU through
 // WebGPU, or on the CPU engine (wasm SIMD) where there is no hardware GPU; see README.md for the
 // walk-through.
+//
+// Naming: OpenAI's objects keep OpenAI's snake_case (chat.completions.create's params, its
+// completions and chunks, messages, tools and tool calls, response_format and its json_schema);
+// everything of llama-wgpu's own is camelCase (EngineOptions, GenerateOptions, GenerationResult,
+// EngineStats, ModelInfo, ProgressEvent). Unknown keys in EngineOptions and GenerateOptions are
+// refused with INVALID_ARGUMENT; chat.completions.create is the one exception, lenient like
+// OpenAI's API (see ChatCompletionParams).
 
 /** Where the model comes from. A string or URL is fetched (and cached, see `cache`); relative URLs
  * resolve against the page. An ArrayBuffer or typed array given to createWorkerEngine is
@@ -89,14 +96,15 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Hold the output to JSON (by schema), a Lark grammar or a regex. Default: free text. */
   responseFormat?: ResponseFormat;
-  /** Stops the generation within one token; iteration then throws an AbortError. */
+  /** Stops the generation within one token: iteration then throws (rejects `next()`) with a
+   * LlamaWgpuError named "AbortError", code "ABORTED"; no GenerationResult is returned. */
   signal?: AbortSignal;
 }
 
 /** What the output must be. OpenAI's forms ("text", "json_object", "json_schema") and two of
  * llama-wgpu's: a grammar in llguidance's Lark syntax, and a regular expression the whole
  * output matches. Tokens the format does not allow are never sampled; generation ends with
- * finish_reason "stop" once the format is complete. JSON is written with ", " and ": " between
+ * finishReason (finish_reason in OpenAI's objects) "stop" once the format is complete. JSON is written with ", " and ": " between
  * items and no other whitespace. A schema or grammar that cannot be compiled is
  * INVALID_ARGUMENT. */
 export type ResponseFormat =
@@ -109,19 +117,30 @@ export type ResponseFormat =
   | { type: "grammar"; grammar: string }
   | { type: "regex"; regex: string };
 
-/** What a finished generation reports (the value returned by the generate() iterator). */
+/** Why a generation ended, the same words in the CLI and in OpenAI's objects: "stop" (an
+ * end-of-generation token, a stop string, or a complete response format), "length" (maxTokens or
+ * the context is full), "tool_calls" (chat with tools only), "abort" (stopped by a signal, an early
+ * exit from the loop, or unload()). */
+export type FinishReason = "stop" | "length" | "tool_calls" | "abort";
+
+/** What a finished generation reports: the value the generate() iterator returns when it is done
+ * (`{done: true, value}`). An aborted generation returns none: it throws an AbortError. */
 export interface GenerationResult {
+  /** The whole generated text (the pieces joined). */
   text: string;
-  finish_reason: "stop" | "length" | "abort";
-  prompt_tokens: number;
+  /** Always empty from generate() (tools are a chat.completions feature); OpenAI objects. */
+  toolCalls: ToolCall[];
+  finishReason: "stop" | "length";
+  promptTokens: number;
   /** Prompt tokens found in the KV cache from the previous turn, so not computed again. */
-  cached_prompt_tokens: number;
-  completion_tokens: number;
-  prefill_tokens_per_s: number;
-  decode_tokens_per_s: number;
-  time_to_first_token_s: number;
-  prefill_s: number;
-  decode_s: number;
+  cachedPromptTokens: number;
+  completionTokens: number;
+  prefillTokensPerS: number;
+  /** (completionTokens - 1) / decodeS. */
+  decodeTokensPerS: number;
+  timeToFirstTokenS: number;
+  prefillS: number;
+  decodeS: number;
 }
 
 export interface ModelInfo {
@@ -148,7 +167,8 @@ export interface ModelInfo {
   loadSeconds: number;
 }
 
-/** The engine and its last generation. Generation fields are null before the first one. */
+/** The engine and its last generation (from generate() or chat.completions.create, finished or
+ * aborted). The generation fields are GenerationResult's, null before the first generation. */
 export interface EngineStats {
   model: ModelInfo;
   /** Where the model runs: "gpu" (WebGPU) or "cpu" (the CPU engine). */
@@ -170,15 +190,16 @@ export interface EngineStats {
   /** Seconds from the first byte read to the engine being ready (a download to the cache before
    * that is not counted). */
   loadSeconds: number;
-  prompt_tokens: number | null;
-  cached_prompt_tokens: number | null;
-  completion_tokens: number | null;
-  prefill_tokens_per_s: number | null;
-  decode_tokens_per_s: number | null;
-  time_to_first_token_s: number | null;
-  prefill_s: number | null;
-  decode_s: number | null;
-  finish_reason: "stop" | "length" | "tool_calls" | "abort" | null;
+  promptTokens: number | null;
+  cachedPromptTokens: number | null;
+  completionTokens: number | null;
+  prefillTokensPerS: number | null;
+  decodeTokensPerS: number | null;
+  timeToFirstTokenS: number | null;
+  prefillS: number | null;
+  decodeS: number | null;
+  /** "abort" when the last generation was stopped. */
+  finishReason: FinishReason | null;
 }
 
 export type ChatRole = "system" | "user" | "assistant" | "tool" | (string & {});
@@ -247,7 +268,9 @@ export interface ChatCompletionParams {
   /** Only 1 is supported. */
   n?: number;
   signal?: AbortSignal;
-  /** Other OpenAI parameters (model, user, stream_options, ...) are accepted and ignored. */
+  /** The one lenient entry point: other OpenAI parameters (model, user, stream_options, ...) are
+   * accepted and ignored, so code written for OpenAI runs unchanged. Those that would change the
+   * result silently (n other than 1, logprobs) are refused with INVALID_ARGUMENT. */
   [other: string]: unknown;
 }
 
@@ -293,9 +316,11 @@ export interface ChatCompletionChunk {
 }
 
 export interface Engine {
-  /** Continues a raw prompt, yielding text pieces as they are generated (never empty strings).
-   * The generation starts when iteration does and stops if the loop exits early. Calls made while
-   * another generation runs wait their turn. Throws at once for bad options or an aborted signal. */
+  /** Continues a raw prompt, yielding text pieces as they are generated (never empty strings),
+   * then returning its GenerationResult. The generation starts when iteration does and stops if
+   * the loop exits early. Calls made while another generation runs wait their turn. Throws at
+   * once (INVALID_ARGUMENT) for bad or unknown options, and an AbortError (code "ABORTED") for an
+   * already aborted signal; a signal aborted later makes iteration throw that AbortError. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined>;
 
   /** OpenAI-style chat through the model's chat template. The KV cache of earlier turns is reused

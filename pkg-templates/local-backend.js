@@ -3,16 +3,17 @@ import { loadModel } from "./load.js";
 import { Mutex } from "./mutex.js";
 import { linkedController } from "./signals.js";
 
+// stats()'s figures of the last generation: GenerationResult's, null before the first one.
 const NO_GENERATION = {
-  prompt_tokens: null,
-  cached_prompt_tokens: null,
-  completion_tokens: null,
-  prefill_tokens_per_s: null,
-  decode_tokens_per_s: null,
-  time_to_first_token_s: null,
-  prefill_s: null,
-  decode_s: null,
-  finish_reason: null,
+  promptTokens: null,
+  cachedPromptTokens: null,
+  completionTokens: null,
+  prefillTokensPerS: null,
+  decodeTokensPerS: null,
+  timeToFirstTokenS: null,
+  prefillS: null,
+  decodeS: null,
+  finishReason: null,
 };
 
 // The engine backend running the wasm engine on this thread (the page, or inside the worker).
@@ -66,7 +67,7 @@ export class LocalBackend {
       this.#last = pick(result);
       this.#info = engine.info();
       if (pieceError) throw pieceError;
-      if (result.finish_reason === "abort") {
+      if (result.finishReason === "abort") {
         if (this.#unloading) throw unloadedError();
         throw abortError(stop.reason);
       }

@@ -8,21 +8,22 @@ export function completionId() {
 
 export function usage(result) {
   return {
-    prompt_tokens: result.prompt_tokens,
-    completion_tokens: result.completion_tokens,
-    total_tokens: result.prompt_tokens + result.completion_tokens,
-    prompt_tokens_details: { cached_tokens: result.cached_prompt_tokens },
+    prompt_tokens: result.promptTokens,
+    completion_tokens: result.completionTokens,
+    total_tokens: result.promptTokens + result.completionTokens,
+    prompt_tokens_details: { cached_tokens: result.cachedPromptTokens },
   };
 }
 
-// "abort" never reaches here: an aborted request throws instead of completing.
+// The result is ours (camelCase), the objects made from it OpenAI's (snake_case). "abort" never
+// reaches here: an aborted request throws instead of completing.
 function finishReason(result) {
-  return ["length", "tool_calls"].includes(result.finish_reason) ? result.finish_reason : "stop";
+  return ["length", "tool_calls"].includes(result.finishReason) ? result.finishReason : "stop";
 }
 
 // The assistant's message: content is null when the reply is only tool calls, as in OpenAI's.
 function message(result) {
-  const calls = result.tool_calls ?? [];
+  const calls = result.toolCalls ?? [];
   if (calls.length === 0) return { role: "assistant", content: result.text };
   return { role: "assistant", content: result.text || null, tool_calls: calls };
 }
@@ -71,7 +72,7 @@ export class ChunkShaper {
 
   // Tool calls arrive whole once the reply is done: each in one delta, with its index.
   calls(result) {
-    const calls = result.tool_calls ?? [];
+    const calls = result.toolCalls ?? [];
     if (calls.length === 0) return [];
     const tool_calls = calls.map((call, index) => ({ index, ...call }));
     return [chunk(this.#meta, this.#delta({ tool_calls }), null)];

@@ -39,9 +39,10 @@ export function checkEngineOptions(options, extra = []) {
   }
 }
 
-// generate() takes camelCase (JS style); the engine takes the snake_case names of OpenAI and
-// llama.cpp. Unknown keys are an error here, so `max_tokens` passed to generate() is caught
-// instead of silently ignored.
+// generate() takes camelCase (our options, JS style); the engine takes the snake_case names of
+// OpenAI and llama.cpp (those of chat.completions). Unknown keys are an error here, so
+// `max_tokens` passed to generate() is caught instead of silently ignored; the engine refuses
+// keys it does not know as well (src/web/convert.rs).
 const GENERATE_OPTIONS = {
   maxTokens: "max_tokens",
   temperature: "temperature",

@@ -122,13 +122,14 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// OpenAI-style finish reason: a full context reads as `length`, like a token limit.
+    /// The one vocabulary of finish reasons (the CLI's, the wasm engine's and the JS package's):
+    /// OpenAI's `stop`, `length`, `tool_calls`, plus `abort` for a cancelled call. An
+    /// end-of-generation token reads as `stop`, a full context as `length`.
     pub fn as_str(self) -> &'static str {
         match self {
-            StopReason::Eos => "eos",
+            StopReason::Eos | StopReason::Stop => "stop",
             StopReason::Length | StopReason::ContextFull => "length",
-            StopReason::Stop => "stop",
-            StopReason::Cancelled => "cancelled",
+            StopReason::Cancelled => "abort",
             StopReason::ToolCalls => "tool_calls",
         }
     }

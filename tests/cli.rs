@@ -204,7 +204,7 @@ fn generate_chat_json() {
     );
     assert!(prompt.len() > 5, "{prompt:?}");
     let stop = v["stop_reason"].as_str().unwrap();
-    assert!(stop == "eos" || stop == "length", "{stop}");
+    assert!(stop == "stop" || stop == "length", "{stop}");
     let generated = ids(&v["ids"]);
     assert!(
         !generated.is_empty() && generated.len() <= 16,

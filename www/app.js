@@ -11,6 +11,7 @@
 // count finished loads (successful or not) and generations; window.__demo exposes the engine and
 // the progress events seen.
 
+import { initMarkdown, renderMarkdown } from "./markdown.js";
 import { modelInfoRows } from "./model-info.js";
 import { responseFormat } from "./response-format.js";
 import { DEMO_TOOLS, chatTurn, toolCallNotes } from "./tools.js";
@@ -413,7 +414,9 @@ async function sendChat() {
     const { added } = await chatTurn(engine, request, {
       onText(text) {
         content += text;
-        bubbleText.textContent = content;
+        // JSON held to a schema is shown as it is; free replies as (sanitised) markdown.
+        if (s.responseFormat) bubbleText.textContent = content;
+        else renderMarkdown(bubbleText, content);
         bubble.dataset.chunks = String(Number(bubble.dataset.chunks) + 1);
         scrollMessages();
       },
@@ -535,14 +538,15 @@ async function showStats(usage) {
     console.warn("[demo] stats:", err);
     return;
   }
-  const prompt = stats.prompt_tokens ?? usage?.prompt_tokens;
-  const completion = stats.completion_tokens ?? usage?.completion_tokens;
-  ui.statPrefill.textContent = fmt(stats.prefill_tokens_per_s, 1, " tok/s");
-  ui.statDecode.textContent = fmt(stats.decode_tokens_per_s, 1, " tok/s");
-  ui.statTtft.textContent = Number.isFinite(stats.time_to_first_token_s)
-    ? stats.time_to_first_token_s < 1
-      ? `${Math.round(stats.time_to_first_token_s * 1000)} ms`
-      : `${stats.time_to_first_token_s.toFixed(2)} s`
+  const prompt = stats.promptTokens ?? usage?.prompt_tokens;
+  const completion = stats.completionTokens ?? usage?.completion_tokens;
+  ui.statPrefill.textContent = fmt(stats.prefillTokensPerS, 1, " tok/s");
+  ui.statDecode.textContent = fmt(stats.decodeTokensPerS, 1, " tok/s");
+  const ttft = stats.timeToFirstTokenS;
+  ui.statTtft.textContent = Number.isFinite(ttft)
+    ? ttft < 1
+      ? `${Math.round(ttft * 1000)} ms`
+      : `${ttft.toFixed(2)} s`
     : "–";
   ui.statTokens.textContent =
     prompt !== undefined || completion !== undefined ? `${prompt ?? "?"} in, ${completion ?? "?"} out` : "–";
@@ -608,6 +612,7 @@ function wire() {
 
 async function start() {
   wire();
+  initMarkdown(); // replies are plain text until (unless) the libraries arrive
   setMode(params.get("mode") === "completion" ? "completion" : "chat");
   if (params.get("cache") === "0") ui.useCache.checked = false;
   setState("idle");

@@ -2,11 +2,14 @@
 // A dependency-free static server for the demo, the built package and a model file.
 //
 //   node www/serve.mjs [--host 127.0.0.1] [--port 8080 (0 = any free port)] [--model PATH]
-//                      [--pkg DIR] [--root DIR] [--serve URLPATH=FILE_OR_DIR ...] [--verbose]
+//                      [--pkg DIR] [--root DIR] [--vendor DIR] [--serve URLPATH=FILE_OR_DIR ...]
+//                      [--verbose]
 //
 // Routes:
 //   /                    the demo (--root, default <repo>/www)
 //   /pkg/...             the built package (--pkg, default <repo>/pkg)
+//   /vendor/marked.js    the demo's markdown libraries, ES modules from the npm packages build.sh
+//   /vendor/purify.js    installs (--vendor: their node_modules, default $LLAMA_WGPU_CACHE/npm-tools/node_modules)
 //   /models/default.gguf the model (--model, default $LLAMA_WGPU_CACHE or ~/.cache/llama-wgpu
 //                        + /models/SmolLM2-135M-Instruct.Q4_1.gguf), Range requests supported
 //   URLPATH              each --serve pair: a file at exactly URLPATH, or a folder mounted there
@@ -35,7 +38,7 @@ const repo = path.resolve(here, "..");
 function usage(message) {
   if (message) process.stderr.write(`serve.mjs: ${message}\n`);
   process.stderr.write(
-    "usage: node www/serve.mjs [--host H] [--port P] [--model PATH] [--pkg DIR] [--root DIR]\n" +
+    "usage: node www/serve.mjs [--host H] [--port P] [--model PATH] [--pkg DIR] [--root DIR] [--vendor DIR]\n" +
       "                          [--serve URLPATH=FILE_OR_DIR]... [--verbose]\n",
   );
   process.exit(message ? 2 : 0);
@@ -49,6 +52,7 @@ function parseArgs(argv) {
     model: path.join(cache, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     pkg: path.join(repo, "pkg"),
     root: path.join(repo, "www"),
+    vendor: path.join(cache, "npm-tools", "node_modules"),
     serve: [],
     verbose: false,
   };
@@ -64,6 +68,7 @@ function parseArgs(argv) {
       case "--model": options.model = path.resolve(take()); break;
       case "--pkg": options.pkg = path.resolve(take()); break;
       case "--root": options.root = path.resolve(take()); break;
+      case "--vendor": options.vendor = path.resolve(take()); break;
       case "--serve": {
         const pair = take();
         const at = pair.indexOf("=");
@@ -281,6 +286,8 @@ function main() {
     { urlPath: "/models/default.gguf", file: options.model },
     ...options.serve,
     { urlPath: "/pkg/", file: options.pkg, dir: true },
+    { urlPath: "/vendor/marked.js", file: path.join(options.vendor, "marked", "lib", "marked.esm.js") },
+    { urlPath: "/vendor/purify.js", file: path.join(options.vendor, "dompurify", "dist", "purify.es.mjs") },
   ];
   for (const m of options.serve) {
     try {

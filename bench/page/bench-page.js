@@ -141,9 +141,9 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
       () => (firstAt = now()),
     );
     const s = engine.stats();
-    if (s.prompt_tokens !== promptTokens || s.cached_prompt_tokens !== 0 || s.completion_tokens !== genTokens) {
+    if (s.promptTokens !== promptTokens || s.cachedPromptTokens !== 0 || s.completionTokens !== genTokens) {
       throw new Error(
-        `ran ${s.prompt_tokens} prompt tokens (${s.cached_prompt_tokens} cached) and ${s.completion_tokens} generated; ` +
+        `ran ${s.promptTokens} prompt tokens (${s.cachedPromptTokens} cached) and ${s.completionTokens} generated; ` +
           `wanted ${promptTokens} and ${genTokens}`,
       );
     }
@@ -159,12 +159,12 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
       load_s: loadS,
       load_s_engine: loaded.loadSeconds,
       load_phases: phases,
-      prefill_tokens_per_s: s.prefill_tokens_per_s,
-      decode_tokens_per_s: s.decode_tokens_per_s,
-      ttft_s: s.time_to_first_token_s,
+      prefill_tokens_per_s: s.prefillTokensPerS,
+      decode_tokens_per_s: s.decodeTokensPerS,
+      ttft_s: s.timeToFirstTokenS,
       ttft_wall_s: firstAt === null ? null : (firstAt - g0) / 1000,
-      prompt_tokens: s.prompt_tokens,
-      completion_tokens: s.completion_tokens,
+      prompt_tokens: s.promptTokens,
+      completion_tokens: s.completionTokens,
       bench_text_head: benchText.slice(0, 120),
       text,
       info: {

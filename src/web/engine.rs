@@ -8,13 +8,13 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use super::convert::{from_js, js_error, to_js};
+use super::convert::{from_js, js_error, options_from_js, to_js};
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::constraint::ResponseFormat;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, Generation, StopReason};
+use crate::generate::{GenerateOptions, Generation};
 use crate::gguf::Header;
 use crate::loader::{DeviceChoice, Target};
 use crate::logprobs::LogprobEntry;
@@ -97,8 +97,10 @@ struct Features {
     subgroups: bool,
 }
 
-/// Generation options as JS passes them (OpenAI / llama.cpp names; all optional).
-#[derive(Debug, Default, Deserialize)]
+/// Generation options as JS passes them: OpenAI's and llama.cpp's snake_case names, all
+/// optional (the facade maps `generate()`'s camelCase options to these; `chat.completions`
+/// params already have them). A key not listed here is refused (`options_from_js`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct WebGenOptions {
     max_tokens: Option<usize>,
@@ -139,16 +141,19 @@ impl WebGenOptions {
     }
 }
 
-/// What a finished generation reports to JS.
+/// What a finished generation reports to JS: the package's `GenerationResult`, camelCase like
+/// everything of ours at the boundary (its `toolCalls` elements are OpenAI objects).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct GenResult {
     text: String,
     /// The calls the reply made (OpenAI's `message.tool_calls`).
     tool_calls: Vec<ToolCall>,
-    /// One OpenAI `logprobs.content` entry per generated token, when asked.
+    /// One OpenAI `logprobs.content` entry per generated token, when asked (OpenAI's object,
+    /// so its fields keep their snake_case).
     logprobs: Vec<LogprobEntry>,
-    /// OpenAI's vocabulary: an end-of-generation token or stop string is "stop", a token or
-    /// context limit "length", tool calls "tool_calls", a cancelled call "abort".
+    /// `StopReason::as_str`: "stop" (an end-of-generation token, a stop string, a complete
+    /// format), "length" (a token or context limit), "tool_calls", "abort" (cancelled).
     finish_reason: &'static str,
     prompt_tokens: usize,
     cached_prompt_tokens: usize,
@@ -163,12 +168,7 @@ struct GenResult {
 impl GenResult {
     fn new(g: Generation) -> GenResult {
         GenResult {
-            finish_reason: match g.stop_reason {
-                StopReason::Eos | StopReason::Stop => "stop",
-                StopReason::Length | StopReason::ContextFull => "length",
-                StopReason::Cancelled => "abort",
-                StopReason::ToolCalls => "tool_calls",
-            },
+            finish_reason: g.stop_reason.as_str(),
             prompt_tokens: g.stats.prompt_tokens,
             cached_prompt_tokens: g.stats.cached_prompt_tokens,
             completion_tokens: g.stats.generated_tokens,
@@ -254,7 +254,8 @@ async fn run(
     on_token: &js_sys::Function,
     callback_error: &mut Option<JsValue>,
 ) -> Result<JsValue> {
-    let options = from_js::<WebGenOptions>(options, "generation options")?.into_options();
+    let options = logit_bias_ids(options)?;
+    let options = options_from_js::<WebGenOptions>(&options, "generation option")?.into_options();
     let mut engine = engine
         .try_borrow_mut()
         .map_err(|_| Error::Busy("a generation is already running".into()))?;
@@ -287,6 +288,41 @@ async fn run(
         }
     };
     to_js(&GenResult::new(generation))
+}
+
+/// OpenAI's `logit_bias` is an object keyed by token ids as strings; `SamplingParams` holds them
+/// as numbers, which serde cannot read from string keys through the flattened options. So the
+/// object crosses as a `Map` from numbers; a key that is not a token id is INVALID_ARGUMENT.
+fn logit_bias_ids(options: &JsValue) -> Result<JsValue> {
+    let bias = match options.dyn_ref::<js_sys::Object>() {
+        Some(object) => js_sys::Reflect::get(object, &"logit_bias".into()).unwrap_or_default(),
+        None => return Ok(options.clone()),
+    };
+    let Some(bias) = bias
+        .dyn_ref::<js_sys::Object>()
+        .filter(|_| !bias.is_instance_of::<js_sys::Map>() && !js_sys::Array::is_array(&bias))
+    else {
+        return Ok(options.clone());
+    };
+    let ids = js_sys::Map::new();
+    for entry in js_sys::Object::entries(bias).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        let key = entry.get(0).as_string().unwrap_or_default();
+        let id: u32 = key
+            .parse()
+            .ok()
+            .filter(|_| key.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "generation option \"logit_bias\": {key:?} is not a token id"
+                ))
+            })?;
+        ids.set(&JsValue::from(id), &entry.get(1));
+    }
+    let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = js_sys::Reflect::set(&copy, &"logit_bias".into(), &ids);
+    Ok(copy.into())
 }
 
 #[wasm_bindgen]

@@ -6,11 +6,11 @@
 //! CPU the pieces gather into the weights the engine keeps. See ARCHITECTURE.md, "In the
 //! browser".
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
-use super::convert::{from_js, js_error, to_js};
+use super::convert::{js_error, options_from_js, to_js};
 use super::engine::{ModelInfo, WasmEngine};
 use crate::engine::Device;
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::gguf::{Event, StreamReader};
 use crate::gpu::GpuOptions;
 use crate::loader::{choose_device, DeviceChoice, Loading};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct LoaderOptions {
     /// KV cache length; default: the model's, capped at [`DEFAULT_MAX_CONTEXT`].
@@ -55,7 +55,7 @@ impl ModelLoader {
     pub async fn create(options: JsValue) -> Result<ModelLoader, JsValue> {
         let started = Instant::now();
         let options: LoaderOptions =
-            from_js(&options, "loader options").map_err(|e| js_error(&e))?;
+            options_from_js(&options, "loader option").map_err(|e| js_error(&e))?;
         let device: Device = options
             .device
             .as_deref()

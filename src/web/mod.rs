@@ -4,10 +4,14 @@
 //! tensors into GPU buffers or CPU memory (the device chosen when it was created) and ends in a
 //! [`WasmEngine`].
 //!
-//! Conventions at this boundary: options and results cross as plain JS objects (through JSON, so
-//! field names are the documented snake_case ones), and every failure is a JS `Error` whose
-//! `code` property is [`crate::Error::code`]. Nothing here panics on input: a panic would kill
-//! the page's module.
+//! Conventions at this boundary: options and results cross as plain JS objects through
+//! `serde-wasm-bindgen` (`convert.rs`). Names follow the package's one rule: OpenAI's objects
+//! keep OpenAI's snake_case (the generation options the engine takes are those of
+//! `chat.completions`, with llama.cpp's extras), everything of ours is camelCase (loader
+//! options, `info()`, the generation result). Unknown option keys are refused, values of the
+//! wrong type too, both as `INVALID_ARGUMENT` naming the key; every failure is a JS `Error`
+//! whose `code` property is [`crate::Error::code`]. Nothing here panics on input: a panic
+//! would kill the page's module.
 
 mod convert;
 mod engine;

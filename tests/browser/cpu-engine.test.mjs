@@ -59,7 +59,7 @@ const greedy = ({ options, prompt, maxTokens }) =>
 
 const summary = (r) =>
   `${r.stats.device} (${r.stats.adapter}; ${r.stats.deviceReason}): load ${r.loadS.toFixed(1)} s, ` +
-  `decode ${r.stats.decode_tokens_per_s?.toFixed(1)} tok/s: ${JSON.stringify(r.text)}`;
+  `decode ${r.stats.decodeTokensPerS?.toFixed(1)} tok/s: ${JSON.stringify(r.text)}`;
 
 describe("the CPU engine in Chromium", { timeout: 8 * MINUTE }, () => {
   let server;
@@ -111,7 +111,8 @@ describe("the CPU engine in Chromium", { timeout: 8 * MINUTE }, () => {
           assert.match(r.stats.adapter, new RegExp(`^CPU engine \\(simd128, ${threads} threads?\\)$`));
           assert.ok(r.stats.cpuBytes > 50e6, `cpuBytes ${r.stats.cpuBytes}`);
           assert.equal(r.stats.gpuBytes, 0);
-          assert.equal(r.stats.completion_tokens, 30);
+          assert.equal(r.stats.completionTokens, 30);
+          assert.equal(r.stats.finishReason, "length");
           await assertGreedy(assert, "cpu", r.text, 30);
         }));
     }

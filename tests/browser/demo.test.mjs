@@ -10,7 +10,8 @@
 // $LLAMA_WGPU_ARTIFACTS (default /tmp/llama-wgpu-artifacts).
 //
 // One browser, one page and one loaded model are shared by the tests, which run in order: load,
-// greedy completion, chat, screenshots, abort, broken models, reload from the cache, a local file.
+// greedy completion, chat, markdown rendering, screenshots, abort, broken models, reload from the
+// cache, a local file.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -178,7 +179,8 @@ describe("chat demo in Chromium", { timeout: 15 * MINUTE }, () => {
         new MutationObserver(() => {
           const bubbles = box.querySelectorAll('[data-testid="msg-assistant"] .msg-text');
           const last = bubbles[bubbles.length - 1];
-          if (last) window.__growth.push(last.textContent.length);
+          // The reply's text as streamed (the bubble shows it rendered as markdown).
+          if (last) window.__growth.push((last.dataset.markdown ?? last.textContent).length);
         }).observe(box, { childList: true, subtree: true, characterData: true });
       });
       const before = await counter("generations");
@@ -206,6 +208,57 @@ describe("chat demo in Chromium", { timeout: 15 * MINUTE }, () => {
       assert.match(await text("stat-ttft"), /\d/);
       assert.match(await text("stat-tokens"), /^\d+ in, \d+ out$/);
       console.log(`chat reply (${chunks} chunks): ${JSON.stringify(reply)}; stats: ${(await text("stats")).replace(/\s+/g, " ")}`);
+    }));
+
+  it("replies render as markdown with code blocks, sanitised (nothing in a reply runs)", { timeout: MINUTE }, () =>
+    step("markdown", async () => {
+      requireModel();
+      // The chat reply above went through the renderer.
+      assert.equal(await page.locator(`${tid("msg-assistant")} .msg-text.markdown`).count() > 0, true, "the reply was not rendered as markdown");
+      const reply = [
+        "Some **bold** text and `inline` code:",
+        "",
+        "```js",
+        "const ok = 1 < 2 && \"<b>\";",
+        "```",
+        "",
+        '<img src="x" onerror="window.__xss++"><script>window.__xss++</script>',
+        '[a link](javascript:window.__xss++) <a href="#" onclick="window.__xss++">b</a> <svg onload="window.__xss++"></svg>',
+      ].join("\n");
+      const r = await page.evaluate(async (source) => {
+        const { initMarkdown, renderMarkdown } = await import("/markdown.js");
+        const ready = await initMarkdown();
+        window.__xss = 0;
+        const el = document.createElement("div");
+        document.querySelector('[data-testid="messages"]').append(el);
+        // Streamed: rendered again on every piece, as the chat does.
+        for (let i = 1; i <= source.length; i += 7) renderMarkdown(el, source.slice(0, i));
+        renderMarkdown(el, source);
+        await new Promise((resolve) => setTimeout(resolve, 500)); // an image error would have fired
+        for (const a of el.querySelectorAll("a")) a.click();
+        const all = [...el.querySelectorAll("*")];
+        const out = {
+          ready,
+          code: el.querySelector("pre > code")?.textContent ?? null,
+          codeClass: el.querySelector("pre > code")?.className ?? null,
+          strong: el.querySelector("strong")?.textContent ?? null,
+          inline: el.querySelector("p code")?.textContent ?? null,
+          xss: window.__xss,
+          scripts: el.querySelectorAll("script").length,
+          handlers: all.filter((n) => [...n.attributes].some((a) => a.name.toLowerCase().startsWith("on"))).length,
+          jsLinks: all.filter((n) => /^\s*javascript:/i.test(n.getAttribute("href") || "")).length,
+          source: el.dataset.markdown === source,
+        };
+        el.remove();
+        return out;
+      }, reply);
+      assert.equal(r.ready, true, "marked and DOMPurify did not load from /vendor/");
+      assert.equal(r.code, 'const ok = 1 < 2 && "<b>";\n');
+      assert.match(r.codeClass, /language-js/);
+      assert.equal(r.strong, "bold");
+      assert.equal(r.inline, "inline");
+      assert.deepEqual({ xss: r.xss, scripts: r.scripts, handlers: r.handlers, jsLinks: r.jsLinks }, { xss: 0, scripts: 0, handlers: 0, jsLinks: 0 });
+      assert.equal(r.source, true);
     }));
 
   it("screenshots of the demo after a chat (desktop and phone)", { timeout: MINUTE }, () =>

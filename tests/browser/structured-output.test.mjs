@@ -176,6 +176,62 @@ describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
       }));
   }
 
+  // The wasm engine itself (under the facade, which checks the same things first): values cross
+  // through serde-wasm-bindgen, the result is camelCase with StopReason's words, and options are
+  // read strictly.
+  it("the wasm boundary: camelCase results, strict options naming the key, logit_bias ids, schema order kept", { timeout: 3 * MINUTE }, () =>
+    step("boundary", async () => {
+      const { page } = browser;
+      await page.goto(server.url);
+      const r = await page.evaluate(async () => {
+        const { loadModel } = await import("/pkg/load.js");
+        const wasm = await import("/pkg/wasm.js"); // wasm.ModelLoader is set once loadModel loaded the wasm
+        const failure = (promise) => promise.then((v) => `resolved ${JSON.stringify(v)}`, (e) => `${e.code}: ${e.message}`);
+        const { engine } = await loadModel({ model: "/models/default.gguf", device: "cpu" });
+        const out = {};
+        try {
+          const pieces = [];
+          const result = await engine.generate("Once upon a time", { max_tokens: 4, temperature: 0, logit_bias: { 11: -100, "1980": 0 } }, (p) => (pieces.push(p), true));
+          out.result = result;
+          out.pieces = pieces.join("");
+          out.unknown = await failure(engine.generate("x", { max_tokens: 1, maxTokens: 2 }, () => true));
+          out.badValue = await failure(engine.generate("x", { temperature: "hot" }, () => true));
+          out.badNested = await failure(engine.generate("x", { top_k: -1 }, () => true));
+          out.badBias = await failure(engine.generate("x", { logit_bias: { abc: 1 } }, () => true));
+          out.undefinedOk = (await engine.generate("x", { max_tokens: 1, temperature: 0, stop: undefined }, () => true)).finishReason;
+          out.aborted = (await engine.generate("Once", { max_tokens: 8, temperature: 0 }, () => false)).finishReason;
+          out.loaderUnknown = await failure(wasm.ModelLoader.create({ device: "cpu", context_length: 64 }));
+          out.loaderBad = await failure(wasm.ModelLoader.create({ device: "cpu", contextLength: "big" }));
+          const schema = { type: "object", properties: { zeta: { type: "integer", minimum: 0, maximum: 9 }, alpha: { type: "integer", minimum: 0, maximum: 9 } }, required: ["zeta", "alpha"], additionalProperties: false };
+          const json = await engine.chat([{ role: "user", content: "Two digits as JSON." }], { max_tokens: 40, temperature: 0, response_format: { type: "json_schema", json_schema: { name: "z", schema, strict: true } } }, () => true);
+          out.jsonKeys = Object.keys(JSON.parse(json.text));
+          out.info = engine.info();
+        } finally {
+          engine.free();
+        }
+        return out;
+      });
+      console.log(`boundary: ${JSON.stringify(r)}`);
+      assert.deepEqual(Object.keys(r.result), ["text", "toolCalls", "finishReason", "promptTokens", "cachedPromptTokens", "completionTokens",
+        "prefillTokensPerS", "decodeTokensPerS", "timeToFirstTokenS", "prefillS", "decodeS"]);
+      assert.equal(r.result.finishReason, "length");
+      assert.equal(r.result.completionTokens, 4);
+      assert.deepEqual(r.result.toolCalls, []);
+      assert.equal(r.result.text, r.pieces);
+      assert.match(r.unknown, /^INVALID_ARGUMENT: invalid argument: unknown generation option "maxTokens" \(options: max_tokens, temperature, /);
+      assert.match(r.badValue, /^INVALID_ARGUMENT: invalid argument: generation option "temperature": invalid type: string "hot", expected f32$/);
+      assert.match(r.badNested, /^INVALID_ARGUMENT: invalid argument: generation option "top_k": invalid value: integer `-1`, expected usize$/);
+      assert.match(r.badBias, /^INVALID_ARGUMENT: invalid argument: generation option "logit_bias": "abc" is not a token id/);
+      assert.equal(r.undefinedOk, "length");
+      assert.equal(r.aborted, "abort");
+      assert.match(r.loaderUnknown, /^INVALID_ARGUMENT: invalid argument: unknown loader option "context_length" \(options: contextLength, /);
+      assert.match(r.loaderBad, /^INVALID_ARGUMENT: invalid argument: loader option "contextLength": invalid type: string "big", expected usize$/);
+      assert.deepEqual(r.jsonKeys, ["zeta", "alpha"], "the schema's property order was lost on the way in");
+      assert.equal(r.info.model.name === null || typeof r.info.model.name === "string", true);
+      assert.equal(typeof r.info.model.nParams, "number");
+      assert.equal(typeof r.info.features.shaderF16, "boolean");
+    }));
+
   it("tools: a named call parses and follows its schema, streamed and not; its result is accepted next turn", { timeout: 3 * MINUTE }, () =>
     step("tools", async () => {
       const { page } = browser;

@@ -77,12 +77,12 @@ test("generate yields non-empty pieces and returns the result; wasm is initialis
   const pieces = []; let r;
   while (!(r = await it.next()).done) pieces.push(r.value);
   assert.deepEqual(pieces, ["Once", " upon", " a", " time"]);
-  assert.equal(r.value.finish_reason, "length");
+  assert.equal(r.value.finishReason, "length");
   const e = log.engines.at(-1);
   assert.deepEqual(e.calls[0].options, { max_tokens: 5, temperature: 0 });
   assert.deepEqual(e.calls[0].input, { prompt: "Once" });
   const s = engine.stats();
-  assert.equal(s.completion_tokens, 5); assert.equal(s.adapter, "mock"); assert.equal(s.model.name, "Mock 1M");
+  assert.equal(s.completionTokens, 5); assert.equal(s.finishReason, "length"); assert.equal(s.adapter, "mock"); assert.equal(s.model.name, "Mock 1M");
   assert.equal(typeof s.loadSeconds, "number");
   await load(); assert.equal(log.inits, 1);
 });
@@ -193,7 +193,7 @@ test("unload: running generation stops, queued and later calls reject ENGINE_UNL
   await assert.rejects(engine.resetChat(), (err) => err.code === "ENGINE_UNLOADED");
   await assert.rejects(engine.chat.completions.create({ messages: [{ role: "user", content: "x" }] }), (err) => err.code === "ENGINE_UNLOADED");
   await engine.unload(); // idempotent
-  assert.equal(engine.stats().completion_tokens !== undefined, true);
+  assert.equal(engine.stats().completionTokens !== undefined, true);
 });
 
 test("device \"gpu\" without WebGPU rejects with WEBGPU_UNAVAILABLE before loading, and says what is needed", async () => {

@@ -61,8 +61,8 @@ export class WasmEngine {
       // A required tool call (the facade's shaping of it is under test, not the parsing).
       if (options.tool_choice === "required") {
         const tool_calls = [{ id: "call_1", type: "function", function: { name: options.tools[0].function.name, arguments: '{"a":1}' } }];
-        return { text: "", tool_calls, finish_reason: "tool_calls", prompt_tokens: 4, cached_prompt_tokens: 0, completion_tokens: 12,
-          prefill_tokens_per_s: 100, decode_tokens_per_s: 10, time_to_first_token_s: 0.1, prefill_s: 0.04, decode_s: 0.5 };
+        return { text: "", toolCalls: tool_calls, finishReason: "tool_calls", promptTokens: 4, cachedPromptTokens: 0, completionTokens: 12,
+          prefillTokensPerS: 100, decodeTokensPerS: 10, timeToFirstTokenS: 0.1, prefillS: 0.04, decodeS: 0.5 };
       }
       const max = options.max_tokens ?? 256;
       const delay = options.seed ?? 2; // tests use seed as the per-token delay
@@ -74,8 +74,8 @@ export class WasmEngine {
         text += piece; call.pieces.push(piece);
         if (onToken(piece) === false) { reason = "abort"; call.aborted = true; n++; break; }
       }
-      return { text, tool_calls: [], finish_reason: reason, prompt_tokens: 4, cached_prompt_tokens: 1, completion_tokens: n,
-        prefill_tokens_per_s: 100, decode_tokens_per_s: 10, time_to_first_token_s: 0.1, prefill_s: 0.04, decode_s: 0.5 };
+      return { text, toolCalls: [], finishReason: reason, promptTokens: 4, cachedPromptTokens: 1, completionTokens: n,
+        prefillTokensPerS: 100, decodeTokensPerS: 10, timeToFirstTokenS: 0.1, prefillS: 0.04, decodeS: 0.5 };
     } finally { this.busy = false; }
   }
   info() {

@@ -36,10 +36,10 @@ test("worker engine: same API, pieces, stats, queue, OpenAI shapes", async () =>
   assert.equal(bytes.buffer.byteLength, 0, "the buffer was transferred");
   assert.deepEqual([...new Set(events.map((e) => e.phase))], ["load", "compile"]);
   assert.equal(engine.stats().model.name, "Mock 1M");
-  assert.equal(engine.stats().completion_tokens, null);
+  assert.equal(engine.stats().completionTokens, null);
   const [a, b] = await Promise.all([collect(engine.generate("a", { maxTokens: 4 })), collect(engine.generate("b", { maxTokens: 3 }))]);
   assert.deepEqual(a, ["Once", " upon", " a"]); assert.deepEqual(b, ["Once", " upon"]);
-  assert.equal(engine.stats().completion_tokens, 3);
+  assert.equal(engine.stats().completionTokens, 3);
   const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 2 });
   assert.equal(reply.choices[0].message.content, "Once");
   assert.equal(reply.model, "Mock 1M");

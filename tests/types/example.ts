@@ -1,0 +1,105 @@
+// A small program against the package's types, compiled by `tsc --noEmit --strict` in
+// ./build.sh test (never run): it uses each part of the API the way the README shows, so a d.ts
+// that drifts from the documented shapes fails the build. The @ts-expect-error lines check that
+// the wrong shapes (the old snake_case result names among them) are refused.
+import {
+  createEngine,
+  createWorkerEngine,
+  hasWebGPU,
+  listCachedModels,
+  LlamaWgpuError,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type EngineStats,
+  type FinishReason,
+  type GenerationResult,
+  type Tool,
+} from "llama-wgpu";
+
+export async function main(): Promise<string[]> {
+  const lines: string[] = [];
+  const engine = await createEngine({
+    model: "/models/default.gguf",
+    device: (await hasWebGPU()) ? "auto" : "cpu",
+    contextLength: 2048,
+    onProgress: ({ phase, loaded, total }) => lines.push(`${phase} ${loaded}/${total ?? "?"}`),
+  });
+
+  // generate(): text pieces, then the GenerationResult as the iterator's return value.
+  const controller = new AbortController();
+  const it = engine.generate("Once upon a time", { maxTokens: 32, temperature: 0, stop: ["\n"], logitBias: { "2": -100 }, signal: controller.signal });
+  let next = await it.next();
+  let text = "";
+  while (!next.done) {
+    text += next.value;
+    next = await it.next();
+  }
+  const result: GenerationResult = next.value;
+  const finish: "stop" | "length" = result.finishReason;
+  lines.push(`${text} (${finish}, ${result.promptTokens} + ${result.completionTokens} tokens, ${result.cachedPromptTokens} cached)`);
+  lines.push(`${result.prefillTokensPerS.toFixed(1)} / ${result.decodeTokensPerS.toFixed(1)} tok/s, first after ${result.timeToFirstTokenS} s (${result.prefillS} + ${result.decodeS} s)`);
+  lines.push(`${result.text.length} chars, ${result.toolCalls.length} calls`);
+  // @ts-expect-error the result is camelCase
+  void result.finish_reason;
+  for await (const piece of engine.generate("Hi", { responseFormat: { type: "regex", regex: "[a-z]+" } })) lines.push(piece);
+
+  // An aborted generation throws an AbortError with code "ABORTED".
+  try {
+    controller.abort();
+    for await (const piece of engine.generate("x", { signal: controller.signal })) lines.push(piece);
+  } catch (error) {
+    if (error instanceof LlamaWgpuError && error.code === "ABORTED" && error.name === "AbortError") lines.push("aborted");
+    else throw error;
+  }
+
+  // chat.completions.create: OpenAI's objects, snake_case.
+  const schema = { type: "object", properties: { name: { type: "string" }, age: { type: "integer" } }, required: ["name", "age"] };
+  const reply: ChatCompletion = await engine.chat.completions.create({
+    messages: [{ role: "system", content: "Reply in JSON." }, { role: "user", content: "Alice, 30" }],
+    max_tokens: 64,
+    temperature: 0,
+    response_format: { type: "json_schema", json_schema: { name: "person", schema, strict: true } },
+  });
+  const choice = reply.choices[0];
+  if (choice) lines.push(`${choice.message.content ?? ""} ${choice.finish_reason} ${reply.usage.prompt_tokens_details.cached_tokens}`);
+
+  const tools: Tool[] = [{ type: "function", function: { name: "get_weather", description: "Weather in a city", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
+  const stream: AsyncGenerator<ChatCompletionChunk, void, undefined> = await engine.chat.completions.create({
+    messages: [{ role: "user", content: [{ type: "text", text: "Weather in Paris?" }] }],
+    stream: true,
+    tools,
+    tool_choice: "auto",
+    parallel_tool_calls: false,
+    model: "ignored: OpenAI parameters are accepted",
+  });
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta;
+    for (const call of delta?.tool_calls ?? []) lines.push(`${call.index}: ${call.function.name}(${call.function.arguments})`);
+    if (delta?.content) lines.push(delta.content);
+    if (chunk.usage) lines.push(`${chunk.usage.total_tokens} tokens`);
+  }
+
+  // stats(): ours, camelCase; the last generation's figures or null.
+  const stats: EngineStats = engine.stats();
+  const last: FinishReason | null = stats.finishReason;
+  lines.push(`${stats.device} (${stats.deviceReason}) ${stats.adapter} f16 ${stats.features.shaderF16}: ${stats.model.name ?? stats.model.architecture}, ${stats.model.nParams} params`);
+  lines.push(`${stats.decodeTokensPerS ?? "-"} tok/s, ${stats.completionTokens ?? 0} tokens, ${last ?? "no generation"}, ${stats.loadSeconds} s`);
+  // @ts-expect-error stats are camelCase
+  void stats.decode_tokens_per_s;
+
+  // Errors: one class, branch on code.
+  try {
+    // @ts-expect-error generate() options are camelCase (unknown keys are INVALID_ARGUMENT)
+    engine.generate("x", { max_tokens: 5 });
+  } catch (error) {
+    if (error instanceof LlamaWgpuError && error.code === "INVALID_ARGUMENT") lines.push(error.message);
+  }
+  lines.push(String(await engine.countTokens("hello")));
+  await engine.resetChat();
+  await engine.unload();
+
+  const worker = await createWorkerEngine({ model: new Uint8Array(8), device: "cpu", threads: 2, cache: false });
+  await worker.unload();
+  for (const { url, bytes } of await listCachedModels()) lines.push(`${url} ${bytes}`);
+  return lines;
+}

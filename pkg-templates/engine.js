@@ -6,7 +6,8 @@ import { linkedController } from "./signals.js";
 
 // The public engine object. It is the same class whether the model runs on this thread or in a
 // worker; only the backend differs. A backend has:
-//   generate(request, options, onPiece, signal) -> Promise<result>, request {prompt} or {messages}
+//   generate(request, options, onPiece, signal) -> Promise<result>, request {prompt} or {messages},
+//     onPiece(piece, logprobEntry?) once per token that has text or logprobs
 //   stats(), resetChat(), countTokens(text), unload()
 // and queues its calls, so generations started together run one after another.
 export class Engine {
@@ -49,7 +50,7 @@ export class Engine {
     const request = { messages: chatMessages(params?.messages) };
     const options = chatOptions(params);
     throwIfAborted(signal);
-    const meta = { id: completionId(), created: Math.floor(Date.now() / 1000), model: this.#modelName() };
+    const meta = { id: completionId(), created: Math.floor(Date.now() / 1000), model: this.#modelName(), logprobs: options.logprobs === true };
     if (params.stream) return this.#chunks(request, options, signal, meta);
     const result = await this.#backend.generate(request, options, () => {}, signal);
     return chatCompletion(meta, result);
@@ -57,24 +58,42 @@ export class Engine {
 
   async *#chunks(request, options, signal, meta) {
     const shaper = new ChunkShaper(meta);
-    const pieces = this.#pieces(request, options, signal);
+    const tokens = this.#tokens(request, options, signal);
     try {
       let next;
-      while (!(next = await pieces.next()).done) yield shaper.piece(next.value);
+      while (!(next = await tokens.next()).done) {
+        const out = shaper.token(...next.value);
+        if (out) yield out;
+      }
       yield* shaper.calls(next.value);
       yield shaper.last(next.value);
     } finally {
-      await pieces.return();
+      await tokens.return();
     }
   }
 
-  // Generation starts when iteration does. If the consumer stops early (break, return()), the
+  // generate()'s iteration: the text pieces.
+  async *#pieces(request, options, signal) {
+    const tokens = this.#tokens(request, options, signal);
+    try {
+      let next;
+      while (!(next = await tokens.next()).done) {
+        const [piece] = next.value;
+        if (piece) yield piece;
+      }
+      return next.value;
+    } finally {
+      await tokens.return();
+    }
+  }
+
+  // [piece, logprob entry] per token, then the result. Generation starts when iteration does. If the consumer stops early (break, return()), the
   // finally block stops the engine at the next token and waits, so the engine is free again
   // when the loop has exited.
-  async *#pieces(request, options, signal) {
+  async *#tokens(request, options, signal) {
     const { controller, dispose } = linkedController(signal);
     const channel = new Channel();
-    const run = this.#backend.generate(request, options, (piece) => channel.push(piece), controller.signal);
+    const run = this.#backend.generate(request, options, (piece, entry) => channel.push([piece, entry]), controller.signal);
     run.then(
       (result) => channel.close(result),
       (error) => channel.fail(error),

@@ -96,6 +96,13 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Hold the output to JSON (by schema), a Lark grammar or a regex. Default: free text. */
   responseFormat?: ResponseFormat;
+  /** Report each generated token's log-probability in the result's `logprobs`. Of the model's
+   * distribution after logitBias, the penalties and the response format (a token it forbids has
+   * none), before topK, topP, minP and temperature: the same numbers greedy or sampled. Computed
+   * where the model runs (on the GPU, read back only when asked). Default false. */
+  logprobs?: boolean;
+  /** The most likely alternatives listed per token, 0 to 20 (needs logprobs: true). Default 0. */
+  topLogprobs?: number;
   /** Stops the generation within one token: iteration then throws (rejects `next()`) with a
    * LlamaWgpuError named "AbortError", code "ABORTED"; no GenerationResult is returned. */
   signal?: AbortSignal;
@@ -141,7 +148,22 @@ export interface GenerationResult {
   timeToFirstTokenS: number;
   prefillS: number;
   decodeS: number;
+  /** One entry per generated token when logprobs were asked (OpenAI's objects), else empty. */
+  logprobs: LogprobEntry[];
 }
+
+/** One token's log-probability (OpenAI's `choices[].logprobs.content[]`): its text, its bytes
+ * (the text may be part of a UTF-8 character) and the most likely tokens at its step, most likely
+ * first. A token too unlikely for a finite logprob reports -9999, as OpenAI's API does. */
+export interface LogprobEntry {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** OpenAI's `choices[].logprobs`: null unless the request asked for logprobs. */
+export type ChoiceLogprobs = { content: LogprobEntry[]; refusal: null } | null;
 
 export interface ModelInfo {
   architecture: string;
@@ -265,12 +287,17 @@ export interface ChatCompletionParams {
   tool_choice?: ToolChoice;
   /** false: at most one call per reply. Default true. */
   parallel_tool_calls?: boolean;
+  /** Each token's log-probability in `choices[].logprobs` (streamed: a chunk carries the tokens
+   * since the previous chunk). See GenerateOptions.logprobs for which distribution. */
+  logprobs?: boolean;
+  /** Alternatives per token, 0 to 20 (needs logprobs: true). */
+  top_logprobs?: number;
   /** Only 1 is supported. */
   n?: number;
   signal?: AbortSignal;
   /** The one lenient entry point: other OpenAI parameters (model, user, stream_options, ...) are
    * accepted and ignored, so code written for OpenAI runs unchanged. Those that would change the
-   * result silently (n other than 1, logprobs) are refused with INVALID_ARGUMENT. */
+   * result silently (n other than 1) are refused with INVALID_ARGUMENT. */
   [other: string]: unknown;
 }
 
@@ -293,7 +320,7 @@ export interface ChatCompletion {
     /** content is null when the reply is only tool calls. */
     message: { role: "assistant"; content: string | null; tool_calls?: ToolCall[] };
     finish_reason: "stop" | "length" | "tool_calls";
-    logprobs: null;
+    logprobs: ChoiceLogprobs;
   }[];
   usage: ChatCompletionUsage;
 }
@@ -309,7 +336,7 @@ export interface ChatCompletionChunk {
      * the last, each with its index; the last chunk's delta has no content. */
     delta: { role?: "assistant"; content?: string; tool_calls?: (ToolCall & { index: number })[] };
     finish_reason: "stop" | "length" | "tool_calls" | null;
-    logprobs: null;
+    logprobs: ChoiceLogprobs;
   }[];
   /** On the last chunk only. */
   usage?: ChatCompletionUsage;

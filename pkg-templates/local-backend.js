@@ -53,9 +53,10 @@ export class LocalBackend {
       const engine = this.#open();
       let pieceError = null;
       // Returning false stops the engine after this token: that is how an abort takes effect.
-      const onToken = (piece) => {
+      // `entry` is the token's logprobs, when asked.
+      const onToken = (piece, entry) => {
         try {
-          if (piece) onPiece(piece);
+          if (piece || entry) onPiece(piece, entry);
         } catch (error) {
           pieceError ??= error;
         }

@@ -28,7 +28,13 @@ function message(result) {
   return { role: "assistant", content: result.text || null, tool_calls: calls };
 }
 
-export function chatCompletion({ id, created, model }, result) {
+// OpenAI's choice.logprobs: {content: [entry per token], refusal: null} when asked, else null.
+// The engine makes the entries ({token, logprob, bytes, top_logprobs}).
+function logprobs(asked, entries) {
+  return asked ? { content: entries ?? [], refusal: null } : null;
+}
+
+export function chatCompletion({ id, created, model, logprobs: asked }, result) {
   return {
     id,
     object: "chat.completion",
@@ -39,35 +45,43 @@ export function chatCompletion({ id, created, model }, result) {
         index: 0,
         message: message(result),
         finish_reason: finishReason(result),
-        logprobs: null,
+        logprobs: logprobs(asked, result.logprobs),
       },
     ],
     usage: usage(result),
   };
 }
 
-function chunk({ id, created, model }, delta, finish_reason) {
+function chunk({ id, created, model, logprobs: asked }, delta, finish_reason, entries) {
   return {
     id,
     object: "chat.completion.chunk",
     created,
     model,
-    choices: [{ index: 0, delta, finish_reason, logprobs: null }],
+    choices: [{ index: 0, delta, finish_reason, logprobs: logprobs(asked, entries) }],
   };
 }
 
 // Chunks for a stream of text pieces: the first carries the role, the last the finish reason and
 // usage (OpenAI sends usage in a separate chunk only when asked; one fewer chunk is simpler here).
+// With logprobs asked, a chunk carries the entries of the tokens since the previous one (a token
+// whose text is held back, e.g. a possible stop string, goes with the piece that releases it;
+// the last chunk carries any left).
 export class ChunkShaper {
   #meta;
   #roleSent = false;
+  #entries = [];
 
   constructor(meta) {
     this.#meta = meta;
   }
 
-  piece(content) {
-    return chunk(this.#meta, this.#delta({ content }), null);
+  // A token: its text (possibly empty) and its logprob entry (when asked). Returns a chunk, or
+  // null while there is no text to send.
+  token(content, entry) {
+    if (entry) this.#entries.push(entry);
+    if (!content) return null;
+    return chunk(this.#meta, this.#delta({ content }), null, this.#takeEntries());
   }
 
   // Tool calls arrive whole once the reply is done: each in one delta, with its index.
@@ -75,11 +89,17 @@ export class ChunkShaper {
     const calls = result.toolCalls ?? [];
     if (calls.length === 0) return [];
     const tool_calls = calls.map((call, index) => ({ index, ...call }));
-    return [chunk(this.#meta, this.#delta({ tool_calls }), null)];
+    return [chunk(this.#meta, this.#delta({ tool_calls }), null, this.#takeEntries())];
   }
 
   last(result) {
-    return { ...chunk(this.#meta, this.#delta({}), finishReason(result)), usage: usage(result) };
+    return { ...chunk(this.#meta, this.#delta({}), finishReason(result), this.#takeEntries()), usage: usage(result) };
+  }
+
+  #takeEntries() {
+    const entries = this.#entries;
+    this.#entries = [];
+    return entries;
   }
 
   #delta(delta) {

@@ -58,6 +58,8 @@ const GENERATE_OPTIONS = {
   stop: "stop",
   ignoreEos: "ignore_eos",
   responseFormat: "response_format",
+  logprobs: "logprobs",
+  topLogprobs: "top_logprobs",
 };
 
 export function generateOptions(options) {
@@ -68,13 +70,19 @@ export function generateOptions(options) {
     if (!name) throw invalidArgument(`unknown generate() option "${key}" (options: ${Object.keys(GENERATE_OPTIONS).join(", ")}, signal)`);
     out[name] = name === "stop" ? stopList(value) : name === "response_format" ? responseFormat(value) : checked(name, value);
   }
+  return logprobsAsked(out, "topLogprobs", "logprobs");
+}
+
+// OpenAI's rule: top_logprobs (0 to 20 alternatives per token) only with logprobs: true.
+function logprobsAsked(out, top, flag) {
+  if (out.top_logprobs != null && out.logprobs !== true) throw invalidArgument(`${top} needs ${flag}: true`);
   return out;
 }
 
 // chat.completions.create() is lenient like the OpenAI API it mirrors: parameters that do not
 // change what a single local completion means (model, user, stream_options, ...) are ignored, so
 // code written for OpenAI runs unchanged. Those that would silently change the result are refused.
-const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "ignore_eos"];
+const CHAT_PARAMS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "ignore_eos", "logprobs", "top_logprobs"];
 
 export function chatOptions(params) {
   const out = {};
@@ -90,8 +98,7 @@ export function chatOptions(params) {
     if (typeof params.parallel_tool_calls !== "boolean") throw invalidArgument("parallel_tool_calls must be true or false");
     out.parallel_tool_calls = params.parallel_tool_calls;
   }
-  if (params.logprobs) throw invalidArgument("logprobs are not supported");
-  return out;
+  return logprobsAsked(out, "top_logprobs", "logprobs");
 }
 
 // OpenAI's tools: [{type: "function", function: {name, description?, parameters?, strict?}}]. The
@@ -116,7 +123,8 @@ function toolChoice(choice) {
 }
 
 // A number option must be a finite number (NaN and Infinity would cross to the engine as null,
-// read there as "the default"), a token count a whole number >= 1; ignore_eos a boolean.
+// read there as "the default"), a token count a whole number >= 1; ignore_eos and logprobs
+// booleans; top_logprobs 0 to 20.
 const COUNTS = ["max_tokens", "top_k", "repeat_last_n", "seed"];
 
 function checked(name, value) {
@@ -129,7 +137,10 @@ function checked(name, value) {
     }
     return value;
   }
-  if (name === "ignore_eos") {
+  if (name === "top_logprobs" && !(Number.isInteger(value) && value >= 0 && value <= 20)) {
+    throw invalidArgument(`top_logprobs must be a whole number from 0 to 20, got ${String(value)}`);
+  }
+  if (name === "ignore_eos" || name === "logprobs") {
     if (typeof value !== "boolean") throw invalidArgument(`${name} must be true or false, got ${JSON.stringify(value)}`);
     return value;
   }

@@ -153,7 +153,7 @@ class WorkerConnection {
     if (message.stats) this.stats = message.stats;
     switch (message.type) {
       case "piece":
-        call.onPiece?.(message.piece);
+        call.onPiece?.(message.piece, message.entry);
         return;
       case "progress":
         call.onProgress?.(message.event);

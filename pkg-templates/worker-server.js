@@ -5,7 +5,7 @@ import { RelayReceiver } from "./stream-relay.js";
 // The worker side of the protocol (the page side is worker-client.js). Every request names a
 // call id; replies and events carry it back:
 //   page -> worker  {type: "call", id, method, args}   {type: "abort", id}
-//   worker -> page  {type: "progress", id, event}   {type: "piece", id, piece}
+//   worker -> page  {type: "progress", id, event}   {type: "piece", id, piece, entry?}
 //                   {type: "result", id, value, stats}   {type: "error", id, error, stats}
 // plus the stream relay's messages (stream-relay.js). `port` is the worker's global scope, or a
 // MessagePort in tests.
@@ -34,7 +34,7 @@ export function serve(port) {
       }
     },
     generate: (id, [request, options], signal) =>
-      loaded().generate(request, options, (piece) => post({ type: "piece", id, piece }), signal),
+      loaded().generate(request, options, (piece, entry) => post({ type: "piece", id, piece, entry }), signal),
     resetChat: () => loaded().resetChat(),
     countTokens: (id, [text]) => loaded().countTokens(text),
     unload: () => loaded().unload(),

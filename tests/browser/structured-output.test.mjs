@@ -135,6 +135,24 @@ const runTools = ({ parameters }) =>
     }
   });
 
+// In the page: a greedy reply with logprobs, whole and streamed (each chunk's entries joined).
+const runLogprobs = ({ options }) =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const engine = await createEngine({ model: "/models/default.gguf", ...options });
+    const params = { messages: [{ role: "user", content: "Name three colours." }], temperature: 0, max_tokens: 12, logprobs: true, top_logprobs: 3 };
+    try {
+      const r = await engine.chat.completions.create(params);
+      const streamed = [];
+      for await (const chunk of await engine.chat.completions.create({ ...params, stream: true })) {
+        streamed.push(...chunk.choices[0].logprobs.content);
+      }
+      const off = await engine.chat.completions.create({ ...params, logprobs: undefined, top_logprobs: undefined });
+      return { adapter: engine.stats().adapter, content: r.choices[0].message.content, usage: r.usage, logprobs: r.choices[0].logprobs, streamed, off: off.choices[0].logprobs };
+    } finally {
+      await engine.unload();
+    }
+  });
+
 describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
   let server;
   const browser = {};
@@ -176,6 +194,30 @@ describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
       }));
   }
 
+  it("logprobs: greedy picks the most likely, the top alternatives sum to at most 1, streamed as whole, on the CPU engine and WebGPU", { timeout: 4 * MINUTE }, () =>
+    step("logprobs", async () => {
+      const { page } = browser;
+      for (const options of [{}, { device: "gpu" }]) {
+        await page.goto(server.url);
+        const r = await page.evaluate(runLogprobs, { options });
+        console.log(`logprobs (${r.adapter}): ${JSON.stringify(r.logprobs.content.slice(0, 2))}`);
+        const entries = r.logprobs.content;
+        assert.equal(r.logprobs.refusal, null);
+        assert.equal(r.off, null, "no logprobs unless asked");
+        assert.equal(entries.length, r.usage.completion_tokens, "one entry per generated token");
+        for (const e of entries) {
+          assert.equal(e.top_logprobs.length, 3);
+          assert.deepEqual([e.token, e.logprob], [e.top_logprobs[0].token, e.top_logprobs[0].logprob], "greedy takes the most likely");
+          assert.ok(e.top_logprobs.every((t, i) => i === 0 || t.logprob <= e.top_logprobs[i - 1].logprob), "most likely first");
+          const mass = e.top_logprobs.reduce((sum, t) => sum + Math.exp(t.logprob), 0);
+          assert.ok(e.logprob <= 0 && mass <= 1 + 1e-4, `probabilities sum to ${mass}`);
+        }
+        // The tokens' bytes make the reply (a byte-level vocabulary; no stop string held back).
+        assert.equal(Buffer.from(entries.flatMap((e) => e.bytes)).toString("utf8"), r.content);
+        assert.deepEqual(r.streamed, entries, "the stream's entries are the reply's");
+      }
+    }));
+
   // The wasm engine itself (under the facade, which checks the same things first): values cross
   // through serde-wasm-bindgen, the result is camelCase with StopReason's words, and options are
   // read strictly.
@@ -212,7 +254,7 @@ describe("structured output in Chromium", { timeout: 8 * MINUTE }, () => {
         return out;
       });
       console.log(`boundary: ${JSON.stringify(r)}`);
-      assert.deepEqual(Object.keys(r.result), ["text", "toolCalls", "finishReason", "promptTokens", "cachedPromptTokens", "completionTokens",
+      assert.deepEqual(Object.keys(r.result), ["text", "toolCalls", "logprobs", "finishReason", "promptTokens", "cachedPromptTokens", "completionTokens",
         "prefillTokensPerS", "decodeTokensPerS", "timeToFirstTokenS", "prefillS", "decodeS"]);
       assert.equal(r.result.finishReason, "length");
       assert.equal(r.result.completionTokens, 4);

@@ -267,3 +267,30 @@ test("bad model arguments and bad files", async () => {
   assert.equal(log.loaders.at(-1).freed, true);
   await assert.rejects(createEngine({ model: gguf(6) }), (e) => e.code === "MODEL_INVALID");
 });
+
+test("logprobs: options checked; OpenAI's choice.logprobs, streamed with the chunk that releases each token", async () => {
+  assert.deepEqual(generateOptions({ logprobs: true, topLogprobs: 3 }), { logprobs: true, top_logprobs: 3 });
+  assert.deepEqual(chatOptions({ logprobs: true, top_logprobs: 0 }), { logprobs: true, top_logprobs: 0 });
+  for (const bad of [{ topLogprobs: 2 }, { logprobs: true, topLogprobs: 21 }, { logprobs: true, topLogprobs: 1.5 }, { logprobs: "yes" }]) {
+    assert.throws(() => generateOptions(bad), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+  }
+  assert.throws(() => chatOptions({ top_logprobs: 2 }), (e) => e.code === "INVALID_ARGUMENT" && /logprobs: true/.test(e.message));
+  const engine = await load();
+  const messages = [{ role: "user", content: "hi" }];
+  const plain = await engine.chat.completions.create({ messages, max_tokens: 4 });
+  assert.equal(plain.choices[0].logprobs, null, "null unless asked");
+  const reply = await engine.chat.completions.create({ messages, max_tokens: 4, logprobs: true, top_logprobs: 2 });
+  assert.deepEqual(reply.choices[0].logprobs.content.map((e) => e.token), ["Once", "", " upon", " a"]);
+  assert.equal(reply.choices[0].logprobs.refusal, null);
+  const chunks = await collect(await engine.chat.completions.create({ messages, max_tokens: 4, logprobs: true, stream: true }));
+  const per = chunks.map((c) => c.choices[0].logprobs.content.map((e) => e.token));
+  // "" has no text: its entry goes with " upon"; the last chunk carries none left.
+  assert.deepEqual(per, [["Once"], ["", " upon"], [" a"], []]);
+  // generate(): in the result; the pieces stay strings.
+  const it = engine.generate("x", { maxTokens: 3, logprobs: true });
+  const pieces = [];
+  let next;
+  while (!(next = await it.next()).done) pieces.push(next.value);
+  assert.deepEqual(pieces, ["Once", " upon"]);
+  assert.deepEqual(next.value.logprobs.map((e) => e.logprob), [-0, -0.1, -0.2]);
+});

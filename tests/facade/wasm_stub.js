@@ -67,15 +67,19 @@ export class WasmEngine {
       const max = options.max_tokens ?? 256;
       const delay = options.seed ?? 2; // tests use seed as the per-token delay
       let text = "", n = 0, reason = "length";
+      const logprobs = [];
       for (; n < max; n++) {
         await new Promise((r) => setTimeout(r, delay));
         if (n >= WORDS.length) { reason = "stop"; break; }
         const piece = WORDS[n];
         text += piece; call.pieces.push(piece);
-        if (onToken(piece) === false) { reason = "abort"; call.aborted = true; n++; break; }
+        // The engine's entry per token when asked (the empty word stands for held-back text).
+        const entry = options.logprobs ? { token: piece, logprob: -n / 10, bytes: [...new TextEncoder().encode(piece)], top_logprobs: [] } : undefined;
+        if (entry) logprobs.push(entry);
+        if (onToken(piece, entry) === false) { reason = "abort"; call.aborted = true; n++; break; }
       }
       return { text, toolCalls: [], finishReason: reason, promptTokens: 4, cachedPromptTokens: 1, completionTokens: n,
-        prefillTokensPerS: 100, decodeTokensPerS: 10, timeToFirstTokenS: 0.1, prefillS: 0.04, decodeS: 0.5 };
+        prefillTokensPerS: 100, decodeTokensPerS: 10, timeToFirstTokenS: 0.1, prefillS: 0.04, decodeS: 0.5, logprobs };
     } finally { this.busy = false; }
   }
   info() {

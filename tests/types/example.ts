@@ -13,6 +13,7 @@ import {
   type EngineStats,
   type FinishReason,
   type GenerationResult,
+  type LogprobEntry,
   type Tool,
 } from "llama-wgpu";
 
@@ -42,6 +43,10 @@ export async function main(): Promise<string[]> {
   // @ts-expect-error the result is camelCase
   void result.finish_reason;
   for await (const piece of engine.generate("Hi", { responseFormat: { type: "regex", regex: "[a-z]+" } })) lines.push(piece);
+  const entries: LogprobEntry[] = result.logprobs;
+  for (const e of entries) lines.push(`${e.token} ${e.logprob} [${e.bytes.join(",")}] ${e.top_logprobs.map((t) => `${t.token}:${t.logprob}`).join(" ")}`);
+  const withLogprobs = engine.generate("Hi", { maxTokens: 2, logprobs: true, topLogprobs: 5 });
+  for await (const piece of withLogprobs) lines.push(piece);
 
   // An aborted generation throws an AbortError with code "ABORTED".
   try {
@@ -62,6 +67,8 @@ export async function main(): Promise<string[]> {
   });
   const choice = reply.choices[0];
   if (choice) lines.push(`${choice.message.content ?? ""} ${choice.finish_reason} ${reply.usage.prompt_tokens_details.cached_tokens}`);
+  const scored = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], logprobs: true, top_logprobs: 3 });
+  for (const e of scored.choices[0]?.logprobs?.content ?? []) lines.push(`${e.token} ${Math.exp(e.logprob)}`);
 
   const tools: Tool[] = [{ type: "function", function: { name: "get_weather", description: "Weather in a city", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
   const stream: AsyncGenerator<ChatCompletionChunk, void, undefined> = await engine.chat.completions.create({

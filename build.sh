@@ -182,7 +182,7 @@ cmd_test() {
   cargo fmt --all -- --check
   log "cargo clippy (native, then wasm32)"
   cargo clippy --all-targets --quiet -- -D warnings
-  cargo clippy --lib --test web --target wasm32-unknown-unknown --quiet -- -D warnings
+  cargo clippy --lib --test web --test web_sampler --target wasm32-unknown-unknown --quiet -- -D warnings
   if [ ! -d "$ROOT/../shared/fixtures/tiny-models" ]; then
     log "SKIPPED: the tiny-model reference tests (numpy logits) need ../shared/fixtures beside the checkout; it is absent here"
   fi
@@ -210,7 +210,7 @@ test_browser() {
   CHROMEDRIVER=/usr/bin/chromedriver \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     WASM_BINDGEN_TEST_TIMEOUT=900 \
-    cargo test --release --target wasm32-unknown-unknown --test web 2>&1
+    cargo test --release --target wasm32-unknown-unknown --test web --test web_sampler 2>&1
   test_facade
   cmd_build
   log "Playwright in headless Chromium (tests/browser/)"

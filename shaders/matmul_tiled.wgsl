@@ -35,7 +35,7 @@ fn main(
     for (var u = 0u; u < units_per_row(); u++) {
         if (lid < TILE_ROWS) {
             // Rows past the part decode as zeros.
-            var w: Unit;
+            var w = Unit();  // an initializer: see sample_pick.wgsl's `h`
             if (first_row + lid < params.rows) {
                 w = unit_values(first_row + lid, u);
             }

@@ -84,7 +84,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (lid < RADIX) { atomicStore(&buckets[lid], 0u); }
         workgroupBarrier();
         let high = ~((RADIX << shift) - 1u);
-        var h: array<u32, RADIX>;
+        // An initializer, not a bare `var h: ...;`: in Chrome (Tint, SwiftShader) a loop body's
+        // uninitialised var kept the previous iteration's counts (tests/web_sampler.rs).
+        var h = array<u32, RADIX>();
         for (var i = start; i < end; i++) {
             let key = keys[i];
             if (key != 0u && (key & high) == prefix) { h[(key >> shift) % RADIX]++; }

@@ -114,7 +114,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         let high = ~((RADIX << shift) - 1u);  // the bits above this digit
         // A search's first level reads all candidates, the next ones only those left in play.
         let first = level % LEVELS == 0u;
-        var h: array<f32, RADIX>;
+        // An initializer, not a bare `var h: ...;`: in Chrome (Tint, SwiftShader) a loop body's
+        // uninitialised var kept the previous iteration's counts (tests/web_sampler.rs).
+        var h = array<f32, RADIX>();
         var in_play = 0u;
         for (var j = 0u; j < select(n_active, n, first); j++) {
             let key = select(playing[start + j], cands[start + j].x, first);

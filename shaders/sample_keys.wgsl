@@ -1,5 +1,5 @@
 // Sampling, pass 1 of 2 (one workgroup per CHUNK logits; pass 2 is sample_pick.wgsl): each
-// logit as `Sampler::candidates` (src/sampler.rs) makes it, stored as its key (key 0 if masked),
+// logit as `Sampler::candidates` (src/sampler/mod.rs) makes it, stored as its key (key 0 if masked),
 // and the chunk's best (key, id) in partials[chunk] (lowest id among equal keys: greedy's rule).
 // The window's counts are workgroup atomics (integer adds: order-free); the bias list is sorted
 // by id, so a workgroup binary-searches the start of its range. Shape (host): 256 x 4 logits on

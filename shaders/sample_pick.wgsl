@@ -1,5 +1,5 @@
 // Sampling, pass 2 of 2: one workgroup draws the id from pass 1's keys with the distribution of
-// the CPU sampler (`Sampler::kept` and `sample`, src/sampler.rs), without sorting, in
+// the CPU sampler (`Sampler::kept` and `sample`, src/sampler/mod.rs), without sorting, in
 // fixed-order f32 sums (no float atomics: the same id every run, on a given device):
 // 1. The best of pass 1's chunk bests: greedy's answer; its logit M is the largest.
 // 2. Each invocation copies the (key, id) of its strip of ids that may be kept to its part of

@@ -393,7 +393,7 @@ impl Engine {
     }
 
     /// The prompt ids of a conversation, with the tools of `tools` offered. A template that
-    /// knows no tool syntax sees earlier calls and results as text (`tools.rs`).
+    /// knows no tool syntax sees earlier calls and results as text (`tools/`).
     fn prompt_ids(&self, messages: &[Message], tools: Option<&ToolPlan>) -> Result<Vec<u32>> {
         let text = match tools {
             Some(plan) => self.template.render_with_tools(

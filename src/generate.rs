@@ -84,7 +84,7 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// What the output must be (JSON by schema, a grammar, a regex): `constraint.rs`.
     pub response_format: ResponseFormat,
-    /// Tools the model may call (chat only): `tools.rs`.
+    /// Tools the model may call (chat only): `tools/`.
     pub tools: ToolOptions,
     /// Report each generated token's logprob and this many alternatives (0 to
     /// `logprobs::MAX_TOP_LOGPROBS`) in `Generation::logprobs`; `None`: no logprobs.

@@ -112,7 +112,7 @@ struct WebGenOptions {
     ignore_eos: bool,
     /// OpenAI's `response_format`, plus `grammar` and `regex` (see `constraint.rs`).
     response_format: ResponseFormat,
-    /// OpenAI's `tools`, `tool_choice` and `parallel_tool_calls` (chat only; `tools.rs`).
+    /// OpenAI's `tools`, `tool_choice` and `parallel_tool_calls` (chat only; `tools/`).
     tools: Vec<Tool>,
     tool_choice: ToolChoice,
     parallel_tool_calls: Option<bool>,

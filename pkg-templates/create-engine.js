@@ -8,6 +8,6 @@ import { checkEngineOptions } from "./options.js";
 // page fully responsive.
 export async function createEngine(options = {}) {
   checkEngineOptions(options);
-  const { onProgress, signal, ...loadOptions } = options;
-  return new Engine(await LocalBackend.load(loadOptions, { onProgress, signal }));
+  const { onProgress, onDeviceLost, signal, ...loadOptions } = options;
+  return new Engine(await LocalBackend.load(loadOptions, { onProgress, signal }), { onDeviceLost });
 }

@@ -1,5 +1,5 @@
 import { Channel } from "./channel.js";
-import { invalidArgument, throwIfAborted } from "./errors.js";
+import { LlamaWgpuError, invalidArgument, throwIfAborted } from "./errors.js";
 import { ChunkShaper, chatCompletion, completionId } from "./openai.js";
 import { chatMessages, chatOptions, generateOptions } from "./options.js";
 import { linkedController } from "./signals.js";
@@ -8,13 +8,20 @@ import { linkedController } from "./signals.js";
 // worker; only the backend differs. A backend has:
 //   generate(request, options, onPiece, signal) -> Promise<result>, request {prompt} or {messages},
 //     onPiece(piece, logprobEntry?) once per token that has text or logprobs
-//   stats(), resetChat(), countTokens(text), unload()
+//   stats(), resetChat(), countTokens(text), reload({onProgress, signal}), unload()
 // and queues its calls, so generations started together run one after another.
+//
+// A lost GPU device (driver reset, a mobile tab backgrounded, device.destroy()) ends the call
+// that meets it with DEVICE_LOST; from then on the engine is "lost": onDeviceLost is called once,
+// calls fail at once with DEVICE_LOST, and reload() builds the engine again from its source.
 export class Engine {
   #backend;
+  #state = "ready"; // "ready" | "lost" | "unloaded"
+  #onDeviceLost;
 
-  constructor(backend) {
+  constructor(backend, { onDeviceLost } = {}) {
     this.#backend = backend;
+    this.#onDeviceLost = onDeviceLost;
     this.chat = { completions: { create: (params, requestOptions) => this.#createCompletion(params, requestOptions) } };
   }
 
@@ -27,20 +34,49 @@ export class Engine {
   }
 
   stats() {
-    return this.#backend.stats();
+    return { ...this.#backend.stats(), state: this.#state };
   }
 
   resetChat() {
-    return this.#backend.resetChat();
+    return this.#watch(() => this.#backend.resetChat());
   }
 
   countTokens(text) {
     if (typeof text !== "string") return Promise.reject(invalidArgument("text must be a string"));
-    return this.#backend.countTokens(text);
+    return this.#watch(() => this.#backend.countTokens(text));
+  }
+
+  // After a lost device: the model again, from the Cache API for a URL (no download), or from
+  // the File or buffer it was given. The KV cache (the conversation) starts empty.
+  async reload({ onProgress, signal } = {}) {
+    if (this.#state === "unloaded") return this.#backend.reload(); // rejects: ENGINE_UNLOADED
+    throwIfAborted(signal);
+    await this.#watch(() => this.#backend.reload({ onProgress, signal }), true);
+    this.#state = "ready";
   }
 
   unload() {
+    this.#state = "unloaded";
     return this.#backend.unload();
+  }
+
+  // Runs a backend call, failing at once while the device is lost, and turning a DEVICE_LOST it
+  // meets into the "lost" state.
+  async #watch(run, reloading = false) {
+    if (this.#state === "lost" && !reloading) throw lostError();
+    try {
+      return await run();
+    } catch (error) {
+      if (error?.code === "DEVICE_LOST") this.#lose(error);
+      throw error;
+    }
+  }
+
+  #lose(error) {
+    if (this.#state !== "ready") return;
+    this.#state = "lost";
+    // The app's handler must not break the call that found the loss.
+    if (this.#onDeviceLost) queueMicrotask(() => this.#onDeviceLost(error));
   }
 
   // OpenAI's SDK takes the signal in a second argument; it is accepted in the params too, beside
@@ -52,7 +88,7 @@ export class Engine {
     throwIfAborted(signal);
     const meta = { id: completionId(), created: Math.floor(Date.now() / 1000), model: this.#modelName(), logprobs: options.logprobs === true };
     if (params.stream) return this.#chunks(request, options, signal, meta);
-    const result = await this.#backend.generate(request, options, () => {}, signal);
+    const result = await this.#watch(() => this.#backend.generate(request, options, () => {}, signal));
     return chatCompletion(meta, result);
   }
 
@@ -93,7 +129,7 @@ export class Engine {
   async *#tokens(request, options, signal) {
     const { controller, dispose } = linkedController(signal);
     const channel = new Channel();
-    const run = this.#backend.generate(request, options, (piece, entry) => channel.push([piece, entry]), controller.signal);
+    const run = this.#watch(() => this.#backend.generate(request, options, (piece, entry) => channel.push([piece, entry]), controller.signal));
     run.then(
       (result) => channel.close(result),
       (error) => channel.fail(error),
@@ -121,4 +157,8 @@ export class Engine {
     const model = this.#backend.stats().model;
     return model?.name || model?.architecture || "llama-wgpu";
   }
+}
+
+function lostError() {
+  return new LlamaWgpuError("DEVICE_LOST", "the GPU device was lost: call engine.reload() (or create a new engine)");
 }

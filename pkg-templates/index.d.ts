@@ -48,6 +48,11 @@ export interface EngineOptions {
   threads?: number;
   /** Called as the model downloads, loads and compiles (at most about once per MiB). */
   onProgress?: (event: ProgressEvent) => void;
+  /** Called once when the engine finds its GPU device lost (a driver reset, a mobile tab sent to
+   * the background, `device.destroy()`): the call that met the loss rejects with DEVICE_LOST,
+   * `stats().state` becomes "lost", and later calls reject with DEVICE_LOST at once until
+   * `engine.reload()` succeeds. */
+  onDeviceLost?: (error: LlamaWgpuError) => void;
   /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. */
   contextLength?: number;
   /** Keep URL models in the browser's Cache API (key: the absolute URL). Default true. */
@@ -222,6 +227,9 @@ export interface EngineStats {
   decodeS: number | null;
   /** "abort" when the last generation was stopped. */
   finishReason: FinishReason | null;
+  /** "ready"; "lost" after the GPU device was lost (see EngineOptions.onDeviceLost) until
+   * reload(); "unloaded" after unload(). */
+  state: "ready" | "lost" | "unloaded";
 }
 
 export type ChatRole = "system" | "user" | "assistant" | "tool" | (string & {});
@@ -373,6 +381,11 @@ export interface Engine {
   /** Stops any running generation, refuses queued ones and frees the model's memory (and ends the
    * worker the package started). Later calls reject with code "ENGINE_UNLOADED". */
   unload(): Promise<void>;
+  /** Builds the engine again from its model source, e.g. after the GPU device was lost: a URL
+   * is read from the Cache API (no download when it was cached), a File, Blob or buffer again
+   * (a ReadableStream cannot be read twice: INVALID_ARGUMENT). The conversation starts over.
+   * Rejects as createEngine() would (the state stays "lost"), ENGINE_UNLOADED after unload(). */
+  reload(options?: { onProgress?: (event: ProgressEvent) => void; signal?: AbortSignal }): Promise<void>;
 }
 
 /** Loads a model and runs it on this thread. Rejects with a LlamaWgpuError. */

@@ -1,4 +1,4 @@
-import { abortError, unloadedError, wrapError } from "./errors.js";
+import { LlamaWgpuError, abortError, invalidArgument, unloadedError, wrapError } from "./errors.js";
 import { loadModel } from "./load.js";
 import { Mutex } from "./mutex.js";
 import { linkedController } from "./signals.js";
@@ -27,15 +27,44 @@ export class LocalBackend {
   #unloading = null;
   #running = new Set(); // controllers of queued and running generations, stopped by unload()
 
+  #options; // what load() was given, for reload()
+
   static async load(options, hooks) {
     const { engine, loadSeconds } = await loadModel(options, hooks);
-    return new LocalBackend(engine, loadSeconds);
+    return new LocalBackend(engine, loadSeconds, options);
   }
 
-  constructor(engine, loadSeconds) {
+  constructor(engine, loadSeconds, options) {
     this.#engine = engine;
     this.#loadSeconds = loadSeconds;
     this.#info = engine.info();
+    this.#options = options;
+  }
+
+  // A new wasm engine from the same source, after the device was lost: a URL comes from the
+  // Cache API (no download when it was cached), a File or buffer is read again. A stream cannot
+  // be read twice. Queued behind running calls; the old engine is freed first.
+  reload(hooks) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    const model = this.#options.model;
+    if (typeof model?.getReader === "function") {
+      return Promise.reject(invalidArgument("a model loaded from a ReadableStream cannot be reloaded: create a new engine"));
+    }
+    return this.#mutex.run(async () => {
+      this.#engine?.free();
+      this.#engine = null;
+      const { engine, loadSeconds } = await loadModel(this.#options, hooks);
+      if (this.#unloading) {
+        engine.free();
+        throw unloadedError();
+      }
+      this.#engine = engine;
+      this.#loadSeconds = loadSeconds;
+      this.#info = engine.info();
+      this.#last = NO_GENERATION;
+    }).catch((error) => {
+      throw wrapError(error);
+    });
   }
 
   stats() {
@@ -100,7 +129,7 @@ export class LocalBackend {
       this.#unloading = true;
       for (const controller of this.#running) controller.abort();
       this.#unloading = this.#mutex.run(() => {
-        this.#engine.free();
+        this.#engine?.free();
         this.#engine = null;
       });
     }
@@ -116,6 +145,7 @@ export class LocalBackend {
 
   #open() {
     if (this.#unloading) throw unloadedError();
+    if (!this.#engine) throw new LlamaWgpuError("DEVICE_LOST", "the engine could not be reloaded: call reload() again or create a new engine");
     return this.#engine;
   }
 }

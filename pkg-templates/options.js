@@ -21,7 +21,7 @@ export function threadsOption(threads) {
 // createEngine() / createWorkerEngine() options, checked before anything is downloaded or a
 // worker started: unknown keys are refused as generate() refuses them, and a context length
 // must be a whole number >= 1 (the engine caps it at what the model was trained for).
-const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "contextLength", "cache", "signal", "maxBindingSize"];
+const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize"];
 
 export function checkEngineOptions(options, extra = []) {
   for (const key of Object.keys(options ?? {})) {
@@ -31,6 +31,9 @@ export function checkEngineOptions(options, extra = []) {
   }
   deviceOption(options?.device);
   threadsOption(options?.threads);
+  for (const name of ["onProgress", "onDeviceLost"]) {
+    if (options?.[name] != null && typeof options[name] !== "function") throw invalidArgument(`${name} must be a function`);
+  }
   for (const name of ["contextLength", "maxBindingSize"]) {
     const value = options?.[name];
     if (value != null && !(Number.isInteger(value) && value >= 1)) {

@@ -10,7 +10,7 @@ import { RelaySender } from "./stream-relay.js";
 // themselves (e.g. Vite's `?worker` imports); it is not terminated by unload(), since its owner
 // may want it back.
 export async function createWorkerEngine(options = {}) {
-  const { worker: given, onProgress, signal, model, ...loadOptions } = options;
+  const { worker: given, onProgress, onDeviceLost, signal, model, ...loadOptions } = options;
   const kind = sourceKind(model);
   checkEngineOptions(options, ["worker"]); // bad options fail here, before a worker starts
   throwIfAborted(signal);
@@ -21,7 +21,7 @@ export async function createWorkerEngine(options = {}) {
   const connection = new WorkerConnection(worker);
   try {
     await sendLoad(connection, kind, model, loadOptions, { onProgress, signal });
-    return new Engine(new WorkerBackend(connection, given ? null : worker));
+    return new Engine(new WorkerBackend(connection, given ? null : worker), { onDeviceLost });
   } catch (error) {
     if (!given) worker.terminate();
     throw error;
@@ -82,6 +82,10 @@ class WorkerBackend {
 
   countTokens(text) {
     return this.#call("countTokens", [text]);
+  }
+
+  reload({ onProgress, signal } = {}) {
+    return this.#call("reload", [], { onProgress, signal });
   }
 
   unload() {

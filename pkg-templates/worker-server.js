@@ -37,6 +37,7 @@ export function serve(port) {
       loaded().generate(request, options, (piece, entry) => post({ type: "piece", id, piece, entry }), signal),
     resetChat: () => loaded().resetChat(),
     countTokens: (id, [text]) => loaded().countTokens(text),
+    reload: (id, args, signal) => loaded().reload({ onProgress: (event) => post({ type: "progress", id, event }), signal }),
     unload: () => loaded().unload(),
   };
 

@@ -66,27 +66,41 @@ const cycles = ({ cycles }) =>
   });
 
 // A device lost mid-generation (destroyed by the page, as a driver reset or a backgrounded
-// mobile tab would lose it): the call ends with DEVICE_LOST; a new engine works.
+// mobile tab would lose it): the call ends with DEVICE_LOST, the engine is "lost" (onDeviceLost
+// called once, later calls fail at once), and reload() recovers it from the cached model without
+// downloading it again (network fetches of the model counted by the Resource Timing API).
 const loseDevice = () =>
-  import("/pkg/index.js").then(async ({ createEngine }) => {
-    const engine = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
-    let pieces = 0;
+  import("/pkg/index.js").then(async ({ createEngine, deleteCachedModel }) => {
+    // Downloaded (and cached) by this engine, so that a download by reload() would show.
+    await deleteCachedModel("/models/default.gguf");
+    const fetches = () => performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/models/default.gguf")).length;
+    const lost = [];
+    const engine = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256, onDeviceLost: (e) => lost.push(e.code) });
+    let before = "";
     let error = null;
     const started = performance.now();
     try {
-      for await (const _ of engine.generate("Once upon a time", { maxTokens: 50, temperature: 0 })) {
-        pieces += 1;
-        if (pieces === 2) globalThis.__gpuMemory.lastDevice.destroy();
+      for await (const piece of engine.generate("Once upon a time", { maxTokens: 50, temperature: 0 })) {
+        before += piece;
+        if (before.length > 0 && !globalThis.__lostOnce) {
+          globalThis.__lostOnce = true;
+          globalThis.__gpuMemory.lastDevice.destroy();
+        }
       }
     } catch (e) {
       error = { code: e.code, message: e.message, seconds: (performance.now() - started) / 1000 };
     }
-    await engine.unload().catch(() => {});
-    const fresh = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
+    const state = engine.stats().state;
+    const again = performance.now();
+    const second = await engine.countTokens("hi").then(() => "resolved", (e) => e.code);
+    const secondSeconds = (performance.now() - again) / 1000;
+    const fetchesBefore = fetches();
+    await engine.reload();
+    const reloadedState = engine.stats().state;
     let text = "";
-    for await (const piece of fresh.generate("Once upon a time", { maxTokens: 3, temperature: 0 })) text += piece;
-    await fresh.unload();
-    return { pieces, error, text };
+    for await (const piece of engine.generate("Once upon a time", { maxTokens: 6, temperature: 0 })) text += piece;
+    await engine.unload();
+    return { before, error, state, second, secondSeconds, lost, fetchesBefore, fetchesAfter: fetches(), reloadedState, text, stateAfterUnload: engine.stats().state };
   });
 
 describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
@@ -121,15 +135,22 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
       assert.equal(r.stats.destroyedDevices, CYCLES, "each unload destroys its device");
     }));
 
-  it("a device lost mid-generation ends the call with DEVICE_LOST; a new engine works", { timeout: 3 * MINUTE }, () =>
+  it("a device lost mid-generation ends the call with DEVICE_LOST; the engine is lost until reload() recovers it from the cache", { timeout: 3 * MINUTE }, () =>
     step("device-lost", async () => {
       const { page } = browser;
       await page.goto(server.url);
       const r = await page.evaluate(loseDevice);
       console.log(`device lost: ${JSON.stringify(r)}`);
-      assert.ok(r.error, `the generation went on after its device was destroyed (${r.pieces} pieces)`);
+      assert.ok(r.error, `the generation went on after its device was destroyed (${JSON.stringify(r.before)})`);
       assert.equal(r.error.code, "DEVICE_LOST", r.error.message);
-      assert.ok(r.pieces < 50);
-      assert.ok(r.text.length > 0, "a new engine generates");
+      assert.equal(r.state, "lost");
+      assert.deepEqual(r.lost, ["DEVICE_LOST"], "onDeviceLost is called once");
+      assert.equal(r.second, "DEVICE_LOST", "a call on a lost engine fails");
+      assert.ok(r.secondSeconds < 1, `at once (${r.secondSeconds} s)`);
+      assert.ok(r.fetchesBefore >= 1);
+      assert.equal(r.fetchesAfter, r.fetchesBefore, "reload() read the cached model, not the network");
+      assert.equal(r.reloadedState, "ready");
+      assert.ok(r.text.length > 0 && r.text.startsWith(r.before), `the reloaded engine continues greedily as before: ${JSON.stringify(r.text)} vs ${JSON.stringify(r.before)}`);
+      assert.equal(r.stateAfterUnload, "unloaded");
     }));
 });

@@ -294,3 +294,32 @@ test("logprobs: options checked; OpenAI's choice.logprobs, streamed with the chu
   assert.deepEqual(pieces, ["Once", " upon"]);
   assert.deepEqual(next.value.logprobs.map((e) => e.logprob), [-0, -0.1, -0.2]);
 });
+
+test("a lost device: DEVICE_LOST, state lost, onDeviceLost once, calls fail at once, reload() recovers", async () => {
+  const lost = [];
+  const engine = await load({ onDeviceLost: (e) => lost.push(e.code) });
+  const first = log.engines.at(-1);
+  assert.equal(engine.stats().state, "ready");
+  globalThis.__loseDevice = true;
+  await assert.rejects(collect(engine.generate("x", { maxTokens: 3 })), (e) => e.code === "DEVICE_LOST");
+  await sleep(0);
+  assert.equal(engine.stats().state, "lost");
+  assert.deepEqual(lost, ["DEVICE_LOST"]);
+  const calls = first.calls.length;
+  await assert.rejects(engine.chat.completions.create({ messages: [{ role: "user", content: "x" }] }), (e) => e.code === "DEVICE_LOST" && /reload/.test(e.message));
+  await assert.rejects(engine.countTokens("a b"), (e) => e.code === "DEVICE_LOST");
+  assert.equal(first.calls.length, calls, "nothing reached the lost engine");
+  await engine.reload();
+  assert.equal(first.freed, true, "the lost engine was freed");
+  assert.notEqual(log.engines.at(-1), first, "a new wasm engine");
+  assert.equal(engine.stats().state, "ready");
+  assert.equal((await collect(engine.generate("x", { maxTokens: 2 }))).join(""), "Once");
+  assert.deepEqual(lost, ["DEVICE_LOST"]);
+  await engine.unload();
+  assert.equal(engine.stats().state, "unloaded");
+  await assert.rejects(engine.reload(), (e) => e.code === "ENGINE_UNLOADED");
+  await assert.rejects(createEngine({ model: gguf(1000), onDeviceLost: 5 }), (e) => e.code === "INVALID_ARGUMENT");
+  // A stream cannot be read twice.
+  const streamed = await createEngine({ model: new Blob([gguf(1000)]).stream() });
+  await assert.rejects(streamed.reload(), (e) => e.code === "INVALID_ARGUMENT" && /ReadableStream/.test(e.message));
+});

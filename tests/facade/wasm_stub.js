@@ -53,6 +53,8 @@ export class WasmEngine {
   async #run(input, options, onToken) {
     if (this.freed) throw new Error("freed");
     if (this.busy) throw codeError("ENGINE_BUSY", "busy");
+    if (globalThis.__loseDevice) { globalThis.__loseDevice = false; this.lost = true; }
+    if (this.lost) throw codeError("DEVICE_LOST", "the GPU device was lost");
     if (options.max_tokens !== undefined && !(options.max_tokens >= 0)) throw codeError("INVALID_ARGUMENT", "max_tokens");
     this.busy = true;
     const call = { input, options, pieces: [], aborted: false };

@@ -141,3 +141,23 @@ test("worker engine: URL sources and streams, transferred or relayed", async () 
     await engine.unload(); w.close();
   }
 });
+
+test("worker engine: a lost device is reported on the page and reload() rebuilds the engine in the worker", async () => {
+  const worker = fakeWorker();
+  const lost = [];
+  const engine = await createWorkerEngine({ model: gguf(1000), worker, onDeviceLost: (e) => lost.push(e.code) });
+  const first = log.engines.at(-1);
+  globalThis.__loseDevice = true;
+  await assert.rejects(collect(engine.generate("x", { maxTokens: 3 })), (e) => e.code === "DEVICE_LOST");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(engine.stats().state, "lost");
+  assert.deepEqual(lost, ["DEVICE_LOST"]);
+  const events = [];
+  await engine.reload({ onProgress: (e) => events.push(e.phase) });
+  assert.ok(events.includes("compile"), "the reload reports its progress");
+  assert.ok(first.freed && log.engines.at(-1) !== first, "a new wasm engine in the worker");
+  assert.equal(engine.stats().state, "ready");
+  assert.equal((await collect(engine.generate("x", { maxTokens: 2 }))).join(""), "Once");
+  await engine.unload();
+  worker.close();
+});

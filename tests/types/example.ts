@@ -24,6 +24,7 @@ export async function main(): Promise<string[]> {
     device: (await hasWebGPU()) ? "auto" : "cpu",
     contextLength: 2048,
     onProgress: ({ phase, loaded, total }) => lines.push(`${phase} ${loaded}/${total ?? "?"}`),
+    onDeviceLost: (error) => lines.push(`${error.code}: ${error.message}`),
   });
 
   // generate(): text pieces, then the GenerationResult as the iterator's return value.
@@ -102,6 +103,7 @@ export async function main(): Promise<string[]> {
     if (error instanceof LlamaWgpuError && error.code === "INVALID_ARGUMENT") lines.push(error.message);
   }
   lines.push(String(await engine.countTokens("hello")));
+  if (engine.stats().state === "lost") await engine.reload({ onProgress: (e) => lines.push(e.phase) });
   await engine.resetChat();
   await engine.unload();
 

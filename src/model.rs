@@ -2,7 +2,9 @@
 //! list of kernel ops.
 //!
 //! Decode: the ops of one step are bound once at load and recorded into one command encoder per
-//! token; one submit; 4 bytes (the sampled id) come back. Prefill: the prompt runs in batches
+//! token (those its position asks for: attention has a form without a combine for short
+//! contexts); one submit; 4 bytes (the sampled id) come back. Its norms and gates are folded
+//! into the matvecs that read them (six dispatches per layer; see ARCHITECTURE.md). Prefill: the prompt runs in batches
 //! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
 //! step (whose final norm, LM head and sampler give the first new token). Both op lists are
 //! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
@@ -330,10 +332,10 @@ impl GpuModel {
     /// Dispatches per transformer block of a decode step, short or `long` context (all blocks
     /// record the same kernels): the step's less the embedding's and the head's.
     pub fn dispatches_per_layer(&self, long: bool) -> usize {
-        let step = match long {
-            false => self.dispatches_per_token(),
-            true => self.dispatches_per_token_long(),
-        };
+        let step = [
+            self.dispatches_per_token(),
+            self.dispatches_per_token_long(),
+        ][long as usize];
         let outside = self.weights.token_embd.parts.len() + self.head_dispatches;
         (step - outside) / self.config.n_layer
     }

@@ -282,8 +282,7 @@ impl<'a> Graph<'a> {
         x: impl Into<Input<'v>>,
         y: View<'_>,
     ) -> Result<()> {
-        let routes = Route::contiguous(w, y.offset / 4);
-        self.matmul(w, x.into(), y.buffer, &routes, false)
+        self.matmul_into(w, x.into(), y, false)
     }
 
     /// y += W x (a residual add fused into the product)
@@ -293,8 +292,11 @@ impl<'a> Graph<'a> {
         x: impl Into<Input<'v>>,
         y: View<'_>,
     ) -> Result<()> {
-        let routes = Route::contiguous(w, y.offset / 4);
-        self.matmul(w, x.into(), y.buffer, &routes, true)
+        self.matmul_into(w, x.into(), y, true)
+    }
+
+    fn matmul_into(&mut self, w: &GpuWeight, x: Input<'_>, y: View<'_>, add: bool) -> Result<()> {
+        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), add)
     }
 
     /// [outs[0]; outs[1]; ...] = P x: every output view in one buffer.

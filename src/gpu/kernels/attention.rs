@@ -309,6 +309,33 @@ impl Attention {
             max_tokens as u32,
             1,
         ];
+        // What pass 1 binds over one cache part, storing into slots or the output.
+        let base = PartialParams {
+            n_head: self.n_head as u32,
+            group: (self.n_head / self.n_head_kv) as u32,
+            kv_dim: (self.n_head_kv * self.head_dim) as u32,
+            part_start: 0,
+            part_len: rows_per_part,
+            max_chunks: 1,
+            min_chunk: MIN_CHUNK as u32,
+            slot_base: 0,
+            n_slots: 1,
+            scale: self.scale,
+            window,
+            _pad: 0,
+        };
+        let pass1 = |kernel: &Kernel, params: PartialParams, keys, values, store, groups| {
+            let params = uniform_buffer(ctx, "attention params", &params);
+            let bindings = [
+                whole(step),
+                whole(&params),
+                q.clone(),
+                whole(keys),
+                whole(values),
+                store,
+            ];
+            kernel.op(ctx, &bindings, groups)
+        };
         let mut ops = Vec::with_capacity(scratch.parts + 1);
         for (i, (keys, values)) in cache
             .keys(layer)
@@ -317,29 +344,21 @@ impl Attention {
             .enumerate()
         {
             let params = PartialParams {
-                n_head: self.n_head as u32,
-                group: (self.n_head / self.n_head_kv) as u32,
-                kv_dim: (self.n_head_kv * self.head_dim) as u32,
                 part_start: i as u32 * rows_per_part,
-                part_len: rows_per_part,
                 max_chunks,
-                min_chunk: MIN_CHUNK as u32,
                 slot_base: i as u32 * max_chunks,
                 n_slots,
-                scale: self.scale,
-                window,
-                _pad: 0,
+                ..base
             };
-            let params = uniform_buffer(ctx, "attention params", &params);
-            let bindings = [
-                whole(step),
-                whole(&params),
-                q.clone(),
-                whole(keys),
-                whole(values),
-                whole(&scratch.buffer),
-            ];
-            ops.push(self.partial.op(ctx, &bindings, partial_groups));
+            let store = whole(&scratch.buffer);
+            ops.push(pass1(
+                &self.partial,
+                params,
+                keys,
+                values,
+                store,
+                partial_groups,
+            ));
         }
         let direct = self.direct_keys(cache);
         let decode = max_tokens == 1;
@@ -348,36 +367,13 @@ impl Attention {
                 op.when = When::KeysAbove(direct);
             }
             // One chunk over the first part, written normalized into `out`.
-            let params = PartialParams {
-                n_head: self.n_head as u32,
-                group: (self.n_head / self.n_head_kv) as u32,
-                kv_dim: (self.n_head_kv * self.head_dim) as u32,
-                part_start: 0,
-                part_len: rows_per_part,
-                max_chunks: 1,
-                min_chunk: MIN_CHUNK as u32,
-                slot_base: 0,
-                n_slots: 1,
-                scale: self.scale,
-                window,
-                _pad: 0,
-            };
-            let params = uniform_buffer(ctx, "attention direct params", &params);
             let (keys, values) = (&cache.keys(layer)[0], &cache.values(layer)[0]);
-            let bindings = [
-                whole(step),
-                whole(&params),
-                q.clone(),
-                whole(keys),
-                whole(values),
-                out.clone(),
-            ];
             let groups = [
                 ((self.n_head / self.heads) as u32).div_ceil(self.partial_workgroup),
                 1,
                 1,
             ];
-            let op = self.direct.op(ctx, &bindings, groups);
+            let op = pass1(&self.direct, base, keys, values, out.clone(), groups);
             ops.push(op.when(When::KeysAtMost(direct)));
         }
         let params = CombineParams {

@@ -3,8 +3,8 @@
 //!
 //! Decode: the ops of one step are bound once at load and recorded into one command encoder per
 //! token (those its position asks for: attention has a form without a combine for short
-//! contexts); one submit; 4 bytes (the sampled id) come back. Its norms and gates are folded
-//! into the matvecs that read them (six dispatches per layer; see ARCHITECTURE.md). Prefill: the prompt runs in batches
+//! contexts); one submit; 4 bytes (the sampled id) come back. On real GPUs its norms and gates
+//! are folded into the matvecs that read them (six dispatches per layer; ARCHITECTURE.md). Prefill: the prompt runs in batches
 //! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
 //! step (whose final norm, LM head and sampler give the first new token). Both op lists are
 //! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
@@ -12,9 +12,8 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::activations::Activations;
-use crate::gpu::graph::{Graph, Kernels};
+use crate::gpu::graph::{Graph, Kernels, View};
 use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
-use crate::gpu::kernels::matvec::{MatVecInput, Route};
 use crate::gpu::kernels::rope::{KvCache, RopeExtras};
 use crate::gpu::kernels::sample::{read_logprobs, LOGPROBS_BYTES};
 use crate::gpu::kernels::{step_params_buffer, StepParams};
@@ -235,20 +234,19 @@ impl GpuModel {
         Ok(g.ops)
     }
 
-    /// logits = lm_head(rmsnorm(x) * output_norm) for the one row in `decode.x` (the norm
-    /// applied by the matvec as it loads x), then sample.
+    /// logits = lm_head(rmsnorm(x) * output_norm) for the one row in `decode.x`, then sample.
     fn head_ops(&self) -> Result<Vec<Op>> {
         let (ctx, k, a) = (&self.ctx, &self.kernels, &self.decode);
-        let lm_head = self.weights.lm_head();
-        let x = MatVecInput::Normed {
-            x: whole(&a.x),
-            weight: whole(&self.weights.output_norm),
-            eps: k.norm.eps(),
+        let (v, w) = (a.views(), &self.weights);
+        let mut g = Graph::new(ctx, k, &self.step, 1);
+        let h = g.rmsnorm(v.x, &w.output_norm, v.h)?;
+        let logits = View {
+            buffer: &self.logits,
+            offset: 0,
+            width: self.config.n_vocab,
         };
-        let routes = Route::contiguous(lm_head, 0);
-        let mut ops = k
-            .matvec
-            .op_input(ctx, lm_head, x, &self.logits, &routes, false)?;
+        g.linear(w.lm_head(), h, logits)?;
+        let mut ops = g.ops;
         ops.extend(k.sampler.op(
             ctx,
             &self.logits,

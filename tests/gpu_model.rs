@@ -267,9 +267,11 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
     // Per layer: QKV (the rmsnorm before it folded in), RoPE + KV append, attention, Wo (+
     // residual), gate/up (rmsnorm folded in), Wdown (SiLU gate folded in, + residual). Attention
     // is one pass while the keys fit the direct form, else a pass over the one cache part and
-    // the combine. Then: embed, LM head (final norm folded in), the sampler's two passes.
+    // the combine. Then: embed, LM head (final norm folded in), the sampler's two passes. On a
+    // CPU emulator the two norms and the gate are dispatches of their own (and the final norm).
     let n_layer = gpu_model.config().n_layer;
-    let (layer, head) = (6, 1 + 1 + 2);
+    let unfused = usize::from(gpu_model.context().is_cpu);
+    let (layer, head) = (6 + 3 * unfused, 1 + 1 + 2 + unfused);
     assert_eq!(gpu_model.dispatches_per_token(), layer * n_layer + head);
     assert_eq!(gpu_model.dispatches_per_layer(false), layer);
     assert_eq!(gpu_model.dispatches_per_layer(true), layer + 1);

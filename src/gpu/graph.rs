@@ -19,12 +19,17 @@ use crate::gpu::kernels::matvec::{InputKind, MatMul, MatVec, MatVecInput, Route}
 use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
 use crate::gpu::kernels::sample::GpuSampler;
-use crate::gpu::loader::Weights;
+use crate::gpu::loader::{LayerWeights, Weights};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 
 /// Every kernel a model uses, compiled once at load for its weight types and options.
 pub struct Kernels {
+    /// Whether a decode step folds its norms and gate into the matvecs that read them: on real
+    /// GPUs, where a dispatch costs more than the loads of the norm weight (or of up) that each
+    /// matvec invocation then adds; not on CPU emulators, where measured the other way
+    /// (lavapipe, SmolLM2 decode step: 130 ms of the ops fusion replaces, 144 fused).
+    pub fuse_inputs: bool,
     pub matvec: MatVec,
     pub matmul: MatMul,
     pub embed: Embed,
@@ -60,12 +65,22 @@ impl Kernels {
         );
         let gated = types(&mut layers().map(|l| &l.w_down));
         let activation = config.arch.activation;
-        let uses = [
-            (InputKind::X, plain.as_slice()),
-            (InputKind::Normed, normed.as_slice()),
-            (InputKind::Gated(activation), gated.as_slice()),
-        ];
+        let fuse_inputs = !ctx.is_cpu;
+        let all = types(
+            &mut layers()
+                .flat_map(LayerWeights::matrices)
+                .chain([weights.lm_head()]),
+        );
+        let uses = match fuse_inputs {
+            true => vec![
+                (InputKind::X, plain.as_slice()),
+                (InputKind::Normed, normed.as_slice()),
+                (InputKind::Gated(activation), gated.as_slice()),
+            ],
+            false => vec![(InputKind::X, all.as_slice())],
+        };
         Ok(Kernels {
+            fuse_inputs,
             matvec: MatVec::for_inputs(ctx, &uses).await?,
             matmul: MatMul::for_types(ctx, &weights.block_types()).await?,
             embed: Embed::for_types(ctx, &[weights.token_embd.ty]).await?,
@@ -232,8 +247,8 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// out = rmsnorm(x) * w; for one token, nothing is recorded and the projection that reads
-    /// the result normalizes x as it loads it (`out` is then not written).
+    /// out = rmsnorm(x) * w; for one token where the kernels fuse inputs, nothing is recorded
+    /// and the projection that reads the result normalizes x as it loads it (`out` unwritten).
     pub fn rmsnorm<'v>(
         &mut self,
         x: View<'v>,
@@ -241,7 +256,7 @@ impl<'a> Graph<'a> {
         out: View<'v>,
     ) -> Result<Input<'v>> {
         let (k, t) = (&self.k.norm, self.tokens);
-        if t == 1 {
+        if t == 1 && self.k.fuse_inputs {
             return Ok(Input::Normed { x, weight: w });
         }
         let w = range(w, 0, x.width as u64 * 4);
@@ -434,11 +449,11 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// gate = act(gate) * up; for one token, nothing is recorded and the projection that
-    /// reads the result applies the gate as it loads it (`gate` is then not written).
+    /// gate = act(gate) * up; for one token where the kernels fuse inputs, nothing is recorded
+    /// and the projection that reads the result applies the gate as it loads it.
     pub fn gate<'v>(&mut self, gate: View<'v>, up: View<'v>) -> Result<Input<'v>> {
         let t = self.tokens;
-        if t == 1 {
+        if t == 1 && self.k.fuse_inputs {
             return Ok(Input::Gated { gate, up });
         }
         let op = self.k.ffn.gate(

@@ -43,7 +43,9 @@ struct Params {
 // f32, or f16 where the adapter has shader-f16 (rope.rs, KvElement); read as vec4<f32>.
 @group(0) @binding(3) var<storage, read> k_cache: array<vec4<{{KV}}>>;
 @group(0) @binding(4) var<storage, read> v_cache: array<vec4<{{KV}}>>;
-// [n_tokens][n_head][n_slots][HEAD_VEC4 + 1]: the accumulator, then (m, l, 0, 0).
+// [n_tokens][n_head][n_slots][HEAD_VEC4 + 1]: the accumulator, then (m, l, 0, 0). In the direct
+// form (attention.rs: a decode step over few keys, one chunk), the output [n_head][HEAD_VEC4],
+// normalized: no combine pass follows.
 @group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
 
 const HEAD_VEC4: u32 = {{HEAD_DIM}}u / 4u;

@@ -1,6 +1,8 @@
 // The gated activation in place over the step's n_tokens rows of `width` values:
 // gate[t][i] = act(gate[t][i]) * up[t][i], act = {{ACT}} (SwiGLU or GeGLU). (Residual adds need
-// no kernel: the output projections accumulate into x, see matvec.rs.)
+// no kernel: the output projections accumulate into x, see matvec.rs.) Prefill only: a decode
+// step's down projection applies the gate as it reads its input (matvec_input_gated.wgsl).
+// The activations are in activation.wgsl.
 
 struct Step { pos: u32, n_tokens: u32, sample_step: u32, pad: u32 }
 struct Params { width: u32, pad0: u32, pad1: u32, pad2: u32 }
@@ -12,19 +14,6 @@ struct Params { width: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(2) var<storage, read_write> up: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gate: array<f32>;
 
-fn silu(x: f32) -> f32 {
-    return x / (1.0 + exp(-x));
-}
-
-// GELU, tanh approximation: 0.5 x (1 + tanh(y)) = x / (1 + exp(-2y)), y = sqrt(2/pi) (x +
-// 0.044715 x^3). The sigmoid form has no cancellation where tanh(y) is near -1 and stays finite
-// for every y (exp overflowing to inf gives -0), where a builtin tanh may be a quotient of
-// exponentials that is inf / inf for large inputs.
-fn gelu_tanh(x: f32) -> f32 {
-    let y = 0.7978846 * (x + 0.044715 * x * x * x);
-    return x / (1.0 + exp(-2.0 * y));
-}
-
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let t = id.y;
@@ -34,5 +23,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let o = t * w + i;
-    gate[o] = {{ACT}}(gate[o]) * up[o];
+    gate[o] = {{ACT}}(vec4<f32>(gate[o])).x * up[o];
 }

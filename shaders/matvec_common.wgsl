@@ -53,13 +53,21 @@ fn out_index(t: u32, row: u32) -> u32 {
 
 // Partial dots of rows first .. first+3 (component i: row first + i) over units lane,
 // lane + lanes, ...: the share of one of `lanes` invocations that split a row group, for the
-// workgroup and subgroup reductions. Each x unit it loads serves the four rows.
-fn row_group_partial(first: u32, lane: u32, lanes: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
+// workgroup and subgroup reductions, and the sum of squares of the x values it loaded (for a
+// normed input; matvec_input_*.wgsl). Each x unit it loads serves the four rows.
+struct Partial {
+    acc: vec4<f32>,
+    ss: f32,
+}
+
+fn row_group_partial(first: u32, lane: u32, lanes: u32) -> Partial {
+    var p = Partial(vec4<f32>(0.0), 0.0);
     if (first < params.rows) {
         for (var u = lane; u < units_per_row(); u += lanes) {
-            let xs = x_unit(0u, u);
-            acc += vec4<f32>(
+            let raw = x_unit(0u, u);
+            p.ss += squares(raw);
+            let xs = input_of(raw, u);
+            p.acc += vec4<f32>(
                 row_dot(row_of(first, 0u), u, xs),
                 row_dot(row_of(first, 1u), u, xs),
                 row_dot(row_of(first, 2u), u, xs),
@@ -67,7 +75,7 @@ fn row_group_partial(first: u32, lane: u32, lanes: u32) -> vec4<f32> {
             );
         }
     }
-    return acc;
+    return p;
 }
 
 // Write (or add, for a fused residual) one output.

@@ -28,9 +28,9 @@ fn main(
     }
     let slot = subgroupBroadcastFirst(claimed);
     let first = ((wg.y * groups.x + wg.x) * (WORKGROUP / lanes) + slot) * ROWS;
-    let acc = row_group_partial(first, lane, lanes);
+    let p = row_group_partial(first, lane, lanes);
     // Outside every branch: all invocations of the subgroup take part.
-    let total = subgroupAdd(acc);
+    let total = finish(subgroupAdd(p.acc), subgroupAdd(p.ss));
     if (lane == 0u) {
         for (var i = 0u; i < ROWS; i++) {
             if (first + i < params.rows) {

@@ -8,6 +8,8 @@ const WORKGROUP: u32 = 256u;
 const ROWS: u32 = 4u;
 
 var<workgroup> partial: array<vec4<f32>, WORKGROUP>;
+// Sums of squares of the x values each invocation loaded (a normed input's row scale).
+var<workgroup> partial_ss: array<f32, WORKGROUP>;
 
 @compute @workgroup_size(WORKGROUP)
 fn main(
@@ -19,18 +21,22 @@ fn main(
     let threads = params.threads_per_row;
     let lane = lid % threads;
     let first = ((wg.y * groups.x + wg.x) * (WORKGROUP / threads) + lid / threads) * ROWS;
-    partial[lid] = row_group_partial(first, lane, threads);
+    let p = row_group_partial(first, lane, threads);
+    partial[lid] = p.acc;
+    partial_ss[lid] = p.ss;
     workgroupBarrier();
     for (var half = threads / 2u; half > 0u; half /= 2u) {
         if (lane < half) {
             partial[lid] += partial[lid + half];
+            partial_ss[lid] += partial_ss[lid + half];
         }
         workgroupBarrier();
     }
     if (lane == 0u) {
+        let total = finish(partial[lid], partial_ss[lid]);
         for (var i = 0u; i < ROWS; i++) {
             if (first + i < params.rows) {
-                store(out_index(0u, first + i), partial[lid][i]);
+                store(out_index(0u, first + i), total[i]);
             }
         }
     }

@@ -28,7 +28,8 @@ struct Params {
     total_rows: u32,
     // Multiplies what the embedding gather writes (Gemma scales embeddings by sqrt(n_embd)).
     scale: f32,
-    _pad1: u32,
+    // The gated input's up values: vec4s after gate's (matvec_input_gated.wgsl).
+    up_offset: u32,
     // Row stride of the `aux` plane, in u32s.
     astride: u32,
     // Where outputs go (matvec_common.wgsl, out_index): a weight stacks up to 4 tensors by
@@ -37,6 +38,11 @@ struct Params {
     route_start: vec4<u32>,
     route_base: vec4<u32>,
     route_stride: vec4<u32>,
+    // The normed input's epsilon (matvec_input_normed.wgsl).
+    eps: f32,
+    pad2: u32,
+    pad3: u32,
+    pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

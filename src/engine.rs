@@ -145,6 +145,10 @@ impl Backend for GpuModel {
             device: self.context().describe(),
             gpu_bytes: self.gpu_bytes(),
             dispatches_per_token: self.dispatches_per_token(),
+            dispatches_per_token_long_context: self.dispatches_per_token_long(),
+            dispatches_per_layer: self.dispatches_per_layer(false),
+            dispatches_per_layer_long_context: self.dispatches_per_layer(true),
+            direct_attention_keys: self.direct_attention_keys(),
             submits_per_token: 1,
             readback_bytes_per_token: 4,
             ..Default::default()

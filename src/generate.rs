@@ -68,7 +68,14 @@ pub struct BackendStats {
     pub gpu_bytes: u64,
     /// CPU memory the CPU engine holds (weights, KV cache, activations); 0 elsewhere.
     pub cpu_bytes: u64,
+    /// Dispatches of one decode step (GPU), while the context is short enough for attention
+    /// without its combine pass (up to `direct_attention_keys` keys), and past that.
     pub dispatches_per_token: usize,
+    pub dispatches_per_token_long_context: usize,
+    /// The same per transformer block (embedding and head left out).
+    pub dispatches_per_layer: usize,
+    pub dispatches_per_layer_long_context: usize,
+    pub direct_attention_keys: usize,
     pub submits_per_token: usize,
     pub readback_bytes_per_token: usize,
 }

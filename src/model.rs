@@ -2,7 +2,9 @@
 //! list of kernel ops.
 //!
 //! Decode: the ops of one step are bound once at load and recorded into one command encoder per
-//! token; one submit; 4 bytes (the sampled id) come back. Prefill: the prompt runs in batches
+//! token (those its position asks for: attention has a form without a combine for short
+//! contexts); one submit; 4 bytes (the sampled id) come back. On real GPUs its norms and gates
+//! are folded into the matvecs that read them (six dispatches per layer; ARCHITECTURE.md). Prefill: the prompt runs in batches
 //! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
 //! step (whose final norm, LM head and sampler give the first new token). Both op lists are
 //! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
@@ -10,15 +12,10 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::activations::Activations;
-use crate::gpu::graph::{Graph, Kernels};
+use crate::gpu::graph::{Graph, Kernels, View};
 use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
-use crate::gpu::kernels::attention::Attention;
-use crate::gpu::kernels::embed::Embed;
-use crate::gpu::kernels::ffn::Ffn;
-use crate::gpu::kernels::matvec::{MatMul, MatVec};
-use crate::gpu::kernels::norm::RmsNorm;
-use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
-use crate::gpu::kernels::sample::{read_logprobs, GpuSampler, LOGPROBS_BYTES};
+use crate::gpu::kernels::rope::{KvCache, RopeExtras};
+use crate::gpu::kernels::sample::{read_logprobs, LOGPROBS_BYTES};
 use crate::gpu::kernels::{step_params_buffer, StepParams};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
@@ -87,6 +84,8 @@ pub struct GpuModel {
     /// One prefill batch of up to `PREFILL_BATCH` tokens through the layers (bound at load; the
     /// step uniform gives each batch's size and position).
     prefill_ops: Vec<Op>,
+    /// Dispatches of the final norm, LM head and sampler (the end of `decode_ops`).
+    head_dispatches: usize,
     position: usize,
     gpu_bytes: u64,
 }
@@ -128,30 +127,7 @@ impl GpuModel {
                 "context length {context_len} is too small"
             )));
         }
-        let kernels = Kernels {
-            // Only the pipelines this model's weight types need.
-            matvec: MatVec::for_types(&ctx, &{
-                let mut types = weights.block_types();
-                if !types.contains(&weights.lm_head().ty) {
-                    types.push(weights.lm_head().ty);
-                }
-                types
-            })
-            .await?,
-            matmul: MatMul::for_types(&ctx, &weights.block_types()).await?,
-            embed: Embed::for_types(&ctx, &[weights.token_embd.ty]).await?,
-            norm: RmsNorm::new(&ctx, &config).await?,
-            rope: Rope::new(
-                &ctx,
-                &config,
-                weights.rope_factors(config.rope_factor_tensor(context_len)),
-                context_len,
-            )
-            .await?,
-            attention: Attention::new(&ctx, &config).await?,
-            ffn: Ffn::new(&ctx, config.arch.activation).await?,
-            sampler: GpuSampler::new(&ctx, config.n_vocab, MAX_SAMPLER_HISTORY).await?,
-        };
+        let kernels = Kernels::for_model(&ctx, &config, &weights, context_len).await?;
         let kv = KvCache::new(&ctx, &config, context_len)?;
         let decode = Activations::new(&ctx, &config, &kernels, &kv, 1)?;
         let prefill =
@@ -181,10 +157,13 @@ impl GpuModel {
             logprobs: None,
             logprobs_on: false,
             prefill_ops: Vec::new(),
+            head_dispatches: 0,
             position: 0,
         };
         let mut decode_ops = model.layer_ops(&model.decode)?;
-        decode_ops.extend(model.head_ops()?);
+        let head = model.head_ops()?;
+        model.head_dispatches = head.len();
+        decode_ops.extend(head);
         model.decode_ops = decode_ops;
         model.prefill_ops = model.layer_ops(&model.prefill)?;
         model.pipelined = model.ctx.pipelined_decode;
@@ -219,9 +198,9 @@ impl GpuModel {
         g.embed(&w.token_embd, &a.tokens, v.x, c.embedding_scale)?;
         for (l, lw) in w.layers.iter().enumerate() {
             // h = rmsnorm(x) * attn_norm
-            g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
+            let h = g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
             // q, k, v = Wq h, Wk h, Wv h                          [n_tokens, q_dim | kv_dim]
-            g.project(&lw.qkv, v.h, &[v.q, v.k, v.v])?;
+            g.project(&lw.qkv, h, &[v.q, v.k, v.v])?;
             // q, k = rope(rmsnorm per head(q + bq, k + bk)); k, v + bv into the cache
             let extras = RopeExtras {
                 bias: lw.qkv_bias.as_ref().map(whole),
@@ -239,15 +218,15 @@ impl GpuModel {
                 }
             }
             // h = rmsnorm(x) * ffn_norm
-            g.rmsnorm(v.x, &lw.ffn_norm, v.h)?;
+            let h = g.rmsnorm(v.x, &lw.ffn_norm, v.h)?;
             // gate = act(Wgate h) * (Wup h)                                  [n_tokens, n_ff]
-            g.project(&lw.gate_up, v.h, &[v.gate, v.up])?;
-            g.gate(v.gate, v.up)?;
+            g.project(&lw.gate_up, h, &[v.gate, v.up])?;
+            let gate = g.gate(v.gate, v.up)?;
             // x += Wdown gate, normed first with post_ffw_norm (gemma3)
             match &lw.post_ffn_norm {
-                None => g.linear_add(&lw.w_down, v.gate, v.x)?,
+                None => g.linear_add(&lw.w_down, gate, v.x)?,
                 Some(norm) => {
-                    g.linear(&lw.w_down, v.gate, v.h)?;
+                    g.linear(&lw.w_down, gate, v.h)?;
                     g.rmsnorm_add(v.h, norm, v.x)?;
                 }
             }
@@ -258,23 +237,16 @@ impl GpuModel {
     /// logits = lm_head(rmsnorm(x) * output_norm) for the one row in `decode.x`, then sample.
     fn head_ops(&self) -> Result<Vec<Op>> {
         let (ctx, k, a) = (&self.ctx, &self.kernels, &self.decode);
-        let mut ops = vec![k.norm.op(
-            ctx,
-            &self.step,
-            whole(&a.x),
-            whole(&self.weights.output_norm),
-            whole(&a.h),
-            self.config.n_embd,
-            1,
-        )?];
-        ops.extend(k.matvec.op(
-            ctx,
-            self.weights.lm_head(),
-            whole(&a.h),
-            &self.logits,
-            0,
-            false,
-        )?);
+        let (v, w) = (a.views(), &self.weights);
+        let mut g = Graph::new(ctx, k, &self.step, 1);
+        let h = g.rmsnorm(v.x, &w.output_norm, v.h)?;
+        let logits = View {
+            buffer: &self.logits,
+            offset: 0,
+            width: self.config.n_vocab,
+        };
+        g.linear(w.lm_head(), h, logits)?;
+        let mut ops = g.ops;
         ops.extend(k.sampler.op(
             ctx,
             &self.logits,
@@ -339,9 +311,36 @@ impl GpuModel {
         self.kv.element()
     }
 
-    /// Dispatches recorded per decode step.
+    /// The ops a decode step at KV row `pos` records (attention's form depends on it).
+    fn step_ops(&self, pos: usize) -> impl Iterator<Item = &Op> {
+        self.decode_ops.iter().filter(move |op| op.wanted(pos + 1))
+    }
+
+    /// Dispatches recorded per decode step while the context is short enough for attention
+    /// without its combine pass ([`direct_attention_keys`](Self::direct_attention_keys)).
     pub fn dispatches_per_token(&self) -> usize {
-        self.decode_ops.len()
+        self.step_ops(0).count()
+    }
+
+    /// Dispatches recorded per decode step past that.
+    pub fn dispatches_per_token_long(&self) -> usize {
+        self.step_ops(self.direct_attention_keys()).count()
+    }
+
+    /// Dispatches per transformer block of a decode step, short or `long` context (all blocks
+    /// record the same kernels): the step's less the embedding's and the head's.
+    pub fn dispatches_per_layer(&self, long: bool) -> usize {
+        let step = [
+            self.dispatches_per_token(),
+            self.dispatches_per_token_long(),
+        ][long as usize];
+        let outside = self.weights.token_embd.parts.len() + self.head_dispatches;
+        (step - outside) / self.config.n_layer
+    }
+
+    /// The most keys a decode step's token sees for attention to run without the combine.
+    pub fn direct_attention_keys(&self) -> usize {
+        self.kernels.attention.direct_keys(&self.kv)
     }
 
     fn write_step(&self, pos: usize, n_tokens: usize, sample_step: u64) {
@@ -501,10 +500,11 @@ impl GpuModel {
         self.write_step(pos, 1, sample_step);
         let slot = sample_step as usize % READBACK_SLOTS;
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        record(&mut encoder, &self.decode_ops);
+        let ops: Vec<&Op> = self.step_ops(pos).collect();
+        record(&mut encoder, &ops);
         encoder.copy_buffer_to_buffer(&self.ids_out, slot as u64 * 4, &self.staging[slot], 0, 4);
         if let Some(l) = self.logprobs.as_ref().filter(|_| self.logprobs_on) {
-            record(&mut encoder, std::slice::from_ref(&l.op));
+            record(&mut encoder, &[&l.op]);
             encoder.copy_buffer_to_buffer(&l.out, 0, &l.staging[slot], 0, LOGPROBS_BYTES);
         }
         self.ctx.queue.submit([encoder.finish()])
@@ -523,10 +523,10 @@ impl GpuModel {
         self.write_step(self.position, 1, 0);
         let mut totals: Vec<(String, usize, f64)> = Vec::new();
         for step in 0..steps {
-            for op in &self.decode_ops {
+            for op in self.step_ops(self.position) {
                 let start = web_time::Instant::now();
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                record(&mut encoder, std::slice::from_ref(op));
+                record(&mut encoder, &[op]);
                 self.ctx.queue.submit([encoder.finish()]);
                 self.ctx
                     .device
@@ -574,7 +574,8 @@ impl GpuModel {
                 .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
             self.write_step(self.position, batch.len(), 0);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            record(&mut encoder, &self.prefill_ops);
+            let ops: Vec<&Op> = self.prefill_ops.iter().collect();
+            record(&mut encoder, &ops);
             self.ctx.queue.submit([encoder.finish()]);
             self.position += batch.len();
         }
@@ -592,7 +593,7 @@ impl GpuModel {
     }
 }
 
-fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
+fn record(encoder: &mut wgpu::CommandEncoder, ops: &[&Op]) {
     let mut pass = encoder.begin_compute_pass(&Default::default());
     for op in ops {
         op.record(&mut pass);

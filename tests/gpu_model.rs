@@ -263,12 +263,22 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
     let mut cpu = ReferenceModel::load(&file, 64).unwrap();
     let mut gpu_model = load(&path, 64);
     cpu.set_f16_cache(gpu_model.kv_element() == KvElement::F16);
-    // Its projections share one type (Q4_1), so q/k/v and gate/up each stack into one weight:
-    // per layer rmsnorm, QKV, RoPE, attention (a pass over the one cache part and the
-    // combine), Wo, rmsnorm, gate/up, SiLU gate, Wdown; then embed, final norm, LM head and
-    // the sampler's two passes.
+    // Its projections share one type (Q4_1), so q/k/v and gate/up each stack into one weight.
+    // Per layer: QKV (the rmsnorm before it folded in), RoPE + KV append, attention, Wo (+
+    // residual), gate/up (rmsnorm folded in), Wdown (SiLU gate folded in, + residual). Attention
+    // is one pass while the keys fit the direct form, else a pass over the one cache part and
+    // the combine. Then: embed, LM head (final norm folded in), the sampler's two passes. On a
+    // CPU emulator the two norms and the gate are dispatches of their own (and the final norm).
     let n_layer = gpu_model.config().n_layer;
-    assert_eq!(gpu_model.dispatches_per_token(), 10 * n_layer + 5);
+    let unfused = usize::from(gpu_model.context().is_cpu);
+    let (layer, head) = (6 + 3 * unfused, 1 + 1 + 2 + unfused);
+    assert_eq!(gpu_model.dispatches_per_token(), layer * n_layer + head);
+    assert_eq!(gpu_model.dispatches_per_layer(false), layer);
+    assert_eq!(gpu_model.dispatches_per_layer(true), layer + 1);
+    assert_eq!(
+        gpu_model.dispatches_per_token_long(),
+        (layer + 1) * n_layer + head
+    );
     let tokens: Vec<u32> = common::ONCE_UPON_A_TIME
         .into_iter()
         .chain(generation.ids.iter().copied().take(8))

@@ -601,7 +601,19 @@ fn check_attention(
                 .unwrap();
             for (&(pos, n_tokens), want) in cases.iter().zip(&want) {
                 set_step(ctx, &stepb, pos, n_tokens);
-                run(ctx, &ops);
+                // A one-token scratch has two forms; the step records what its position asks.
+                let step_ops: Vec<Op> = ops
+                    .iter()
+                    .filter(|op| op.wanted(pos + 1))
+                    .cloned()
+                    .collect();
+                let direct = step_ops.iter().any(|op| op.name == "attention_direct");
+                assert_eq!(
+                    direct,
+                    max_tokens == 1 && pos < attention.direct_keys(&cache),
+                    "{tuning:?}: the form at position {pos}"
+                );
+                run(ctx, &step_ops);
                 let got = read(ctx, &ob, n_tokens * q_dim);
                 // Outputs are weighted means of values in [-1, 1]. A score is a 64-term dot
                 // product of size ~10 summed in another order (~1e-6 absolute); its exp is
@@ -647,6 +659,33 @@ fn attention_matches_the_cpu_at_short_and_long_positions() {
     for ctx in kv_contexts() {
         check_attention(ctx, &c, 2048, &ATTENTION_CASES, &chunks, 7);
     }
+}
+
+/// A decode step (one-token scratch) over few keys runs pass 1 alone, storing the normalized
+/// output (the direct form); past `direct_keys` the split and the combine. Positions on both
+/// sides of the switch, for both tunings, with and without a sliding window, and a cache in
+/// parts (the direct form reads only the first).
+#[test]
+fn attention_direct_form_at_short_decode_positions() {
+    let cases = [
+        (0, 1),
+        (1, 1),
+        (30, 1),
+        (31, 1),
+        (32, 1),
+        (63, 1),
+        (64, 1),
+        (65, 1),
+        (300, 1),
+    ];
+    let mut c = smollm2();
+    for ctx in kv_contexts() {
+        check_attention(ctx, &c, 512, &cases, &[None, Some(1), Some(40)], 21);
+    }
+    c.sliding_window = Some(20);
+    c.local_layers = vec![true, false];
+    c.attention_scale = 0.2;
+    check_attention(ctx(), &c, 512, &cases, &[None], 22);
 }
 
 /// lavapipe silently ends a shader's loops after 65535 iterations in all: one invocation must
@@ -709,6 +748,9 @@ fn kv_cache_split_across_bindings() {
     let cases = [(0, 1), (340, 3), (1020, 7), (1092, 1)];
     let parts = check_attention(&ctx, &c, 1100, &cases, &[None, Some(2)], 9);
     assert_eq!(parts, 4);
+    // Decode steps: the direct form reads the first part only, the split all four.
+    let decode = [(0, 1), (40, 1), (63, 1), (64, 1), (400, 1), (1092, 1)];
+    check_attention(&ctx, &c, 1100, &decode, &[None], 10);
 
     // RoPE writes each position into its part.
     let cache = KvCache::new(&ctx, &c, 1100).unwrap();
@@ -1066,7 +1108,8 @@ fn decode_op_timings() {
         set_step(ctx, &stepb, *pos, 1);
         let mut times = Vec::new();
         for _ in 0..5 {
-            let all: Vec<&Op> = (0..reps).flat_map(|_| ops.iter()).collect();
+            let step = || ops.iter().filter(|op| op.wanted(pos + 1));
+            let all: Vec<&Op> = (0..reps).flat_map(|_| step()).collect();
             let start = std::time::Instant::now();
             submit_ops(ctx, &all);
             ctx.device

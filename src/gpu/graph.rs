@@ -4,22 +4,32 @@
 //! It hides what the math does not care about: whether a projection is one tensor, a stack of
 //! tensors uploaded into one weight, or a fused tensor whose rows are several outputs
 //! ([`Projection`] routes each row range to its own view), whether a batch runs as a matvec or
-//! a matmul, and how many ops a kernel needs (one per weight part or cache part).
+//! a matmul, how many ops a kernel needs (one per weight part or cache part), and which steps
+//! are folded into the next kernel: for one token, `rmsnorm` and `gate` record nothing and
+//! return an [`Input`] that the projection consuming it applies as it loads x.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{range, Op};
 use crate::gpu::kernels::attention::{Attention, AttentionScratch};
 use crate::gpu::kernels::embed::Embed;
 use crate::gpu::kernels::ffn::Ffn;
-use crate::gpu::kernels::matvec::{MatMul, MatVec, Route};
+use crate::gpu::kernels::matvec::{InputKind, MatMul, MatVec, MatVecInput, Route};
 use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
 use crate::gpu::kernels::sample::GpuSampler;
+use crate::gpu::loader::{LayerWeights, Weights};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 
 /// Every kernel a model uses, compiled once at load for its weight types and options.
 pub struct Kernels {
+    /// Whether a decode step folds its norms and gate into the matvecs that read them: on real
+    /// GPUs, where a dispatch costs more than the loads of the norm weight (or of up) that each
+    /// matvec invocation then adds; not on CPU emulators, where measured the other way
+    /// (lavapipe, SmolLM2 decode step: 130 ms of the ops fusion replaces, 144 fused).
+    pub fuse_inputs: bool,
     pub matvec: MatVec,
     pub matmul: MatMul,
     pub embed: Embed,
@@ -28,6 +38,66 @@ pub struct Kernels {
     pub attention: Attention,
     pub ffn: Ffn,
     pub sampler: GpuSampler,
+}
+
+impl Kernels {
+    /// The kernels `config`'s model with `weights` uses, for contexts of `context_len`: the
+    /// pipelines of the weight types each product needs, the decode matvecs for the inputs
+    /// they read (x; normed x for q/k/v, gate/up and the LM head; the gate for down).
+    pub async fn for_model(
+        ctx: &GpuContext,
+        config: &Config,
+        weights: &Weights,
+        context_len: usize,
+    ) -> Result<Kernels> {
+        let types = |ws: &mut dyn Iterator<Item = &GpuWeight>| {
+            let mut types: Vec<GgmlType> = ws.map(|w| w.ty).collect();
+            types.sort_by_key(|t| t.id());
+            types.dedup();
+            types
+        };
+        let layers = || weights.layers.iter();
+        let plain = types(&mut layers().map(|l| &l.wo));
+        let normed = types(
+            &mut layers()
+                .flat_map(|l| l.qkv.weights().chain(l.gate_up.weights()))
+                .chain([weights.lm_head()]),
+        );
+        let gated = types(&mut layers().map(|l| &l.w_down));
+        let activation = config.arch.activation;
+        let fuse_inputs = !ctx.is_cpu;
+        let all = types(
+            &mut layers()
+                .flat_map(LayerWeights::matrices)
+                .chain([weights.lm_head()]),
+        );
+        let uses = match fuse_inputs {
+            true => vec![
+                (InputKind::X, plain.as_slice()),
+                (InputKind::Normed, normed.as_slice()),
+                (InputKind::Gated(activation), gated.as_slice()),
+            ],
+            false => vec![(InputKind::X, all.as_slice())],
+        };
+        Ok(Kernels {
+            fuse_inputs,
+            matvec: MatVec::for_inputs(ctx, &uses).await?,
+            matmul: MatMul::for_types(ctx, &weights.block_types()).await?,
+            embed: Embed::for_types(ctx, &[weights.token_embd.ty]).await?,
+            norm: RmsNorm::new(ctx, config).await?,
+            rope: Rope::new(
+                ctx,
+                config,
+                weights.rope_factors(config.rope_factor_tensor(context_len)),
+                context_len,
+            )
+            .await?,
+            attention: Attention::new(ctx, config).await?,
+            ffn: Ffn::new(ctx, activation).await?,
+            sampler: GpuSampler::new(ctx, config.n_vocab, crate::model::MAX_SAMPLER_HISTORY)
+                .await?,
+        })
+    }
 }
 
 /// `width` f32 values per token from byte `offset` of `buffer`: one activation of a batch.
@@ -42,6 +112,37 @@ impl<'a> View<'a> {
     /// The binding of the view for `tokens` tokens.
     fn binding(&self, tokens: usize) -> wgpu::BufferBinding<'a> {
         range(self.buffer, self.offset, (tokens * self.width * 4) as u64)
+    }
+}
+
+/// What a projection multiplies: a view, or for one token a view with the step before the
+/// product still to apply (the matvec folds it into its load of x: [`MatVecInput`]).
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    View(View<'a>),
+    /// rmsnorm(x) * weight
+    Normed {
+        x: View<'a>,
+        weight: &'a wgpu::Buffer,
+    },
+    /// act(gate) * up
+    Gated {
+        gate: View<'a>,
+        up: View<'a>,
+    },
+}
+
+impl<'a> From<View<'a>> for Input<'a> {
+    fn from(v: View<'a>) -> Input<'a> {
+        Input::View(v)
+    }
+}
+
+impl<'a> Input<'a> {
+    fn width(&self) -> usize {
+        match self {
+            Input::View(x) | Input::Normed { x, .. } | Input::Gated { gate: x, .. } => x.width,
+        }
     }
 }
 
@@ -135,7 +236,7 @@ impl<'a> Graph<'a> {
         x: View<'_>,
         scale: f32,
     ) -> Result<()> {
-        check_width("embedding", x, table.cols as usize)?;
+        check_width("embedding", x.width, table.cols as usize)?;
         let t = self.tokens as u32;
         let ids = range(ids, 0, self.tokens as u64 * 4);
         let ops = self
@@ -146,9 +247,18 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// out = rmsnorm(x) * w
-    pub fn rmsnorm(&mut self, x: View<'_>, w: &wgpu::Buffer, out: View<'_>) -> Result<()> {
+    /// out = rmsnorm(x) * w; for one token where the kernels fuse inputs, nothing is recorded
+    /// and the projection that reads the result normalizes x as it loads it (`out` unwritten).
+    pub fn rmsnorm<'v>(
+        &mut self,
+        x: View<'v>,
+        w: &'v wgpu::Buffer,
+        out: View<'v>,
+    ) -> Result<Input<'v>> {
         let (k, t) = (&self.k.norm, self.tokens);
+        if t == 1 && self.k.fuse_inputs {
+            return Ok(Input::Normed { x, weight: w });
+        }
         let w = range(w, 0, x.width as u64 * 4);
         let op = k.op(
             self.ctx,
@@ -160,7 +270,7 @@ impl<'a> Graph<'a> {
             t,
         )?;
         self.ops.push(op);
-        Ok(())
+        Ok(Input::View(out))
     }
 
     /// x += rmsnorm(y) * w (a post-norm on a block's output)
@@ -181,17 +291,31 @@ impl<'a> Graph<'a> {
     }
 
     /// y = W x
-    pub fn linear(&mut self, w: &GpuWeight, x: View<'_>, y: View<'_>) -> Result<()> {
-        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), false)
+    pub fn linear<'v>(
+        &mut self,
+        w: &GpuWeight,
+        x: impl Into<Input<'v>>,
+        y: View<'_>,
+    ) -> Result<()> {
+        self.matmul_into(w, x.into(), y, false)
     }
 
     /// y += W x (a residual add fused into the product)
-    pub fn linear_add(&mut self, w: &GpuWeight, x: View<'_>, y: View<'_>) -> Result<()> {
-        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), true)
+    pub fn linear_add<'v>(
+        &mut self,
+        w: &GpuWeight,
+        x: impl Into<Input<'v>>,
+        y: View<'_>,
+    ) -> Result<()> {
+        self.matmul_into(w, x.into(), y, true)
+    }
+
+    fn matmul_into(&mut self, w: &GpuWeight, x: Input<'_>, y: View<'_>, add: bool) -> Result<()> {
+        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), add)
     }
 
     /// [outs[0]; outs[1]; ...] = P x: every output view in one buffer.
-    pub fn project(&mut self, p: &Projection, x: View<'_>, outs: &[View<'_>]) -> Result<()> {
+    pub fn project(&mut self, p: &Projection, x: Input<'_>, outs: &[View<'_>]) -> Result<()> {
         let buffer = outs[0].buffer;
         let same = outs.iter().all(|o| o.buffer == buffer);
         let widths: Vec<usize> = outs.iter().map(|o| o.width).collect();
@@ -209,23 +333,24 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// One token: a matvec; a batch: a matmul.
+    /// One token: a matvec, applying what `x` still asks for as it loads it; a batch: a matmul.
     fn matmul(
         &mut self,
         w: &GpuWeight,
-        x: View<'_>,
+        x: Input<'_>,
         y: &wgpu::Buffer,
         routes: &[Route],
         accumulate: bool,
     ) -> Result<()> {
-        check_width(&w.name, x, w.cols as usize)?;
+        check_width(&w.name, x.width(), w.cols as usize)?;
         let (ctx, t) = (self.ctx, self.tokens);
-        let ops = match t {
-            1 => self
-                .k
-                .matvec
-                .op_routed(ctx, w, x.binding(1), y, routes, accumulate)?,
-            n => self.k.matmul.op_routed(
+        let ops = match (t, x) {
+            (1, x) => {
+                let input = self.matvec_input(x)?;
+                let k = &self.k.matvec;
+                k.op_input(ctx, w, input, y, routes, accumulate)?
+            }
+            (n, Input::View(x)) => self.k.matmul.op_routed(
                 ctx,
                 w,
                 x.binding(n),
@@ -235,9 +360,40 @@ impl<'a> Graph<'a> {
                 routes,
                 accumulate,
             )?,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "`{}`: a batch's input must be computed before the product",
+                    w.name
+                )))
+            }
         };
         self.ops.extend(ops);
         Ok(())
+    }
+
+    /// The matvec's binding of `x` for one token.
+    fn matvec_input<'v>(&self, x: Input<'v>) -> Result<MatVecInput<'v>> {
+        Ok(match x {
+            Input::View(x) => MatVecInput::X(x.binding(1)),
+            Input::Normed { x, weight } => MatVecInput::Normed {
+                x: x.binding(1),
+                weight: range(weight, 0, x.width as u64 * 4),
+                eps: self.k.norm.eps(),
+            },
+            Input::Gated { gate, up } => {
+                if gate.buffer != up.buffer || up.offset < gate.offset + gate.width as u64 * 4 {
+                    return Err(Error::InvalidArgument(
+                        "a gated input wants up after gate in one buffer".into(),
+                    ));
+                }
+                let end = up.offset + up.width as u64 * 4;
+                MatVecInput::Gated {
+                    gate_up: range(gate.buffer, gate.offset, end - gate.offset),
+                    up_offset: (up.offset - gate.offset) / 4,
+                    activation: self.k.ffn.activation(),
+                }
+            }
+        })
     }
 
     /// q_out = rope(norm(q + bq)); rope(norm(k + bk)) and v + bv into the cache rows of the
@@ -293,9 +449,13 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// gate = act(gate) * up
-    pub fn gate(&mut self, gate: View<'_>, up: View<'_>) -> Result<()> {
+    /// gate = act(gate) * up; for one token where the kernels fuse inputs, nothing is recorded
+    /// and the projection that reads the result applies the gate as it loads it.
+    pub fn gate<'v>(&mut self, gate: View<'v>, up: View<'v>) -> Result<Input<'v>> {
         let t = self.tokens;
+        if t == 1 && self.k.fuse_inputs {
+            return Ok(Input::Gated { gate, up });
+        }
         let op = self.k.ffn.gate(
             self.ctx,
             self.step,
@@ -305,16 +465,15 @@ impl<'a> Graph<'a> {
             t,
         )?;
         self.ops.push(op);
-        Ok(())
+        Ok(Input::View(gate))
     }
 }
 
-fn check_width(what: &str, v: View<'_>, width: usize) -> Result<()> {
-    match v.width == width {
+fn check_width(what: &str, got: usize, width: usize) -> Result<()> {
+    match got == width {
         true => Ok(()),
         false => Err(Error::InvalidArgument(format!(
-            "`{what}` wants rows of {width} values, the view holds {}",
-            v.width
+            "`{what}` wants rows of {width} values, the view holds {got}"
         ))),
     }
 }

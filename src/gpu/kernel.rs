@@ -142,6 +142,7 @@ impl Kernel {
             pipeline: self.pipeline.clone(),
             bind_group: self.bind_at(ctx, bindings),
             workgroups,
+            when: When::Always,
         }
     }
 
@@ -165,9 +166,35 @@ pub struct Op {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    /// Which decode steps record it.
+    pub when: When,
+}
+
+/// Which decode steps record an op, by the keys their token sees (`pos + 1`): ops are bound
+/// once at load, and attention has two forms, one for short contexts without a combine pass
+/// (`attention.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    KeysAtMost(usize),
+    KeysAbove(usize),
 }
 
 impl Op {
+    /// The op, recorded only in the steps `when` says.
+    pub fn when(self, when: When) -> Op {
+        Op { when, ..self }
+    }
+
+    /// Whether a step whose token sees `keys` keys records it.
+    pub fn wanted(&self, keys: usize) -> bool {
+        match self.when {
+            When::Always => true,
+            When::KeysAtMost(n) => keys <= n,
+            When::KeysAbove(n) => keys > n,
+        }
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

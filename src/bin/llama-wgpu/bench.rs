@@ -128,6 +128,10 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "ttft_s": ttft,
         "gpu_bytes": stats.gpu_bytes,
         "dispatches_per_token": stats.dispatches_per_token,
+        "dispatches_per_token_long_context": stats.dispatches_per_token_long_context,
+        "dispatches_per_layer": stats.dispatches_per_layer,
+        "dispatches_per_layer_long_context": stats.dispatches_per_layer_long_context,
+        "direct_attention_keys": stats.direct_attention_keys,
         "submits_per_token": stats.submits_per_token,
         "readback_bytes_per_token": stats.readback_bytes_per_token,
         "json_schema": structured,
@@ -172,8 +176,15 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "per token:   {} dispatches, {} submits, {} bytes read back",
-        stats.dispatches_per_token, stats.submits_per_token, stats.readback_bytes_per_token
+        "per token:   {} dispatches ({} past {} keys; per layer {} and {}), {} submits, {} bytes \
+         read back",
+        stats.dispatches_per_token,
+        stats.dispatches_per_token_long_context,
+        stats.direct_attention_keys,
+        stats.dispatches_per_layer,
+        stats.dispatches_per_layer_long_context,
+        stats.submits_per_token,
+        stats.readback_bytes_per_token
     );
     let j = &r["json_schema"];
     println!(

@@ -10,6 +10,13 @@
 //! independent rows and uses fewer, longer chunks. A cache split into parts (see [`KvCache`])
 //! is one pass-1 dispatch per part, whose slots the same combine merges.
 //!
+//! A decode step whose token sees few keys needs no split: then pass 1 alone runs (`direct`,
+//! the same shader storing the normalized output) and the combine is not recorded. The ops of
+//! both forms are bound at load ([`When`]); each step records those its position asks for. The
+//! direct form is used while the split would not spread the keys over more than one workgroup
+//! of pass 1 anyway (CPU emulators: few invocations; [`Attention::direct_keys`]), or would make
+//! one chunk (real GPUs), so it costs no parallelism.
+//!
 //! The loops over the head dimension in pass 1 are unrolled here (the shader's `{{INIT}}`,
 //! `{{SCORES}}`, `{{ACCUMULATE}}`, `{{STORE}}`), so that queries and accumulators are registers
 //! rather than private arrays: on lavapipe at position 1000 that and sharing the KV reads among
@@ -21,7 +28,7 @@ use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use super::rope::{KvCache, KvElement};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource, When};
 use crate::gpu::GpuContext;
 
 const ATTENTION_WGSL: &str = include_str!("../../../shaders/attention.wgsl");
@@ -88,6 +95,8 @@ pub enum AttentionTuning {
 
 pub struct Attention {
     partial: Kernel,
+    /// Pass 1 storing the normalized output of one chunk (short decode contexts).
+    direct: Kernel,
     element: KvElement,
     combine: Kernel,
     n_head: usize,
@@ -164,14 +173,22 @@ impl Attention {
             false => WORKGROUP,
         };
         let element = KvElement::for_context(ctx);
-        let partial = unrolled(ShaderSource::new(ATTENTION_WGSL), heads, head_dim / 4)
+        let pass1 = |direct| {
+            unrolled(
+                ShaderSource::new(ATTENTION_WGSL),
+                heads,
+                head_dim / 4,
+                direct,
+            )
             .define("KV", element.wgsl())
             .define("HEAD_DIM", head_dim)
             .define("HEADS", heads)
-            .define("WG", partial_workgroup);
+            .define("WG", partial_workgroup)
+        };
         let combine = ShaderSource::new(COMBINE_WGSL).define("HEAD_DIM", head_dim);
         Ok(Attention {
-            partial: Kernel::new(ctx, "attention", partial).await?,
+            partial: Kernel::new(ctx, "attention", pass1(false)).await?,
+            direct: Kernel::new(ctx, "attention_direct", pass1(true)).await?,
             element,
             combine: Kernel::new(ctx, "attention_combine", combine).await?,
             n_head,
@@ -185,6 +202,19 @@ impl Attention {
                 false => TARGET_INVOCATIONS_GPU,
             },
         })
+    }
+
+    /// The most keys a decode step's token may see for attention to run without the split
+    /// (`direct`): while the split would not spread them beyond one workgroup of pass 1 (CPU
+    /// emulators, whose workgroups are small: a workgroup runs on one thread) or over more than
+    /// one chunk (real GPUs), and within the first part of `cache`.
+    pub fn direct_keys(&self, cache: &KvCache) -> usize {
+        let rows = self.n_head / self.heads;
+        let chunks = match self.partial_workgroup {
+            WORKGROUP_CPU => (WORKGROUP_CPU as usize / rows).max(1),
+            _ => 1,
+        };
+        (chunks * MIN_CHUNK).min(cache.rows_per_part())
     }
 
     /// Scratch for batches of up to `max_tokens` tokens over `cache`, chunked for this adapter.
@@ -241,7 +271,8 @@ impl Attention {
     /// (`p = pos + t`; `s = 0`, or `p + 1 - window` in a sliding-window layer), with `K`, `V`
     /// the KV head `h / (n_head / n_head_kv)` of `layer` in `cache`. `q` and `out` are
     /// `[max_tokens][n_head * head_dim]` (different buffers). One op per cache part, then the
-    /// combine.
+    /// combine; for one token (a decode scratch) also the direct form, each form recorded only
+    /// in the steps it serves ([`direct_keys`](Self::direct_keys)).
     #[allow(clippy::too_many_arguments)]
     pub fn ops(
         &self,
@@ -278,6 +309,33 @@ impl Attention {
             max_tokens as u32,
             1,
         ];
+        // What pass 1 binds over one cache part, storing into slots or the output.
+        let base = PartialParams {
+            n_head: self.n_head as u32,
+            group: (self.n_head / self.n_head_kv) as u32,
+            kv_dim: (self.n_head_kv * self.head_dim) as u32,
+            part_start: 0,
+            part_len: rows_per_part,
+            max_chunks: 1,
+            min_chunk: MIN_CHUNK as u32,
+            slot_base: 0,
+            n_slots: 1,
+            scale: self.scale,
+            window,
+            _pad: 0,
+        };
+        let pass1 = |kernel: &Kernel, params: PartialParams, keys, values, store, groups| {
+            let params = uniform_buffer(ctx, "attention params", &params);
+            let bindings = [
+                whole(step),
+                whole(&params),
+                q.clone(),
+                whole(keys),
+                whole(values),
+                store,
+            ];
+            kernel.op(ctx, &bindings, groups)
+        };
         let mut ops = Vec::with_capacity(scratch.parts + 1);
         for (i, (keys, values)) in cache
             .keys(layer)
@@ -286,29 +344,37 @@ impl Attention {
             .enumerate()
         {
             let params = PartialParams {
-                n_head: self.n_head as u32,
-                group: (self.n_head / self.n_head_kv) as u32,
-                kv_dim: (self.n_head_kv * self.head_dim) as u32,
                 part_start: i as u32 * rows_per_part,
-                part_len: rows_per_part,
                 max_chunks,
-                min_chunk: MIN_CHUNK as u32,
                 slot_base: i as u32 * max_chunks,
                 n_slots,
-                scale: self.scale,
-                window,
-                _pad: 0,
+                ..base
             };
-            let params = uniform_buffer(ctx, "attention params", &params);
-            let bindings = [
-                whole(step),
-                whole(&params),
-                q.clone(),
-                whole(keys),
-                whole(values),
-                whole(&scratch.buffer),
+            let store = whole(&scratch.buffer);
+            ops.push(pass1(
+                &self.partial,
+                params,
+                keys,
+                values,
+                store,
+                partial_groups,
+            ));
+        }
+        let direct = self.direct_keys(cache);
+        let decode = max_tokens == 1;
+        if decode {
+            for op in &mut ops {
+                op.when = When::KeysAbove(direct);
+            }
+            // One chunk over the first part, written normalized into `out`.
+            let (keys, values) = (&cache.keys(layer)[0], &cache.values(layer)[0]);
+            let groups = [
+                ((self.n_head / self.heads) as u32).div_ceil(self.partial_workgroup),
+                1,
+                1,
             ];
-            ops.push(self.partial.op(ctx, &bindings, partial_groups));
+            let op = pass1(&self.direct, base, keys, values, out.clone(), groups);
+            ops.push(op.when(When::KeysAtMost(direct)));
         }
         let params = CombineParams {
             n_head: self.n_head as u32,
@@ -323,14 +389,19 @@ impl Attention {
         let params = uniform_buffer(ctx, "attention combine params", &params);
         let bindings = [whole(step), whole(&params), whole(&scratch.buffer), out];
         let groups = [(q_dim as u32).div_ceil(WORKGROUP), max_tokens as u32, 1];
-        ops.push(self.combine.op(ctx, &bindings, groups));
+        let combine = self.combine.op(ctx, &bindings, groups);
+        ops.push(match decode {
+            true => combine.when(When::KeysAbove(direct)),
+            false => combine,
+        });
         Ok(ops)
     }
 }
 
 /// Fill the unrolled blocks of `attention.wgsl` for `heads` query heads of `vec4s` vec4 each
-/// (names as the shader's comment gives them).
-fn unrolled(source: ShaderSource, heads: usize, vec4s: usize) -> ShaderSource {
+/// (names as the shader's comment gives them); `direct`: store each head's normalized output
+/// instead of its slot.
+fn unrolled(source: ShaderSource, heads: usize, vec4s: usize, direct: bool) -> ShaderSource {
     let mut init = String::new();
     let mut scores = String::new();
     let mut accumulate = String::new();
@@ -362,6 +433,13 @@ fn unrolled(source: ShaderSource, heads: usize, vec4s: usize) -> ShaderSource {
             format!("m{g} = m_new{g};"),
         ] {
             scores += &format!("        {line}\n");
+        }
+        if direct {
+            for d in 0..vec4s {
+                let i = g * vec4s + d;
+                store += &format!("    partials[qo + {i}u] = a{g}_{d} / l{g};\n");
+            }
+            continue;
         }
         let slot = format!("(slot + {g}u * params.n_slots) * SLOT");
         for d in 0..vec4s {

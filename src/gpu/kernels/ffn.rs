@@ -11,6 +11,7 @@ use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
 use crate::gpu::GpuContext;
 
 const FFN_WGSL: &str = include_str!("../../../shaders/ffn.wgsl");
+const ACTIVATION_WGSL: &str = include_str!("../../../shaders/activation.wgsl");
 const WORKGROUP: u32 = 256;
 
 #[repr(C)]
@@ -22,6 +23,7 @@ struct Params {
 
 pub struct Ffn {
     gate: Kernel,
+    activation: Activation,
 }
 
 impl Ffn {
@@ -30,12 +32,18 @@ impl Ffn {
             Activation::Silu => ("silu", "silu_mul"),
             Activation::GeluTanh => ("gelu_tanh", "gelu_mul"),
         };
-        let source = ShaderSource::new(FFN_WGSL)
+        let source = ShaderSource::new(&[ACTIVATION_WGSL, FFN_WGSL].join("\n"))
             .define("WG", WORKGROUP)
             .define("ACT", act);
         Ok(Ffn {
             gate: Kernel::new(ctx, name, source).await?,
+            activation,
         })
+    }
+
+    /// The gate's activation (a decode step's down projection applies it as it reads).
+    pub fn activation(&self) -> Activation {
+        self.activation
     }
 
     /// `gate = act(gate) * up` in place; `gate`, `up`: `[max_tokens][n_ff]`.

@@ -1,12 +1,15 @@
 //! Products with quantized weights: `MatVec` (y = W x, one token: decode) and `MatMul`
-//! (Y = X Wᵀ, a batch of tokens: prefill), for every type in [`GPU_TYPES`], with an optional
-//! fused residual add (`accumulate`: y += W x). Arithmetic is f32 throughout; f16 values are
-//! decoded from u32 with `unpack2x16float`, so no optional feature is needed.
+//! (Y = X Wᵀ, a batch of tokens: prefill, in `matmul.rs`), for every type in [`GPU_TYPES`], with
+//! an optional fused residual add (`accumulate`: y += W x). A matvec's x may also carry the step
+//! before it, applied as x is loaded (`matvec_input.rs`: the RMSNorm or the feed-forward gate).
+//! Arithmetic is f32 throughout; f16 values are decoded from u32 with `unpack2x16float`, so no
+//! optional feature is needed.
 //!
-//! A shader is assembled from three pieces: `quant_common.wgsl` (parameters, byte unpacking),
+//! A shader is assembled from four pieces: `quant_common.wgsl` (parameters, byte unpacking),
 //! the type's decoder as its row of [`GPU_TYPE_TABLE`] gives it (the bindings of the planes it
 //! has, shared helpers, and its `quant_<type>.wgsl`: `unit_values`, the 32 values of one unit of
-//! a row, loading each plane once) and a driver saying who computes what:
+//! a row, loading each plane once), the input (`matvec_input_*.wgsl`) and a driver saying who
+//! computes what:
 //!
 //! | product | CPU emulations (`ctx.is_cpu`)                  | real GPUs                                   |
 //! |---------|------------------------------------------------|---------------------------------------------|
@@ -28,34 +31,30 @@ use crate::gpu::weights::{
 };
 use crate::gpu::GpuContext;
 
+pub use super::matmul::{MatMul, MatMulVariant};
+pub use super::matvec_input::{InputKind, MatVecInput};
+
 const QUANT_COMMON: &str = include_str!("../../../shaders/quant_common.wgsl");
 const QUANT_SCALES_F16: &str = include_str!("../../../shaders/quant_scales_f16.wgsl");
 const QUANT_K_SCALES: &str = include_str!("../../../shaders/quant_k_scales.wgsl");
 const QUANT_IQ4: &str = include_str!("../../../shaders/quant_iq4.wgsl");
-const MATVEC_COMMON: &str = include_str!("../../../shaders/matvec_common.wgsl");
+pub(crate) const MATVEC_COMMON: &str = include_str!("../../../shaders/matvec_common.wgsl");
 const MATVEC_ROWS: &str = include_str!("../../../shaders/matvec_rows.wgsl");
 const MATVEC_WORKGROUP: &str = include_str!("../../../shaders/matvec_workgroup.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("../../../shaders/matvec_subgroup.wgsl");
-const MATMUL_ROWS: &str = include_str!("../../../shaders/matmul_rows.wgsl");
-const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
 pub(crate) const BATCH_TOKENS: &str = include_str!("../../../shaders/batch_tokens.wgsl");
 /// Where the batch kernels (`batch_tokens.wgsl`) bind the step uniform.
 pub(crate) const STEP_BINDING: u32 = 5;
 
 /// Rows per workgroup of the barrier-free drivers (`WORKGROUP * ROWS` in
 /// `matvec_rows.wgsl` and `matmul_rows.wgsl`).
-const ROWS_PER_WORKGROUP: u64 = 16 * 8;
+pub(crate) const ROWS_PER_WORKGROUP: u64 = 16 * 8;
 /// Invocations per workgroup of `matvec_workgroup.wgsl`, and rows each group of them shares.
 const REDUCE_WORKGROUP: u64 = 256;
 const REDUCE_ROWS: u64 = 4;
 /// Invocations per workgroup of `matvec_subgroup.wgsl`, and rows each subgroup computes.
 const SUBGROUP_WORKGROUP: u64 = 128;
 const SUBGROUP_ROWS: u64 = 4;
-/// Tokens per workgroup of `matmul_rows.wgsl`.
-const MATMUL_ROWS_TOKENS: u64 = 8;
-/// Output tile of `matmul_tiled.wgsl`.
-const TILE_ROWS: u64 = 64;
-const TILE_TOKENS: u64 = 32;
 
 /// The WGSL that decodes the units of a table row's type (`unit_values`), for a driver to
 /// follow: the common part, the bindings of the planes the type has, the helpers it names, its
@@ -115,11 +114,15 @@ pub(crate) struct WeightParams {
     pub total_rows: u32,
     /// Multiplies the embedding gather's output.
     pub scale: f32,
-    pub _pad: u32,
+    /// The gated input's up values, in vec4s after gate's (`MatVecInput::Gated`).
+    pub up_offset: u32,
     pub astride: u32,
     pub route_start: [u32; 4],
     pub route_base: [u32; 4],
     pub route_stride: [u32; 4],
+    /// The normed input's epsilon (`MatVecInput::Normed`).
+    pub eps: f32,
+    pub _pad: [u32; 3],
 }
 
 impl WeightParams {
@@ -140,7 +143,7 @@ impl WeightParams {
     }
 
     /// Send each row range's outputs where `routes` says.
-    fn routed(mut self, routes: &[Route]) -> WeightParams {
+    pub(crate) fn routed(mut self, routes: &[Route]) -> WeightParams {
         for (m, route) in routes.iter().enumerate() {
             self.route_start[m] = route.first_row as u32;
             self.route_base[m] = route.base as u32;
@@ -261,7 +264,7 @@ pub(crate) fn binding_bytes(b: &wgpu::BufferBinding<'_>) -> u64 {
 
 /// Check that `x` holds `n_tokens` rows of `w.cols` f32, that every member's routed outputs
 /// for `n_tokens` tokens fit in `y`, and that x and y are different buffers.
-fn check_io(
+pub(crate) fn check_io(
     w: &GpuWeight,
     x: &wgpu::BufferBinding<'_>,
     n_tokens: u64,
@@ -349,10 +352,11 @@ impl MatVecVariant {
     }
 }
 
-/// y = W x (or y += W x) for one token.
+/// y = W x (or y += W x) for one token, x as a [`MatVecInput`] gives it.
 pub struct MatVec {
     variant: MatVecVariant,
-    kernels: Vec<(GgmlType, Kernel)>,
+    /// Per input kind, one pipeline per weight type.
+    kernels: Vec<(InputKind, Vec<(GgmlType, Kernel)>)>,
 }
 
 impl MatVec {
@@ -363,15 +367,33 @@ impl MatVec {
 
     /// A chosen variant (tests run both on one adapter).
     pub async fn with_variant(ctx: &GpuContext, variant: MatVecVariant) -> Result<MatVec> {
-        Self::build(ctx, variant, &GPU_TYPES).await
+        Self::build(ctx, variant, &[(InputKind::X, &GPU_TYPES)]).await
     }
 
     /// The adapter's variant for just these weight types (what a model needs).
     pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<MatVec> {
-        Self::build(ctx, MatVecVariant::for_context(ctx), types).await
+        Self::for_inputs(ctx, &[(InputKind::X, types)]).await
     }
 
-    async fn build(ctx: &GpuContext, variant: MatVecVariant, types: &[GgmlType]) -> Result<MatVec> {
+    /// The adapter's variant for each input kind with the weight types it is used with.
+    pub async fn for_inputs(ctx: &GpuContext, uses: &[(InputKind, &[GgmlType])]) -> Result<MatVec> {
+        Self::build(ctx, MatVecVariant::for_context(ctx), uses).await
+    }
+
+    /// A chosen variant for each input kind with the weight types it is used with (tests).
+    pub async fn with_variant_for_inputs(
+        ctx: &GpuContext,
+        variant: MatVecVariant,
+        uses: &[(InputKind, &[GgmlType])],
+    ) -> Result<MatVec> {
+        Self::build(ctx, variant, uses).await
+    }
+
+    async fn build(
+        ctx: &GpuContext,
+        variant: MatVecVariant,
+        uses: &[(InputKind, &[GgmlType])],
+    ) -> Result<MatVec> {
         let (family, driver) = match variant {
             MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
             MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP),
@@ -382,11 +404,14 @@ impl MatVec {
             }
             MatVecVariant::Subgroup => ("matvec_subgroup", MATVEC_SUBGROUP),
         };
-        let driver = [MATVEC_COMMON, driver].join("\n");
-        Ok(MatVec {
-            variant,
-            kernels: compile(ctx, family, &driver, types).await?,
-        })
+        let mut kernels = Vec::with_capacity(uses.len());
+        for &(kind, types) in uses {
+            let (suffix, input) = kind.source();
+            let driver = [MATVEC_COMMON, input.as_str(), driver].join("\n");
+            let family = format!("{family}{suffix}");
+            kernels.push((kind, compile(ctx, &family, &driver, types).await?));
+        }
+        Ok(MatVec { variant, kernels })
     }
 
     pub fn variant(&self) -> MatVecVariant {
@@ -407,8 +432,7 @@ impl MatVec {
         self.op_routed(ctx, w, x, y, &Route::contiguous(w, y_offset), accumulate)
     }
 
-    /// [`op`](Self::op) with each stacked member's outputs at its own place in `y`
-    /// (`routes[m].base`): one dispatch (per part) for all the members.
+    /// [`op_routed`](Self::op_routed) with x plain.
     pub fn op_routed(
         &self,
         ctx: &GpuContext,
@@ -418,8 +442,33 @@ impl MatVec {
         routes: &[Route],
         accumulate: bool,
     ) -> Result<Vec<Op>> {
-        check_io(w, &x, 1, y, routes)?;
-        let kernel = kernel_for(&self.kernels, w)?;
+        self.op_input(ctx, w, MatVecInput::X(x), y, routes, accumulate)
+    }
+
+    /// [`op`](Self::op) with each stacked member's outputs at its own place in `y`
+    /// (`routes[m].base`), of the input `input` gives: one dispatch (per part) for all the
+    /// members.
+    pub fn op_input(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        input: MatVecInput<'_>,
+        y: &wgpu::Buffer,
+        routes: &[Route],
+        accumulate: bool,
+    ) -> Result<Vec<Op>> {
+        check_io(w, input.x(), 1, y, routes)?;
+        input.check(w, y)?;
+        let kernels = self.kernels.iter().find(|(kind, _)| *kind == input.kind());
+        let kernels = kernels.map(|(_, k)| k.as_slice()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "`{}`: no matvec pipeline for a {:?} input",
+                w.name,
+                input.kind()
+            ))
+        })?;
+        let kernel = kernel_for(kernels, w)?;
+        let (up_offset, eps) = input.params();
         // Enough invocations per row group that each takes about one unit of a short row
         // (576 values: 18 units, 32 invocations) and a few of a long one.
         let threads_per_row = w.cols.div_ceil(UNIT).next_power_of_two().clamp(1, 64);
@@ -429,6 +478,8 @@ impl MatVec {
                 accumulate: accumulate as u32,
                 threads_per_row: threads_per_row as u32,
                 n_tokens: 1,
+                up_offset,
+                eps,
                 ..WeightParams::for_part(w, part)
             }
             .routed(routes);
@@ -443,136 +494,9 @@ impl MatVec {
             };
             let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
             let params = uniform_buffer(ctx, &kernel.name, &params);
-            let bindings = part_bindings(w, part, &params, x.clone(), y);
+            let mut bindings = part_bindings(w, part, &params, input.x().clone(), y);
+            bindings.extend(input.extra_bindings());
             ops.push(kernel.op_at(ctx, &bindings, [gx, gy, 1]));
-        }
-        Ok(ops)
-    }
-}
-
-/// How a batched product is spread over invocations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatMulVariant {
-    /// Each invocation computes 8 rows x 8 tokens, no barriers (CPU emulators).
-    RowsPerInvocation,
-    /// 64-row x 32-token tiles staged in workgroup memory (real GPUs).
-    Tiled,
-}
-
-impl MatMulVariant {
-    pub fn for_context(ctx: &GpuContext) -> MatMulVariant {
-        match ctx.is_cpu {
-            true => MatMulVariant::RowsPerInvocation,
-            false => MatMulVariant::Tiled,
-        }
-    }
-}
-
-/// Y = X Wᵀ (or Y += X Wᵀ) for a batch of tokens: `Y[t, r] = dot(W row r, X[t])`.
-pub struct MatMul {
-    variant: MatMulVariant,
-    kernels: Vec<(GgmlType, Kernel)>,
-}
-
-impl MatMul {
-    /// The variant suited to the adapter, for every GPU type.
-    pub async fn new(ctx: &GpuContext) -> Result<MatMul> {
-        Self::with_variant(ctx, MatMulVariant::for_context(ctx)).await
-    }
-
-    /// A chosen variant (tests run both on one adapter).
-    pub async fn with_variant(ctx: &GpuContext, variant: MatMulVariant) -> Result<MatMul> {
-        Self::build(ctx, variant, &GPU_TYPES).await
-    }
-
-    /// The adapter's variant for just these weight types (what a model needs).
-    pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<MatMul> {
-        Self::build(ctx, MatMulVariant::for_context(ctx), types).await
-    }
-
-    async fn build(ctx: &GpuContext, variant: MatMulVariant, types: &[GgmlType]) -> Result<MatMul> {
-        let (family, driver) = match variant {
-            MatMulVariant::RowsPerInvocation => ("matmul_rows", MATMUL_ROWS),
-            MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
-        };
-        let driver = [MATVEC_COMMON, BATCH_TOKENS, driver].join("\n");
-        Ok(MatMul {
-            variant,
-            kernels: compile(ctx, family, &driver, types).await?,
-        })
-    }
-
-    pub fn variant(&self) -> MatMulVariant {
-        self.variant
-    }
-
-    /// `Y[t, r]` at element `y_offset + t * w.rows + r` of `y` for the first `step.n_tokens`
-    /// rows of `x` (f32 `[max_tokens, w.cols]`), `+=` when `accumulate`: one op per part of
-    /// `w`, bound once for batches of up to `max_tokens` (the step uniform, written before
-    /// each submit, says how many this time; at most `max_tokens` are computed).
-    #[allow(clippy::too_many_arguments)]
-    pub fn op(
-        &self,
-        ctx: &GpuContext,
-        w: &GpuWeight,
-        x: wgpu::BufferBinding<'_>,
-        max_tokens: u32,
-        step: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        y_offset: u64,
-        accumulate: bool,
-    ) -> Result<Vec<Op>> {
-        let routes = Route::contiguous(w, y_offset);
-        self.op_routed(ctx, w, x, max_tokens, step, y, &routes, accumulate)
-    }
-
-    /// [`op`](Self::op) with each stacked member's outputs at its own place in `y`: member m's
-    /// row r of token t at element `routes[m].base + t * routes[m].stride + r`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn op_routed(
-        &self,
-        ctx: &GpuContext,
-        w: &GpuWeight,
-        x: wgpu::BufferBinding<'_>,
-        max_tokens: u32,
-        step: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        routes: &[Route],
-        accumulate: bool,
-    ) -> Result<Vec<Op>> {
-        let n_tokens = max_tokens;
-        super::norm::check_step(step)?;
-        if n_tokens == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "`{}`: a batch needs at least one token",
-                w.name
-            )));
-        }
-        check_io(w, &x, n_tokens as u64, y, routes)?;
-        let kernel = kernel_for(&self.kernels, w)?;
-        let (rows_per_workgroup, tokens_per_workgroup) = match self.variant {
-            MatMulVariant::RowsPerInvocation => (ROWS_PER_WORKGROUP, MATMUL_ROWS_TOKENS),
-            MatMulVariant::Tiled => (TILE_ROWS, TILE_TOKENS),
-        };
-        let gz = (n_tokens as u64).div_ceil(tokens_per_workgroup);
-        if gz > ctx.limits.max_compute_workgroups_per_dimension as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "`{}`: a batch of {n_tokens} tokens is more than one dispatch covers",
-                w.name
-            )));
-        }
-        let mut ops = Vec::with_capacity(w.parts.len());
-        for part in &w.parts {
-            let params = WeightParams {
-                n_tokens,
-                accumulate: accumulate as u32,
-                ..WeightParams::for_part(w, part)
-            }
-            .routed(routes);
-            let [gx, gy] = grid(ctx, part.n_rows.div_ceil(rows_per_workgroup), &kernel.name)?;
-            let params = uniform_buffer(ctx, &kernel.name, &params);
-            let bindings = batch_bindings(part_bindings(w, part, &params, x.clone(), y), step);
-            ops.push(kernel.op_at(ctx, &bindings, [gx, gy, gz as u32]));
         }
         Ok(ops)
     }

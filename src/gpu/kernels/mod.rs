@@ -5,7 +5,9 @@
 pub mod attention;
 pub mod embed;
 pub mod ffn;
+pub mod matmul;
 pub mod matvec;
+pub mod matvec_input;
 pub mod norm;
 pub mod rope;
 pub mod sample;

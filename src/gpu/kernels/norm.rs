@@ -108,6 +108,11 @@ impl RmsNorm {
         self.variant
     }
 
+    /// The epsilon added to the mean of squares.
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
+
     /// `out[t] = rmsnorm(x[t]) * weight` for the step's `n_tokens` rows of `dim` values
     /// (`x`, `out`: `[max_tokens][dim]`, different buffers; `weight`: `[dim]`).
     #[allow(clippy::too_many_arguments)]

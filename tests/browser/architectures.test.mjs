@@ -101,7 +101,10 @@ describe("every architecture in the demo, through the package, in Chromium", { t
         const system = await page.locator(tid("system-prompt")).inputValue();
         await page.fill(tid("chat-input"), m.chat);
         await afterNext("generations", () => page.press(tid("chat-input"), "Enter"));
-        const chat = await page.locator(tid("msg-assistant")).last().locator(".msg-text").textContent();
+        // The reply's text as the model wrote it: the bubble shows it rendered as markdown and
+        // keeps the source in data-markdown (www/markdown.js).
+        const bubble = page.locator(tid("msg-assistant")).last().locator(".msg-text");
+        const chat = (await bubble.getAttribute("data-markdown")) ?? (await bubble.textContent());
         console.log(`${m.name}: raw ${JSON.stringify(raw)}, chat ${JSON.stringify(chat)}`);
 
         const wantRaw = await reference(m.path, ["--prompt", m.prompt]);

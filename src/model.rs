@@ -15,7 +15,7 @@ use crate::gpu::activations::Activations;
 use crate::gpu::graph::{Graph, Kernels, View};
 use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buffer, whole, Op};
 use crate::gpu::kernels::rope::{KvCache, RopeExtras};
-use crate::gpu::kernels::sample::{read_logprobs, LOGPROBS_BYTES};
+use crate::gpu::kernels::sample::LogprobsReadback;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
@@ -30,16 +30,10 @@ pub const PREFILL_BATCH: usize = 128;
 /// The largest `repeat_last_n` the GPU sampler accepts.
 pub const MAX_SAMPLER_HISTORY: usize = 1024;
 
-/// Decode steps in flight at once: the one being read back and the next. The sampler writes
-/// step s's id to slot `s % READBACK_SLOTS` of `ids_out`, copied to that slot's staging buffer.
+/// Decode steps in flight at once: the one being read back and the next. Step s's id (slot
+/// `s % READBACK_SLOTS` of `ids_out`), or its logprobs, which name the id, go to that slot's
+/// staging buffer: one read-back per token.
 const READBACK_SLOTS: usize = 2;
-
-/// `GpuSampler::logprobs_op`'s dispatch, its output and a staging buffer per read-back slot.
-struct LogprobsReadback {
-    op: Op,
-    out: wgpu::Buffer,
-    staging: [wgpu::Buffer; READBACK_SLOTS],
-}
 
 /// A decode step submitted ahead, before the CPU knew the id it consumes: the GPU does (the
 /// previous step's sampler wrote it where this step's embedding reads it).
@@ -437,10 +431,8 @@ impl GpuModel {
         self.logprobs_on = sampler.top_logprobs().is_some();
         if self.logprobs_on && self.logprobs.is_none() {
             let drawn = range(&self.decode.tokens, 0, 4);
-            let (op, out) = self.kernels.sampler.logprobs_op(&self.ctx, drawn).await?;
-            let staging = [0, 1]
-                .map(|i| readback_buffer(&self.ctx, &format!("logprobs {i}"), LOGPROBS_BYTES));
-            self.logprobs = Some(LogprobsReadback { op, out, staging });
+            let l = LogprobsReadback::new(&self.kernels.sampler, &self.ctx, drawn, READBACK_SLOTS);
+            self.logprobs = Some(l.await?);
         }
         self.kernels.sampler.set_mask(&self.ctx, sampler.mask());
         let submitted = match submitted {
@@ -468,17 +460,22 @@ impl GpuModel {
             )
         });
         let slot = sample_step as usize % READBACK_SLOTS;
-        let bytes =
-            read_mapped_after(&self.ctx, &self.staging[slot], 4, Some(submitted.clone())).await?;
-        if let Some(l) = self.logprobs.as_ref().filter(|_| self.logprobs_on) {
-            let bytes =
-                read_mapped_after(&self.ctx, &l.staging[slot], LOGPROBS_BYTES, Some(submitted))
-                    .await?;
-            sampler.record_logprobs(read_logprobs(&bytes)?);
-        }
+        let id = match self.logprobs.as_ref().filter(|_| self.logprobs_on) {
+            // The logprobs name the drawn id: one read-back per token either way.
+            Some(l) => {
+                let logprobs = l.read(&self.ctx, slot, submitted).await?;
+                let id = logprobs.id;
+                sampler.record_logprobs(logprobs);
+                id
+            }
+            None => {
+                let bytes =
+                    read_mapped_after(&self.ctx, &self.staging[slot], 4, Some(submitted)).await?;
+                u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+            }
+        };
         self.position += 1;
         sampler.advance();
-        let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         if id as usize >= self.config.n_vocab {
             self.discard_in_flight();
             return Err(Error::Gpu(format!(
@@ -502,10 +499,15 @@ impl GpuModel {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         let ops: Vec<&Op> = self.step_ops(pos).collect();
         record(&mut encoder, &ops);
-        encoder.copy_buffer_to_buffer(&self.ids_out, slot as u64 * 4, &self.staging[slot], 0, 4);
-        if let Some(l) = self.logprobs.as_ref().filter(|_| self.logprobs_on) {
-            record(&mut encoder, &[&l.op]);
-            encoder.copy_buffer_to_buffer(&l.out, 0, &l.staging[slot], 0, LOGPROBS_BYTES);
+        match self.logprobs.as_ref().filter(|_| self.logprobs_on) {
+            Some(l) => l.record(&mut encoder, slot),
+            None => encoder.copy_buffer_to_buffer(
+                &self.ids_out,
+                slot as u64 * 4,
+                &self.staging[slot],
+                0,
+                4,
+            ),
         }
         self.ctx.queue.submit([encoder.finish()])
     }

@@ -12,7 +12,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::kernel::{
+    read_mapped_after, readback_buffer, storage_buffer, uniform_buffer, whole, Kernel, Op,
+    ShaderSource,
+};
 use crate::gpu::GpuContext;
 use crate::logprobs::{logprob, TokenLogprobs, LOGPROB_FLOOR, MAX_TOP_LOGPROBS};
 use crate::sampler::{SamplingParams, MAX_LOGIT_BIAS};
@@ -428,6 +431,51 @@ impl GpuSampler {
         Ok((count - kept..count)
             .map(|j| words[1 + (j % cap) as usize])
             .collect())
+    }
+}
+
+/// The logprobs dispatch as a model runs it: bound once (on the first request that asks), its
+/// output copied after each step to a staging buffer per read-back slot, and read from there.
+pub struct LogprobsReadback {
+    op: Op,
+    out: wgpu::Buffer,
+    staging: Vec<wgpu::Buffer>,
+}
+
+impl LogprobsReadback {
+    /// `logprobs_op` for the id in `drawn`, with `slots` staging buffers.
+    pub async fn new(
+        sampler: &GpuSampler,
+        ctx: &GpuContext,
+        drawn: wgpu::BufferBinding<'_>,
+        slots: usize,
+    ) -> Result<LogprobsReadback> {
+        let (op, out) = sampler.logprobs_op(ctx, drawn).await?;
+        let staging = (0..slots)
+            .map(|i| readback_buffer(ctx, &format!("logprobs {i}"), LOGPROBS_BYTES))
+            .collect();
+        Ok(LogprobsReadback { op, out, staging })
+    }
+
+    /// Record the dispatch (after the sampler's) and the copy to `slot`'s staging buffer.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, slot: usize) {
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.op.record(&mut pass);
+        }
+        encoder.copy_buffer_to_buffer(&self.out, 0, &self.staging[slot], 0, LOGPROBS_BYTES);
+    }
+
+    /// The logprobs in `slot` once `after` is done (they name the drawn id too).
+    pub async fn read(
+        &self,
+        ctx: &GpuContext,
+        slot: usize,
+        after: wgpu::SubmissionIndex,
+    ) -> Result<TokenLogprobs> {
+        let bytes =
+            read_mapped_after(ctx, &self.staging[slot], LOGPROBS_BYTES, Some(after)).await?;
+        read_logprobs(&bytes)
     }
 }
 

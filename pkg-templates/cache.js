@@ -1,11 +1,11 @@
-import { FETCH_FAILED, LlamaWgpuError, abortError } from "./errors.js";
-import { absoluteUrl, bodyLength, fetchModel } from "./fetch.js";
+import { absoluteUrl } from "./fetch.js";
 
 // Models are kept with the Cache API rather than IndexedDB or OPFS because cache.put() streams a
 // Response body to disk without holding it in memory (a model is often larger than the memory a
 // tab may use), it exists in windows and workers alike, and it commits an entry only when the
 // whole body was written: an interrupted download makes put() throw and leaves no entry behind,
-// so a cached model is always a complete one. Bump the version when the stored form changes.
+// so a cached model is always a complete one (llama-wgpu also withholds the end of the body until
+// the engine has accepted every byte and any sha256 matched). Bump the version when the stored form changes.
 const CACHE_NAME = "llama-wgpu-models-v1";
 
 // null where the Cache API is missing: insecure pages (plain http other than localhost), some
@@ -44,57 +44,79 @@ export async function storedLength(response) {
   return (await response.blob()).size;
 }
 
-// Downloads `url` into the cache, reporting (bytes so far, expected total) as they arrive. Returns false when the cache
-// refused the entry (quota exceeded, storage error): the caller then streams from the network.
-// Throws on network errors, HTTP errors, aborts and truncated downloads.
-export async function downloadToCache(cache, url, { signal, onBytes }) {
-  const response = await fetchModel(url, signal);
-  const expected = bodyLength(response);
-  const counted = countingStream(response.body, expected, onBytes);
-  const headers = { "content-type": "application/octet-stream" };
-  if (expected !== undefined) headers["content-length"] = String(expected);
-  try {
-    await cache.put(url, new Response(counted.stream, { headers }));
-  } catch (cause) {
-    if (signal?.aborted) throw abortError(signal.reason);
-    if (counted.error) {
-      throw new LlamaWgpuError(FETCH_FAILED, `downloading ${url} failed after ${counted.bytes} bytes: ${counted.error?.message ?? counted.error}`, { cause: counted.error });
-    }
-    return false;
-  }
-  if (expected !== undefined && counted.bytes !== expected) {
-    await cache.delete(url);
-    throw new LlamaWgpuError(FETCH_FAILED, `downloading ${url} stopped at ${counted.bytes} of ${expected} bytes`);
-  }
-  return true;
+// The header that records the sha256 option a stored model was checked against.
+const SHA256_HEADER = "x-llama-wgpu-sha256";
+
+// The stored copy of `url` when it can be used: a copy that is empty, or that was not checked against the asked-for `sha256` (stored
+// without the option, or checked against another digest: a new version of the file) is removed,
+// and null tells the caller to download again.
+export async function cachedModel(store, url, sha256) {
+  const response = await store.match(url);
+  if (!response) return null;
+  // Stored with its length when the download knew it (put() commits only whole bodies);
+  // otherwise a second copy's blob gives it, a handle rather than a read of the data.
+  const announced = Number(response.headers.get("content-length"));
+  const size = announced > 0 ? announced : await storedLength(await store.match(url));
+  if (size > 0 && (!sha256 || response.headers.get(SHA256_HEADER) === sha256)) return { response, size };
+  response.body?.cancel().catch(() => {});
+  await store.delete(url);
+  return null;
 }
 
-// Counts the body's bytes on their way to the cache, and remembers a network error, which
-// cache.put() would otherwise report as an anonymous storage failure.
-function countingStream(body, expected, onBytes) {
-  const reader = body.getReader();
-  const counted = { bytes: 0, error: null, stream: null };
-  counted.stream = new ReadableStream({
-    async pull(controller) {
-      let next;
-      try {
-        next = await reader.read();
-      } catch (error) {
-        counted.error = error;
-        controller.error(error);
-        return;
-      }
-      if (next.done) {
-        controller.close();
-        return;
-      }
-      counted.bytes += next.value.byteLength;
-      onBytes(counted.bytes, expected);
-      controller.enqueue(next.value);
+// Writes a download into the cache as it arrives, beside the engine that reads the same chunks.
+// cache.put() pulls from a stream this side fills: `write` waits while 4 MiB are queued, so a
+// slow disk slows the download instead of filling memory. The entry exists only once `commit`
+// closes the stream and put() resolves; `abandon` (a failed or aborted load, a digest that does
+// not match) errors the stream, and the Cache API then stores nothing. A put() that fails on its
+// own (the storage quota, a storage error) is not the load's failure: writes then do nothing
+// and `commit` answers the reason.
+export function cacheWriter(store, url, { size, sha256 }) {
+  let controller;
+  let wake = null;
+  let stopped = null; // why writes stopped: a put() failure, the cache cancelling, or abandon()
+  let putError = null;
+  const stop = (reason) => {
+    stopped ??= reason;
+    wake?.();
+    wake = null;
+  };
+  const stream = new ReadableStream(
+    {
+      start(c) {
+        controller = c;
+      },
+      pull() {
+        wake?.();
+        wake = null;
+      },
+      cancel: (reason) => stop(reason ?? new Error("the cache stopped reading")),
     },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
+    { highWaterMark: 4 * 1024 * 1024, size: (chunk) => chunk.byteLength },
+  );
+  const headers = { "content-type": "application/octet-stream" };
+  if (size !== undefined) headers["content-length"] = String(size);
+  if (sha256) headers[SHA256_HEADER] = sha256;
+  const put = store.put(url, new Response(stream, { headers })).catch((error) => {
+    putError = error;
+    stop(error);
   });
-  return counted;
+  return {
+    async write(chunk) {
+      if (stopped) return;
+      controller.enqueue(chunk);
+      while (!stopped && controller.desiredSize <= 0) await new Promise((resolve) => (wake = resolve));
+    },
+    // Resolves to null once stored, or to why the cache refused the entry (put()'s own error
+    // rather than the cancellation it caused).
+    async commit() {
+      if (!stopped) controller.close();
+      await put;
+      return putError ?? stopped;
+    },
+    abandon(reason) {
+      if (stopped) return;
+      stop(reason);
+      controller.error(reason);
+    },
+  };
 }

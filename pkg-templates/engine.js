@@ -1,5 +1,5 @@
 import { Channel } from "./channel.js";
-import { LlamaWgpuError, invalidArgument, throwIfAborted } from "./errors.js";
+import { LlamaWgpuError, abortError, invalidArgument, throwIfAborted } from "./errors.js";
 import { ChunkShaper, chatCompletion, completionId } from "./openai.js";
 import { chatMessages, chatOptions, generateOptions } from "./options.js";
 import { linkedController } from "./signals.js";
@@ -138,6 +138,13 @@ export class Engine {
     try {
       for (;;) {
         const next = await channel.next();
+        // Pieces the engine wrote before it saw an abort stay unread: once abort() has been
+        // called, the next thing the caller gets is the call's end (ABORTED, or the error the
+        // engine ended with).
+        if (controller.signal.aborted) {
+          await run;
+          throw abortError(controller.signal.reason);
+        }
         if (next.done) {
           finished = true;
           return next.value;

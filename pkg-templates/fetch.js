@@ -5,18 +5,20 @@ export function absoluteUrl(url) {
 }
 
 // fetch() rejects only on network errors; an HTTP error status is a failure here too, because its
-// body is an error page, not a model.
-export async function fetchModel(url, signal) {
+// body is an error page, not a model (the error's `status` keeps it). `headers`: e.g. a Range.
+export async function fetchModel(url, signal, headers) {
   let response;
   try {
-    response = await fetch(url, { signal });
+    response = await fetch(url, headers ? { signal, headers } : { signal });
   } catch (cause) {
     if (signal?.aborted) throw abortError(signal.reason);
     throw new LlamaWgpuError(FETCH_FAILED, `fetching ${url} failed: ${cause?.message ?? cause} (network error, or the server does not allow cross-origin requests)`, { cause });
   }
   if (!response.ok) {
     response.body?.cancel().catch(() => {});
-    throw new LlamaWgpuError(FETCH_FAILED, `fetching ${url} failed: HTTP ${response.status}${response.statusText ? " " + response.statusText : ""}`);
+    const error = new LlamaWgpuError(FETCH_FAILED, `fetching ${url} failed: HTTP ${response.status}${response.statusText ? " " + response.statusText : ""}`);
+    error.status = response.status;
+    throw error;
   }
   return response;
 }

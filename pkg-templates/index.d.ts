@@ -15,15 +15,18 @@
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array>;
 
 export interface ProgressEvent {
-  /** "download": bytes from the network; "load": bytes into the engine, GPU memory or the CPU
-   * engine's wasm memory (from the cache, a file, a buffer or a stream); "compile": preparing
-   * the engine, e.g. building the GPU kernels (loaded 0 of 1, then 1 of 1).
-   * A URL with no cache available streams from the network into the engine in one pass, reported
-   * as "download". */
+  /** "download": bytes from the network, going into the engine (and into the Cache API beside
+   * it) as they arrive; "load": bytes into the engine, GPU memory or the CPU engine's wasm memory,
+   * from the cache, a file, a buffer or a stream; "compile": preparing the engine, e.g. building
+   * the GPU kernels (loaded 0 of 1, then 1 of 1). */
   phase: "download" | "load" | "compile";
   loaded: number;
   /** Undefined when the size is not known (a stream, a response without Content-Length). */
   total: number | undefined;
+  /** Present on one "download" event when the Cache API refused the model (storage quota
+   * exceeded, a storage error): the load goes on from the network, and the next load downloads
+   * the model again. Says why. */
+  cacheError?: string;
 }
 
 /** Where the model runs. See EngineOptions.device. */
@@ -55,8 +58,16 @@ export interface EngineOptions {
   onDeviceLost?: (error: LlamaWgpuError) => void;
   /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. */
   contextLength?: number;
-  /** Keep URL models in the browser's Cache API (key: the absolute URL). Default true. */
+  /** Keep URL models in the browser's Cache API (key: the absolute URL). Default true. A
+   * download is stored only once it is whole (and matched `sha256` when given); a stored copy
+   * that is empty or cannot be read is removed. A full storage quota never fails the load (see
+   * ProgressEvent.cacheError). */
   cache?: boolean;
+  /** The model's SHA-256, 64 hex digits. The bytes are checked as they load, and a mismatch
+   * rejects with FETCH_FAILED before the engine is built; a download that does not match is
+   * never cached. A cached copy is used only when it was checked against this same digest
+   * (otherwise it is removed and the model downloaded again). Any source kind. */
+  sha256?: string;
   /** Aborts the download or load; the promise then rejects with an AbortError (code "ABORTED"). */
   signal?: AbortSignal;
   /** Advanced: split weights into GPU bindings no larger than this many bytes (default: the

@@ -1,7 +1,8 @@
-import { LlamaWgpuError, abortError, throwIfAborted, wrapError } from "./errors.js";
+import { LlamaWgpuError, throwIfAborted, wrapError } from "./errors.js";
 import { openModelSource } from "./model-source.js";
 import { deviceOption, threadsOption } from "./options.js";
 import { throttledProgress } from "./progress.js";
+import { untilAborted } from "./signals.js";
 import { sourceKind } from "./sources.js";
 import { ModelLoader, loadWasm } from "./wasm.js";
 import { requireWebGPU } from "./webgpu.js";
@@ -13,6 +14,7 @@ const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
 // Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds }.
 export async function loadModel(options, { onProgress, signal } = {}) {
   const { model, cache = true, contextLength, maxBindingSize } = options;
+  const sha256 = options.sha256?.toLowerCase();
   const device = deviceOption(options.device);
   const threads = threadsOption(options.threads);
   sourceKind(model); // a bad argument fails before any GPU or network work
@@ -22,7 +24,7 @@ export async function loadModel(options, { onProgress, signal } = {}) {
   if (device === "gpu") await requireWebGPU();
   await loadWasm({ threads });
   const progress = throttledProgress(onProgress);
-  const source = await openModelSource(model, { cache, signal, progress });
+  const source = await openModelSource(model, { cache, sha256, signal, progress });
   const started = performance.now();
   let loader = null;
   try {
@@ -41,11 +43,9 @@ export async function loadModel(options, { onProgress, signal } = {}) {
     progress({ phase: "compile", loaded: 0, total: 1 }, true);
     const finishing = loader;
     loader = null; // finish() consumes the loader, even when it fails
-    const engine = await finishing.finish();
-    if (signal?.aborted) {
-      engine.free();
-      throw abortError(signal.reason);
-    }
+    // Compiling cannot be interrupted; an abort answers at once and the engine, when it is
+    // done, is freed (its GPU device destroyed) instead of returned.
+    const engine = await untilAborted(finishing.finish(), signal, (late) => late.free());
     progress({ phase: "compile", loaded: 1, total: 1 }, true);
     return { engine, loadSeconds: (performance.now() - started) / 1000 };
   } catch (cause) {

@@ -85,7 +85,7 @@ export class LocalBackend {
       // `entry` is the token's logprobs, when asked.
       const onToken = (piece, entry) => {
         try {
-          if (piece || entry) onPiece(piece, entry);
+          if ((piece || entry) && !stop.aborted) onPiece(piece, entry);
         } catch (error) {
           pieceError ??= error;
         }

@@ -21,7 +21,7 @@ export function threadsOption(threads) {
 // createEngine() / createWorkerEngine() options, checked before anything is downloaded or a
 // worker started: unknown keys are refused as generate() refuses them, and a context length
 // must be a whole number >= 1 (the engine caps it at what the model was trained for).
-const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize"];
+const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize", "sha256"];
 
 export function checkEngineOptions(options, extra = []) {
   for (const key of Object.keys(options ?? {})) {
@@ -33,6 +33,10 @@ export function checkEngineOptions(options, extra = []) {
   threadsOption(options?.threads);
   for (const name of ["onProgress", "onDeviceLost"]) {
     if (options?.[name] != null && typeof options[name] !== "function") throw invalidArgument(`${name} must be a function`);
+  }
+  const sha256 = options?.sha256;
+  if (sha256 != null && !(typeof sha256 === "string" && /^[0-9a-fA-F]{64}$/.test(sha256))) {
+    throw invalidArgument(`sha256 must be 64 hex digits (a SHA-256 digest), got ${JSON.stringify(String(sha256)).slice(0, 80)}`);
   }
   for (const name of ["contextLength", "maxBindingSize"]) {
     const value = options?.[name];

@@ -9,6 +9,10 @@ export function throttledProgress(onProgress) {
   let reported = 0;
   return (event, force = false) => {
     const samePhase = event.phase === phase;
+    if (event.cacheError !== undefined) {
+      onProgress({ ...event });
+      return;
+    }
     if (samePhase && event.loaded === reported) return;
     const last = event.total !== undefined && event.loaded >= event.total;
     if (!force && !last && samePhase && event.loaded - reported < STEP_BYTES) return;

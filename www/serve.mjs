@@ -16,10 +16,16 @@
 //   /test/corrupt.gguf   GGUF magic, then an absurd tensor count (2^40) and nonsense
 //   /test/not-gguf.gguf  random bytes
 //   /test/truncated.gguf announces the default model's full length, sends about half, then
-//                        destroys the socket (a download interrupted half-way)
+//                        destroys the socket (a download interrupted half-way); no Range support
+//   /test/flaky.gguf     the default model, Range supported, each response cut off after a third
+//                        of the file (a download completes only by resuming)
+//   /test/long-length.gguf  the default model under a Content-Length 1000 bytes too long
+//   /test/unsupported.gguf  the default model with its architecture renamed "mamba"
+//   /test/empty.gguf     200 with an empty body
 //   /test/missing.gguf   404
 //   /__requests          JSON {path: count} of requests seen since start or the last
 //                        POST /__requests/reset
+//   /__sent              JSON {path: bytes} of the model the /test/ fault routes sent (same reset)
 //
 // Every response carries COOP same-origin, COEP require-corp and CORP same-origin, so pages are
 // cross-origin isolated (SharedArrayBuffer, threads), except a page asked for with `?coi=0`. On start it prints exactly one line,
@@ -204,33 +210,66 @@ function streamFile(req, res, file, stat, type = mimeOf(file)) {
   stream.pipe(res);
 }
 
-// Sends the first half of `file` under a Content-Length announcing all of it, then destroys the
-// socket once those bytes have left: the client sees a connection dropped mid-body.
-function streamTruncated(req, res, file, stat) {
+// The default model served with a fault, for the download tests. `fault`:
+//   cutAfter  bytes one response sends before the socket is destroyed (the client sees the
+//             connection drop mid-body); default: none, the response ends normally
+//   ranges    whether Range requests are honoured (else every response is the whole file, 200)
+//   announce  the Content-Length of a 200 response (default: the true size)
+//   patch     (chunk, position) => void, edits the bytes on their way out
+// Bytes sent are added to `sent` under the request's path.
+function streamFaulty(req, res, file, stat, fault, sent, pathname) {
   const size = stat.size;
-  res.writeHead(200, baseHeaders({
-    "Content-Type": "application/octet-stream",
-    "Content-Length": size,
-    "Accept-Ranges": "none",
-  }));
+  const headers = { "Content-Type": "application/octet-stream", "Accept-Ranges": fault.ranges ? "bytes" : "none", ETag: `"${size}-${stat.mtimeMs}"` };
+  const range = fault.ranges ? parseRange(req.headers.range, size) : null;
+  if (range === "unsatisfiable") {
+    res.writeHead(416, baseHeaders({ ...headers, "Content-Range": `bytes */${size}`, "Content-Length": 0 }));
+    res.end();
+    return;
+  }
+  const { start, end } = range ?? { start: 0, end: size - 1 };
+  if (range) headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
+  headers["Content-Length"] = range ? end - start + 1 : fault.announce ?? size;
+  res.writeHead(range ? 206 : 200, baseHeaders(headers));
   if (req.method === "HEAD") {
     res.end();
     return;
   }
-  const half = Math.max(1, Math.floor(size / 2));
-  const stream = fs.createReadStream(file, { start: 0, end: half - 1, highWaterMark: 1 << 20 });
+  const last = Math.min(end, fault.cutAfter === undefined ? end : start + fault.cutAfter - 1);
+  const stream = fs.createReadStream(file, { start, end: last, highWaterMark: 1 << 20 });
+  let position = start;
   res.on("close", () => stream.destroy());
   stream.on("data", (chunk) => {
+    fault.patch?.(chunk, position);
+    position += chunk.length;
+    sent.set(pathname, (sent.get(pathname) || 0) + chunk.length);
     if (!res.write(chunk)) {
       stream.pause();
       res.once("drain", () => stream.resume());
     }
   });
   stream.on("end", () => {
+    if (position > end && fault.announce === undefined) return res.end();
     // An empty write's callback runs once everything before it has been flushed.
     res.write(Buffer.alloc(0), () => setTimeout(() => res.socket?.destroy(), 50));
   });
   stream.on("error", () => res.socket?.destroy());
+}
+
+// Renames the architecture in a GGUF's metadata ("general.architecture" = "llama" becomes
+// "mamba", which llama-wgpu does not run), found in `head`, the file's first bytes. Returns the
+// patch for streamFaulty, or null when the file is not a llama GGUF.
+function renamedArchitecture(head) {
+  const key = Buffer.from("general.architecture");
+  const at = head.indexOf(key);
+  if (at < 0 || head.readUInt32LE(at + key.length) !== 8 || head.readBigUInt64LE(at + key.length + 4) !== 5n) return null;
+  const value = at + key.length + 12;
+  if (head.toString("latin1", value, value + 5) !== "llama") return null;
+  return (chunk, position) => {
+    for (let i = 0; i < 5; i++) {
+      const j = value + i - position;
+      if (j >= 0 && j < chunk.length) chunk[j] = "mamba".charCodeAt(i);
+    }
+  };
 }
 
 // A few KB that start like a GGUF v3 file and then make no sense: tensor count 2^40.
@@ -264,6 +303,16 @@ function notGguf() {
   return bytes;
 }
 
+function readHead(file) {
+  const fd = fs.openSync(file, "r");
+  try {
+    const head = Buffer.alloc(1 << 16);
+    return head.subarray(0, fs.readSync(fd, head, 0, head.length, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 // Resolves a URL path below a folder, refusing anything that would leave it.
 function resolveUnder(dir, rest) {
   if (rest.includes("\0")) return null;
@@ -277,6 +326,17 @@ function resolveUnder(dir, rest) {
 function main() {
   const options = parseArgs(process.argv.slice(2));
   const counts = new Map();
+  const sent = new Map(); // bytes of the model the fault routes sent, by path
+  let patch;
+  const faults = {
+    "/test/truncated.gguf": (size) => ({ ranges: false, cutAfter: Math.max(1, Math.floor(size / 2)) }),
+    "/test/flaky.gguf": (size) => ({ ranges: true, cutAfter: Math.ceil(size / 3) }),
+    "/test/long-length.gguf": (size) => ({ ranges: true, announce: size + 1000 }),
+    "/test/unsupported.gguf": () => {
+      patch ??= renamedArchitecture(readHead(options.model));
+      return patch && { ranges: true, patch };
+    },
+  };
   const corrupt = corruptGguf();
   const random = notGguf();
 
@@ -336,10 +396,14 @@ function main() {
     if (pathname === "/__requests/reset") {
       if (req.method !== "POST") return sendText(req, res, 405, "POST only\n", undefined, { Allow: "POST" });
       counts.clear();
+      sent.clear();
       return sendText(req, res, 200, "{}\n", "application/json; charset=utf-8");
     }
     if (pathname === "/__requests") {
       return sendText(req, res, 200, JSON.stringify(Object.fromEntries(counts)) + "\n", "application/json; charset=utf-8");
+    }
+    if (pathname === "/__sent") {
+      return sendText(req, res, 200, JSON.stringify(Object.fromEntries(sent)) + "\n", "application/json; charset=utf-8");
     }
     counts.set(pathname, (counts.get(pathname) || 0) + 1);
 
@@ -351,11 +415,16 @@ function main() {
       case "/test/corrupt.gguf": return sendBytes(req, res, corrupt);
       case "/test/not-gguf.gguf": return sendBytes(req, res, random);
       case "/test/missing.gguf": return sendText(req, res, 404, "not found\n");
-      case "/test/truncated.gguf":
-        return fs.stat(options.model, (err, stat) => {
-          if (err || !stat.isFile()) return sendText(req, res, 404, "the default model is missing\n");
-          streamTruncated(req, res, options.model, stat);
-        });
+      case "/test/empty.gguf": return sendBytes(req, res, Buffer.alloc(0));
+    }
+    const fault = faults[pathname];
+    if (fault) {
+      return fs.stat(options.model, (err, stat) => {
+        if (err || !stat.isFile()) return sendText(req, res, 404, "the default model is missing\n");
+        const faulty = fault(stat.size);
+        if (!faulty) return sendText(req, res, 404, "the default model is not a llama GGUF\n");
+        streamFaulty(req, res, options.model, stat, faulty, sent, pathname);
+      });
     }
 
     for (const m of mounts) {

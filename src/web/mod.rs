@@ -14,9 +14,11 @@
 //! would kill the page's module.
 
 mod convert;
+mod digest;
 mod engine;
 mod loader;
 
+pub use digest::Sha256;
 pub use engine::WasmEngine;
 pub use loader::ModelLoader;
 

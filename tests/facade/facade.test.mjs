@@ -104,6 +104,19 @@ test("abort stops within a token, throws AbortError/ABORTED, engine stays usable
     (err) => err instanceof LlamaWgpuError && err.name === "AbortError" && err.code === "ABORTED");
   assert.equal(e.calls[0].pieces.length <= 4, true);
   assert.equal(e.calls[0].aborted, true);
+  assert.equal(got.length, 2);
+  // Pieces the engine wrote while the consumer was busy are not handed out after abort().
+  const c1 = new AbortController(); const seen = [];
+  await assert.rejects(async () => {
+    for await (const p of engine.generate("x", { maxTokens: 100, seed: 0, signal: c1.signal })) {
+      seen.push(p);
+      await new Promise((r) => setTimeout(r, 30));
+      c1.abort();
+    }
+  }, (err) => err.code === "ABORTED");
+  assert.ok(e.calls[1].pieces.length > 1, "pieces were queued while the consumer waited");
+  assert.equal(seen.length, 1);
+  e.calls.splice(1, 1);
   // aborted before the call: throws at once, nothing runs
   const c2 = new AbortController(); c2.abort();
   assert.throws(() => engine.generate("x", { signal: c2.signal }), (err) => err.name === "AbortError");

@@ -1,25 +1,45 @@
 // In-memory fetch and Cache API for Node tests.
 export const server = new Map(); // url -> {bytes, status?, headers?, failAfter?, chunk?}
-export const stats = { fetches: [], puts: 0 };
+export const stats = { fetches: [], ranges: [], puts: 0, sent: 0 };
 export function installFetch() {
-  globalThis.fetch = async (url, { signal } = {}) => {
+  globalThis.fetch = async (url, { signal, headers: asked = {} } = {}) => {
     stats.fetches.push(String(url));
     if (signal?.aborted) throw new DOMException("aborted", "AbortError");
     const entry = server.get(String(url));
     if (!entry) throw new TypeError("Failed to fetch");
-    const { bytes, status = 200, failAfter, chunk = 65536, lengthHeader = true } = entry;
+    // failAfter: every response breaks at that byte of the file (a dead link); dropEvery: each
+    // response breaks after sending that many bytes (a flaky one that resuming gets through);
+    // (the first `drops` responses only, when given); ranges: false for a server that ignores
+    // Range and sends the whole file again; announce: a Content-Length that lies.
+    const { bytes, status = 200, failAfter, chunk = 65536, lengthHeader = true, ranges = true, etag, announce } = entry;
+    const dropEvery = (entry.drops ?? Infinity) > 0 ? entry.dropEvery : undefined;
+    if (entry.drops !== undefined) entry.drops--;
     let offset = 0;
+    let code = status;
+    const headers = lengthHeader ? { "content-length": String(announce ?? bytes.length) } : {};
+    if (etag) headers.etag = typeof etag === "function" ? etag() : etag;
+    const range = /^bytes=(\d+)-$/.exec(asked.range ?? "");
+    if (range) stats.ranges.push(Number(range[1]));
+    if (range && ranges && status === 200) {
+      offset = Number(range[1]);
+      if (offset >= bytes.length) return new Response(null, { status: 416, headers: { "content-range": `bytes */${bytes.length}` } });
+      code = 206;
+      headers["content-range"] = `bytes ${offset}-${bytes.length - 1}/${bytes.length}`;
+      headers["content-length"] = String(bytes.length - offset);
+    }
+    const start = offset;
     const body = new ReadableStream({
       async pull(c) {
         await new Promise((r) => setTimeout(r, 0));
         if (signal?.aborted) { c.error(new DOMException("The operation was aborted.", "AbortError")); return; }
         if (failAfter !== undefined && offset >= failAfter) { c.error(new TypeError("network error")); return; }
+        if (dropEvery !== undefined && offset - start >= dropEvery) { c.error(new TypeError("network error")); return; }
         if (offset >= bytes.length) { c.close(); return; }
-        c.enqueue(bytes.slice(offset, offset + chunk)); offset += chunk;
+        const end = Math.min(offset + chunk, bytes.length, dropEvery === undefined ? Infinity : start + dropEvery);
+        c.enqueue(bytes.slice(offset, end)); stats.sent += end - offset; offset = end;
       },
     });
-    const headers = lengthHeader ? { "content-length": String(bytes.length) } : {};
-    return new Response(status === 204 ? null : body, { status, statusText: status === 404 ? "Not Found" : "", headers });
+    return new Response(status === 204 ? null : body, { status: code, statusText: status === 404 ? "Not Found" : "", headers });
   };
 }
 export const store = new Map();

@@ -1,8 +1,18 @@
 // Stands in for the wasm-bindgen glue (pkg/llama_wgpu.js) so that the facade's own logic (options,
 // queue, abort, OpenAI shapes, chunking, the cache flow, the worker protocol) runs in Node. The
 // real wasm is exercised in Chromium by tests/web.rs and tests/browser/.
+import { createHash } from "node:crypto";
+
 export const log = { inits: 0, loaders: [], engines: [], maxChunk: 0 };
 export default async function init() { log.inits++; }
+
+// The real one is sha2 in wasm (src/web/digest.rs); Node's streaming hash gives the same digest.
+export class Sha256 {
+  #hash = createHash("sha256");
+  update(bytes) { this.#hash.update(bytes); }
+  hex() { return this.#hash.digest("hex"); }
+  free() {}
+}
 
 function codeError(code, message) { const e = new Error(message); e.code = code; return e; }
 

@@ -127,7 +127,7 @@ test("worker engine: URL sources and streams, transferred or relayed", async () 
   const w1 = fakeWorker();
   const events = [];
   const e1 = await createWorkerEngine({ model: new URL("http://models.test/u.gguf"), worker: w1, onProgress: (e) => events.push(e) });
-  assert.deepEqual([...new Set(events.map((e) => e.phase))], ["download", "load", "compile"]);
+  assert.deepEqual([...new Set(events.map((e) => e.phase))], ["download", "compile"]);
   await e1.unload(); w1.close();
   const bytes = gguf(20 * MiB + 3);
   for (const noStreamTransfer of [false, true]) {
@@ -160,4 +160,29 @@ test("worker engine: a lost device is reported on the page and reload() rebuilds
   assert.equal((await collect(engine.generate("x", { maxTokens: 2 }))).join(""), "Once");
   await engine.unload();
   worker.close();
+});
+
+test("worker engine: a worker the package started is terminated by unload() and by a failed load", async () => {
+  const started = [];
+  globalThis.Worker = class {
+    constructor(url, options) {
+      const w = fakeWorker();
+      Object.assign(this, w, { url: String(url), options, terminated: false });
+      this.terminate = () => { this.terminated = true; w.close(); };
+      started.push(this);
+    }
+  };
+  try {
+    const engine = await createWorkerEngine({ model: gguf(1000) });
+    assert.equal(started.length, 1);
+    assert.match(started[0].url, /worker\.js$/);
+    assert.deepEqual(started[0].options, { type: "module" });
+    assert.equal(started[0].terminated, false);
+    await engine.unload();
+    assert.equal(started[0].terminated, true);
+    await assert.rejects(createWorkerEngine({ model: gguf(1000, "HTML") }), (e) => e.code === "GGUF_INVALID");
+    assert.equal(started[1].terminated, true);
+  } finally {
+    delete globalThis.Worker;
+  }
 });

@@ -23,7 +23,7 @@ export async function main(): Promise<string[]> {
     model: "/models/default.gguf",
     device: (await hasWebGPU()) ? "auto" : "cpu",
     contextLength: 2048,
-    onProgress: ({ phase, loaded, total }) => lines.push(`${phase} ${loaded}/${total ?? "?"}`),
+    onProgress: ({ phase, loaded, total, cacheError }) => lines.push(`${phase} ${loaded}/${total ?? "?"}${cacheError ? ` (${cacheError})` : ""}`),
     onDeviceLost: (error) => lines.push(`${error.code}: ${error.message}`),
   });
 

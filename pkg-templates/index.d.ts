@@ -225,9 +225,16 @@ export interface EngineStats {
   gpuBytes: number;
   /** Memory the CPU engine holds in wasm memory (0 on the GPU). */
   cpuBytes: number;
-  /** Seconds from the first byte read to the engine being ready (a download to the cache before
-   * that is not counted). */
+  /** Seconds from the first byte read (a download's included: it goes straight into the engine)
+   * to the engine being ready. */
   loadSeconds: number;
+  /** The part of loadSeconds after the last byte: building the engine (on the GPU, compiling
+   * its kernels). */
+  compileSeconds: number;
+  /** GPU engine: the mean CPU time to encode one decode step (its WebGPU calls: pipelines,
+   * bind groups, dispatches, finishing the command buffer), in microseconds; null before the
+   * first decoded token and on the CPU engine. */
+  encodeUsPerToken: number | null;
   promptTokens: number | null;
   cachedPromptTokens: number | null;
   completionTokens: number | null;

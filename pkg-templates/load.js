@@ -11,7 +11,7 @@ import { requireWebGPU } from "./webgpu.js";
 // load downloads the file again. (An unsupported but intact model stays cached.)
 const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
 
-// Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds }.
+// Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds, compileSeconds }.
 export async function loadModel(options, { onProgress, signal } = {}) {
   const { model, cache = true, contextLength, maxBindingSize } = options;
   const sha256 = options.sha256?.toLowerCase();
@@ -45,9 +45,11 @@ export async function loadModel(options, { onProgress, signal } = {}) {
     loader = null; // finish() consumes the loader, even when it fails
     // Compiling cannot be interrupted; an abort answers at once and the engine, when it is
     // done, is freed (its GPU device destroyed) instead of returned.
+    const compiling = performance.now();
     const engine = await untilAborted(finishing.finish(), signal, (late) => late.free());
     progress({ phase: "compile", loaded: 1, total: 1 }, true);
-    return { engine, loadSeconds: (performance.now() - started) / 1000 };
+    const now = performance.now();
+    return { engine, loadSeconds: (now - started) / 1000, compileSeconds: (now - compiling) / 1000 };
   } catch (cause) {
     loader?.free();
     source.cancel();

@@ -22,7 +22,7 @@ export class LocalBackend {
   #engine;
   #mutex = new Mutex();
   #info;
-  #loadSeconds;
+  #load; // { loadSeconds, compileSeconds }
   #last = NO_GENERATION;
   #unloading = null;
   #running = new Set(); // controllers of queued and running generations, stopped by unload()
@@ -30,13 +30,13 @@ export class LocalBackend {
   #options; // what load() was given, for reload()
 
   static async load(options, hooks) {
-    const { engine, loadSeconds } = await loadModel(options, hooks);
-    return new LocalBackend(engine, loadSeconds, options);
+    const { engine, ...timing } = await loadModel(options, hooks);
+    return new LocalBackend(engine, timing, options);
   }
 
-  constructor(engine, loadSeconds, options) {
+  constructor(engine, timing, options) {
     this.#engine = engine;
-    this.#loadSeconds = loadSeconds;
+    this.#load = timing;
     this.#info = engine.info();
     this.#options = options;
   }
@@ -53,13 +53,13 @@ export class LocalBackend {
     return this.#mutex.run(async () => {
       this.#engine?.free();
       this.#engine = null;
-      const { engine, loadSeconds } = await loadModel(this.#options, hooks);
+      const { engine, ...timing } = await loadModel(this.#options, hooks);
       if (this.#unloading) {
         engine.free();
         throw unloadedError();
       }
       this.#engine = engine;
-      this.#loadSeconds = loadSeconds;
+      this.#load = timing;
       this.#info = engine.info();
       this.#last = NO_GENERATION;
     }).catch((error) => {
@@ -68,8 +68,9 @@ export class LocalBackend {
   }
 
   stats() {
-    const { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes } = this.#info;
-    return { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
+    const { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, encodeUsPerToken = null } = this.#info;
+    const { loadSeconds, compileSeconds } = this.#load;
+    return { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, loadSeconds, compileSeconds, encodeUsPerToken, ...this.#last };
   }
 
   generate(request, options, onPiece, signal) {

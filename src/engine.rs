@@ -141,6 +141,7 @@ impl Backend for GpuModel {
     }
 
     fn stats(&self) -> BackendStats {
+        let (encode_us_per_token, submit_us_per_token) = self.encode_and_submit_us();
         BackendStats {
             device: self.context().describe(),
             gpu_bytes: self.gpu_bytes(),
@@ -151,6 +152,8 @@ impl Backend for GpuModel {
             direct_attention_keys: self.direct_attention_keys(),
             submits_per_token: 1,
             readback_bytes_per_token: 4,
+            encode_us_per_token,
+            submit_us_per_token,
             ..Default::default()
         }
     }

@@ -78,6 +78,11 @@ pub struct BackendStats {
     pub direct_attention_keys: usize,
     pub submits_per_token: usize,
     pub readback_bytes_per_token: usize,
+    /// Mean CPU time to encode one decode step (record its ops, finish the command buffer) and
+    /// to submit it, since load, µs (GPU; 0 elsewhere). A CPU emulation may do the step's work
+    /// inside `submit`.
+    pub encode_us_per_token: f64,
+    pub submit_us_per_token: f64,
 }
 
 #[derive(Debug, Clone)]

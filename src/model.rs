@@ -35,6 +35,14 @@ pub const MAX_SAMPLER_HISTORY: usize = 1024;
 /// staging buffer: one read-back per token.
 const READBACK_SLOTS: usize = 2;
 
+/// What encoding and submitting decode steps has cost the CPU (`GpuModel::encode_and_submit_us`).
+#[derive(Clone, Copy, Default)]
+struct EncodeClock {
+    encode_seconds: f64,
+    submit_seconds: f64,
+    steps: u64,
+}
+
 /// A decode step submitted ahead, before the CPU knew the id it consumes: the GPU does (the
 /// previous step's sampler wrote it where this step's embedding reads it).
 struct InFlight {
@@ -82,6 +90,9 @@ pub struct GpuModel {
     head_dispatches: usize,
     position: usize,
     gpu_bytes: u64,
+    /// CPU seconds spent encoding decode steps and in their `submit` calls, and how many steps:
+    /// the per-token CPU cost that bounds small models on real GPUs.
+    encode: std::cell::Cell<EncodeClock>,
 }
 
 impl GpuModel {
@@ -133,6 +144,7 @@ impl GpuModel {
 
         let mut model = GpuModel {
             gpu_bytes: 0,
+            encode: Default::default(),
             ctx,
             config,
             weights,
@@ -494,6 +506,7 @@ impl GpuModel {
     /// Submit one decode step at KV row `pos` with sampler counter `sample_step`; its token is
     /// whatever `decode.tokens` holds when it runs. The id lands in that counter's staging slot.
     fn submit_decode(&self, pos: usize, sample_step: u64) -> wgpu::SubmissionIndex {
+        let start = web_time::Instant::now();
         self.write_step(pos, 1, sample_step);
         let slot = sample_step as usize % READBACK_SLOTS;
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
@@ -509,7 +522,31 @@ impl GpuModel {
                 4,
             ),
         }
-        self.ctx.queue.submit([encoder.finish()])
+        let commands = encoder.finish();
+        let encoded = start.elapsed().as_secs_f64();
+        let submission = self.ctx.queue.submit([commands]);
+        let mut clock = self.encode.get();
+        clock.encode_seconds += encoded;
+        clock.submit_seconds += start.elapsed().as_secs_f64() - encoded;
+        clock.steps += 1;
+        self.encode.set(clock);
+        submission
+    }
+
+    /// Mean CPU time of a decode step's encoding (the step uniform written, its ops recorded
+    /// into one compute pass, the command buffer finished) and of its `submit` call, over every
+    /// step since load, in microseconds; 0 before the first. On a CPU emulation `submit` may
+    /// run the work itself (lavapipe), so only the first figure is the encoding's cost there.
+    pub fn encode_and_submit_us(&self) -> (f64, f64) {
+        let clock = self.encode.get();
+        if clock.steps == 0 {
+            return (0.0, 0.0);
+        }
+        let per_step = 1e6 / clock.steps as f64;
+        (
+            clock.encode_seconds * per_step,
+            clock.submit_seconds * per_step,
+        )
     }
 
     /// Time every op of one decode step on its own (one submit and a full wait each), over

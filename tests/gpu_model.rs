@@ -257,6 +257,13 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
         .generate("Once upon a time", &options, &mut |_| true)
         .unwrap();
     assert_eq!(generation.text, common::REFERENCE_CONTINUATION);
+    // The CPU cost of encoding and submitting a step is measured, and is part of the step.
+    let encode_us = engine.backend_stats().encode_us_per_token;
+    let step_us = 1e6 / generation.stats.decode_tokens_per_second();
+    assert!(
+        encode_us > 0.0 && encode_us < step_us,
+        "encode {encode_us} µs of a {step_us} µs step"
+    );
 
     // Logits at each step against the CPU reference on the same tokens.
     let file = GgufFile::open(&path).unwrap();

@@ -88,6 +88,8 @@ struct EngineInfo<'a> {
     gpu_bytes: u64,
     cpu_bytes: u64,
     load_seconds: f64,
+    /// Mean CPU time to encode a decode step, µs (GPU engine, once it has decoded).
+    encode_us_per_token: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -370,6 +372,13 @@ impl WasmEngine {
             gpu_bytes: self.info.gpu_bytes,
             cpu_bytes: self.info.cpu_bytes,
             load_seconds: self.info.load_seconds,
+            // Between calls the engine is free; during one, the figure is left out.
+            encode_us_per_token: self
+                .engine
+                .try_borrow()
+                .ok()
+                .map(|e| e.backend_stats().encode_us_per_token)
+                .filter(|us| *us > 0.0),
         })
         .map_err(|e| js_error(&e))
     }

@@ -84,6 +84,8 @@ test("generate yields non-empty pieces and returns the result; wasm is initialis
   const s = engine.stats();
   assert.equal(s.completionTokens, 5); assert.equal(s.finishReason, "length"); assert.equal(s.adapter, "mock"); assert.equal(s.model.name, "Mock 1M");
   assert.equal(typeof s.loadSeconds, "number");
+  assert.ok(s.compileSeconds >= 0 && s.compileSeconds <= s.loadSeconds);
+  assert.equal(s.encodeUsPerToken, null);
   await load(); assert.equal(log.inits, 1);
 });
 

@@ -134,6 +134,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "direct_attention_keys": stats.direct_attention_keys,
         "submits_per_token": stats.submits_per_token,
         "readback_bytes_per_token": stats.readback_bytes_per_token,
+        "encode_us_per_token": stats.encode_us_per_token,
+        "submit_us_per_token": stats.submit_us_per_token,
         "json_schema": structured,
     });
     if a.json {
@@ -177,14 +179,16 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     }
     println!(
         "per token:   {} dispatches ({} past {} keys; per layer {} and {}), {} submits, {} bytes \
-         read back",
+         read back; CPU {:.0} µs to encode, {:.0} µs in submit",
         stats.dispatches_per_token,
         stats.dispatches_per_token_long_context,
         stats.direct_attention_keys,
         stats.dispatches_per_layer,
         stats.dispatches_per_layer_long_context,
         stats.submits_per_token,
-        stats.readback_bytes_per_token
+        stats.readback_bytes_per_token,
+        stats.encode_us_per_token,
+        stats.submit_us_per_token
     );
     let j = &r["json_schema"];
     println!(

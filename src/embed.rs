@@ -47,6 +47,16 @@ impl Pooling {
         }
     }
 
+    /// "mean", "cls" or "last".
+    pub fn from_name(name: &str) -> Result<Pooling> {
+        [Pooling::Mean, Pooling::Cls, Pooling::Last]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("unknown pooling `{name}` (mean, cls or last)"))
+            })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Pooling::Mean => "mean",

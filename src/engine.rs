@@ -276,6 +276,8 @@ pub struct Engine {
     device: (&'static str, String),
     /// The vocabulary as the grammar library walks it: built on the first constrained request.
     grammars: Option<Grammars>,
+    /// A pooling asked for explicitly, over the file's (`set_pooling`).
+    pooling: Option<Pooling>,
 }
 
 impl Engine {
@@ -303,6 +305,7 @@ impl Engine {
             session: Session::new(backend),
             device: ("", String::new()),
             grammars: None,
+            pooling: None,
         }
     }
 
@@ -461,10 +464,17 @@ impl Engine {
         pollster::block_on(self.chat_async(messages, options, &mut |piece, _| on_piece(piece)))
     }
 
-    /// The pooling of this model's embeddings, or `EMBEDDINGS_UNSUPPORTED` for a model that
-    /// gives none (a generation model: no `{arch}.pooling_type`).
+    /// The pooling of this model's embeddings: the one set with `set_pooling`, else the
+    /// file's, else `EMBEDDINGS_UNSUPPORTED` (a generation model: no `{arch}.pooling_type`).
     pub fn pooling(&self) -> Result<Pooling> {
-        Pooling::of(&self.config)
+        self.pooling.map_or_else(|| Pooling::of(&self.config), Ok)
+    }
+
+    /// Pool this model's hidden states as `pooling` says whatever its file says (`None`: as
+    /// the file says). On a generation model this gives vectors it was not trained to make:
+    /// for benchmarks and experiments (CLI `embed --pooling`).
+    pub fn set_pooling(&mut self, pooling: Option<Pooling>) {
+        self.pooling = pooling;
     }
 
     /// Embed each input (`embed.rs`): its tokens run from an empty KV cache without the LM

@@ -1,81 +1,18 @@
-//! Embeddings on every backend against the f32 reference decoder, pooled here by hand.
-//!
-//! The models are made here: `small_model`'s random weights (llama and qwen3) with F16
-//! matrices, a 96-token byte-level vocabulary whose EOS is appended to every input (as
-//! Qwen3-Embedding's GGUF does), and `{arch}.pooling_type` set to mean, cls or last.
+//! Embeddings on every backend against the f32 reference decoder, pooled here by hand, on the
+//! random-weight embedding models of `common/embedding_models.rs` (llama and qwen3, pooling
+//! mean, cls or last).
 
 mod common;
 
-use common::small_models::{small_model, with_f16_matrices};
-use llama_wgpu::arch::{self, Architecture};
-use llama_wgpu::embed::{EmbedInput, Embeddings};
-use llama_wgpu::gguf::{GgufFile, Header, Value};
-use llama_wgpu::gguf_writer::GgufWriter;
+use common::embedding_models::{model_file, pooling_model, EOS};
+use llama_wgpu::arch;
+use llama_wgpu::embed::{EmbedInput, Embeddings, Pooling};
+use llama_wgpu::gguf::{GgufFile, Value};
 use llama_wgpu::reference::ReferenceModel;
 use llama_wgpu::sampler::SamplingParams;
 use llama_wgpu::tokenizer::Tokenizer;
 use llama_wgpu::{Device, Engine, EngineOptions, GenerateOptions};
 use std::path::PathBuf;
-
-/// The id of `<|endoftext|>` in the test vocabulary.
-const EOS: u32 = 95;
-
-/// Metadata of a byte-level BPE vocabulary of 96 tokens (the model's rows): the 95 printable
-/// ASCII bytes as GPT-2's byte map writes them (space is `Ġ`), then `<|endoftext|>`, appended
-/// to every input.
-fn vocabulary() -> Vec<(&'static str, Value)> {
-    let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
-    let mut tokens: Vec<String> = vec!["Ġ".into()];
-    tokens.extend((0x21u8..=0x7e).map(|b| (b as char).to_string()));
-    tokens.push("<|endoftext|>".into());
-    let types = (0..96).map(|i| Value::I32(if i == EOS { 3 } else { 1 }));
-    vec![
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("gpt-2".into())),
-        ("tokenizer.ggml.tokens", strings(tokens)),
-        ("tokenizer.ggml.token_type", Value::Array(types.collect())),
-        ("tokenizer.ggml.merges", strings(Vec::new())),
-        ("tokenizer.ggml.eos_token_id", Value::U32(EOS)),
-        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
-        ("tokenizer.ggml.add_eos_token", Value::Bool(true)),
-    ]
-}
-
-/// `small_model(a)` with F16 matrices, the vocabulary and `extra` metadata, written to a
-/// file of its own (the engine loads files).
-fn model_file(a: &Architecture, extra: &[(String, Value)], tag: &str) -> PathBuf {
-    let bytes = with_f16_matrices(&small_model(a, 7));
-    let header = Header::parse(&bytes, Some(bytes.len() as u64))
-        .unwrap()
-        .unwrap();
-    let mut w = GgufWriter::new();
-    for (key, value) in header.metadata.iter() {
-        w.metadata(key, value.clone());
-    }
-    for (key, value) in vocabulary() {
-        w.metadata(key, value);
-    }
-    for (key, value) in extra {
-        w.metadata(key, value.clone());
-    }
-    for info in &header.tensors {
-        let start = (header.data_offset + info.offset) as usize;
-        let data = bytes[start..start + info.n_bytes as usize].to_vec();
-        w.tensor(&info.name, &info.dims, info.ty, data);
-    }
-    let path = std::env::temp_dir().join(format!(
-        "llama-wgpu-embed-{}-{}-{tag}.gguf",
-        std::process::id(),
-        a.name
-    ));
-    std::fs::write(&path, w.to_bytes()).unwrap();
-    path
-}
-
-fn pooling_model(a: &Architecture, pooling: u32) -> PathBuf {
-    let key = format!("{}.pooling_type", a.name);
-    model_file(a, &[(key, Value::U32(pooling))], &format!("pool{pooling}"))
-}
 
 fn engine(path: &PathBuf, device: Device) -> Engine {
     let mut options = EngineOptions {
@@ -227,7 +164,7 @@ fn code<T>(r: llama_wgpu::Result<T>) -> &'static str {
 }
 
 /// A generation model (no pooling type), a per-token or rank pooling, and unknown numbers are
-/// EMBEDDINGS_UNSUPPORTED; bad inputs are INVALID_ARGUMENT or CONTEXT_OVERFLOW; a file that
+/// EMBEDDINGS_UNSUPPORTED (a pooling set explicitly serves a generation model); bad inputs are INVALID_ARGUMENT or CONTEXT_OVERFLOW; a file that
 /// asks for bidirectional attention is refused at load.
 #[test]
 fn models_and_inputs_that_give_no_embeddings_are_errors() {
@@ -239,6 +176,13 @@ fn models_and_inputs_that_give_no_embeddings_are_errors() {
     assert!(generator
         .generate("abc", &Default::default(), &mut |_| true)
         .is_ok());
+    // Asked for explicitly, a generation model's hidden states are pooled as asked.
+    generator.set_pooling(Some(Pooling::Mean));
+    let got = generator.embed(&texts()).unwrap();
+    for (v, text) in got.vectors.iter().zip(TEXTS) {
+        // As in each_pooling_matches_the_reference_on_every_backend.
+        assert!(max_diff(v, &reference_embedding(&generation, text, 1)) < 1e-5);
+    }
     std::fs::remove_file(generation).ok();
     for pooling in [0, 4, 9] {
         let path = pooling_model(&arch::LLAMA, pooling);

@@ -1,5 +1,5 @@
 // Embeddings through the npm package in headless Chromium, on the WebGPU kernels and on the CPU
-// engine. The default model (SmolLM2, a generation model) refuses with EMBEDDINGS_UNSUPPORTED;
+// engine (that one in the worker engine). The default model (SmolLM2, a generation model) refuses with EMBEDDINGS_UNSUPPORTED;
 // the same file with `llama.pooling_type = 3` (last token) written into its header, in the page,
 // is an embedding model whose vectors must match the native f32 reference decoder's
 // (`llama-wgpu embed --device reference --pooling last`), float and base64 alike.
@@ -22,11 +22,13 @@ if (missing.length) console.error(`missing prerequisites, every test will fail:\
 
 // In the page: the default model refused, then the same bytes with a pooling type in the header,
 // embedded as floats and as base64 (decoded here to the floats they carry).
-const run = ({ device, texts }) =>
-  import("/pkg/index.js").then(async ({ createEngine }) => {
+const run = ({ device, worker, texts }) =>
+  import("/pkg/index.js").then(async ({ createEngine, createWorkerEngine }) => {
+    const create = worker ? createWorkerEngine : createEngine;
     const bytes = new Uint8Array(await (await fetch("/models/default.gguf")).arrayBuffer());
     const out = {};
-    const plain = await createEngine({ model: bytes, device });
+    // A copy: the worker engine takes (transfers) the buffer it is given.
+    const plain = await create({ model: bytes.slice(), device });
     try {
       await plain.embeddings.create({ input: texts[0] });
       out.refused = "no error";
@@ -57,7 +59,7 @@ const run = ({ device, texts }) =>
     view.setBigUint64(16, view.getBigUint64(16, true) + 2n, true); // metadata entries
     const embedding = join(header, pooling, padding, bytes.subarray(24));
 
-    const engine = await createEngine({ model: embedding, device });
+    const engine = await create({ model: embedding, device });
     out.adapter = engine.stats().adapter;
     try {
       const floats = await engine.embeddings.create({ input: texts });
@@ -99,15 +101,15 @@ describe("embeddings in Chromium", { timeout: 6 * MINUTE }, () => {
   // do the reference's f32 arithmetic in another order (measured 7e-9 at worst, about the f32
   // rounding of the dot product itself); the CPU engine rounds each matrix product's input to 8
   // bits as llama.cpp's CPU backend does (measured 4.6e-4). The two texts are 0.16 apart.
-  for (const { device, within } of [
-    { device: "gpu", within: 1e-6 },
-    { device: "cpu", within: 2e-3 },
+  for (const { device, worker, within } of [
+    { device: "gpu", worker: false, within: 1e-6 },
+    { device: "cpu", worker: true, within: 2e-3 },
   ]) {
-    it(`embeddings.create on ${device}: refused for a generation model, the reference's vectors for an embedding model`, { timeout: 3 * MINUTE }, () =>
+    it(`embeddings.create on ${device}${worker ? " in the worker engine" : ""}: refused for a generation model, the reference's vectors for an embedding model`, { timeout: 3 * MINUTE }, () =>
       step(device, async () => {
         const { page } = browser;
         await page.goto(server.url);
-        const r = await page.evaluate(run, { device, texts: TEXTS });
+        const r = await page.evaluate(run, { device, worker, texts: TEXTS });
         console.log(`${device} (${r.adapter}): ${r.refused}; usage ${JSON.stringify(r.floats.usage)}`);
         assert.match(r.refused, /^EMBEDDINGS_UNSUPPORTED: /);
         assert.equal(r.floats.object, "list");

@@ -12,7 +12,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { CLI, DEFAULT_MODEL, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { CLI, DEFAULT_MODEL, launchBrowser, missingPrerequisites, startServer, stepRunner, withPoolingType } from "./helpers.mjs";
 
 const MINUTE = 60_000;
 const TEXTS = ["The cat sat on the mat.", "Quarterly revenue grew by four percent."];
@@ -20,9 +20,10 @@ const TEXTS = ["The cat sat on the mat.", "Quarterly revenue grew by four percen
 const missing = missingPrerequisites();
 if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
 
-// In the page: the default model refused, then the same bytes with a pooling type in the header,
-// embedded as floats and as base64 (decoded here to the floats they carry).
-const run = ({ device, worker, texts }) =>
+// In the page: the default model refused, then the same bytes with a pooling type in the header
+// (helpers.mjs's withPoolingType, sent as source), embedded as floats and as base64 (decoded
+// here to the floats they carry).
+const run = ({ device, worker, texts, withPoolingTypeSource }) =>
   import("/pkg/index.js").then(async ({ createEngine, createWorkerEngine }) => {
     const create = worker ? createWorkerEngine : createEngine;
     const bytes = new Uint8Array(await (await fetch("/models/default.gguf")).arrayBuffer());
@@ -38,26 +39,8 @@ const run = ({ device, worker, texts }) =>
       await plain.unload();
     }
 
-    // A GGUF metadata entry: key (u64 length + UTF-8), value type (u32), value.
-    const enc = new TextEncoder();
-    const u32 = (v) => new Uint8Array(new Uint32Array([v]).buffer);
-    const u64 = (v) => new Uint8Array(new BigUint64Array([BigInt(v)]).buffer);
-    const join = (...parts) => {
-      const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
-      return all;
-    };
-    const entry = (key, type, value) => join(u64(key.length), enc.encode(key), u32(type), value);
-    const pooling = entry("llama.pooling_type", 4 /* UINT32 */, u32(3));
-    // The tensor data starts at the header's end rounded up to the alignment: a string entry pads
-    // the insertion to 256 bytes (a multiple of any alignment up to 256), so it moves by as much.
-    const padKey = "llama_wgpu.test.padding";
-    const fixed = pooling.length + 8 + padKey.length + 4 + 8;
-    const padding = entry(padKey, 8 /* STRING */, join(u64((256 - (fixed % 256)) % 256), enc.encode("x".repeat((256 - (fixed % 256)) % 256))));
-    const header = bytes.slice(0, 24);
-    const view = new DataView(header.buffer);
-    view.setBigUint64(16, view.getBigUint64(16, true) + 2n, true); // metadata entries
-    const embedding = join(header, pooling, padding, bytes.subarray(24));
+    // helpers.mjs's function, sent as its source (page.evaluate takes one function).
+    const embedding = new Function(`return (${withPoolingTypeSource})`)()(bytes, "llama", 3);
 
     const engine = await create({ model: embedding, device });
     out.adapter = engine.stats().adapter;
@@ -109,7 +92,7 @@ describe("embeddings in Chromium", { timeout: 6 * MINUTE }, () => {
       step(device, async () => {
         const { page } = browser;
         await page.goto(server.url);
-        const r = await page.evaluate(run, { device, worker, texts: TEXTS });
+        const r = await page.evaluate(run, { device, worker, texts: TEXTS, withPoolingTypeSource: withPoolingType.toString() });
         console.log(`${device} (${r.adapter}): ${r.refused}; usage ${JSON.stringify(r.floats.usage)}`);
         assert.match(r.refused, /^EMBEDDINGS_UNSUPPORTED: /);
         assert.equal(r.floats.object, "list");

@@ -76,6 +76,7 @@ for (const device of ["gpu", "cpu", "reference"]) {
   if (!n) problems.push(`native ${device}: missing`);
   else {
     for (const key of ["prefill_tokens_per_s", "decode_tokens_per_s"]) positive(`native ${device} ${key}`, median(n[key]));
+    positive(`native ${device} embeddings_per_s`, median(n.embeddings?.embeddings_per_s));
     if (n.device !== device) problems.push(`native ${device}: the run says it ran on ${n.device}`);
   }
 }

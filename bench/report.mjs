@@ -321,15 +321,16 @@ function markdown(r) {
     L.push(
       `\`llama-wgpu bench --json --device gpu|cpu|reference\`: ${n0.prompt_tokens}-token prompt, ${n0.gen_tokens} generated, median of ${n0.repeats} (min–max), ` +
         "unless the tokens column says otherwise (the f32 reference runs shorter); load once per process. " +
-        "The CPU engine is the quantized SIMD one users get without a GPU; the f32 reference is the slow decoder the tests compare against.",
+        "The CPU engine is the quantized SIMD one users get without a GPU; the f32 reference is the slow decoder the tests compare against. " +
+        "Embeddings/s: `engine.embed` of inputs as long as the prompt, 4 per call, the default model pooled by its last token (any pooling costs the same).",
     );
     L.push("");
-    L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token |");
-    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | embeddings/s (prompt-long inputs) | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token |");
+    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const [k, name] of native) {
       const n = r.native[k];
       L.push(
-        `| ${name} | ${mdCell(n.adapter)} | ${n.prompt_tokens ?? "?"} + ${n.gen_tokens ?? "?"} × ${n.repeats ?? "?"} | ${spread(n.load_s)} | ${spread(n.prefill_tokens_per_s)} | ${spread(n.decode_tokens_per_s)} | ${spread(n.ttft_s, 3)} | ` +
+        `| ${name} | ${mdCell(n.adapter)} | ${n.prompt_tokens ?? "?"} + ${n.gen_tokens ?? "?"} × ${n.repeats ?? "?"} | ${spread(n.load_s)} | ${spread(n.prefill_tokens_per_s)} | ${spread(n.decode_tokens_per_s)} | ${spread(n.ttft_s, 3)} | ${spread(n.embeddings?.embeddings_per_s, 2)} | ` +
           `${n.gpu_bytes ? mb(n.gpu_bytes) : "–"} | ${n.cpu_bytes ? mb(n.cpu_bytes) : "–"} | ${mb(n.host_peak_rss_bytes_after_load)} | ${n.dispatches_per_token ?? "–"} | ${n.submits_per_token ?? "–"} | ` +
           `${finite(n.readback_bytes_per_token) ? `${n.readback_bytes_per_token} B` : "–"} |`,
       );

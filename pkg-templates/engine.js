@@ -1,13 +1,14 @@
 import { Channel } from "./channel.js";
 import { LlamaWgpuError, abortError, invalidArgument, throwIfAborted } from "./errors.js";
-import { ChunkShaper, chatCompletion, completionId } from "./openai.js";
-import { chatMessages, chatOptions, generateOptions } from "./options.js";
+import { ChunkShaper, chatCompletion, completionId, embeddingList } from "./openai.js";
+import { chatMessages, chatOptions, embeddingParams, generateOptions } from "./options.js";
 import { linkedController } from "./signals.js";
 
 // The public engine object. It is the same class whether the model runs on this thread or in a
 // worker; only the backend differs. A backend has:
 //   generate(request, options, onPiece, signal) -> Promise<result>, request {prompt} or {messages},
 //     onPiece(piece, logprobEntry?) once per token that has text or logprobs
+//   embed(inputs, signal) -> Promise<{data: Float32Array, dimensions, promptTokens, pooling}>
 //   stats(), resetChat(), countTokens(text), reload({onProgress, signal}), unload()
 // and queues its calls, so generations started together run one after another.
 //
@@ -23,6 +24,7 @@ export class Engine {
     this.#backend = backend;
     this.#onDeviceLost = onDeviceLost;
     this.chat = { completions: { create: (params, requestOptions) => this.#createCompletion(params, requestOptions) } };
+    this.embeddings = { create: (params, requestOptions) => this.#createEmbeddings(params, requestOptions) };
   }
 
   generate(prompt, options) {
@@ -90,6 +92,16 @@ export class Engine {
     if (params.stream) return this.#chunks(request, options, signal, meta);
     const result = await this.#watch(() => this.#backend.generate(request, options, () => {}, signal));
     return chatCompletion(meta, result);
+  }
+
+  // OpenAI's embeddings.create with an embedding model (a generation model rejects with
+  // EMBEDDINGS_UNSUPPORTED). Queued with the other calls; the signal acts while it waits.
+  async #createEmbeddings(params, requestOptions) {
+    const request = embeddingParams(params);
+    const signal = requestOptions?.signal;
+    throwIfAborted(signal);
+    const result = await this.#watch(() => this.#backend.embed(request.inputs, signal));
+    return embeddingList(this.#modelName(), result, request);
   }
 
   async *#chunks(request, options, signal, meta) {

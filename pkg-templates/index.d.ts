@@ -368,6 +368,38 @@ export interface ChatCompletionChunk {
   usage?: ChatCompletionUsage;
 }
 
+/** OpenAI's embeddings.create params. Unknown keys are INVALID_ARGUMENT (unlike
+ * chat.completions.create's). */
+export interface EmbeddingCreateParams {
+  /** A string, an array of strings, an array of token ids (one input), or an array of such
+   * arrays; none empty. Text is tokenized with the BOS/EOS the model's metadata asks for. */
+  input: string | string[] | number[] | number[][];
+  /** Accepted for OpenAI compatibility and ignored: the engine's model answers. */
+  model?: string;
+  /** "float" (the default): arrays of numbers; "base64": each vector's little-endian f32 bytes. */
+  encoding_format?: "float" | "base64";
+  /** Keep the first N values of each vector, scaled back to unit length (at most the model's
+   * embedding width; more is INVALID_ARGUMENT). */
+  dimensions?: number;
+  /** Accepted and ignored. */
+  user?: string;
+}
+
+export interface Embedding<E extends number[] | string = number[]> {
+  object: "embedding";
+  index: number;
+  /** A unit vector (L2 norm 1): a dot product of two is their cosine similarity. */
+  embedding: E;
+}
+
+export interface CreateEmbeddingResponse<E extends number[] | string = number[]> {
+  object: "list";
+  data: Embedding<E>[];
+  /** The model's name from its GGUF metadata. */
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
 export interface Engine {
   /** Continues a raw prompt, yielding text pieces as they are generated (never empty strings),
    * then returning its GenerationResult. The generation starts when iteration does and stops if
@@ -384,6 +416,17 @@ export interface Engine {
       create(params: ChatCompletionParams & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
       create(params: ChatCompletionParams, options?: { signal?: AbortSignal }): Promise<ChatCompletion | AsyncGenerator<ChatCompletionChunk, void, undefined>>;
     };
+  };
+
+  /** OpenAI-style embeddings with an embedding GGUF (one whose metadata names a pooling type:
+   * mean, cls or last, e.g. Qwen3-Embedding). Each input runs from an empty KV cache, so the
+   * conversation cache is dropped (the next chat runs its prompt in full). A generation model
+   * rejects with EMBEDDINGS_UNSUPPORTED. Queued with generations; the signal drops the call while
+   * it waits its turn. */
+  readonly embeddings: {
+    create(params: EmbeddingCreateParams & { encoding_format: "base64" }, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse<string>>;
+    create(params: EmbeddingCreateParams & { encoding_format?: "float" }, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse<number[]>>;
+    create(params: EmbeddingCreateParams, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse<number[] | string>>;
   };
 
   /** The model, the device and adapter, and the last generation's figures. Synchronous in both
@@ -438,6 +481,7 @@ export type LlamaWgpuErrorCode =
   | "DEVICE_LOST"
   | "GPU_ERROR"
   | "ENGINE_BUSY"
+  | "EMBEDDINGS_UNSUPPORTED"
   | "ENGINE_UNLOADED"
   | "WASM_LOAD_FAILED"
   | "WORKER_ERROR"

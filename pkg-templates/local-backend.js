@@ -115,6 +115,22 @@ export class LocalBackend {
       });
   }
 
+  // Embeddings of `inputs` (checked by the facade), queued like a generation; `signal` drops
+  // the call while it waits its turn (a running embedding has no cancel point).
+  embed(inputs, signal) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason));
+    const task = async () => {
+      const engine = this.#open();
+      const result = await engine.embed(inputs);
+      this.#info = engine.info();
+      return result;
+    };
+    return this.#mutex.run(task, signal).catch((error) => {
+      throw wrapError(error);
+    });
+  }
+
   resetChat() {
     return this.#call((engine) => engine.reset());
   }

@@ -1,3 +1,5 @@
+import { invalidArgument } from "./errors.js";
+
 // The shapes of OpenAI's chat completion objects, so code and UI written for that API (or for
 // llama.cpp's server, which copies it) work against a local engine.
 
@@ -107,4 +109,39 @@ export class ChunkShaper {
     this.#roleSent = true;
     return { role: "assistant", ...delta };
   }
+}
+
+// OpenAI's embeddings response from the engine's result ({data: Float32Array of every unit
+// vector, dimensions, promptTokens}). `dimensions` keeps each vector's first values and scales
+// them back to unit length (what OpenAI's text-embedding-3 and Qwen3-Embedding's Matryoshka
+// training make meaningful); base64 is the vector's little-endian f32 bytes, as OpenAI sends.
+export function embeddingList(model, result, { encoding_format, dimensions }) {
+  const width = result.dimensions;
+  if (dimensions != null && dimensions > width) {
+    throw invalidArgument(`dimensions ${dimensions} is more than the model's ${width}`);
+  }
+  const data = [];
+  for (let i = 0; i * width < result.data.length; i++) {
+    let vector = result.data.subarray(i * width, (i + 1) * width);
+    if (dimensions != null && dimensions < width) vector = unitVector(vector.slice(0, dimensions));
+    const embedding = encoding_format === "base64" ? base64Floats(vector) : Array.from(vector);
+    data.push({ object: "embedding", index: i, embedding });
+  }
+  return { object: "list", data, model, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } };
+}
+
+function unitVector(v) {
+  let sum = 0;
+  for (const x of v) sum += x * x;
+  const norm = Math.sqrt(sum);
+  return norm > 0 ? v.map((x) => x / norm) : v;
+}
+
+function base64Floats(vector) {
+  const bytes = new Uint8Array(vector.length * 4);
+  const view = new DataView(bytes.buffer);
+  vector.forEach((x, i) => view.setFloat32(i * 4, x, true));
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
 }

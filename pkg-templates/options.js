@@ -221,3 +221,42 @@ function messageText(content, i) {
   }
   throw invalidArgument(`messages[${i}].content must be a string or an array of text parts`);
 }
+
+// embeddings.create() params, OpenAI's: {input, model?, encoding_format?, dimensions?, user?}.
+// Unlike chat's, unknown keys are refused: the API is small and a misspelt key would silently
+// change the vectors' format or size. `input` is a string, an array of strings, an array of
+// token ids (one input) or an array of such arrays; none may be empty (OpenAI refuses "" too).
+const EMBEDDING_PARAMS = ["input", "model", "encoding_format", "dimensions", "user"];
+
+export function embeddingParams(params) {
+  if (params == null || typeof params !== "object") throw invalidArgument("embeddings.create needs {input}");
+  for (const key of Object.keys(params)) {
+    if (!EMBEDDING_PARAMS.includes(key)) throw invalidArgument(`unknown embeddings.create parameter "${key}" (parameters: ${EMBEDDING_PARAMS.join(", ")})`);
+  }
+  const { input, encoding_format = "float", dimensions } = params;
+  if (encoding_format !== "float" && encoding_format !== "base64") {
+    throw invalidArgument(`encoding_format must be "float" or "base64", got ${JSON.stringify(encoding_format)}`);
+  }
+  if (dimensions != null && !(Number.isInteger(dimensions) && dimensions >= 1)) {
+    throw invalidArgument(`dimensions must be a whole number >= 1, got ${String(dimensions)}`);
+  }
+  for (const name of ["model", "user"]) {
+    if (params[name] != null && typeof params[name] !== "string") throw invalidArgument(`${name} must be a string`);
+  }
+  return { inputs: embeddingInputs(input), encoding_format, dimensions };
+}
+
+const isTokenId = (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+
+function embeddingInputs(input) {
+  const bad = () => invalidArgument("input must be a non-empty string, an array of them, an array of token ids, or an array of token id arrays");
+  if (typeof input === "string") input = [input];
+  else if (Array.isArray(input) && input.length > 0 && input.every((v) => typeof v === "number")) input = [input];
+  if (!Array.isArray(input) || input.length === 0) throw bad();
+  for (const item of input) {
+    const text = typeof item === "string" && item.length > 0;
+    const ids = Array.isArray(item) && item.length > 0 && item.every(isTokenId);
+    if (!text && !ids) throw bad();
+  }
+  return input;
+}

@@ -76,6 +76,10 @@ class WorkerBackend {
     return this.#call("generate", [request, options], { signal, onPiece });
   }
 
+  embed(inputs, signal) {
+    return this.#call("embed", [inputs], { signal });
+  }
+
   async resetChat() {
     await this.#call("resetChat", []);
   }

@@ -35,6 +35,7 @@ export function serve(port) {
     },
     generate: (id, [request, options], signal) =>
       loaded().generate(request, options, (piece, entry) => post({ type: "piece", id, piece, entry }), signal),
+    embed: (id, [inputs], signal) => loaded().embed(inputs, signal),
     resetChat: () => loaded().resetChat(),
     countTokens: (id, [text]) => loaded().countTokens(text),
     reload: (id, args, signal) => loaded().reload({ onProgress: (event) => post({ type: "progress", id, event }), signal }),

@@ -98,6 +98,9 @@ pub struct Config {
     pub local_layers: Vec<bool>,
     /// No `output.weight`: the LM head reuses `token_embd.weight`.
     pub tied_embeddings: bool,
+    /// `{arch}.pooling_type` as the file gives it (embedding models; `embed::Pooling::of`
+    /// reads it), `None` in a generation model.
+    pub pooling_type: Option<u64>,
 }
 
 pub const TOKEN_EMBD: &str = "token_embd.weight";
@@ -147,6 +150,15 @@ impl Config {
         if md.get_u64(&key("expert_count")).unwrap_or(0) > 0 {
             return Err(Error::UnsupportedArchitecture(format!(
                 "{architecture} with mixture-of-experts layers"
+            )));
+        }
+
+        // Embedding models with bidirectional attention (llama.cpp's `attention.causal`):
+        // every decoder here masks causally, which would compute other numbers.
+        if md.get_bool(&key("attention.causal")) == Some(false) {
+            return Err(Error::UnsupportedArchitecture(format!(
+                "{architecture} with bidirectional attention ({architecture}.attention.causal = \
+                 false)"
             )));
         }
 
@@ -258,6 +270,7 @@ impl Config {
             }
         }
 
+        let pooling_type = md.get_u64(&key("pooling_type"));
         let config = Config {
             arch,
             architecture,
@@ -282,6 +295,7 @@ impl Config {
             sliding_window,
             local_layers,
             tied_embeddings: header.tensor(OUTPUT).is_none(),
+            pooling_type,
         };
         config.check_tensors(header)?;
         Ok(config)

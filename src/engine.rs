@@ -5,9 +5,11 @@ use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::constraint::{Grammars, ResponseFormat};
 use crate::cpu::CpuModel;
+use crate::embed::{normalize, EmbedInput, Embeddings, Pooling};
 use crate::error::{Error, Result};
 use crate::generate::{
-    Backend, BackendStats, GenerateOptions, Generation, OnToken, PrefillFuture, Session, StepFuture,
+    Backend, BackendStats, GenerateOptions, Generation, HiddenFuture, OnToken, PrefillFuture,
+    Session, StepFuture,
 };
 use crate::loader::DeviceChoice;
 use crate::model::GpuModel;
@@ -98,6 +100,10 @@ impl Backend for Box<dyn Backend> {
         (**self).prefill_chunk()
     }
 
+    fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a> {
+        (**self).hidden_states(tokens)
+    }
+
     fn stats(&self) -> BackendStats {
         (**self).stats()
     }
@@ -138,6 +144,10 @@ impl Backend for GpuModel {
 
     fn prefill_chunk(&self) -> usize {
         GpuModel::prefill_chunk(self)
+    }
+
+    fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a> {
+        Box::pin(GpuModel::hidden_states(self, tokens))
     }
 
     fn stats(&self) -> BackendStats {
@@ -192,6 +202,17 @@ impl Backend for ReferenceModel {
         16
     }
 
+    fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a> {
+        let mut run = || -> Result<Vec<f32>> {
+            let mut hidden = Vec::with_capacity(tokens.len() * self.config().n_embd);
+            for &t in tokens {
+                hidden.extend_from_slice(self.hidden(t)?);
+            }
+            Ok(hidden)
+        };
+        Box::pin(std::future::ready(run()))
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats {
             device: format!("CPU reference ({} threads)", crate::reference::threads()),
@@ -232,6 +253,14 @@ impl Backend for CpuModel {
         crate::cpu::model::PREFILL_BATCH
     }
 
+    fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a> {
+        Box::pin(async move {
+            #[cfg(target_arch = "wasm32")]
+            crate::web::next_task().await;
+            CpuModel::hidden_states(self, tokens)
+        })
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats {
             device: crate::cpu::describe(),
@@ -250,6 +279,8 @@ pub struct Engine {
     device: (&'static str, String),
     /// The vocabulary as the grammar library walks it: built on the first constrained request.
     grammars: Option<Grammars>,
+    /// A pooling asked for explicitly, over the file's (`set_pooling`).
+    pooling: Option<Pooling>,
 }
 
 impl Engine {
@@ -277,6 +308,7 @@ impl Engine {
             session: Session::new(backend),
             device: ("", String::new()),
             grammars: None,
+            pooling: None,
         }
     }
 
@@ -433,6 +465,64 @@ impl Engine {
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         pollster::block_on(self.chat_async(messages, options, &mut |piece, _| on_piece(piece)))
+    }
+
+    /// The pooling of this model's embeddings: the one set with `set_pooling`, else the
+    /// file's, else `EMBEDDINGS_UNSUPPORTED` (a generation model: no `{arch}.pooling_type`).
+    pub fn pooling(&self) -> Result<Pooling> {
+        self.pooling.map_or_else(|| Pooling::of(&self.config), Ok)
+    }
+
+    /// Pool this model's hidden states as `pooling` says whatever its file says (`None`: as
+    /// the file says). On a generation model this gives vectors it was not trained to make:
+    /// for benchmarks and experiments (CLI `embed --pooling`).
+    pub fn set_pooling(&mut self, pooling: Option<Pooling>) {
+        self.pooling = pooling;
+    }
+
+    /// Embed each input (`embed.rs`): its tokens run from an empty KV cache without the LM
+    /// head, the final hidden states pooled as the file says and scaled to unit length. Text
+    /// is tokenized with the BOS/EOS the model's metadata asks for (Qwen3-Embedding's last-token
+    /// pooling reads the `<|endoftext|>` it appends); special-token text in it stays text. The
+    /// conversation cache is dropped (the next `generate` runs its prompt from the start).
+    pub async fn embed_async(&mut self, inputs: &[EmbedInput]) -> Result<Embeddings> {
+        let pooling = self.pooling()?;
+        let ids = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let ids = match input {
+                    EmbedInput::Text(text) => self.tokenizer.encode(text, true, false)?,
+                    EmbedInput::Ids(ids) => ids.clone(),
+                };
+                match ids.is_empty() {
+                    true => Err(Error::InvalidArgument(format!("input {i} has no tokens"))),
+                    false => Ok(ids),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut vectors = Vec::with_capacity(ids.len());
+        for input in &ids {
+            // A fresh cache per input: no input sees another's tokens, and a failed run leaves
+            // nothing a later generation could mistake for its prompt.
+            self.session.reset();
+            let hidden = self.session.backend.hidden_states(input).await;
+            self.session.reset();
+            let mut v = pooling.pool(&hidden?, self.config.n_embd);
+            normalize(&mut v);
+            vectors.push(v);
+        }
+        Ok(Embeddings {
+            vectors,
+            prompt_tokens: ids.iter().map(Vec::len).sum(),
+            pooling,
+        })
+    }
+
+    /// [`Engine::embed_async`], blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn embed(&mut self, inputs: &[EmbedInput]) -> Result<Embeddings> {
+        pollster::block_on(self.embed_async(inputs))
     }
 
     /// The backend's device and per-token figures (for benchmarks).

@@ -171,6 +171,11 @@ pub enum Error {
     #[error("the engine is busy: {0}")]
     Busy(String),
 
+    /// The model cannot give embeddings: a generation model (no pooling type), or a pooling
+    /// this engine does not compute.
+    #[error("no embeddings: {0}")]
+    EmbeddingsUnsupported(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -196,6 +201,7 @@ impl Error {
             Error::DeviceLost(_) => "DEVICE_LOST",
             Error::Gpu(_) => "GPU_ERROR",
             Error::Busy(_) => "ENGINE_BUSY",
+            Error::EmbeddingsUnsupported(_) => "EMBEDDINGS_UNSUPPORTED",
             Error::Io { .. } => "IO_ERROR",
         }
     }

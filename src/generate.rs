@@ -30,6 +30,9 @@ pub type OnToken<'a> = dyn FnMut(&str, Option<&LogprobEntry>) -> bool + 'a;
 /// One chunk of a prompt in flight (see [`Backend::prefill`]).
 pub type PrefillFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 
+/// Hidden states in flight (see [`Backend::hidden_states`]).
+pub type HiddenFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<f32>>> + 'a>>;
+
 /// What a decoder must offer the loop. `next_token` runs `tokens` at the next positions of the
 /// KV cache and returns the token sampled after the last of them, so a backend that samples on
 /// the GPU never has to hand logits back. It is async because reading the sampled id back from
@@ -53,6 +56,9 @@ pub trait Backend {
     /// The prompt tokens one `prefill` call takes: about one batch of the backend's own, so a
     /// stop is answered within one batch's time and chunking costs no speed.
     fn prefill_chunk(&self) -> usize;
+    /// Run `tokens` at the next positions without the LM head and resolve to each token's
+    /// final hidden state, rmsnorm(x) * output_norm (`[T][n_embd]`): what embeddings pool.
+    fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a>;
     /// What the backend holds and does per token, for benchmarks.
     fn stats(&self) -> BackendStats {
         BackendStats::default()

@@ -6,13 +6,15 @@
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
 //! `cpu` is the fast CPU engine (quantized SIMD kernels, batched prefill), `loader` takes a
 //! file or a stream onto the chosen device, `sampler` picks tokens, `generate` is the loop, and
-//! `engine` ties them into the public API.
+//! `embed` pools hidden states into embeddings, and `engine`
+//! ties them into the public API.
 
 pub mod arch;
 pub mod chat;
 pub mod config;
 pub mod constraint;
 pub mod cpu;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod generate;

@@ -23,6 +23,8 @@ use crate::sampler::Sampler;
 
 pub use crate::gpu::loader::{LayerWeights, WeightLoader, Weights};
 
+mod hidden;
+
 /// Prompt tokens per prefill batch: large enough that the weights are read once per batch
 /// rather than once per token, small enough that activations stay a few MB.
 pub const PREFILL_BATCH: usize = 128;
@@ -86,6 +88,8 @@ pub struct GpuModel {
     /// One prefill batch of up to `PREFILL_BATCH` tokens through the layers (bound at load; the
     /// step uniform gives each batch's size and position).
     prefill_ops: Vec<Op>,
+    /// The final norm over a prefill batch's rows, for embeddings (`hidden.rs`).
+    final_norm_ops: Vec<Op>,
     /// Dispatches of the final norm, LM head and sampler (the end of `decode_ops`).
     head_dispatches: usize,
     position: usize,
@@ -163,6 +167,7 @@ impl GpuModel {
             logprobs: None,
             logprobs_on: false,
             prefill_ops: Vec::new(),
+            final_norm_ops: Vec::new(),
             head_dispatches: 0,
             position: 0,
         };
@@ -172,6 +177,7 @@ impl GpuModel {
         decode_ops.extend(head);
         model.decode_ops = decode_ops;
         model.prefill_ops = model.layer_ops(&model.prefill)?;
+        model.final_norm_ops = model.final_norm_ops()?;
         model.pipelined = model.ctx.pipelined_decode;
         model.gpu_bytes = model.count_gpu_bytes();
         model.ctx.check()?;

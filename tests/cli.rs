@@ -494,3 +494,80 @@ fn synth_rebuilds_a_model_of_the_same_shape_from_its_header() {
     assert_eq!(ids(&out["ids"]).len(), 3, "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `embed`: texts from the arguments or stdin lines, one JSON object whose vectors are the
+/// library's (`Engine::embed` on the same device, bit for bit: the same code on the same
+/// bytes); a generation model is EMBEDDINGS_UNSUPPORTED.
+#[test]
+fn embed_prints_the_engines_vectors_as_json() {
+    use llama_wgpu::embed::EmbedInput;
+    use llama_wgpu::{Device, Engine, EngineOptions};
+
+    let path = common::embedding_models::pooling_model(&llama_wgpu::arch::QWEN3, 3);
+    let m = path.to_str().unwrap();
+    let from_args = ok(
+        &[
+            "embed", "--device", "cpu", "--model", m, "a note", "another",
+        ],
+        None,
+    );
+    let from_stdin = ok(
+        &["embed", "--device", "cpu", "--model", m],
+        Some("a note\n\nanother\n"),
+    );
+    assert_eq!(from_args, from_stdin, "blank lines are skipped");
+    let v: serde_json::Value = serde_json::from_str(&from_args).unwrap();
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["pooling"], "last");
+    assert_eq!(v["dimensions"], 64);
+    assert_eq!(
+        v["prompt_tokens"],
+        6 + 1 + 7 + 1,
+        "each input's bytes and its EOS"
+    );
+    let options = EngineOptions {
+        device: Device::Cpu,
+        ..Default::default()
+    };
+    let inputs = ["a note", "another"].map(|t| EmbedInput::Text(t.into()));
+    let expected = Engine::load(&path, &options)
+        .unwrap()
+        .embed(&inputs)
+        .unwrap();
+    let got: Vec<Vec<f32>> = serde_json::from_value(v["embeddings"].clone()).unwrap();
+    assert_eq!(got, expected.vectors);
+    fails_with(&["embed", "--model", m], "INVALID_ARGUMENT");
+    std::fs::remove_file(&path).ok();
+
+    let Some(model) = model() else {
+        return;
+    };
+    let err = fails_with(
+        &["embed", "--model", &model, "hi"],
+        "EMBEDDINGS_UNSUPPORTED",
+    );
+    assert!(err.contains("generation model"), "{err}");
+    // Unless a pooling is asked for: a unit vector per input all the same.
+    let args = [
+        "embed",
+        "--device",
+        "cpu",
+        "--pooling",
+        "mean",
+        "--model",
+        &model,
+        "hi",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&ok(&args, None)).unwrap();
+    let vector: Vec<f32> = serde_json::from_value(v["embeddings"][0].clone()).unwrap();
+    assert_eq!(vector.len(), 576);
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(
+        (norm - 1.0).abs() < 1e-5,
+        "f32 rounding of 576 squares: {norm}"
+    );
+    fails_with(
+        &["embed", "--pooling", "max", "--model", &model, "hi"],
+        "INVALID_ARGUMENT",
+    );
+}

@@ -102,6 +102,7 @@ fn smollm2() -> Config {
         sliding_window: None,
         local_layers: vec![false; 2],
         tied_embeddings: true,
+        pooling_type: None,
     }
 }
 

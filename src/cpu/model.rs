@@ -136,6 +136,39 @@ impl CpuModel {
     /// logits after the last (n_vocab values). Bad ids or too many tokens are refused before
     /// anything runs.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        self.check(tokens)?;
+        crate::cpu::pool::install(|| {
+            tokens.chunks(PREFILL_BATCH).try_for_each(|batch| {
+                self.blocks(batch)?;
+                self.head()
+            })
+        })?;
+        Ok(&self.logits)
+    }
+
+    /// Run `tokens` at the next positions without the LM head and return each one's final
+    /// hidden state, rmsnorm(x) * output_norm (`[T][n_embd]`): what embeddings pool.
+    pub fn hidden_states(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.check(tokens)?;
+        let (e, eps) = (self.config.n_embd, self.config.rms_eps);
+        let mut hidden = vec![0.0; tokens.len() * e];
+        crate::cpu::pool::install(|| {
+            for (batch, out) in tokens
+                .chunks(PREFILL_BATCH)
+                .zip(hidden.chunks_mut(PREFILL_BATCH * e))
+            {
+                self.blocks(batch)?;
+                // h[t] = rmsnorm(x[t]) * output_norm                               [T][n_embd]
+                rmsnorm_rows(out, &self.b.x, &self.w.output_norm, eps);
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(hidden)
+    }
+
+    /// Refuse an empty run, ids outside the vocabulary, or more tokens than the cache has room
+    /// for, before anything runs.
+    fn check(&self, tokens: &[u32]) -> Result<()> {
         let n_vocab = self.config.n_vocab;
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("no tokens to run".into()));
@@ -151,17 +184,12 @@ impl CpuModel {
                 context: self.context,
             });
         }
-        crate::cpu::pool::install(|| {
-            tokens
-                .chunks(PREFILL_BATCH)
-                .try_for_each(|batch| self.forward_batch(batch))
-        })?;
-        Ok(&self.logits)
+        Ok(())
     }
 
-    /// One pass over `tokens` (checked ids, at positions pos..pos + T that fit the cache); the
-    /// logits of the last.
-    fn forward_batch(&mut self, tokens: &[u32]) -> Result<()> {
+    /// One pass of the blocks over `tokens` (checked ids, at positions pos..pos + T that fit
+    /// the cache), leaving the residual stream of each in `b.x`.
+    fn blocks(&mut self, tokens: &[u32]) -> Result<()> {
         let c = &self.config;
         let (t_len, pos0) = (tokens.len(), self.pos);
         let (e, q_dim, kv_dim, ff, eps) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.rms_eps);
@@ -276,9 +304,15 @@ impl CpuModel {
             )?;
             add_block_output(&mut b.x, &mut b.h, layer.post_ffn_norm.as_deref(), e, eps);
         }
+        self.pos += t_len;
+        Ok(())
+    }
 
+    /// The logits after the last token of the pass `blocks` ran.
+    fn head(&mut self) -> Result<()> {
+        let (e, eps, b) = (self.config.n_embd, self.config.rms_eps, &mut self.b);
         // logits = Woutput (rmsnorm(x[T - 1]) * output_norm); Woutput = token_embd when tied
-        let last = &b.x[(t_len - 1) * e..];
+        let last = &b.x[b.x.len() - e..];
         let h = &mut b.h[..e];
         rmsnorm(h, last, &self.w.output_norm, eps);
         quantize_rows(&mut b.acts[..1], h, e)?;
@@ -290,10 +324,7 @@ impl CpuModel {
             &head.data,
             &b.acts[..1],
             &mut self.logits,
-        )?;
-
-        self.pos += t_len;
-        Ok(())
+        )
     }
 }
 

@@ -126,6 +126,15 @@ impl ReferenceModel {
     /// Run `token` at the next position and return the logits for the token after it
     /// (n_vocab values).
     pub fn forward(&mut self, token: u32) -> Result<&[f32]> {
+        self.hidden(token)?;
+        // logits = Woutput h; Woutput = token_embd when tied                        [n_vocab]
+        matvec(self.w.lm_head(), &self.s.h, &mut self.s.logits)?;
+        Ok(&self.s.logits)
+    }
+
+    /// Run `token` at the next position and return its final hidden state, rmsnorm(x) *
+    /// output_norm (n_embd values): what the LM head reads, and what embeddings pool.
+    pub fn hidden(&mut self, token: u32) -> Result<&[f32]> {
         let c = &self.config;
         if token as usize >= c.n_vocab {
             return Err(Error::InvalidArgument(format!(
@@ -227,11 +236,10 @@ impl ReferenceModel {
             add(&mut s.x, &s.h);
         }
 
-        // logits = Woutput (rmsnorm(x) * output_norm); Woutput = token_embd when tied [n_vocab]
+        // h = rmsnorm(x) * output_norm                                               [n_embd]
         rmsnorm(&mut s.h, &s.x, &self.w.output_norm, eps);
-        matvec(self.w.lm_head(), &s.h, &mut s.logits)?;
 
         self.pos += 1;
-        Ok(&s.logits)
+        Ok(&s.h)
     }
 }

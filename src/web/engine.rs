@@ -12,6 +12,7 @@ use super::convert::{from_js, js_error, options_from_js, to_js};
 use crate::chat::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::constraint::ResponseFormat;
+use crate::embed::EmbedInput;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation};
@@ -186,6 +187,51 @@ impl GenResult {
     }
 }
 
+/// One input of `embed`: text, or token ids as they are (OpenAI's `input` takes both).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WebEmbedInput {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// Embed `inputs` (`Engine::embed_async`) into `{data, dimensions, promptTokens, pooling}`:
+/// `data` one Float32Array of every unit vector in input order, `dimensions` values each.
+#[allow(clippy::await_holding_refcell_ref)] // the borrow is the "one call at a time" rule
+async fn embed(engine: &RefCell<Engine>, inputs: &JsValue) -> Result<JsValue> {
+    let inputs = match from_js::<Option<Vec<WebEmbedInput>>>(inputs, "embedding input")? {
+        Some(inputs) if !inputs.is_empty() => inputs,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "the input must be a non-empty array of strings or of token id arrays".into(),
+            ))
+        }
+    };
+    let inputs: Vec<EmbedInput> = inputs
+        .into_iter()
+        .map(|input| match input {
+            WebEmbedInput::Text(text) => EmbedInput::Text(text),
+            WebEmbedInput::Ids(ids) => EmbedInput::Ids(ids),
+        })
+        .collect();
+    let mut engine = engine
+        .try_borrow_mut()
+        .map_err(|_| Error::Busy("a generation is already running".into()))?;
+    let result = engine.embed_async(&inputs).await?;
+    let flat: Vec<f32> = result.vectors.concat();
+    let out = js_sys::Object::new();
+    // Setting properties on a fresh plain object cannot fail.
+    for (key, value) in [
+        ("data", js_sys::Float32Array::from(flat.as_slice()).into()),
+        ("dimensions", JsValue::from(engine.config.n_embd as u32)),
+        ("promptTokens", JsValue::from(result.prompt_tokens as u32)),
+        ("pooling", JsValue::from_str(result.pooling.as_str())),
+    ] {
+        let _ = js_sys::Reflect::set(&out, &key.into(), &value);
+    }
+    Ok(out.into())
+}
+
 /// What to run: a raw prompt or a conversation.
 enum Prompt {
     Text(String),
@@ -355,6 +401,15 @@ impl WasmEngine {
             Err(e) => return js_sys::Promise::reject(&js_error(&e)),
         };
         self.run(Prompt::Chat(messages), options, on_token)
+    }
+
+    /// Embed an array of inputs (strings or token id arrays) with an embedding model:
+    /// `{data: Float32Array, dimensions, promptTokens, pooling}` (see `embed`).
+    pub fn embed(&self, inputs: JsValue) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            embed(&engine, &inputs).await.map_err(|e| js_error(&e))
+        })
     }
 
     /// The model, adapter and load figures.

@@ -220,3 +220,29 @@ export function stepRunner(browserRef, prefix) {
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+// `bytes` (a GGUF) with two metadata entries added after its header counts: `{arch}.pooling_type`
+// = `pooling` (a UINT32; 3 is last-token pooling), making a generation model an embedding model
+// for the tests, and a string entry that pads the insertion to 256 bytes: the tensor data starts
+// at the header's end rounded up to the alignment (a power of two up to 256 here), so it moves by
+// exactly as much and every tensor offset stays valid. Runs in Node and, passed as source, in a
+// page.
+export function withPoolingType(bytes, arch, pooling) {
+  const enc = new TextEncoder();
+  const u32 = (v) => new Uint8Array(new Uint32Array([v]).buffer);
+  const u64 = (v) => new Uint8Array(new BigUint64Array([BigInt(v)]).buffer);
+  const join = (...parts) => {
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
+    return all;
+  };
+  const entry = (key, type, value) => join(u64(key.length), enc.encode(key), u32(type), value);
+  const pool = entry(`${arch}.pooling_type`, 4 /* UINT32 */, u32(pooling));
+  const padKey = "llama_wgpu.test.padding";
+  const n = (256 - ((pool.length + 8 + padKey.length + 4 + 8) % 256)) % 256;
+  const padding = entry(padKey, 8 /* STRING */, join(u64(n), enc.encode("x".repeat(n))));
+  const header = bytes.slice(0, 24); // magic, version, tensor count, metadata entry count
+  const view = new DataView(header.buffer);
+  view.setBigUint64(16, view.getBigUint64(16, true) + 2n, true);
+  return join(header, pool, padding, bytes.subarray(24));
+}

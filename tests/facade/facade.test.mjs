@@ -338,3 +338,79 @@ test("a lost device: DEVICE_LOST, state lost, onDeviceLost once, calls fail at o
   const streamed = await createEngine({ model: new Blob([gguf(1000)]).stream() });
   await assert.rejects(streamed.reload(), (e) => e.code === "INVALID_ARGUMENT" && /ReadableStream/.test(e.message));
 });
+
+// The little-endian f32 values of OpenAI's base64 embedding.
+function decodeBase64Floats(text) {
+  const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  const view = new DataView(bytes.buffer);
+  return Array.from({ length: bytes.length / 4 }, (_, i) => view.getFloat32(i * 4, true));
+}
+
+test("embeddings.create: OpenAI's list, float and base64, dimensions, usage", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const one = await engine.embeddings.create({ input: "hello", model: "ignored" });
+  assert.equal(one.object, "list"); assert.equal(one.model, "Mock 1M");
+  assert.equal(one.data.length, 1);
+  assert.deepEqual(Object.keys(one.data[0]), ["object", "index", "embedding"]);
+  assert.equal(one.data[0].object, "embedding"); assert.equal(one.data[0].index, 0);
+  assert.equal(one.data[0].embedding.length, 8);
+  assert.ok(Array.isArray(one.data[0].embedding) && one.data[0].embedding.every((x) => typeof x === "number"));
+  assert.deepEqual(one.usage, { prompt_tokens: 5, total_tokens: 5 });
+  assert.deepEqual(e.embedded[0], ["hello"]);
+
+  const many = await engine.embeddings.create({ input: ["hello", "world", [1, 2, 3]], encoding_format: "float" });
+  assert.deepEqual(many.data.map((d) => d.index), [0, 1, 2]);
+  assert.deepEqual(many.data[0].embedding, one.data[0].embedding, "an input's vector does not depend on the batch");
+  assert.deepEqual(many.usage, { prompt_tokens: 13, total_tokens: 13 });
+  const ids = await engine.embeddings.create({ input: [4, 5] });
+  assert.deepEqual(e.embedded.at(-1), [[4, 5]], "an array of numbers is one input of token ids");
+  assert.equal(ids.data.length, 1);
+
+  const b64 = await engine.embeddings.create({ input: ["hello", "world", [1, 2, 3]], encoding_format: "base64" });
+  b64.data.forEach((d, i) => {
+    assert.equal(typeof d.embedding, "string");
+    // base64 carries the f32 bits the float form's numbers were widened from: exact.
+    assert.deepEqual(decodeBase64Floats(d.embedding), many.data[i].embedding);
+  });
+
+  const short = await engine.embeddings.create({ input: "hello", dimensions: 3 });
+  const head = one.data[0].embedding.slice(0, 3);
+  const norm = Math.hypot(...head);
+  // Renormalized in f64 from the f32 values, then widened again: about 1e-7 relative.
+  short.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - head[i] / norm) < 1e-6));
+  assert.ok(Math.abs(Math.hypot(...short.data[0].embedding) - 1) < 1e-6);
+  assert.equal((await engine.embeddings.create({ input: "hello", dimensions: 8 })).data[0].embedding.length, 8);
+  await assert.rejects(engine.embeddings.create({ input: "hello", dimensions: 9 }), (err) => err.code === "INVALID_ARGUMENT" && /dimensions 9/.test(err.message));
+});
+
+test("embeddings.create refuses bad params and reports a generation model's error code", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const bad = [undefined, {}, { input: "" }, { input: [] }, { input: [""] }, { input: [[]] }, { input: [1.5] }, { input: [-1] }, { input: [["a"]] }, { input: 3 },
+    { input: "x", encoding_format: "binary" }, { input: "x", dimensions: 0 }, { input: "x", dimensions: 2.5 }, { input: "x", model: 3 },
+    { input: "x", stream: true }, { input: "x", encodingFormat: "base64" }];
+  for (const params of bad) {
+    await assert.rejects(engine.embeddings.create(params), (err) => err instanceof LlamaWgpuError && err.code === "INVALID_ARGUMENT", JSON.stringify(params));
+  }
+  assert.equal(e.embedded, undefined, "nothing reached the engine");
+  globalThis.__generationModel = true;
+  try {
+    await assert.rejects(engine.embeddings.create({ input: "x" }), (err) => err instanceof LlamaWgpuError && err.code === "EMBEDDINGS_UNSUPPORTED");
+  } finally { globalThis.__generationModel = false; }
+  const c = new AbortController(); c.abort();
+  await assert.rejects(engine.embeddings.create({ input: "x" }, { signal: c.signal }), (err) => err.code === "ABORTED");
+});
+
+test("embeddings queue behind a running generation, never ENGINE_BUSY", async () => {
+  const engine = await load(); const e = log.engines.at(-1);
+  const order = [];
+  const gen = collect(engine.generate("a", { maxTokens: 5, seed: 3 })).then(() => order.push("generate"));
+  const emb = engine.embeddings.create({ input: ["q"] }).then((r) => order.push("embed") && r);
+  // Queued behind the generation: a signal aborted while it waits drops it.
+  const c = new AbortController();
+  const dropped = engine.embeddings.create({ input: "z" }, { signal: c.signal });
+  c.abort();
+  await assert.rejects(dropped, (err) => err.code === "ABORTED");
+  await Promise.all([gen, emb]);
+  assert.deepEqual(order, ["generate", "embed"]);
+  assert.deepEqual(e.embedded, [["q"]]);
+});

@@ -94,6 +94,27 @@ export class WasmEngine {
         prefillTokensPerS: 100, decodeTokensPerS: 10, timeToFirstTokenS: 0.1, prefillS: 0.04, decodeS: 0.5, logprobs };
     } finally { this.busy = false; }
   }
+  // An embedding model's answer: each input's 8 values from its characters (or ids), scaled to
+  // unit length, all in one Float32Array; `__generationModel` makes it a generation model.
+  async embed(inputs) {
+    if (this.freed) throw new Error("freed");
+    if (this.busy) throw codeError("ENGINE_BUSY", "busy");
+    if (globalThis.__generationModel) throw codeError("EMBEDDINGS_UNSUPPORTED", "no embeddings: the model has no `llama.pooling_type`");
+    this.busy = true;
+    try {
+      await new Promise((r) => setTimeout(r, 3));
+      const ids = inputs.map((input) => (typeof input === "string" ? [...input].map((c) => c.charCodeAt(0)) : input));
+      const data = new Float32Array(inputs.length * 8);
+      ids.forEach((t, i) => {
+        const v = data.subarray(i * 8, i * 8 + 8);
+        for (let j = 0; j < 8; j++) v[j] = t.reduce((s, c, k) => s + Math.sin(c * (j + 1) + k), 0);
+        const norm = Math.hypot(...v);
+        for (let j = 0; j < 8; j++) v[j] /= norm;
+      });
+      (this.embedded ??= []).push(inputs);
+      return { data, dimensions: 8, promptTokens: ids.reduce((n, t) => n + t.length, 0), pooling: "last" };
+    } finally { this.busy = false; }
+  }
   info() {
     const gpu = this.choice.device === "gpu";
     const gpuBytes = gpu ? this.bytes : 0, cpuBytes = gpu ? 0 : this.bytes;

@@ -46,6 +46,16 @@ test("worker engine: same API, pieces, stats, queue, OpenAI shapes", async () =>
   const chunks = await collect(await engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 3, stream: true }));
   assert.equal(chunks.length, 3); assert.equal(chunks.at(-1).usage.total_tokens, 7);
   assert.equal(await engine.countTokens("a b"), 2);
+  // Embeddings cross the worker (the Float32Array is cloned) and queue with generations.
+  const [, embedded] = await Promise.all([collect(engine.generate("c", { maxTokens: 3 })), engine.embeddings.create({ input: ["hi", [1, 2]], encoding_format: "base64" })]);
+  assert.equal(embedded.object, "list"); assert.equal(embedded.model, "Mock 1M");
+  assert.deepEqual(embedded.usage, { prompt_tokens: 4, total_tokens: 4 });
+  assert.ok(embedded.data.every((d) => typeof d.embedding === "string" && atob(d.embedding).length === 32));
+  const floats = await engine.embeddings.create({ input: "hi" });
+  assert.equal(floats.data[0].embedding.length, 8);
+  globalThis.__generationModel = true;
+  await assert.rejects(engine.embeddings.create({ input: "x" }), (err) => err instanceof LlamaWgpuError && err.code === "EMBEDDINGS_UNSUPPORTED");
+  globalThis.__generationModel = false;
   await engine.resetChat();
   assert.equal(log.engines.at(-1).resets, 1);
   await engine.unload();

@@ -10,6 +10,7 @@ import {
   LlamaWgpuError,
   type ChatCompletion,
   type ChatCompletionChunk,
+  type CreateEmbeddingResponse,
   type EngineStats,
   type FinishReason,
   type GenerationResult,
@@ -110,5 +111,16 @@ export async function main(): Promise<string[]> {
   const worker = await createWorkerEngine({ model: new Uint8Array(8), device: "cpu", threads: 2, cache: false });
   await worker.unload();
   for (const { url, bytes } of await listCachedModels()) lines.push(`${url} ${bytes}`);
+  // embeddings.create: OpenAI's list of unit vectors; base64 gives strings.
+  const vectors: CreateEmbeddingResponse = await engine.embeddings.create({ input: ["a note", "another"], dimensions: 256 });
+  const first: number[] = vectors.data[0].embedding;
+  lines.push(`${vectors.model} ${first.length} ${vectors.usage.prompt_tokens} ${vectors.data[1].index}`);
+  const packed = await engine.embeddings.create({ input: [[1, 2, 3]], encoding_format: "base64" });
+  const bytes: string = packed.data[0].embedding;
+  lines.push(bytes);
+  // @ts-expect-error encoding_format is "float" or "base64"
+  await engine.embeddings.create({ input: "x", encoding_format: "binary" });
+  // @ts-expect-error OpenAI's snake_case, not camelCase
+  await engine.embeddings.create({ input: "x", encodingFormat: "base64" });
   return lines;
 }

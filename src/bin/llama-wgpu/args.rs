@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Print the token ids of TEXT (or of JSON strings read one per line from stdin).
     Tokenize(TokenizeArgs),
+    /// Embed each TEXT (or each non-empty stdin line) with an embedding model: one JSON object
+    /// with a unit vector per input.
+    Embed(EmbedArgs),
     /// Measure load time, prefill and decode speed.
     Bench(BenchArgs),
     /// Show a GGUF file's metadata and tensor table.
@@ -298,4 +301,16 @@ pub(crate) struct TokenizeArgs {
     #[arg(long)]
     pub(crate) add_special: bool,
     pub(crate) text: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct EmbedArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Pool as `mean`, `cls` or `last` whatever the file says: lets a generation model (no
+    /// pooling type, refused otherwise) give vectors, for experiments.
+    #[arg(long)]
+    pub(crate) pooling: Option<String>,
+    /// The inputs; without any, each non-empty line of stdin is one.
+    pub(crate) texts: Vec<String>,
 }

@@ -110,6 +110,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         ttft.push(g.stats.time_to_first_token_seconds);
     }
     let structured = structured_output(&mut engine, a.repeats)?;
+    let embeddings = embeddings(&mut engine, &prompt, a.repeats)?;
     let stats = engine.backend_stats();
     let ttft = spread(ttft)["median"].clone();
     let (device, device_reason) = engine.device();
@@ -137,6 +138,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "encode_us_per_token": stats.encode_us_per_token,
         "submit_us_per_token": stats.submit_us_per_token,
         "json_schema": structured,
+        "embeddings": embeddings,
     });
     if a.json {
         println!("{report}");
@@ -190,6 +192,14 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         stats.encode_us_per_token,
         stats.submit_us_per_token
     );
+    let e = &r["embeddings"];
+    println!(
+        "embeddings:  {:.2} per s of {}-token inputs ({} per call, {} pooling)",
+        e["embeddings_per_s"]["median"].as_f64().unwrap_or(0.0),
+        e["input_tokens"],
+        e["inputs_per_call"],
+        e["pooling"].as_str().unwrap_or("?"),
+    );
     let j = &r["json_schema"];
     println!(
         "JSON schema: decode {:.1} tok/s over {} tokens (free text, same tokens: {:.1}); mask {:.3} ms/token",
@@ -199,6 +209,37 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         j["mask_ms_per_token"]["median"].as_f64().unwrap_or(0.0),
     );
     Ok(())
+}
+
+/// Embeddings per second of `input`-long inputs (the bench's prompt), `INPUTS_PER_CALL` per
+/// call, `repeats` calls. A generation model is pooled by its last token for the measurement:
+/// every pooling runs all of an input's tokens and reads each final row back, so the figure is
+/// an embedding model's of the same shape.
+fn embeddings(
+    engine: &mut llama_wgpu::Engine,
+    input: &[u32],
+    repeats: usize,
+) -> Result<serde_json::Value> {
+    use llama_wgpu::embed::{EmbedInput, Pooling};
+    const INPUTS_PER_CALL: usize = 4;
+    if engine.pooling().is_err() {
+        engine.set_pooling(Some(Pooling::Last));
+    }
+    let pooling = engine.pooling()?.as_str();
+    let inputs = vec![EmbedInput::Ids(input.to_vec()); INPUTS_PER_CALL];
+    let mut rates = Vec::new();
+    for _ in 0..repeats {
+        let start = std::time::Instant::now();
+        engine.embed(&inputs)?;
+        rates.push(INPUTS_PER_CALL as f64 / start.elapsed().as_secs_f64());
+    }
+    engine.set_pooling(None);
+    Ok(serde_json::json!({
+        "input_tokens": input.len(),
+        "inputs_per_call": INPUTS_PER_CALL,
+        "pooling": pooling,
+        "embeddings_per_s": spread(rates),
+    }))
 }
 
 /// Decode under a JSON schema against free text of the same length, and the grammar's mask

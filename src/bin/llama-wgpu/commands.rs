@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use llama_wgpu::chat::Message;
 use llama_wgpu::config::Config;
+use llama_wgpu::embed::{EmbedInput, Pooling};
 use llama_wgpu::engine::{Device, Engine, EngineOptions};
 use llama_wgpu::generate::Generation;
 use llama_wgpu::gguf::{GgufFile, Value};
@@ -13,7 +14,7 @@ use llama_wgpu::gpu::GpuOptions;
 use llama_wgpu::tokenizer::Tokenizer;
 use llama_wgpu::{Error, Result};
 
-use crate::args::{ChatArgs, Cli, Command, GenerateArgs, ModelArgs, TokenizeArgs};
+use crate::args::{ChatArgs, Cli, Command, EmbedArgs, GenerateArgs, ModelArgs, TokenizeArgs};
 use crate::bench::{bench, bench_kernels};
 
 /// `writeln!` into a String, which cannot fail.
@@ -30,6 +31,7 @@ pub fn run() -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Chat(a) => chat(a),
         Command::Tokenize(a) => tokenize(a),
+        Command::Embed(a) => embed(a),
         Command::Bench(a) => bench(a),
         Command::Inspect { model } => inspect(model),
         Command::Quantize { model, out, ty } => quantize(model, out, &ty),
@@ -285,6 +287,46 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
         })?;
         println!("{}", encode(&text)?);
     }
+    Ok(())
+}
+
+/// `{"model", "device", "pooling", "dimensions", "prompt_tokens", "embeddings"}`: one unit
+/// vector per input, in input order.
+fn embed(a: EmbedArgs) -> Result<()> {
+    let texts = match a.texts.is_empty() {
+        false => a.texts,
+        true => {
+            let mut lines = Vec::new();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| Error::io("reading stdin", e))?;
+                if !line.trim().is_empty() {
+                    lines.push(line);
+                }
+            }
+            lines
+        }
+    };
+    if texts.is_empty() {
+        return Err(Error::InvalidArgument(
+            "nothing to embed: give texts or lines on stdin".into(),
+        ));
+    }
+    let pooling = a.pooling.as_deref().map(Pooling::from_name).transpose()?;
+    let mut engine = load(&a.model)?;
+    engine.set_pooling(pooling);
+    // A generation model is refused before its inputs are tokenized.
+    engine.pooling()?;
+    let inputs: Vec<EmbedInput> = texts.into_iter().map(EmbedInput::Text).collect();
+    let result = engine.embed(&inputs)?;
+    let v = serde_json::json!({
+        "model": a.model.model.file_name().map(|n| n.to_string_lossy()),
+        "device": engine.device().0,
+        "pooling": result.pooling.as_str(),
+        "dimensions": engine.config.n_embd,
+        "prompt_tokens": result.prompt_tokens,
+        "embeddings": result.vectors,
+    });
+    println!("{v}");
     Ok(())
 }
 

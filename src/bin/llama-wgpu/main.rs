@@ -1,4 +1,4 @@
-//! The native command line: generate, chat, tokenize, inspect, bench, quantize.
+//! The native command line: generate, chat, tokenize, embed, inspect, bench, quantize.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod args;

@@ -11,6 +11,7 @@
 // count finished loads (successful or not) and generations; window.__demo exposes the engine and
 // the progress events seen.
 
+import { renderCachedModels } from "./cached-models.js";
 import { initMarkdown, renderMarkdown } from "./markdown.js";
 import { modelInfoRows } from "./model-info.js";
 import { responseFormat } from "./response-format.js";
@@ -171,6 +172,7 @@ function selectSource(kind) {
 }
 
 function onProgress(event) {
+  if (event?.cacheError) return console.warn(`[demo] ${event.cacheError}`);
   const { phase, loaded = 0, total = 0 } = event || {};
   demo.progress.push({ phase, loaded, total });
   ui.progressBox.hidden = false;
@@ -292,67 +294,15 @@ async function showModelInfo() {
 
 // ---------------------------------------------------------------- cached models
 
-function describeCached(item) {
-  if (typeof item === "string") return { url: item, size: undefined };
-  const url = item?.url ?? item?.key ?? item?.name ?? String(item);
-  const size = item?.size ?? item?.bytes ?? item?.length;
-  return { url, size };
-}
-
 async function refreshCached() {
   if (!pkg?.listCachedModels) return;
-  let items = [];
-  try {
-    items = (await pkg.listCachedModels()) || [];
-  } catch (err) {
-    console.warn("[demo] listCachedModels:", err);
-  }
-  const rows = items.map((item) => {
-    const { url, size } = describeCached(item);
-    const li = document.createElement("li");
-    li.dataset.testid = "cached-item";
-    li.dataset.url = url;
-    const name = document.createElement("span");
-    name.className = "cached-name";
-    name.title = url;
-    name.textContent = decodeURIComponent(url.split("/").pop() || url);
-    const meta = document.createElement("span");
-    meta.className = "muted";
-    meta.textContent = Number.isFinite(size) ? `${mb(size)} MB` : "";
-    const use = document.createElement("button");
-    use.type = "button";
-    use.className = "small";
-    use.textContent = "Load";
-    use.dataset.testid = "cached-load";
-    use.addEventListener("click", () => {
-      if (url === DEFAULT_MODEL_URL) {
-        selectSource("default");
-        load("default");
-      } else {
-        ui.modelUrl.value = url;
-        selectSource("url");
-        load("url");
-      }
-    });
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "small danger";
-    del.textContent = "Delete";
-    del.dataset.testid = "cached-delete";
-    del.addEventListener("click", async () => {
-      del.disabled = true;
-      try {
-        await pkg.deleteCachedModel(url);
-      } catch (err) {
-        showError(err);
-      }
-      refreshCached();
-    });
-    li.append(name, meta, use, del);
-    return li;
-  });
-  ui.cachedList.replaceChildren(...rows);
-  ui.cachedEmpty.hidden = rows.length > 0;
+  const onLoad = (url) => {
+    const kind = url === DEFAULT_MODEL_URL ? "default" : "url";
+    if (kind === "url") ui.modelUrl.value = url;
+    selectSource(kind);
+    load(kind);
+  };
+  await renderCachedModels(pkg, { list: ui.cachedList, empty: ui.cachedEmpty, onLoad, onChange: refreshCached, onError: showError });
 }
 
 // ---------------------------------------------------------------- chat

@@ -359,6 +359,8 @@ async function main() {
         load_s: pick("load_s"),
         prefill_tokens_per_s: pick("prefill_tokens_per_s"),
         decode_tokens_per_s: pick("decode_tokens_per_s"),
+        encode_us_per_token: pick("encode_us_per_token"),
+        compile_s: pick("compile_s"),
         ttft_s: pick("ttft_s"),
         ttft_wall_s: pick("ttft_wall_s"),
         text: runs.find((r) => r.text != null)?.text ?? null,

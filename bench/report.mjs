@@ -221,8 +221,8 @@ function markdown(r) {
         "above 1 is better for llama-wgpu in tok/s, worse in seconds.",
     );
     L.push("");
-    L.push("| model | engine | load s | prefill tok/s | decode tok/s | TTFT s | CPU pressure after each run |");
-    L.push("|---|---|---:|---:|---:|---:|---:|");
+    L.push("| model | engine | load s (compile) | prefill tok/s | decode tok/s | TTFT s | encode µs / token | CPU pressure after each run |");
+    L.push("|---|---|---:|---:|---:|---:|---:|---:|");
     const pressure = (e) => {
       const v = (e?.cpu_pressure_after_each_run ?? []).filter(finite);
       return v.length ? v.map((x) => `${x.toFixed(0)}%`).join(", ") : "–";
@@ -239,11 +239,12 @@ function markdown(r) {
         if (kind === "row") {
           const e = b.engines?.[key]?.[label];
           if (!e) continue;
-          L.push(`| ${name()} | ${browserEngineName(b, key, label)} | ${spread(e.load_s)} | ${spread(e.prefill_tokens_per_s)} | ${spread(e.decode_tokens_per_s)} | ${spread(e.ttft_s)} | ${pressure(e)} |`);
+          const compile = finite(med(e.compile_s)) ? ` (${num(med(e.compile_s), 2)})` : "";
+          L.push(`| ${name()} | ${browserEngineName(b, key, label)} | ${spread(e.load_s)}${compile} | ${spread(e.prefill_tokens_per_s)} | ${spread(e.decode_tokens_per_s)} | ${spread(e.ttft_s)} | ${spread(e.encode_us_per_token, 0)} | ${pressure(e)} |`);
         } else {
           const q = b.ratios?.[label]?.[key];
           if (!q) continue;
-          L.push(`| ${name()} | *ratio ${pairName(b, key, label)}* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | |`);
+          L.push(`| ${name()} | *ratio ${pairName(b, key, label)}* | *${ratio(q.load_s)}* | *${ratio(q.prefill)}* | *${ratio(q.decode)}* | *${ratio(q.ttft)}* | | |`);
         }
       }
     }
@@ -325,14 +326,14 @@ function markdown(r) {
         "Embeddings/s: `engine.embed` of inputs as long as the prompt, 4 per call, the default model pooled by its last token (any pooling costs the same).",
     );
     L.push("");
-    L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | embeddings/s (prompt-long inputs) | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token |");
-    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | embeddings/s (prompt-long inputs) | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token | encode µs / token |");
+    L.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const [k, name] of native) {
       const n = r.native[k];
       L.push(
         `| ${name} | ${mdCell(n.adapter)} | ${n.prompt_tokens ?? "?"} + ${n.gen_tokens ?? "?"} × ${n.repeats ?? "?"} | ${spread(n.load_s)} | ${spread(n.prefill_tokens_per_s)} | ${spread(n.decode_tokens_per_s)} | ${spread(n.ttft_s, 3)} | ${spread(n.embeddings?.embeddings_per_s, 2)} | ` +
           `${n.gpu_bytes ? mb(n.gpu_bytes) : "–"} | ${n.cpu_bytes ? mb(n.cpu_bytes) : "–"} | ${mb(n.host_peak_rss_bytes_after_load)} | ${n.dispatches_per_token ?? "–"} | ${n.submits_per_token ?? "–"} | ` +
-          `${finite(n.readback_bytes_per_token) ? `${n.readback_bytes_per_token} B` : "–"} |`,
+          `${finite(n.readback_bytes_per_token) ? `${n.readback_bytes_per_token} B` : "–"} | ${n.encode_us_per_token ? num(n.encode_us_per_token, 0) : "–"} |`,
       );
     }
   }

@@ -161,6 +161,8 @@ export async function runOurs({ modelUrl, promptText, promptTokens, genTokens, r
       load_phases: phases,
       prefill_tokens_per_s: s.prefillTokensPerS,
       decode_tokens_per_s: s.decodeTokensPerS,
+      encode_us_per_token: s.encodeUsPerToken ?? null,
+      compile_s: loaded.compileSeconds ?? null,
       ttft_s: s.timeToFirstTokenS,
       ttft_wall_s: firstAt === null ? null : (firstAt - g0) / 1000,
       prompt_tokens: s.promptTokens,

@@ -37,15 +37,8 @@ pub async fn start_threads(n: usize) -> Result<(), wasm_bindgen::JsValue> {
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
-let lastTimer = 0;
 export function nextTask() {
   return new Promise((resolve) => {
-    const now = performance.now();
-    if (now - lastTimer >= 100) {
-      lastTimer = now;
-      setTimeout(resolve, 0);
-      return;
-    }
     const channel = new MessageChannel();
     channel.port1.onmessage = () => resolve();
     channel.port2.postMessage(null);
@@ -59,10 +52,7 @@ extern "C" {
 
 /// Resolves in a later task of the page's (or worker's) event loop, so that messages (an
 /// abort) and rendering get their turn between CPU-engine steps. A message channel rather than
-/// `setTimeout(0)`, which browsers delay to 4 ms once nested; but Chromium runs message tasks
-/// ahead of timers, so a page's `setTimeout` callbacks would wait for the whole generation
-/// (measured: a 1 s timer fired after 3.9 s of prefill). Every 100 ms one yield goes through
-/// a timer instead, letting the timers that are due run first.
+/// `setTimeout(0)`, which browsers delay to 4 ms once nested.
 pub(crate) async fn next_task() {
     // The promise only resolves; there is no error to surface.
     let _ = wasm_bindgen_futures::JsFuture::from(next_task_promise()).await;

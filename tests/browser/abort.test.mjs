@@ -128,6 +128,7 @@ const abortGenerations = ({ device }) =>
     }
     out.afterDecode = await greedy();
     out.prefillTokensPerS = engine.stats().prefillTokensPerS;
+    out.encodeUsPerToken = engine.stats().encodeUsPerToken;
     await engine.unload();
     return out;
   });
@@ -188,6 +189,9 @@ describe("abort in each phase, in Chromium", { timeout: 8 * MINUTE }, () => {
         assert.equal(r.decode.code, "ABORTED", JSON.stringify(r.decode));
         assert.equal(r.decode.seen.length, 2, "no piece after the abort");
         assert.equal(r.afterDecode, r.reference, "after the aborted decode");
+        // The GPU engine measures what encoding a decode step costs the page (WebGPU calls).
+        if (device === "gpu") assert.ok(r.encodeUsPerToken > 0, `encodeUsPerToken ${r.encodeUsPerToken}`);
+        else assert.equal(r.encodeUsPerToken, null);
       }));
   }
 });

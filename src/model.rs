@@ -614,17 +614,23 @@ impl GpuModel {
 
     fn prefill_batches(&mut self, tokens: &[u32]) -> Result<()> {
         for batch in tokens.chunks(self.prefill.max_tokens) {
-            self.ctx
-                .queue
-                .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
-            self.write_step(self.position, batch.len(), 0);
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            let ops: Vec<&Op> = self.prefill_ops.iter().collect();
-            record(&mut encoder, &ops);
-            self.ctx.queue.submit([encoder.finish()]);
+            self.submit_prefill_batch(batch, &[]);
             self.position += batch.len();
         }
         self.ctx.check()
+    }
+
+    /// Run one batch (at most `prefill.max_tokens`) at `position` on through the layers, and
+    /// then through `then` (e.g. the final norm, for embeddings), in one submit.
+    fn submit_prefill_batch(&self, batch: &[u32], then: &[Op]) {
+        self.ctx
+            .queue
+            .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
+        self.write_step(self.position, batch.len(), 0);
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        let ops: Vec<&Op> = self.prefill_ops.iter().chain(then).collect();
+        record(&mut encoder, &ops);
+        self.ctx.queue.submit([encoder.finish()]);
     }
 
     /// The logits after running `tokens` (tests compare them with the CPU reference). Samples

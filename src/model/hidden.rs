@@ -1,7 +1,7 @@
 //! The GPU decoder's hidden states for embeddings: prompt batches through the blocks and the
 //! final norm, without the LM head, each batch's normed rows read back (`embed.rs` pools them).
 
-use super::{record, GpuModel};
+use super::GpuModel;
 use crate::error::{Error, Result};
 use crate::gpu::graph::Graph;
 use crate::gpu::kernel::{read_f32, Op};
@@ -31,18 +31,7 @@ impl GpuModel {
         let e = self.config.n_embd;
         let mut hidden = Vec::with_capacity(tokens.len() * e);
         for batch in tokens.chunks(self.prefill.max_tokens) {
-            self.ctx
-                .queue
-                .write_buffer(&self.prefill.tokens, 0, bytemuck::cast_slice(batch));
-            self.write_step(self.position, batch.len(), 0);
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            let ops: Vec<&Op> = self
-                .prefill_ops
-                .iter()
-                .chain(&self.final_norm_ops)
-                .collect();
-            record(&mut encoder, &ops);
-            self.ctx.queue.submit([encoder.finish()]);
+            self.submit_prefill_batch(batch, &self.final_norm_ops);
             self.position += batch.len();
             hidden.extend(read_f32(&self.ctx, &self.prefill.h, 0, batch.len() * e).await?);
         }

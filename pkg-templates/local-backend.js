@@ -68,8 +68,8 @@ export class LocalBackend {
   }
 
   stats() {
-    const { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes } = this.#info;
-    return { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
+    const { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes } = this.#info;
+    return { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes, loadSeconds: this.#loadSeconds, ...this.#last };
   }
 
   generate(request, options, onPiece, signal) {

@@ -19,9 +19,10 @@ export function threadsOption(threads) {
 }
 
 // createEngine() / createWorkerEngine() options, checked before anything is downloaded or a
-// worker started: unknown keys are refused as generate() refuses them, and a context length
-// must be a whole number >= 1 (the engine caps it at what the model was trained for).
-const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize"];
+// worker started: unknown keys are refused as generate() refuses them, and a context length or a
+// byte count must be a whole number >= 1 (the engine fits the context to what the model was
+// trained for and to maxGpuBytes, and reports it in stats().contextReduced).
+const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize", "maxGpuBytes"];
 
 export function checkEngineOptions(options, extra = []) {
   for (const key of Object.keys(options ?? {})) {
@@ -34,7 +35,7 @@ export function checkEngineOptions(options, extra = []) {
   for (const name of ["onProgress", "onDeviceLost"]) {
     if (options?.[name] != null && typeof options[name] !== "function") throw invalidArgument(`${name} must be a function`);
   }
-  for (const name of ["contextLength", "maxBindingSize"]) {
+  for (const name of ["contextLength", "maxBindingSize", "maxGpuBytes"]) {
     const value = options?.[name];
     if (value != null && !(Number.isInteger(value) && value >= 1)) {
       throw invalidArgument(`${name} must be a whole number >= 1, got ${String(value)}`);

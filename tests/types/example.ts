@@ -23,6 +23,7 @@ export async function main(): Promise<string[]> {
     model: "/models/default.gguf",
     device: (await hasWebGPU()) ? "auto" : "cpu",
     contextLength: 2048,
+    maxGpuBytes: 1_200_000_000,
     onProgress: ({ phase, loaded, total }) => lines.push(`${phase} ${loaded}/${total ?? "?"}`),
     onDeviceLost: (error) => lines.push(`${error.code}: ${error.message}`),
   });
@@ -92,6 +93,7 @@ export async function main(): Promise<string[]> {
   const last: FinishReason | null = stats.finishReason;
   lines.push(`${stats.device} (${stats.deviceReason}) ${stats.adapter} f16 ${stats.features.shaderF16}: ${stats.model.name ?? stats.model.architecture}, ${stats.model.nParams} params`);
   lines.push(`${stats.decodeTokensPerS ?? "-"} tok/s, ${stats.completionTokens ?? 0} tokens, ${last ?? "no generation"}, ${stats.loadSeconds} s`);
+  if (stats.contextReduced) lines.push(`context ${stats.contextLength} of ${stats.contextReduced.requested}: ${stats.contextReduced.reason}`);
   // @ts-expect-error stats are camelCase
   void stats.decode_tokens_per_s;
 

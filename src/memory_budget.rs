@@ -141,7 +141,7 @@ pub fn gpu_need(
         2 * batch as u64 * config.n_ff as u64 * 4,
     )?;
     other += fits_binding("logits", config.n_vocab as u64 * 4, limit)?;
-    let adapter = ctx.limits.max_storage_buffer_binding_size as u64;
+    let adapter = ctx.limits.max_storage_buffer_binding_size;
     fits_binding("sampler candidates", config.n_vocab as u64 * 8, adapter)?;
     // The sampled ids, their read-back slots and the step uniform.
     other += storage_bytes(READBACK_SLOTS as u64 * 4) + READBACK_SLOTS as u64 * 4;

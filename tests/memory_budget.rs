@@ -21,11 +21,15 @@ use llama_wgpu::{config::Config, Error};
 /// request asking for them adds (~ 3 x 1 KiB).
 const GPU_SLACK: u64 = 512 << 10;
 
-/// Models of every architecture and several weight types: the default model, the cached
-/// models of setup (Q4_K_M Gemma 3 and Qwen 2.5), and the tiny fixtures when present.
+/// Models of every architecture and several weight types: the default model (and its Q8_0
+/// copy), the cached models of setup (Q4_K_M Gemma 3 and Qwen 2.5), and the tiny fixtures when
+/// present.
 fn models() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     found.extend(common::default_model());
+    // The Q8_0 copy `./build.sh bench` makes, when it has been made.
+    let q8 = common::cache_dir().join("models/SmolLM2-135M-Instruct.Q8_0.gguf");
+    found.extend(q8.exists().then_some(q8));
     found.extend(common::cached_model("gemma-3-270m.Q4_K_M.gguf"));
     found.extend(common::cached_model(
         "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",

@@ -56,7 +56,10 @@ export interface EngineOptions {
    * `stats().state` becomes "lost", and later calls reject with DEVICE_LOST at once until
    * `engine.reload()` succeeds. */
   onDeviceLost?: (error: LlamaWgpuError) => void;
-  /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. */
+  /** Tokens the KV cache holds. Default: the model's context length, capped at 4096. A value
+   * above the model's trained context, or one whose KV cache does not fit `maxGpuBytes` (or the
+   * CPU engine's wasm memory), is fitted down (the largest power of two that fits, at least 256)
+   * and the reduction reported in `stats().contextReduced`; never silently. */
   contextLength?: number;
   /** Keep URL models in the browser's Cache API (key: the absolute URL). Default true. A
    * download is stored only once it is whole (and matched `sha256` when given); a stored copy
@@ -73,6 +76,15 @@ export interface EngineOptions {
   /** Advanced: split weights into GPU bindings no larger than this many bytes (default: the
    * adapter's limit). Ignored by the CPU engine. */
   maxBindingSize?: number;
+  /** The most GPU memory the model may take, in bytes (a whole number >= 1): weights, KV cache,
+   * activations and the sampler, counted from the file's header before anything is allocated
+   * and before the rest of the download arrives. A context that does not fit is reduced (see
+   * `contextLength`); a model that does not fit even 256 tokens of context rejects with
+   * MODEL_TOO_LARGE, whose message gives the need and the limit in MiB. Default: no total
+   * (WebGPU does not tell a page how much memory the GPU has; the adapter's per-buffer limits
+   * are always checked): set it where you know your users' devices, e.g. about 1.2e9 for phones
+   * whose tabs are killed near 1.5 GB. Ignored by the CPU engine. */
+  maxGpuBytes?: number;
 }
 
 export interface WorkerEngineOptions extends EngineOptions {
@@ -181,6 +193,13 @@ export interface LogprobEntry {
 /** OpenAI's `choices[].logprobs`: null unless the request asked for logprobs. */
 export type ChoiceLogprobs = { content: LogprobEntry[]; refusal: null } | null;
 
+/** A context shorter than the one asked for: `requested` tokens were asked (or were the
+ * default), and `reason` says why fewer fit (for display and logs; the wording may change). */
+export interface ContextReduced {
+  requested: number;
+  reason: string;
+}
+
 export interface ModelInfo {
   architecture: string;
   name: string | null;
@@ -190,6 +209,8 @@ export interface ModelInfo {
   contextLength: number;
   /** The context this engine allocated. */
   contextLengthUsed: number;
+  /** Why `contextLengthUsed` is shorter than the context asked for (see `EngineStats`). */
+  contextReduced: ContextReduced | null;
   nLayer: number;
   nEmbd: number;
   nVocab: number;
@@ -221,6 +242,10 @@ export interface EngineStats {
   features: { shaderF16: boolean; subgroups: boolean };
   /** Tokens the KV cache holds. */
   contextLength: number;
+  /** null, or the context asked for (or the default one) and why `contextLength` is shorter:
+   * the model's trained context, or the memory limit (`maxGpuBytes`, the CPU engine's wasm
+   * memory). */
+  contextReduced: ContextReduced | null;
   /** GPU memory the engine holds (0 on the CPU engine). */
   gpuBytes: number;
   /** Memory the CPU engine holds in wasm memory (0 on the GPU). */

@@ -13,7 +13,7 @@ const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
 
 // Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds, compileSeconds }.
 export async function loadModel(options, { onProgress, signal } = {}) {
-  const { model, cache = true, contextLength, maxBindingSize } = options;
+  const { model, cache = true, contextLength, maxBindingSize, maxGpuBytes } = options;
   const sha256 = options.sha256?.toLowerCase();
   const device = deviceOption(options.device);
   const threads = threadsOption(options.threads);
@@ -28,7 +28,7 @@ export async function loadModel(options, { onProgress, signal } = {}) {
   const started = performance.now();
   let loader = null;
   try {
-    loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize, device });
+    loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize, maxGpuBytes, device });
     let loaded = 0;
     for await (const chunk of source.chunks) {
       throwIfAborted(signal);

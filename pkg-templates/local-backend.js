@@ -68,9 +68,9 @@ export class LocalBackend {
   }
 
   stats() {
-    const { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, encodeUsPerToken = null } = this.#info;
+    const { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes, encodeUsPerToken = null } = this.#info;
     const { loadSeconds, compileSeconds } = this.#load;
-    return { model, device, deviceReason, adapter, features, contextLength, gpuBytes, cpuBytes, loadSeconds, compileSeconds, encodeUsPerToken, ...this.#last };
+    return { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes, loadSeconds, compileSeconds, encodeUsPerToken, ...this.#last };
   }
 
   generate(request, options, onPiece, signal) {

@@ -19,9 +19,10 @@ export function threadsOption(threads) {
 }
 
 // createEngine() / createWorkerEngine() options, checked before anything is downloaded or a
-// worker started: unknown keys are refused as generate() refuses them, and a context length
-// must be a whole number >= 1 (the engine caps it at what the model was trained for).
-const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize", "sha256"];
+// worker started: unknown keys are refused as generate() refuses them, and a context length or a
+// byte count must be a whole number >= 1 (the engine fits the context to what the model was
+// trained for and to maxGpuBytes, and reports it in stats().contextReduced).
+const ENGINE_OPTIONS = ["model", "device", "threads", "onProgress", "onDeviceLost", "contextLength", "cache", "signal", "maxBindingSize", "maxGpuBytes", "sha256"];
 
 export function checkEngineOptions(options, extra = []) {
   for (const key of Object.keys(options ?? {})) {
@@ -38,7 +39,7 @@ export function checkEngineOptions(options, extra = []) {
   if (sha256 != null && !(typeof sha256 === "string" && /^[0-9a-fA-F]{64}$/.test(sha256))) {
     throw invalidArgument(`sha256 must be 64 hex digits (a SHA-256 digest), got ${JSON.stringify(String(sha256)).slice(0, 80)}`);
   }
-  for (const name of ["contextLength", "maxBindingSize"]) {
+  for (const name of ["contextLength", "maxBindingSize", "maxGpuBytes"]) {
     const value = options?.[name];
     if (value != null && !(Number.isInteger(value) && value >= 1)) {
       throw invalidArgument(`${name} must be a whole number >= 1, got ${String(value)}`);

@@ -12,6 +12,7 @@ use crate::generate::{
     Session, StepFuture,
 };
 use crate::loader::DeviceChoice;
+use crate::memory_budget::ContextReduced;
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
 use crate::sampler::Sampler;
@@ -52,10 +53,14 @@ impl std::str::FromStr for Device {
 pub struct EngineOptions {
     pub device: Device,
     /// KV cache length; `None` takes the model's trained context, capped at 4096 tokens so a
-    /// 128k-context model does not reserve gigabytes by default.
+    /// 128k-context model does not reserve gigabytes by default. Fitted to the memory limit
+    /// (`memory_budget.rs`): [`Engine::context_reduced`] says when and why it was reduced.
     pub context_length: Option<usize>,
-    /// Adapter features the GPU kernels may use, and the kernel family (for comparisons).
+    /// Adapter features the GPU kernels may use, the kernel family (for comparisons), and the
+    /// GPU memory budget (`max_gpu_bytes`).
     pub gpu: crate::gpu::GpuOptions,
+    /// Memory the CPU engine may hold (`None`: no limit natively; 4 GiB less 256 MiB in wasm).
+    pub max_cpu_bytes: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +69,7 @@ impl Default for EngineOptions {
             device: Device::Auto,
             context_length: None,
             gpu: crate::gpu::GpuOptions::default(),
+            max_cpu_bytes: None,
         }
     }
 }
@@ -281,6 +287,8 @@ pub struct Engine {
     grammars: Option<Grammars>,
     /// A pooling asked for explicitly, over the file's (`set_pooling`).
     pooling: Option<Pooling>,
+    /// Why the context is shorter than the one asked for, if it is.
+    context_reduced: Option<ContextReduced>,
 }
 
 impl Engine {
@@ -291,7 +299,11 @@ impl Engine {
         let file = crate::gguf::GgufFile::open(path)?;
         let choice =
             pollster::block_on(crate::loader::choose_device(options.device, &options.gpu))?;
-        crate::loader::load_file(&file, &choice, options.context_length)
+        let load = crate::loader::LoadOptions {
+            context_length: options.context_length,
+            max_cpu_bytes: options.max_cpu_bytes,
+        };
+        crate::loader::load_file(&file, &choice, &load)
     }
 
     /// An engine over a backend loaded elsewhere (the web loader streams weights in).
@@ -309,7 +321,19 @@ impl Engine {
             device: ("", String::new()),
             grammars: None,
             pooling: None,
+            context_reduced: None,
         }
+    }
+
+    /// Record that the loader fitted a shorter context than the one asked for, and why.
+    pub fn set_context_reduced(&mut self, reduced: Option<ContextReduced>) {
+        self.context_reduced = reduced;
+    }
+
+    /// Why the context ([`context_length`](Self::context_length)) is shorter than the one
+    /// asked for (the model's trained context, or the memory limit), if it is.
+    pub fn context_reduced(&self) -> Option<&ContextReduced> {
+        self.context_reduced.as_ref()
     }
 
     /// Record which device the loader chose and why (what `device()` reports).

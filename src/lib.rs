@@ -24,6 +24,7 @@ pub mod gguf_writer;
 pub mod gpu;
 pub mod loader;
 pub mod logprobs;
+pub mod memory_budget;
 pub mod model;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]

@@ -9,11 +9,12 @@ use crate::chat::ChatTemplate;
 use crate::config::Config;
 use crate::cpu::weights::{CpuWeights, TensorCollector};
 use crate::cpu::CpuModel;
-use crate::engine::{Device, Engine, DEFAULT_MAX_CONTEXT};
+use crate::engine::{Device, Engine};
 use crate::error::{Error, Result};
 use crate::generate::Backend;
 use crate::gguf::{Event, Header};
 use crate::gpu::{GpuContext, GpuOptions};
+use crate::memory_budget::{cpu_need, fit_context, gpu_need, ContextReduced, MemoryLimit};
 use crate::model::{GpuModel, WeightLoader};
 use crate::reference::ReferenceModel;
 use crate::tokenizer::Tokenizer;
@@ -74,13 +75,25 @@ pub async fn choose_device(device: Device, gpu: &GpuOptions) -> Result<DeviceCho
     }
 }
 
-/// Memory the CPU engine may hold in wasm32: its 4 GiB address space, less room for the
-/// module, the tokenizer and the allocator's slack.
-/// Natively the operating system decides (an allocation that fails is an error, not an abort).
+/// Memory the CPU engine may hold in wasm32 by default: its 4 GiB address space, less room for
+/// the module, the tokenizer and the allocator's slack. Natively the operating system decides
+/// (an allocation that fails is an error, not an abort).
 #[cfg(target_arch = "wasm32")]
 const CPU_MEMORY_LIMIT: Option<u64> = Some((4 << 30) - (256 << 20));
 #[cfg(not(target_arch = "wasm32"))]
 const CPU_MEMORY_LIMIT: Option<u64> = None;
+
+/// What a load is asked for besides the device (whose GPU budget is
+/// `GpuOptions::max_gpu_bytes`).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// KV cache positions; `None`: the model's, capped at `DEFAULT_MAX_CONTEXT`. Fitted to the
+    /// memory limit (`memory_budget::fit_context`), and the reduction reported.
+    pub context_length: Option<usize>,
+    /// Memory the CPU engine (or the f32 reference) may hold; `None`: wasm32's address space
+    /// less 256 MiB in a browser, no limit natively.
+    pub max_cpu_bytes: Option<u64>,
+}
 
 /// Where the tensor bytes go.
 enum Sink {
@@ -102,25 +115,50 @@ pub struct Loading {
     pub template: ChatTemplate,
     /// KV cache positions the engine will have.
     pub context: usize,
+    /// Why `context` is shorter than the one asked for, if it is.
+    pub context_reduced: Option<ContextReduced>,
     sink: Sink,
 }
 
 impl Loading {
-    /// Set up a load of the model `header` describes on `target`. A model that cannot fit
-    /// the CPU engine's memory is refused here, before its weights are downloaded.
-    pub fn new(header: &Header, target: &Target, context_length: Option<usize>) -> Result<Self> {
+    /// Set up a load of the model `header` describes on `target`. The memory the model needs
+    /// is counted from the header first (`memory_budget.rs`): the context is fitted to the
+    /// device's limit, or a model that fits no context is refused, here, before any weight is
+    /// allocated and before the rest of a download arrives.
+    pub fn new(header: &Header, target: &Target, options: &LoadOptions) -> Result<Self> {
         let config = Config::from_header(header)?;
-        let context = context_length
-            .unwrap_or(config.context_length.min(DEFAULT_MAX_CONTEXT))
-            .min(config.context_length);
-        if context < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "context length {context} is too small"
-            )));
-        }
-        if !matches!(target, Target::Gpu(_)) {
-            check_cpu_memory(header, &config, context)?;
-        }
+        let fit = match target {
+            Target::Gpu(ctx) => {
+                let limit = ctx.max_gpu_bytes.map(|bytes| MemoryLimit {
+                    bytes,
+                    what: "the GPU budget (max_gpu_bytes)".into(),
+                });
+                let need = |context| gpu_need(ctx, header, &config, context);
+                fit_context(
+                    options.context_length,
+                    config.context_length,
+                    limit.as_ref(),
+                    need,
+                )?
+            }
+            Target::Cpu | Target::Reference => {
+                let limit = options
+                    .max_cpu_bytes
+                    .or(CPU_MEMORY_LIMIT)
+                    .map(|bytes| MemoryLimit {
+                        bytes,
+                        what: "the CPU engine's memory limit".into(),
+                    });
+                let need = |context| Ok(cpu_need(header, &config, context));
+                fit_context(
+                    options.context_length,
+                    config.context_length,
+                    limit.as_ref(),
+                    need,
+                )?
+            }
+        };
+        let context = fit.context;
         let tokenizer = Tokenizer::from_gguf(&header.metadata)?;
         let template = ChatTemplate::from_metadata(&header.metadata, &tokenizer)?;
         let sink = match target {
@@ -139,6 +177,7 @@ impl Loading {
             tokenizer,
             template,
             context,
+            context_reduced: fit.reduced,
             sink,
         })
     }
@@ -177,6 +216,7 @@ impl Loading {
             tokenizer,
             template,
             context,
+            context_reduced,
             sink,
         } = self;
         let backend: Box<dyn Backend> = match sink {
@@ -197,29 +237,10 @@ impl Loading {
                 }
             }
         };
-        Ok(Engine::from_parts(config, tokenizer, template, backend))
+        let mut engine = Engine::from_parts(config, tokenizer, template, backend);
+        engine.set_context_reduced(context_reduced);
+        Ok(engine)
     }
-}
-
-/// Refuse, with the sizes, a model whose weights and KV cache exceed what the CPU engine can
-/// address (wasm32's 4 GiB).
-fn check_cpu_memory(header: &Header, config: &Config, context: usize) -> Result<()> {
-    let Some(limit) = CPU_MEMORY_LIMIT else {
-        return Ok(());
-    };
-    let weights = TensorCollector::bytes_kept(header, config, context);
-    let cache = 2 * 4 * (config.n_layer as u64 * context as u64 * config.kv_dim() as u64);
-    if weights.saturating_add(cache) > limit {
-        return Err(Error::ModelTooLarge(format!(
-            "the CPU engine needs {} MiB ({} MiB of weights, {} MiB of KV cache for {context} \
-             tokens) and can address {} MiB here",
-            (weights + cache) >> 20,
-            weights >> 20,
-            cache >> 20,
-            limit >> 20
-        )));
-    }
-    Ok(())
 }
 
 /// Load a GGUF file from disk onto `choice`'s device, each tensor read in 1 MiB pieces and
@@ -228,9 +249,9 @@ fn check_cpu_memory(header: &Header, config: &Config, context: usize) -> Result<
 pub fn load_file(
     file: &crate::gguf::GgufFile,
     choice: &DeviceChoice,
-    context_length: Option<usize>,
+    options: &LoadOptions,
 ) -> Result<Engine> {
-    let mut loading = Loading::new(&file.header, &choice.target, context_length)?;
+    let mut loading = Loading::new(&file.header, &choice.target, options)?;
     file.stream_tensors(&mut |event| loading.accept(event))?;
     let mut engine = pollster::block_on(loading.finish())?;
     engine.set_device_choice(choice);

@@ -17,7 +17,6 @@ use crate::gpu::kernel::{range, read_mapped_after, readback_buffer, storage_buff
 use crate::gpu::kernels::rope::{KvCache, RopeExtras};
 use crate::gpu::kernels::sample::LogprobsReadback;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
-use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 use crate::sampler::Sampler;
 
@@ -35,7 +34,7 @@ pub const MAX_SAMPLER_HISTORY: usize = 1024;
 /// Decode steps in flight at once: the one being read back and the next. Step s's id (slot
 /// `s % READBACK_SLOTS` of `ids_out`), or its logprobs, which name the id, go to that slot's
 /// staging buffer: one read-back per token.
-const READBACK_SLOTS: usize = 2;
+pub(crate) const READBACK_SLOTS: usize = 2;
 
 /// What encoding and submitting decode steps has cost the CPU (`GpuModel::encode_and_submit_us`).
 #[derive(Clone, Copy, Default)]
@@ -179,24 +178,9 @@ impl GpuModel {
         model.prefill_ops = model.layer_ops(&model.prefill)?;
         model.final_norm_ops = model.final_norm_ops()?;
         model.pipelined = model.ctx.pipelined_decode;
-        model.gpu_bytes = model.count_gpu_bytes();
+        model.gpu_bytes = model.ctx.allocated_bytes() - model.weights.allocated_before;
         model.ctx.check()?;
         Ok(model)
-    }
-
-    fn count_gpu_bytes(&self) -> u64 {
-        let w = &self.weights;
-        let matrices: u64 = w
-            .layers
-            .iter()
-            .flat_map(LayerWeights::matrices)
-            .chain(std::iter::once(&w.token_embd))
-            .chain(w.output.iter())
-            .map(GpuWeight::gpu_bytes)
-            .sum();
-        let acts =
-            |a: &Activations| a.buffers().iter().map(|b| b.size()).sum::<u64>() + a.scratch.bytes();
-        matrices + self.kv.bytes() + acts(&self.decode) + acts(&self.prefill) + self.logits.size()
     }
 
     /// The transformer blocks over the rows of `a` (embedding included), for batches of up to
@@ -313,7 +297,10 @@ impl GpuModel {
         }
     }
 
-    /// Bytes of GPU memory held: weights, KV cache, activations.
+    /// Bytes of GPU memory the load allocated: every buffer made on the device from the first
+    /// weight to the end of `build` (weights, KV cache, activations, sampler, kernel
+    /// parameters); the logprobs buffers that a first request asking for them adds are not in
+    /// it.
     pub fn gpu_bytes(&self) -> u64 {
         self.gpu_bytes
     }

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::graph::{Kernels, View};
-use crate::gpu::kernel::storage_buffer;
+use crate::gpu::kernel::{storage_buffer, storage_bytes};
 use crate::gpu::kernels::attention::AttentionScratch;
 use crate::gpu::kernels::rope::KvCache;
 use crate::gpu::GpuContext;
@@ -67,7 +67,49 @@ fn aligned_ranges<const N: usize>(sizes: [u64; N], alignment: u64) -> ([(u64, u6
     (ranges, end)
 }
 
+/// The buffer sizes of a batch of `max_tokens` tokens: one function for the allocation and the
+/// memory budget.
+struct Sizes {
+    tokens: u64,
+    embd: u64,
+    q: u64,
+    qkv: ([(u64, u64); 3], u64),
+    ffn: ([(u64, u64); 2], u64),
+}
+
+impl Sizes {
+    fn new(ctx: &GpuContext, c: &Config, max_tokens: usize) -> Sizes {
+        let bytes = |width: usize| (max_tokens * width * 4) as u64;
+        let alignment = ctx.limits.min_storage_buffer_offset_alignment as u64;
+        let (q, kv) = (bytes(c.q_dim()), bytes(c.kv_dim()));
+        Sizes {
+            tokens: bytes(1),
+            embd: bytes(c.n_embd),
+            q,
+            qkv: aligned_ranges([q, kv, kv], alignment),
+            ffn: aligned_ranges([bytes(c.n_ff), bytes(c.n_ff)], alignment),
+        }
+    }
+
+    /// Bytes of all the buffers (the attention scratch aside).
+    fn total(&self) -> u64 {
+        let e = storage_bytes(self.embd);
+        let q = storage_bytes(self.q);
+        storage_bytes(self.tokens)
+            + 2 * e
+            + storage_bytes(self.qkv.1)
+            + 2 * q
+            + storage_bytes(self.ffn.1)
+    }
+}
+
 impl Activations {
+    /// Bytes `Activations::new` allocates for a batch of `max_tokens` (its attention scratch
+    /// aside), allocating nothing.
+    pub(crate) fn bytes_for(ctx: &GpuContext, c: &Config, max_tokens: usize) -> u64 {
+        Sizes::new(ctx, c, max_tokens).total()
+    }
+
     pub(crate) fn new(
         ctx: &GpuContext,
         c: &Config,
@@ -75,25 +117,21 @@ impl Activations {
         kv: &KvCache,
         max_tokens: usize,
     ) -> Result<Self> {
-        let bytes = |width: usize| (max_tokens * width * 4) as u64;
+        let sizes = Sizes::new(ctx, c, max_tokens);
         let buf = |label: &str, size: u64| storage_buffer(ctx, label, size);
-        let alignment = ctx.limits.min_storage_buffer_offset_alignment as u64;
-        let ([q, kr, v], qkv_bytes) = aligned_ranges(
-            [bytes(c.q_dim()), bytes(c.kv_dim()), bytes(c.kv_dim())],
-            alignment,
-        );
-        let ([gate, up], ffn_bytes) = aligned_ranges([bytes(c.n_ff), bytes(c.n_ff)], alignment);
+        let ([q, kr, v], qkv_bytes) = sizes.qkv;
+        let ([gate, up], ffn_bytes) = sizes.ffn;
         Ok(Activations {
             max_tokens,
-            tokens: buf("tokens", bytes(1)),
-            x: buf("x", bytes(c.n_embd)),
-            h: buf("h", bytes(c.n_embd)),
+            tokens: buf("tokens", sizes.tokens),
+            x: buf("x", sizes.embd),
+            h: buf("h", sizes.embd),
             qkv: buf("qkv", qkv_bytes),
             q,
             k: kr,
             v,
-            q_rope: buf("q after rope", bytes(c.q_dim())),
-            att: buf("att", bytes(c.q_dim())),
+            q_rope: buf("q after rope", sizes.q),
+            att: buf("att", sizes.q),
             ffn: buf("gate, up", ffn_bytes),
             gate,
             up,
@@ -125,17 +163,5 @@ impl Activations {
             gate: view(&self.ffn, self.gate.0, w.ff),
             up: view(&self.ffn, self.up.0, w.ff),
         }
-    }
-
-    pub(crate) fn buffers(&self) -> [&wgpu::Buffer; 7] {
-        [
-            &self.tokens,
-            &self.x,
-            &self.h,
-            &self.qkv,
-            &self.q_rope,
-            &self.att,
-            &self.ffn,
-        ]
     }
 }

@@ -1,5 +1,6 @@
 //! The GPU: adapter selection, the features and limits it offers, and the device we ask for.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -21,6 +22,10 @@ pub struct GpuOptions {
     /// Submit each decode step's successor before reading its id back (`None`: on real GPUs,
     /// off on CPU emulations; see `model.rs`).
     pub pipelined_decode: Option<bool>,
+    /// Total GPU memory a model may take (weights, KV cache, activations, sampler); `None`: no
+    /// total beyond the adapter's per-buffer limits, since neither WebGPU nor wgpu says how
+    /// much memory the device has. Checked from the header (`memory_budget.rs`).
+    pub max_gpu_bytes: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -31,6 +36,7 @@ impl Default for GpuOptions {
             max_binding_size: None,
             emulator_kernels: None,
             pipelined_decode: None,
+            max_gpu_bytes: None,
         }
     }
 }
@@ -56,6 +62,11 @@ pub struct GpuContext {
     pub is_cpu: bool,
     /// Models on this device pipeline their decode steps (see `GpuOptions::pipelined_decode`).
     pub pipelined_decode: bool,
+    /// `GpuOptions::max_gpu_bytes`.
+    pub max_gpu_bytes: Option<u64>,
+    /// Bytes of every buffer created through [`create_buffer`](Self::create_buffer) on this
+    /// device (shared by the clones): what a load really allocated, held to the estimate.
+    allocated: Arc<AtomicU64>,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Destroys the device when the last clone of this context is dropped.
@@ -144,6 +155,8 @@ impl GpuContext {
         Ok(GpuContext {
             _owner: owner,
             pipelined_decode: options.pipelined_decode.unwrap_or(!is_cpu),
+            max_gpu_bytes: options.max_gpu_bytes,
+            allocated: Arc::new(AtomicU64::new(0)),
             is_cpu,
             device,
             queue,
@@ -157,6 +170,17 @@ impl GpuContext {
             lost,
             uncaptured,
         })
+    }
+
+    /// Create a buffer, counting its bytes. Every buffer of the crate is made here.
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.allocated.fetch_add(desc.size, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Bytes of all the buffers created on this device so far (freed ones included).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// Whether the adapter is a software rasterizer (SwiftShader, lavapipe, llvmpipe, a

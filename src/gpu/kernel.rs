@@ -233,12 +233,17 @@ pub fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BufferBindi
     }
 }
 
+/// Bytes [`storage_buffer`] allocates for `size`: bindings need a non-zero size that is a
+/// multiple of 4.
+pub fn storage_bytes(size: u64) -> u64 {
+    size.max(4).div_ceil(4) * 4
+}
+
 /// A storage buffer (read/write from shaders, copy source and destination).
 pub fn storage_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        // Bindings need a non-zero size that is a multiple of 4.
-        size: size.max(4).div_ceil(4) * 4,
+        size: storage_bytes(size),
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_DST
             | wgpu::BufferUsages::COPY_SRC,
@@ -246,12 +251,18 @@ pub fn storage_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer 
     })
 }
 
+/// Bytes [`uniform_buffer`] allocates for a value of `size` bytes (uniforms are whole 16-byte
+/// rows).
+pub fn uniform_bytes(size: u64) -> u64 {
+    size.max(16).div_ceil(16) * 16
+}
+
 /// A small uniform buffer holding `value` (kernel parameters).
 pub fn uniform_buffer<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
     let bytes = bytemuck::bytes_of(value);
-    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    let buffer = ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: (bytes.len() as u64).max(16).div_ceil(16) * 16,
+        size: uniform_bytes(bytes.len() as u64),
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
@@ -261,7 +272,7 @@ pub fn uniform_buffer<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T
 
 /// A buffer the CPU can map for reading, sized for `size` bytes.
 pub fn readback_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: size.max(4).div_ceil(4) * 4,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

@@ -53,6 +53,9 @@ pub struct Weights {
     /// context length is known).
     pub rope_factors: Vec<(String, Vec<f32>)>,
     pub layers: Vec<LayerWeights>,
+    /// `GpuContext::allocated_bytes` before the first weight was allocated: the model's GPU
+    /// memory is what the device allocated since.
+    pub allocated_before: u64,
 }
 
 impl Weights {
@@ -89,6 +92,7 @@ pub struct WeightLoader {
     slots: Vec<Slot>,
     /// Weights that stack several tensors, taken by `finish`.
     stacks: Vec<Option<GpuWeight>>,
+    allocated_before: u64,
 }
 
 enum Slot {
@@ -102,8 +106,33 @@ enum Slot {
     Vector(Vec<u8>),
 }
 
-impl WeightLoader {
-    pub fn new(ctx: &GpuContext, header: &Header, config: &Config) -> Result<Self> {
+/// Where each tensor of a header goes on the GPU, decided from the header alone:
+/// `WeightLoader::new` allocates it, and the memory budget (`memory_budget.rs`) sizes it
+/// without allocating anything.
+pub struct GpuPlan {
+    /// Weights that stack several tensors: their name and the tensors' indices, in row order.
+    pub stacks: Vec<(String, Vec<usize>)>,
+    /// Per tensor index of the header.
+    pub roles: Vec<Role>,
+}
+
+/// What becomes of one tensor on the GPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not read by the decoder.
+    Unused,
+    /// A weight of its own.
+    Matrix,
+    /// Member `member` of stack `stack`.
+    Stacked { stack: usize, member: usize },
+    /// Collected on the CPU and uploaded as f32 at the end (RoPE factors stay on the CPU).
+    Vector,
+}
+
+impl GpuPlan {
+    /// A block's q/k/v and gate/up tensors of one type and row length are stacked; every other
+    /// tensor the decoder reads is a matrix or a vector of its own.
+    pub fn new(header: &Header, config: &Config) -> Result<GpuPlan> {
         let index_of = |name: &str| {
             header
                 .tensors
@@ -111,7 +140,7 @@ impl WeightLoader {
                 .position(|t| t.name == name)
                 .ok_or_else(|| Error::ModelInvalid(format!("tensor `{name}` is missing")))
         };
-        let mut slots: Vec<Slot> = header.tensors.iter().map(|_| Slot::Unused).collect();
+        let mut roles = vec![Role::Unused; header.tensors.len()];
         let mut stacks = Vec::new();
         let groups = [config.arch.qkv_tensors(), config.arch.gate_up_tensors()];
         for l in 0..config.n_layer {
@@ -125,34 +154,58 @@ impl WeightLoader {
                 if !infos.iter().all(same) || infos.iter().any(|t| t.dims.len() != 2) {
                     continue;
                 }
-                let names: Vec<&str> = group.iter().map(|t| t.suffix()).collect();
-                let name = format!("blk.{l}.{} (stacked)", names.join("+"));
-                let stack = GpuWeight::new_stacked(ctx, &name, &infos)?;
                 for (member, &i) in indices.iter().enumerate() {
-                    slots[i] = Slot::Stacked {
+                    roles[i] = Role::Stacked {
                         stack: stacks.len(),
                         member,
                     };
                 }
-                stacks.push(Some(stack));
+                let names: Vec<&str> = group.iter().map(|t| t.suffix()).collect();
+                stacks.push((format!("blk.{l}.{} (stacked)", names.join("+")), indices));
             }
         }
         for (name, dims) in config.expected_tensors() {
             let index = index_of(&name)?;
-            if matches!(slots[index], Slot::Stacked { .. }) {
+            if matches!(roles[index], Role::Stacked { .. }) {
                 continue;
             }
-            slots[index] = if dims.len() == 1 {
-                Slot::Vector(Vec::new())
-            } else {
-                Slot::Matrix(GpuWeight::new(ctx, &header.tensors[index])?)
+            roles[index] = match dims.len() {
+                1 => Role::Vector,
+                _ => Role::Matrix,
             };
         }
+        Ok(GpuPlan { stacks, roles })
+    }
+}
+
+impl WeightLoader {
+    pub fn new(ctx: &GpuContext, header: &Header, config: &Config) -> Result<Self> {
+        let plan = GpuPlan::new(header, config)?;
+        let allocated_before = ctx.allocated_bytes();
+        let mut stacks = Vec::with_capacity(plan.stacks.len());
+        for (name, indices) in &plan.stacks {
+            let infos: Vec<&TensorInfo> = indices.iter().map(|&i| &header.tensors[i]).collect();
+            stacks.push(Some(GpuWeight::new_stacked(ctx, name, &infos)?));
+        }
+        let slots = plan
+            .roles
+            .iter()
+            .zip(&header.tensors)
+            .map(|(role, info)| {
+                Ok(match *role {
+                    Role::Unused => Slot::Unused,
+                    Role::Matrix => Slot::Matrix(GpuWeight::new(ctx, info)?),
+                    Role::Stacked { stack, member } => Slot::Stacked { stack, member },
+                    Role::Vector => Slot::Vector(Vec::new()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(WeightLoader {
             ctx: ctx.clone(),
             tensors: header.tensors.clone(),
             slots,
             stacks,
+            allocated_before,
         })
     }
 
@@ -308,6 +361,7 @@ impl WeightLoader {
             output_norm: self.vector(OUTPUT_NORM)?,
             rope_factors,
             layers,
+            allocated_before: self.allocated_before,
         })
     }
 }

@@ -26,7 +26,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
-use crate::gpu::kernel::{range, storage_buffer};
+use crate::gpu::kernel::{range, storage_buffer, storage_bytes};
 use crate::gpu::GpuContext;
 
 pub(crate) use super::weight_types::GPU_TYPES_HINT;
@@ -189,50 +189,39 @@ impl GpuWeight {
     /// bytes follow through [`write_member`](Self::write_member). The members must share type
     /// and row length.
     pub fn new_stacked(ctx: &GpuContext, name: &str, members: &[&TensorInfo]) -> Result<GpuWeight> {
-        let first = members
-            .first()
-            .ok_or_else(|| Error::InvalidArgument(format!("`{name}`: nothing to stack")))?;
-        let (_, cols) = first.rows_cols();
-        let layout =
-            WeightLayout::new(first.ty, cols).ok_or_else(|| Error::UnsupportedTensorType {
-                tensor: first.name.clone(),
-                ty: first.ty.name().to_string(),
-                hint: GPU_TYPES_HINT.as_str(),
-            })?;
-        let mut stacked = Vec::with_capacity(members.len());
-        let mut rows = 0u64;
-        for info in members {
-            let (r, c) = info.rows_cols();
-            if info.ty != first.ty || c != cols {
-                return Err(Error::InvalidArgument(format!(
-                    "`{name}`: `{}` ({} x {c}, {}) cannot stack on `{}` ({} values, {})",
-                    info.name, r, info.ty, first.name, cols, first.ty
-                )));
-            }
-            check_shape(info, r, c)?;
-            stacked.push(Member {
-                name: info.name.clone(),
-                first_row: rows,
-                rows: r,
-                upload: Upload::default(),
-            });
-            rows += r;
-        }
-        if rows > u32::MAX as u64 {
-            return Err(Error::ModelTooLarge(format!(
-                "`{name}`: {rows} stacked rows are beyond the kernels' 32-bit indices"
-            )));
-        }
-        let parts = allocate_parts(ctx, name, first, &layout, rows)?;
+        let plan = WeightPlan::new(ctx, name, members)?;
+        let parts = plan
+            .parts
+            .iter()
+            .map(|p| WeightPart {
+                buffer: storage_buffer(ctx, &p.label(name), p.size),
+                first_row: p.first_row,
+                n_rows: p.n_rows,
+                plane_offsets: p.plane_offsets,
+            })
+            .collect();
         Ok(GpuWeight {
             name: name.to_string(),
-            ty: first.ty,
-            rows,
-            cols,
-            layout,
+            ty: members[0].ty,
+            rows: plan.rows,
+            cols: plan.cols,
+            layout: plan.layout,
             parts,
-            members: stacked,
+            members: plan.members,
         })
+    }
+
+    /// Bytes [`new_stacked`](Self::new_stacked) would allocate for `members`, and in how many
+    /// parts, with the same checks, allocating nothing (the memory budget sizes a model from
+    /// its header with it).
+    pub fn planned_bytes(
+        ctx: &GpuContext,
+        name: &str,
+        members: &[&TensorInfo],
+    ) -> Result<(u64, usize)> {
+        let plan = WeightPlan::new(ctx, name, members)?;
+        let bytes = plan.parts.iter().map(|p| storage_bytes(p.size)).sum();
+        Ok((bytes, plan.parts.len()))
     }
 
     /// Allocate and upload a whole tensor (in 1 MiB pieces, as a stream would deliver it).
@@ -430,14 +419,89 @@ fn check_shape(info: &TensorInfo, rows: u64, cols: u64) -> Result<()> {
     Ok(())
 }
 
-/// Split the rows into as few parts as the binding limit allows and allocate their buffers.
-fn allocate_parts(
+/// A weight's geometry before anything is allocated: its layout, members and parts.
+struct WeightPlan {
+    layout: WeightLayout,
+    rows: u64,
+    cols: u64,
+    members: Vec<Member>,
+    parts: Vec<PartPlan>,
+}
+
+/// One buffer of a weight, to be allocated.
+struct PartPlan {
+    first_row: u64,
+    n_rows: u64,
+    plane_offsets: [u64; 3],
+    size: u64,
+}
+
+impl PartPlan {
+    fn label(&self, name: &str) -> String {
+        format!(
+            "{name} rows {}..{}",
+            self.first_row,
+            self.first_row + self.n_rows
+        )
+    }
+}
+
+impl WeightPlan {
+    /// Check `members` (one type and row length, shapes the kernels take) and split their rows
+    /// into as few parts as the binding limit allows.
+    fn new(ctx: &GpuContext, name: &str, members: &[&TensorInfo]) -> Result<WeightPlan> {
+        let first = members
+            .first()
+            .ok_or_else(|| Error::InvalidArgument(format!("`{name}`: nothing to stack")))?;
+        let (_, cols) = first.rows_cols();
+        let layout =
+            WeightLayout::new(first.ty, cols).ok_or_else(|| Error::UnsupportedTensorType {
+                tensor: first.name.clone(),
+                ty: first.ty.name().to_string(),
+                hint: GPU_TYPES_HINT.as_str(),
+            })?;
+        let mut stacked = Vec::with_capacity(members.len());
+        let mut rows = 0u64;
+        for info in members {
+            let (r, c) = info.rows_cols();
+            if info.ty != first.ty || c != cols {
+                return Err(Error::InvalidArgument(format!(
+                    "`{name}`: `{}` ({} x {c}, {}) cannot stack on `{}` ({} values, {})",
+                    info.name, r, info.ty, first.name, cols, first.ty
+                )));
+            }
+            check_shape(info, r, c)?;
+            stacked.push(Member {
+                name: info.name.clone(),
+                first_row: rows,
+                rows: r,
+                upload: Upload::default(),
+            });
+            rows += r;
+        }
+        if rows > u32::MAX as u64 {
+            return Err(Error::ModelTooLarge(format!(
+                "`{name}`: {rows} stacked rows are beyond the kernels' 32-bit indices"
+            )));
+        }
+        let parts = plan_parts(ctx, first, &layout, rows)?;
+        Ok(WeightPlan {
+            layout,
+            rows,
+            cols,
+            members: stacked,
+            parts,
+        })
+    }
+}
+
+/// Split the rows into as few parts as the binding limit allows.
+fn plan_parts(
     ctx: &GpuContext,
-    name: &str,
     info: &TensorInfo,
     layout: &WeightLayout,
     rows: u64,
-) -> Result<Vec<WeightPart>> {
+) -> Result<Vec<PartPlan>> {
     let alignment = ctx.limits.min_storage_buffer_offset_alignment as u64;
     let max = ctx.max_binding_size.min(ctx.limits.max_buffer_size);
     let rows_per_part = max_rows_per_part(layout, max, alignment).min(rows);
@@ -456,12 +520,11 @@ fn allocate_parts(
     while first_row < rows {
         let n_rows = rows_per_part.min(rows - first_row);
         let (plane_offsets, size) = layout.part_size(n_rows, alignment);
-        let label = format!("{name} rows {first_row}..{}", first_row + n_rows);
-        parts.push(WeightPart {
-            buffer: storage_buffer(ctx, &label, size),
+        parts.push(PartPlan {
             first_row,
             n_rows,
             plane_offsets,
+            size,
         });
         first_row += n_rows;
     }

@@ -19,6 +19,7 @@ use crate::generate::{GenerateOptions, Generation};
 use crate::gguf::Header;
 use crate::loader::{DeviceChoice, Target};
 use crate::logprobs::LogprobEntry;
+use crate::memory_budget::ContextReduced;
 use crate::sampler::SamplingParams;
 use crate::tools::{Tool, ToolCall, ToolChoice, ToolOptions};
 
@@ -34,6 +35,9 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// The KV cache this engine allocated (set when loading finishes).
     pub context_length_used: usize,
+    /// Why `context_length_used` is shorter than the context asked for (the model's trained
+    /// context, or the memory limit), if it is.
+    pub context_reduced: Option<ContextReduced>,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_vocab: usize,
@@ -63,6 +67,7 @@ impl ModelInfo {
             n_params: header.tensors.iter().map(|t| t.n_elements()).sum(),
             context_length: config.context_length,
             context_length_used: 0,
+            context_reduced: None,
             n_layer: config.n_layer,
             n_embd: config.n_embd,
             n_vocab: config.n_vocab,
@@ -86,6 +91,7 @@ struct EngineInfo<'a> {
     adapter: &'a str,
     features: Features,
     context_length: usize,
+    context_reduced: &'a Option<ContextReduced>,
     gpu_bytes: u64,
     cpu_bytes: u64,
     load_seconds: f64,
@@ -424,6 +430,7 @@ impl WasmEngine {
                 subgroups: self.features.subgroups,
             },
             context_length: self.info.context_length_used,
+            context_reduced: &self.info.context_reduced,
             gpu_bytes: self.info.gpu_bytes,
             cpu_bytes: self.info.cpu_bytes,
             load_seconds: self.info.load_seconds,

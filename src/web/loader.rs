@@ -16,7 +16,7 @@ use crate::engine::Device;
 use crate::error::{Error, Result};
 use crate::gguf::{Event, StreamReader};
 use crate::gpu::GpuOptions;
-use crate::loader::{choose_device, DeviceChoice, Loading};
+use crate::loader::{choose_device, DeviceChoice, LoadOptions, Loading};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -27,6 +27,8 @@ struct LoaderOptions {
     file_size: Option<f64>,
     /// Split weights across bindings above this size (tests force small limits).
     max_binding_size: Option<f64>,
+    /// Total GPU memory the model may take (`GpuOptions::max_gpu_bytes`); default: none.
+    max_gpu_bytes: Option<f64>,
     /// "auto" (the default), "gpu", "cpu" or "reference".
     device: Option<String>,
 }
@@ -40,7 +42,7 @@ struct Started {
 #[wasm_bindgen]
 pub struct ModelLoader {
     choice: DeviceChoice,
-    context_length: Option<usize>,
+    options: LoadOptions,
     reader: StreamReader,
     loading: Option<Box<Started>>,
     /// The first error, repeated to every later call: a failed load cannot continue.
@@ -64,6 +66,7 @@ impl ModelLoader {
             .map_err(|e| js_error(&e))?;
         let gpu_options = GpuOptions {
             max_binding_size: options.max_binding_size.map(|n| n as u64),
+            max_gpu_bytes: options.max_gpu_bytes.map(|n| n as u64),
             ..Default::default()
         };
         let choice = choose_device(device, &gpu_options)
@@ -71,7 +74,10 @@ impl ModelLoader {
             .map_err(|e| js_error(&e))?;
         Ok(ModelLoader {
             choice,
-            context_length: options.context_length,
+            options: LoadOptions {
+                context_length: options.context_length,
+                max_cpu_bytes: None,
+            },
             reader: StreamReader::new(options.file_size.map(|n| n as u64)),
             loading: None,
             failed: None,
@@ -118,14 +124,12 @@ impl ModelLoader {
     fn push_inner(&mut self, chunk: &[u8]) -> Result<()> {
         let ModelLoader {
             choice,
-            context_length,
+            options,
             reader,
             loading,
             ..
         } = self;
-        reader.push(chunk, &mut |event| {
-            handle(choice, *context_length, loading, event)
-        })
+        reader.push(chunk, &mut |event| handle(choice, options, loading, event))
     }
 
     async fn finish_inner(&mut self) -> Result<WasmEngine> {
@@ -134,12 +138,12 @@ impl ModelLoader {
         }
         let ModelLoader {
             choice,
-            context_length,
+            options,
             reader,
             loading,
             ..
         } = self;
-        reader.finish(&mut |event| handle(choice, *context_length, loading, event))?;
+        reader.finish(&mut |event| handle(choice, options, loading, event))?;
         let Started { loading, mut info } = *self
             .loading
             .take()
@@ -148,6 +152,7 @@ impl ModelLoader {
         engine.set_device_choice(&self.choice);
         let stats = engine.backend_stats();
         info.context_length_used = engine.context_length();
+        info.context_reduced = engine.context_reduced().cloned();
         info.gpu_bytes = stats.gpu_bytes;
         info.cpu_bytes = stats.cpu_bytes;
         info.load_seconds = self.started.elapsed().as_secs_f64();
@@ -159,13 +164,13 @@ impl ModelLoader {
 /// chosen device's weights.
 fn handle(
     choice: &DeviceChoice,
-    context_length: Option<usize>,
+    options: &LoadOptions,
     started: &mut Option<Box<Started>>,
     event: Event<'_>,
 ) -> Result<()> {
     match event {
         Event::Header(header) => {
-            let loading = Loading::new(header, &choice.target, context_length)?;
+            let loading = Loading::new(header, &choice.target, options)?;
             let info = ModelInfo::new(header, &loading.config, &loading.template);
             *started = Some(Box::new(Started { loading, info }));
             Ok(())

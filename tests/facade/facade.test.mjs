@@ -86,6 +86,7 @@ test("generate yields non-empty pieces and returns the result; wasm is initialis
   assert.equal(typeof s.loadSeconds, "number");
   assert.ok(s.compileSeconds >= 0 && s.compileSeconds <= s.loadSeconds);
   assert.equal(s.encodeUsPerToken, null);
+  assert.equal(s.contextReduced, null, "the engine's context report reaches stats()");
   await load(); assert.equal(log.inits, 1);
 });
 
@@ -275,7 +276,8 @@ test("bad model arguments and bad files", async () => {
   await assert.rejects(createEngine({}), (e) => e.code === "INVALID_ARGUMENT");
   await assert.rejects(createEngine({ model: 42 }), (e) => e.code === "INVALID_ARGUMENT");
   // Checked before any download: unknown keys (as generate() refuses them) and context lengths.
-  for (const bad of [{ contextLenght: 512 }, { contextLength: 0 }, { contextLength: 1.5 }, { contextLength: NaN }, { threads: 0 }, { device: "tpu" }]) {
+  for (const bad of [{ contextLenght: 512 }, { contextLength: 0 }, { contextLength: 1.5 }, { contextLength: NaN }, { threads: 0 }, { device: "tpu" },
+    { maxGpuBytes: 0 }, { maxGpuBytes: -1 }, { maxGpuBytes: 1.5e3 + 0.5 }, { maxGpuBytes: Infinity }, { maxGpuBytes: NaN }, { maxGpuBytes: "512M" }, { maxGPUBytes: 1 }]) {
     await assert.rejects(createEngine({ model: gguf(1000), ...bad }), (e) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
   }
   await assert.rejects(createEngine({ model: gguf(100, "GGUX") }), (e) => e.code === "GGUF_INVALID" && /bad magic/.test(e.message));

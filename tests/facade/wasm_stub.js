@@ -120,7 +120,7 @@ export class WasmEngine {
     const gpuBytes = gpu ? this.bytes : 0, cpuBytes = gpu ? 0 : this.bytes;
     return { model: { architecture: "llama", name: "Mock 1M", fileType: 3, nParams: 1e6, contextLength: 2048, nLayer: 2, nEmbd: 8, nVocab: 32, tensorTypes: ["Q4_1"], gpuBytes, cpuBytes },
       device: this.choice.device, deviceReason: this.choice.reason, adapter: gpu ? "mock" : "CPU engine (simd128, 1 thread)",
-      features: { shaderF16: false, subgroups: gpu }, contextLength: 2048, gpuBytes, cpuBytes };
+      features: { shaderF16: false, subgroups: gpu }, contextLength: 2048, contextReduced: null, gpuBytes, cpuBytes };
   }
   countTokens(text) { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); return text.split(" ").length; }
   reset() { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); this.resets++; }

@@ -24,6 +24,7 @@ export async function main(): Promise<string[]> {
     model: "/models/default.gguf",
     device: (await hasWebGPU()) ? "auto" : "cpu",
     contextLength: 2048,
+    maxGpuBytes: 1_200_000_000,
     onProgress: ({ phase, loaded, total, cacheError }) => lines.push(`${phase} ${loaded}/${total ?? "?"}${cacheError ? ` (${cacheError})` : ""}`),
     onDeviceLost: (error) => lines.push(`${error.code}: ${error.message}`),
   });
@@ -93,6 +94,7 @@ export async function main(): Promise<string[]> {
   const last: FinishReason | null = stats.finishReason;
   lines.push(`${stats.device} (${stats.deviceReason}) ${stats.adapter} f16 ${stats.features.shaderF16}: ${stats.model.name ?? stats.model.architecture}, ${stats.model.nParams} params`);
   lines.push(`${stats.decodeTokensPerS ?? "-"} tok/s, ${stats.completionTokens ?? 0} tokens, ${last ?? "no generation"}, ${stats.loadSeconds} s`);
+  if (stats.contextReduced) lines.push(`context ${stats.contextLength} of ${stats.contextReduced.requested}: ${stats.contextReduced.reason}`);
   // @ts-expect-error stats are camelCase
   void stats.decode_tokens_per_s;
 

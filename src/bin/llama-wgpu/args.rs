@@ -77,9 +77,18 @@ pub(crate) struct ModelArgs {
     /// kernels) or `reference` (the f32 reference decoder, for comparisons).
     #[arg(long, default_value = "auto")]
     pub(crate) device: String,
-    /// KV cache length in tokens (default: the model's, at most 4096).
+    /// KV cache length in tokens (default: the model's, at most 4096). Fitted to the memory
+    /// limit: a shorter context is reported on stderr (and in --json).
     #[arg(long)]
     pub(crate) context_length: Option<usize>,
+    /// Total GPU memory the model may take: bytes, or with a suffix K, M or G (binary: 512M,
+    /// 2G). Default: no total (wgpu does not say how much memory the GPU has); the adapter's
+    /// buffer limits are checked either way.
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_gpu_bytes: Option<u64>,
+    /// Memory the CPU engine may hold, as --max-gpu-bytes (default: no limit).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_cpu_bytes: Option<u64>,
     /// Do not use the adapter's shader-f16 (the KV cache stays f32).
     #[arg(long)]
     pub(crate) no_f16: bool,
@@ -93,6 +102,32 @@ pub(crate) struct ModelArgs {
     /// Pipelined decode steps: `auto` (on real GPUs), `on` or `off`.
     #[arg(long, default_value = "auto")]
     pub(crate) pipeline: String,
+}
+
+/// "512M", "2G", "64K" (powers of 1024) or plain bytes, at least 1.
+fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => {
+            return Err(format!(
+                "`{text}`: expected bytes, or a number with K, M or G"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: expected bytes, or a number with K, M or G"))?;
+    match n.checked_mul(1 << shift) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!("`{text}`: must be from 1 byte to 2^64")),
+    }
 }
 
 #[derive(Args)]

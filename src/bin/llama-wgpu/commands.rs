@@ -91,10 +91,21 @@ pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
             allow_subgroups: !m.no_subgroups,
             emulator_kernels,
             pipelined_decode,
+            max_gpu_bytes: m.max_gpu_bytes,
             ..GpuOptions::default()
         },
+        max_cpu_bytes: m.max_cpu_bytes,
     };
-    Engine::load(&m.model, &options)
+    let engine = Engine::load(&m.model, &options)?;
+    if let Some(r) = engine.context_reduced() {
+        eprintln!(
+            "[context {} instead of {}: {}]",
+            engine.context_length(),
+            r.requested,
+            r.reason
+        );
+    }
+    Ok(engine)
 }
 
 /// `auto` -> None (the adapter decides), `yes` -> Some(true), `no` -> Some(false).
@@ -165,6 +176,8 @@ fn print_json(engine: &Engine, prompt_ids: &[u32], g: &Generation) {
     let v = serde_json::json!({
         "device": device,
         "device_reason": device_reason,
+        "context_length": engine.context_length(),
+        "context_reduced": engine.context_reduced(),
         "prompt_ids": prompt_ids,
         "ids": g.ids,
         "text": g.text,

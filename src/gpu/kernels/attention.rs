@@ -28,7 +28,9 @@ use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use super::rope::{KvCache, KvElement};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource, When};
+use crate::gpu::kernel::{
+    storage_buffer, storage_bytes, uniform_buffer, whole, Kernel, Op, ShaderSource, When,
+};
 use crate::gpu::GpuContext;
 
 const ATTENTION_WGSL: &str = include_str!("../../../shaders/attention.wgsl");
@@ -128,10 +130,6 @@ impl AttentionScratch {
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
-
-    pub fn bytes(&self) -> u64 {
-        self.buffer.size()
-    }
 }
 
 impl Attention {
@@ -152,26 +150,11 @@ impl Attention {
     ) -> Result<Attention> {
         let cpu = tuning == AttentionTuning::CpuEmulator;
         let (n_head, n_head_kv, head_dim) = (config.n_head, config.n_head_kv, config.head_dim);
-        let head_ok = head_dim > 0 && head_dim % 4 == 0 && head_dim <= 256;
-        if n_head_kv == 0 || n_head % n_head_kv != 0 || !head_ok {
-            return Err(Error::ModelInvalid(format!(
-                "attention with {n_head} heads over {n_head_kv} KV heads of {head_dim} values \
-                 (head sizes that are multiples of 4 up to 256 are supported)"
-            )));
-        }
-        let group = n_head / n_head_kv;
-        let max_heads_dim = match cpu {
-            true => MAX_HEADS_DIM_CPU,
-            false => MAX_HEADS_DIM_GPU,
-        };
-        let heads = (1..=group)
-            .filter(|g| group % g == 0 && g * head_dim <= max_heads_dim)
-            .max()
-            .unwrap_or(1);
-        let partial_workgroup = match cpu {
-            true => WORKGROUP_CPU,
-            false => WORKGROUP,
-        };
+        let Shape {
+            heads,
+            partial_workgroup,
+            target_invocations,
+        } = Shape::new(config, cpu)?;
         let element = KvElement::for_context(ctx);
         let pass1 = |direct| {
             unrolled(
@@ -197,10 +180,7 @@ impl Attention {
             scale: config.attention_scale,
             heads,
             partial_workgroup,
-            target_invocations: match cpu {
-                true => TARGET_INVOCATIONS_CPU,
-                false => TARGET_INVOCATIONS_GPU,
-            },
+            target_invocations,
         })
     }
 
@@ -229,6 +209,24 @@ impl Attention {
         self.scratch_with_chunks(ctx, cache, max_tokens, wanted)
     }
 
+    /// Bytes `Attention::new(ctx, config).scratch(ctx, cache, max_tokens)` allocates, for a
+    /// cache of `parts` buffers of `rows_per_part` positions, compiling and allocating nothing
+    /// (the memory budget sizes a model from its header with it).
+    pub fn scratch_bytes_for(
+        ctx: &GpuContext,
+        config: &Config,
+        rows_per_part: usize,
+        parts: usize,
+        max_tokens: usize,
+    ) -> Result<u64> {
+        let shape = Shape::new(config, ctx.is_cpu)?;
+        let rows = max_tokens.max(1) * config.n_head / shape.heads;
+        let wanted = shape.target_invocations.div_ceil(rows);
+        let (per_chunk, chunks) =
+            shape.chunks(ctx, config, rows_per_part, parts, max_tokens, wanted)?;
+        Ok(storage_bytes(per_chunk * chunks as u64))
+    }
+
     /// Scratch allowing `max_chunks` chunks per cache part and head, clamped to at least what
     /// keeps every chunk within `MAX_CHUNK` keys and at most one chunk per `MIN_CHUNK` keys.
     pub fn scratch_with_chunks(
@@ -238,32 +236,25 @@ impl Attention {
         max_tokens: usize,
         max_chunks: usize,
     ) -> Result<AttentionScratch> {
-        check_tokens("attention", max_tokens)?;
-        let parts = cache.parts();
-        let slot_bytes = (self.head_dim as u64 + 4) * 4;
-        let per_chunk = max_tokens as u64 * self.n_head as u64 * parts as u64 * slot_bytes;
-        let fits = (ctx.max_binding_size / per_chunk) as usize;
-        let rows = cache.rows_per_part();
-        let needed = rows.div_ceil(MAX_CHUNK);
-        let dispatchable = 65535 * self.partial_workgroup as usize / (self.n_head / self.heads);
-        let max_chunks = max_chunks
-            .min(rows.div_ceil(MIN_CHUNK))
-            .min(fits)
-            .min(dispatchable)
-            .max(needed);
-        if max_chunks > fits || max_chunks > dispatchable {
-            return Err(Error::InvalidArgument(format!(
-                "attention over a batch of {max_tokens} tokens needs {} bytes of scratch, \
-                 over the binding limit of {} bytes",
-                per_chunk * needed as u64,
-                ctx.max_binding_size
-            )));
-        }
+        let shape = Shape {
+            heads: self.heads,
+            partial_workgroup: self.partial_workgroup,
+            target_invocations: self.target_invocations,
+        };
+        let dims = (self.n_head, self.head_dim);
+        let (per_chunk, max_chunks) = shape.chunks_for(
+            ctx,
+            dims,
+            cache.rows_per_part(),
+            cache.parts(),
+            max_tokens,
+            max_chunks,
+        )?;
         Ok(AttentionScratch {
             buffer: storage_buffer(ctx, "attention scratch", per_chunk * max_chunks as u64),
             max_tokens,
             max_chunks,
-            parts,
+            parts: cache.parts(),
         })
     }
 
@@ -395,6 +386,97 @@ impl Attention {
             false => combine,
         });
         Ok(ops)
+    }
+}
+
+/// How pass 1 splits the work on an adapter kind, from the config alone (so the memory budget
+/// can size the scratch before anything is compiled).
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Query heads of one KV head that one invocation serves (a divisor of the group size).
+    heads: usize,
+    partial_workgroup: u32,
+    target_invocations: usize,
+}
+
+impl Shape {
+    fn new(config: &Config, cpu: bool) -> Result<Shape> {
+        let (n_head, n_head_kv, head_dim) = (config.n_head, config.n_head_kv, config.head_dim);
+        let head_ok = head_dim > 0 && head_dim % 4 == 0 && head_dim <= 256;
+        if n_head_kv == 0 || n_head % n_head_kv != 0 || !head_ok {
+            return Err(Error::ModelInvalid(format!(
+                "attention with {n_head} heads over {n_head_kv} KV heads of {head_dim} values \
+                 (head sizes that are multiples of 4 up to 256 are supported)"
+            )));
+        }
+        let group = n_head / n_head_kv;
+        let max_heads_dim = match cpu {
+            true => MAX_HEADS_DIM_CPU,
+            false => MAX_HEADS_DIM_GPU,
+        };
+        let heads = (1..=group)
+            .filter(|g| group % g == 0 && g * head_dim <= max_heads_dim)
+            .max()
+            .unwrap_or(1);
+        Ok(Shape {
+            heads,
+            partial_workgroup: match cpu {
+                true => WORKGROUP_CPU,
+                false => WORKGROUP,
+            },
+            target_invocations: match cpu {
+                true => TARGET_INVOCATIONS_CPU,
+                false => TARGET_INVOCATIONS_GPU,
+            },
+        })
+    }
+
+    /// `chunks_for` with the config's head sizes.
+    fn chunks(
+        self,
+        ctx: &GpuContext,
+        config: &Config,
+        rows_per_part: usize,
+        parts: usize,
+        max_tokens: usize,
+        max_chunks: usize,
+    ) -> Result<(u64, usize)> {
+        let dims = (config.n_head, config.head_dim);
+        self.chunks_for(ctx, dims, rows_per_part, parts, max_tokens, max_chunks)
+    }
+
+    /// Scratch bytes per chunk and the chunks per cache part and head: `max_chunks` clamped to
+    /// at least what keeps every chunk within `MAX_CHUNK` keys and at most one chunk per
+    /// `MIN_CHUNK` keys, within the binding limit and the dispatch limit.
+    fn chunks_for(
+        self,
+        ctx: &GpuContext,
+        (n_head, head_dim): (usize, usize),
+        rows_per_part: usize,
+        parts: usize,
+        max_tokens: usize,
+        max_chunks: usize,
+    ) -> Result<(u64, usize)> {
+        check_tokens("attention", max_tokens)?;
+        let slot_bytes = (head_dim as u64 + 4) * 4;
+        let per_chunk = max_tokens as u64 * n_head as u64 * parts as u64 * slot_bytes;
+        let fits = (ctx.max_binding_size / per_chunk) as usize;
+        let needed = rows_per_part.div_ceil(MAX_CHUNK);
+        let dispatchable = 65535 * self.partial_workgroup as usize / (n_head / self.heads);
+        let max_chunks = max_chunks
+            .min(rows_per_part.div_ceil(MIN_CHUNK))
+            .min(fits)
+            .min(dispatchable)
+            .max(needed);
+        if max_chunks > fits || max_chunks > dispatchable {
+            return Err(Error::InvalidArgument(format!(
+                "attention over a batch of {max_tokens} tokens needs {} bytes of scratch, \
+                 over the binding limit of {} bytes",
+                per_chunk * needed as u64,
+                ctx.max_binding_size
+            )));
+        }
+        Ok((per_chunk, max_chunks))
     }
 }
 

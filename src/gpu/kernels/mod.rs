@@ -29,7 +29,7 @@ pub struct StepParams {
 }
 
 pub fn step_params_buffer(ctx: &crate::gpu::GpuContext) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some("step params"),
         size: std::mem::size_of::<StepParams>() as u64,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

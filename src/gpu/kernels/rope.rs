@@ -13,7 +13,9 @@ use bytemuck::{Pod, Zeroable};
 use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::config::{Config, RopeStyle};
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{storage_buffer, uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::kernel::{
+    storage_buffer, storage_bytes, uniform_buffer, whole, Kernel, Op, ShaderSource,
+};
 use crate::gpu::GpuContext;
 
 const ROPE_WGSL: &str = include_str!("../../../shaders/rope.wgsl");
@@ -78,22 +80,9 @@ impl KvCache {
     /// surface through `GpuContext::check`.
     pub fn new(ctx: &GpuContext, config: &Config, context_len: usize) -> Result<KvCache> {
         let kv_dim = config.kv_dim();
-        if context_len == 0 || kv_dim == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "a KV cache of {context_len} positions of {kv_dim} values"
-            )));
-        }
-        to_u32("context length", context_len)?;
         let element = KvElement::for_context(ctx);
         let row_bytes = kv_dim as u64 * element.bytes();
-        let rows_per_binding = (ctx.max_binding_size / row_bytes) as usize;
-        if rows_per_binding == 0 {
-            return Err(Error::ModelTooLarge(format!(
-                "one KV-cache row of {row_bytes} bytes exceeds the binding limit of {} bytes",
-                ctx.max_binding_size
-            )));
-        }
-        let rows_per_part = rows_per_binding.min(context_len);
+        let rows_per_part = Self::rows_per_part_for(ctx, config, context_len)?;
         let parts = context_len.div_ceil(rows_per_part);
         let layer = |kind: &str, l: usize| -> Vec<wgpu::Buffer> {
             (0..parts)
@@ -112,6 +101,45 @@ impl KvCache {
             keys: (0..config.n_layer).map(|l| layer("key", l)).collect(),
             values: (0..config.n_layer).map(|l| layer("value", l)).collect(),
         })
+    }
+
+    /// Positions per buffer of a cache of `context_len` positions on `ctx` (the split every
+    /// layer's keys and values share), with `new`'s checks; allocates nothing.
+    pub fn rows_per_part_for(
+        ctx: &GpuContext,
+        config: &Config,
+        context_len: usize,
+    ) -> Result<usize> {
+        let kv_dim = config.kv_dim();
+        if context_len == 0 || kv_dim == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a KV cache of {context_len} positions of {kv_dim} values"
+            )));
+        }
+        to_u32("context length", context_len)?;
+        let row_bytes = kv_dim as u64 * KvElement::for_context(ctx).bytes();
+        let rows_per_binding = (ctx.max_binding_size / row_bytes) as usize;
+        if rows_per_binding == 0 {
+            return Err(Error::ModelTooLarge(format!(
+                "one KV-cache row of {row_bytes} bytes exceeds the binding limit of {} bytes",
+                ctx.max_binding_size
+            )));
+        }
+        Ok(rows_per_binding.min(context_len))
+    }
+
+    /// Bytes a cache of `context_len` positions takes on `ctx` (keys and values, every layer).
+    pub fn bytes_for(ctx: &GpuContext, config: &Config, context_len: usize) -> Result<u64> {
+        let rows_per_part = Self::rows_per_part_for(ctx, config, context_len)?;
+        let row_bytes = config.kv_dim() as u64 * KvElement::for_context(ctx).bytes();
+        let layer: u64 = (0..context_len)
+            .step_by(rows_per_part)
+            .map(|first| {
+                let rows = rows_per_part.min(context_len - first);
+                storage_bytes(rows as u64 * row_bytes)
+            })
+            .sum();
+        Ok(2 * config.n_layer as u64 * layer)
     }
 
     /// How a value is stored.

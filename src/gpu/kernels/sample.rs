@@ -13,8 +13,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{
-    read_mapped_after, readback_buffer, storage_buffer, uniform_buffer, whole, Kernel, Op,
-    ShaderSource,
+    read_mapped_after, readback_buffer, storage_buffer, storage_bytes, uniform_buffer,
+    uniform_bytes, whole, Kernel, Op, ShaderSource,
 };
 use crate::gpu::GpuContext;
 use crate::logprobs::{logprob, TokenLogprobs, LOGPROB_FLOOR, MAX_TOP_LOGPROBS};
@@ -166,6 +166,28 @@ pub struct GpuSampler {
 }
 
 impl GpuSampler {
+    /// Bytes of the buffers `new` allocates on `ctx`, and of the logprobs output and its
+    /// `slots` read-back buffers that the first request asking for logprobs adds; allocates
+    /// nothing (the memory budget).
+    pub fn bytes_for(ctx: &GpuContext, n_vocab: usize, max_history: usize, slots: usize) -> u64 {
+        let n = n_vocab as u64;
+        let keys_shape = if ctx.is_cpu { KEYS_CPU } else { KEYS_GPU };
+        let n_partials = n.div_ceil(keys_shape.chunk() as u64);
+        let params = std::mem::size_of::<SampleUniform>() as u64;
+        let storage = [
+            (1 + max_history as u64) * 4,
+            n * 4,
+            n_partials * 8,
+            n.div_ceil(32) * 4,
+            MAX_LOGIT_BIAS as u64 * 8,
+            n * 8,
+            n * 4,
+            LOGPROBS_BYTES,
+        ];
+        let logprobs_staging = slots as u64 * storage_bytes(LOGPROBS_BYTES);
+        uniform_bytes(params) + storage.map(storage_bytes).iter().sum::<u64>() + logprobs_staging
+    }
+
     /// Compile the kernels for a vocabulary of `n_vocab` and a history ring of `max_history`
     /// ids (the largest `repeat_last_n` that `set_params` will accept while a penalty is on).
     pub async fn new(ctx: &GpuContext, n_vocab: usize, max_history: usize) -> Result<GpuSampler> {

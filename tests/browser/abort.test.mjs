@@ -15,36 +15,11 @@
 // Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
 // (./build.sh setup), and /usr/bin/chromium.
 
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { browserSuite, countGpuMemory } from "./helpers.mjs";
 
 const MINUTE = 60_000;
-
-const missing = missingPrerequisites();
-if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
-
-// Runs in the page before any script: live GPU bytes, by buffer.
-function countGpuMemory() {
-  const live = new Map(); // GPUBuffer -> [device, bytes]
-  globalThis.__liveGpuBytes = () => [...live.values()].reduce((n, [, b]) => n + b, 0);
-  const createBuffer = GPUDevice.prototype.createBuffer;
-  GPUDevice.prototype.createBuffer = function (descriptor) {
-    const buffer = createBuffer.call(this, descriptor);
-    live.set(buffer, [this, descriptor.size]);
-    return buffer;
-  };
-  const destroyBuffer = GPUBuffer.prototype.destroy;
-  GPUBuffer.prototype.destroy = function () {
-    live.delete(this);
-    return destroyBuffer.call(this);
-  };
-  const destroyDevice = GPUDevice.prototype.destroy;
-  GPUDevice.prototype.destroy = function () {
-    for (const [buffer, [device]] of live) if (device === this) live.delete(buffer);
-    return destroyDevice.call(this);
-  };
-}
 
 // Each load phase on the GPU: abort when `phase` first reports (after `after` bytes), and
 // report how long the call took to answer, GPU bytes left over, and whether the URL was cached.
@@ -69,7 +44,7 @@ const abortLoads = () =>
         code = e.code;
       }
       const answeredS = abortedAt === null ? null : (performance.now() - abortedAt) / 1000;
-      return { phase, code, answeredS, liveBytes: globalThis.__liveGpuBytes(), cached: await cached() };
+      return { phase, code, answeredS, liveBytes: globalThis.__gpuMemory.liveBytes(), cached: await cached() };
     };
     await deleteCachedModel(url);
     const download = await attempt("download", 20e6);
@@ -79,8 +54,8 @@ const abortLoads = () =>
     const compile = await attempt("compile");
     // The engine whose compilation went on is freed when it ends: wait for its bytes to go.
     const waitedFrom = performance.now();
-    while (globalThis.__liveGpuBytes() > 0 && performance.now() - waitedFrom < 60_000) await new Promise((r) => setTimeout(r, 200));
-    compile.liveBytesLater = globalThis.__liveGpuBytes();
+    while (globalThis.__gpuMemory.liveBytes() > 0 && performance.now() - waitedFrom < 60_000) await new Promise((r) => setTimeout(r, 200));
+    compile.liveBytesLater = globalThis.__gpuMemory.liveBytes();
     return { download, load, compile };
   });
 
@@ -134,25 +109,13 @@ const abortGenerations = ({ device }) =>
   });
 
 describe("abort in each phase, in Chromium", { timeout: 8 * MINUTE }, () => {
-  let server;
-  const browser = {};
-  const step = stepRunner(browser, "abort");
+  const suite = browserSuite("abort", { initScript: countGpuMemory });
+  const { browser, step } = suite;
 
-  before(async () => {
-    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    server = await startServer();
-    Object.assign(browser, await launchBrowser());
-    await browser.context.addInitScript(countGpuMemory);
-  });
-
-  after(async () => {
-    await browser.close?.();
-    await server?.stop();
-  });
 
   it("a GPU load aborted while downloading, uploading or compiling answers at once and leaves nothing", { timeout: 4 * MINUTE }, () =>
     step("load", async () => {
-      await browser.page.goto(server.url);
+      await browser.page.goto(suite.server.url);
       const r = await browser.page.evaluate(abortLoads);
       console.log(`aborted loads: ${JSON.stringify(r)}`);
       for (const phase of ["download", "load", "compile"]) {
@@ -170,7 +133,7 @@ describe("abort in each phase, in Chromium", { timeout: 8 * MINUTE }, () => {
   for (const device of ["cpu", "gpu"]) {
     it(`${device}: generations aborted in prefill and decode end with ABORTED; the engine then writes what it wrote before`, { timeout: 3 * MINUTE }, () =>
       step(`generate-${device}`, async () => {
-        await browser.page.goto(server.url);
+        await browser.page.goto(suite.server.url);
         const r = await browser.page.evaluate(abortGenerations, { device });
         console.log(`${device} aborted generations: ${JSON.stringify(r)}`);
         assert.ok(r.reference.length > 0);

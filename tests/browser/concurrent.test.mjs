@@ -8,14 +8,11 @@
 // Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
 // (./build.sh setup), and /usr/bin/chromium.
 
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { browserSuite } from "./helpers.mjs";
 
 const MINUTE = 60_000;
-
-const missing = missingPrerequisites();
-if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
 
 const together = () =>
   import("/pkg/index.js").then(async ({ createWorkerEngine }) => {
@@ -54,24 +51,13 @@ const together = () =>
   });
 
 describe("concurrent calls in Chromium", { timeout: 5 * MINUTE }, () => {
-  let server;
-  const browser = {};
-  const step = stepRunner(browser, "concurrent");
+  const suite = browserSuite("concurrent");
+  const { browser, step } = suite;
 
-  before(async () => {
-    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    server = await startServer();
-    Object.assign(browser, await launchBrowser());
-  });
-
-  after(async () => {
-    await browser.close?.();
-    await server?.stop();
-  });
 
   it("calls made at once are queued, and each gets what it gets alone", { timeout: 4 * MINUTE }, () =>
     step("together", async () => {
-      await browser.page.goto(server.url);
+      await browser.page.goto(suite.server.url);
       const r = await browser.page.evaluate(together);
       console.log(`concurrent: ${JSON.stringify(r)}`);
       for (const value of r.alone) assert.ok(value !== "" && value !== 0, `every call gave something: ${JSON.stringify(r.alone)}`);

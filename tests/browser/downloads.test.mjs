@@ -15,16 +15,13 @@
 // Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
 // (./build.sh setup), and /usr/bin/chromium.
 
-import { describe, it, before, after } from "node:test";
+import { describe, it, before } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import { DEFAULT_MODEL, launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { DEFAULT_MODEL, browserSuite } from "./helpers.mjs";
 
 const MINUTE = 60_000;
-
-const missing = missingPrerequisites();
-if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
 
 // In the page: load `url` with `options`, greedily write 4 tokens, unload. Resolves to the
 // text or the error, the progress events that were not plain byte counts, and the cached URLs.
@@ -64,55 +61,46 @@ const load = ({ url, options = {}, quota = false }) =>
   });
 
 describe("downloads under network faults in Chromium", { timeout: 8 * MINUTE }, () => {
-  let server;
-  const browser = {};
-  const step = stepRunner(browser, "downloads");
+  const suite = browserSuite("downloads");
+  const { browser, step } = suite;
   let healthy;
 
-  const sent = async () => (await fetch(new URL("/__sent", server.url))).json();
+  const sent = async () => (await fetch(new URL("/__sent", suite.server.url))).json();
 
   before(async () => {
-    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    server = await startServer();
-    Object.assign(browser, await launchBrowser());
-    await browser.page.goto(server.url);
+    await browser.page.goto(suite.server.url);
     healthy = await browser.page.evaluate(load, { url: "/models/default.gguf", options: { cache: false } });
     assert.ok(healthy.text, `the healthy model loads: ${JSON.stringify(healthy)}`);
   });
 
-  after(async () => {
-    await browser.close?.();
-    await server?.stop();
-  });
-
   it("a connection that keeps dropping is resumed with Range requests and cached whole", { timeout: 3 * MINUTE }, () =>
     step("flaky", async () => {
-      await server.resetRequests();
+      await suite.server.resetRequests();
       const r = await browser.page.evaluate(load, { url: "/test/flaky.gguf" });
       console.log(`flaky: ${JSON.stringify(r)}`);
       assert.equal(r.error, undefined, JSON.stringify(r.error));
       assert.equal(r.text, healthy.text, "the resumed model writes what the healthy one does");
       // Each response carries at most a third of the file; a connection reset can also lose
       // bytes that were in flight, which costs another resume.
-      const requests = (await server.requests())["/test/flaky.gguf"];
+      const requests = (await suite.server.requests())["/test/flaky.gguf"];
       assert.ok(requests >= 3 && requests <= 8, `${requests} requests`);
       assert.ok(r.cached.includes("/test/flaky.gguf"));
       // The cached copy is whole: it loads without the network and writes the same text.
       const again = await browser.page.evaluate(load, { url: "/test/flaky.gguf" });
       assert.equal(again.text, healthy.text);
-      assert.equal((await server.requests())["/test/flaky.gguf"], requests, "the second load used the cache");
+      assert.equal((await suite.server.requests())["/test/flaky.gguf"], requests, "the second load used the cache");
     }));
 
   it("a Content-Length that lies and an empty body are FETCH_FAILED and cache nothing", { timeout: 2 * MINUTE }, () =>
     step("lies", async () => {
-      await server.resetRequests();
+      await suite.server.resetRequests();
       const long = await browser.page.evaluate(load, { url: "/test/long-length.gguf" });
       console.log(`long length: ${JSON.stringify(long)}`);
       assert.equal(long.error?.code, "FETCH_FAILED", JSON.stringify(long));
       // Chromium notices the short body at the end (the resume is answered 416) or, when the
       // reset loses bytes in flight, earlier (the resume's Content-Range gives the true size).
       assert.match(long.error.message, /the server has no bytes past those|the server's sizes disagree \(its Content-Length said \d+ bytes, its Content-Range says \d+\)/);
-      assert.equal((await server.requests())["/test/long-length.gguf"], 2, "one resume");
+      assert.equal((await suite.server.requests())["/test/long-length.gguf"], 2, "one resume");
       const empty = await browser.page.evaluate(load, { url: "/test/empty.gguf" });
       assert.equal(empty.error?.code, "FETCH_FAILED", JSON.stringify(empty));
       assert.match(empty.error.message, /empty body/);
@@ -121,7 +109,7 @@ describe("downloads under network faults in Chromium", { timeout: 8 * MINUTE }, 
 
   it("a model the engine refuses at its header stops the download there and is not cached", { timeout: 2 * MINUTE }, () =>
     step("unsupported", async () => {
-      await server.resetRequests();
+      await suite.server.resetRequests();
       const r = await browser.page.evaluate(load, { url: "/test/unsupported.gguf" });
       console.log(`unsupported: ${JSON.stringify(r)}`);
       assert.equal(r.error?.code, "UNSUPPORTED_ARCHITECTURE", JSON.stringify(r));
@@ -134,11 +122,11 @@ describe("downloads under network faults in Chromium", { timeout: 8 * MINUTE }, 
 
   it("a full storage quota never fails the load nor downloads twice; a progress event says so", { timeout: 2 * MINUTE }, () =>
     step("quota", async () => {
-      await server.resetRequests();
+      await suite.server.resetRequests();
       const r = await browser.page.evaluate(load, { url: "/models/default.gguf?quota", quota: true });
       console.log(`quota: ${JSON.stringify({ ...r, cached: r.cached.length })}`);
       assert.equal(r.text, healthy.text);
-      assert.equal((await server.requests())["/models/default.gguf"], 1, "downloaded once");
+      assert.equal((await suite.server.requests())["/models/default.gguf"], 1, "downloaded once");
       assert.equal(r.notes.length, 1);
       assert.match(r.notes[0].cacheError, /QuotaExceededError/);
       await browser.page.reload(); // the real caches.open again

@@ -2,6 +2,7 @@
 // artifacts folder. Not a test file itself (node --test runs *.test.mjs).
 
 import { execFile, spawn } from "node:child_process";
+import { after, before } from "node:test";
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import os from "node:os";
@@ -245,4 +246,59 @@ export function withPoolingType(bytes, arch, pooling) {
   const view = new DataView(header.buffer);
   view.setBigUint64(16, view.getBigUint64(16, true) + 2n, true);
   return join(header, pool, padding, bytes.subarray(24));
+}
+
+// The setup most browser test files share, as before/after hooks of the enclosing describe():
+// the prerequisites checked, the demo server started, Chromium launched (with `initScript`, a
+// function, run in every page before its scripts). Returns {browser, step, server}; `server` is
+// set once the before hook has run.
+export function browserSuite(prefix, { initScript, webgpu = true } = {}) {
+  const suite = { browser: {}, server: null };
+  suite.step = stepRunner(suite.browser, prefix);
+  before(async () => {
+    const missing = missingPrerequisites();
+    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
+    suite.server = await startServer();
+    Object.assign(suite.browser, await launchBrowser({ webgpu }));
+    if (initScript) await suite.browser.context.addInitScript(initScript);
+  });
+  after(async () => {
+    await suite.browser.close?.();
+    await suite.server?.stop();
+  });
+  return suite;
+}
+
+// An init script: counts the bytes of every GPUBuffer the page creates and which device made it;
+// `GPUBuffer.destroy()` or the device's `destroy()` frees them (the WebGPU spec: destroying a
+// device destroys every buffer made on it). `__gpuMemory.liveBytes()` and `.stats` in the page.
+export function countGpuMemory() {
+  const live = new Map(); // GPUBuffer -> [device, bytes]
+  const stats = { devices: 0, destroyedDevices: 0, createdBytes: 0 };
+  globalThis.__gpuMemory = { stats, liveBytes: () => [...live.values()].reduce((n, [, b]) => n + b, 0) };
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    stats.devices += 1;
+    globalThis.__gpuMemory.lastDevice = device;
+    return device;
+  };
+  const createBuffer = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function (descriptor) {
+    const buffer = createBuffer.call(this, descriptor);
+    live.set(buffer, [this, descriptor.size]);
+    stats.createdBytes += descriptor.size;
+    return buffer;
+  };
+  const destroyBuffer = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function () {
+    live.delete(this);
+    return destroyBuffer.call(this);
+  };
+  const destroyDevice = GPUDevice.prototype.destroy;
+  GPUDevice.prototype.destroy = function () {
+    stats.destroyedDevices += 1;
+    for (const [buffer, [device]] of live) if (device === this) live.delete(buffer);
+    return destroyDevice.call(this);
+  };
 }

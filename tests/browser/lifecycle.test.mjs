@@ -9,49 +9,14 @@
 // Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
 // (./build.sh setup), and /usr/bin/chromium.
 
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { browserSuite, countGpuMemory } from "./helpers.mjs";
 
 const MINUTE = 60_000;
 const CYCLES = 4;
 const CPU_CYCLES = 50;
 const WARMUP_CYCLES = 10;
-
-const missing = missingPrerequisites();
-if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
-
-// Runs in the page before any script: wraps the WebGPU calls that allocate and free.
-function countGpuMemory() {
-  const live = new Map(); // GPUBuffer -> [device, bytes]
-  const stats = { devices: 0, destroyedDevices: 0, createdBytes: 0 };
-  globalThis.__gpuMemory = { stats, liveBytes: () => [...live.values()].reduce((n, [, b]) => n + b, 0) };
-  const requestDevice = GPUAdapter.prototype.requestDevice;
-  GPUAdapter.prototype.requestDevice = async function (...args) {
-    const device = await requestDevice.apply(this, args);
-    stats.devices += 1;
-    globalThis.__gpuMemory.lastDevice = device;
-    return device;
-  };
-  const createBuffer = GPUDevice.prototype.createBuffer;
-  GPUDevice.prototype.createBuffer = function (descriptor) {
-    const buffer = createBuffer.call(this, descriptor);
-    live.set(buffer, [this, descriptor.size]);
-    stats.createdBytes += descriptor.size;
-    return buffer;
-  };
-  const destroyBuffer = GPUBuffer.prototype.destroy;
-  GPUBuffer.prototype.destroy = function () {
-    live.delete(this);
-    return destroyBuffer.call(this);
-  };
-  const destroyDevice = GPUDevice.prototype.destroy;
-  GPUDevice.prototype.destroy = function () {
-    stats.destroyedDevices += 1;
-    for (const [buffer, [device]] of live) if (device === this) live.delete(buffer);
-    return destroyDevice.call(this);
-  };
-}
 
 const cycles = ({ cycles }) =>
   import("/pkg/index.js").then(async ({ createEngine }) => {
@@ -126,26 +91,14 @@ const loseDevice = () =>
   });
 
 describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
-  let server;
-  const browser = {};
-  const step = stepRunner(browser, "lifecycle");
+  const suite = browserSuite("lifecycle", { initScript: countGpuMemory });
+  const { browser, step } = suite;
 
-  before(async () => {
-    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    server = await startServer();
-    Object.assign(browser, await launchBrowser());
-    await browser.context.addInitScript(countGpuMemory);
-  });
-
-  after(async () => {
-    await browser.close?.();
-    await server?.stop();
-  });
 
   it(`${CYCLES} create -> generate -> unload cycles on the GPU leave no GPU memory held`, { timeout: 5 * MINUTE }, () =>
     step("gpu-cycles", async () => {
       const { page } = browser;
-      await page.goto(server.url);
+      await page.goto(suite.server.url);
       const r = await page.evaluate(cycles, { cycles: CYCLES });
       console.log(`lifecycle: ${JSON.stringify(r)}`);
       for (const [i, c] of r.after.entries()) {
@@ -160,7 +113,7 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
   it(`${CPU_CYCLES} cycles on the CPU engine leave wasm memory flat`, { timeout: 5 * MINUTE }, () =>
     step("cpu-cycles", async () => {
       const { page } = browser;
-      await page.goto(server.url);
+      await page.goto(suite.server.url);
       const r = await page.evaluate(cpuCycles, { cycles: CPU_CYCLES });
       console.log(`cpu cycles: memory ${r.memory[0]} -> ${r.memory.at(-1)} bytes, texts ${JSON.stringify(r.texts)}`);
       assert.equal(r.texts.length, 1, "every cycle writes the same greedy text");
@@ -178,7 +131,7 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
   it("a device lost mid-generation ends the call with DEVICE_LOST; the engine is lost until reload() recovers it from the cache", { timeout: 3 * MINUTE }, () =>
     step("device-lost", async () => {
       const { page } = browser;
-      await page.goto(server.url);
+      await page.goto(suite.server.url);
       const r = await page.evaluate(loseDevice);
       console.log(`device lost: ${JSON.stringify(r)}`);
       assert.ok(r.error, `the generation went on after its device was destroyed (${JSON.stringify(r.before)})`);

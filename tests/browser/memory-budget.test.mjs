@@ -8,14 +8,11 @@
 // Needs pkg/ built (./build.sh build), the default model, playwright-core in $LLAMA_WGPU_CACHE
 // (./build.sh setup), and /usr/bin/chromium.
 
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, missingPrerequisites, startServer, stepRunner } from "./helpers.mjs";
+import { browserSuite } from "./helpers.mjs";
 
 const MINUTE = 60_000;
-
-const missing = missingPrerequisites();
-if (missing.length) console.error(`missing prerequisites, every test will fail:\n  ${missing.join("\n  ")}`);
 
 const budgets = () =>
   import("/pkg/index.js").then(async ({ createEngine }) => {
@@ -44,25 +41,14 @@ const budgets = () =>
   });
 
 describe("the GPU memory budget in Chromium", { timeout: 4 * MINUTE }, () => {
-  let server;
-  const browser = {};
-  const step = stepRunner(browser, "memory-budget");
+  const suite = browserSuite("memory-budget");
+  const { browser, step } = suite;
 
-  before(async () => {
-    if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    server = await startServer();
-    Object.assign(browser, await launchBrowser());
-  });
-
-  after(async () => {
-    await browser.close?.();
-    await server?.stop();
-  });
 
   it("maxGpuBytes refuses a model too large for it and fits the context to it", { timeout: 3 * MINUTE }, () =>
     step("budgets", async () => {
       const { page } = browser;
-      await page.goto(server.url);
+      await page.goto(suite.server.url);
       const r = await page.evaluate(budgets);
       console.log(`memory budget: ${JSON.stringify(r)}`);
       assert.ok(r.tooSmall, "a 1 MB budget loaded the model");

@@ -12,6 +12,9 @@ use crate::generate::{
     Session, StepFuture,
 };
 use crate::loader::DeviceChoice;
+use crate::lora::LoraStack;
+
+mod adapters;
 use crate::memory_budget::ContextReduced;
 use crate::model::GpuModel;
 use crate::reference::ReferenceModel;
@@ -110,6 +113,10 @@ impl Backend for Box<dyn Backend> {
         (**self).hidden_states(tokens)
     }
 
+    fn set_lora<'a>(&'a mut self, lora: Option<LoraStack>) -> PrefillFuture<'a> {
+        (**self).set_lora(lora)
+    }
+
     fn stats(&self) -> BackendStats {
         (**self).stats()
     }
@@ -156,6 +163,10 @@ impl Backend for GpuModel {
         Box::pin(GpuModel::hidden_states(self, tokens))
     }
 
+    fn set_lora<'a>(&'a mut self, lora: Option<LoraStack>) -> PrefillFuture<'a> {
+        Box::pin(async move { GpuModel::set_lora(self, lora.as_ref()).await })
+    }
+
     fn stats(&self) -> BackendStats {
         let (encode_us_per_token, submit_us_per_token) = self.encode_and_submit_us();
         BackendStats {
@@ -170,6 +181,7 @@ impl Backend for GpuModel {
             readback_bytes_per_token: 4,
             encode_us_per_token,
             submit_us_per_token,
+            lora_gpu_bytes: self.lora_bytes(),
             ..Default::default()
         }
     }
@@ -217,6 +229,11 @@ impl Backend for ReferenceModel {
             Ok(hidden)
         };
         Box::pin(std::future::ready(run()))
+    }
+
+    fn set_lora<'a>(&'a mut self, lora: Option<LoraStack>) -> PrefillFuture<'a> {
+        ReferenceModel::set_lora(self, lora);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn stats(&self) -> BackendStats {
@@ -267,6 +284,11 @@ impl Backend for CpuModel {
         })
     }
 
+    fn set_lora<'a>(&'a mut self, lora: Option<LoraStack>) -> PrefillFuture<'a> {
+        CpuModel::set_lora(self, lora);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats {
             device: crate::cpu::describe(),
@@ -289,6 +311,8 @@ pub struct Engine {
     pooling: Option<Pooling>,
     /// Why the context is shorter than the one asked for, if it is.
     context_reduced: Option<ContextReduced>,
+    /// LoRA adapters kept, and the active set (`engine/adapters.rs`).
+    adapters: adapters::Adapters,
 }
 
 impl Engine {
@@ -322,6 +346,7 @@ impl Engine {
             grammars: None,
             pooling: None,
             context_reduced: None,
+            adapters: Default::default(),
         }
     }
 

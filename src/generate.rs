@@ -59,6 +59,9 @@ pub trait Backend {
     /// Run `tokens` at the next positions without the LM head and resolve to each token's
     /// final hidden state, rmsnorm(x) * output_norm (`[T][n_embd]`): what embeddings pool.
     fn hidden_states<'a>(&'a mut self, tokens: &'a [u32]) -> HiddenFuture<'a>;
+    /// Apply the active LoRA adapters, combined (`None`: none), from the next run on. The
+    /// KV cache was filled without them: the caller drops it (`Session::reset`).
+    fn set_lora<'a>(&'a mut self, lora: Option<crate::lora::LoraStack>) -> PrefillFuture<'a>;
     /// What the backend holds and does per token, for benchmarks.
     fn stats(&self) -> BackendStats {
         BackendStats::default()
@@ -89,6 +92,8 @@ pub struct BackendStats {
     /// inside `submit`.
     pub encode_us_per_token: f64,
     pub submit_us_per_token: f64,
+    /// GPU bytes the active LoRA adapters hold (their combined weights and scratch).
+    pub lora_gpu_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

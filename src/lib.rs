@@ -6,7 +6,7 @@
 //! turn text into ids, `reference` is the CPU decoder every GPU result is checked against,
 //! `cpu` is the fast CPU engine (quantized SIMD kernels, batched prefill), `loader` takes a
 //! file or a stream onto the chosen device, `sampler` picks tokens, `generate` is the loop, and
-//! `embed` pools hidden states into embeddings, and `engine`
+//! `embed` pools hidden states into embeddings, `lora` reads and combines adapters, and `engine`
 //! ties them into the public API.
 
 pub mod arch;
@@ -24,6 +24,7 @@ pub mod gguf_writer;
 pub mod gpu;
 pub mod loader;
 pub mod logprobs;
+pub mod lora;
 pub mod memory_budget;
 pub mod model;
 pub mod quant;

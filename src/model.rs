@@ -17,7 +17,9 @@ use crate::gpu::kernel::{range, readback_buffer, storage_buffer, whole, Op};
 use crate::gpu::kernels::rope::{KvCache, RopeExtras};
 use crate::gpu::kernels::sample::LogprobsReadback;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
+use crate::gpu::lora::{GpuLora, LoraKernels};
 use crate::gpu::GpuContext;
+use crate::lora::{LoraStack, Slot};
 use crate::sampler::Sampler;
 
 pub use crate::gpu::loader::{LayerWeights, WeightLoader, Weights};
@@ -76,6 +78,10 @@ pub struct GpuModel {
     /// Dispatches of the final norm, LM head and sampler (the end of `decode_ops`).
     head_dispatches: usize,
     position: usize,
+    /// The active LoRA adapters (their ops are in `decode_ops` and `prefill_ops`), and their
+    /// pipelines, compiled on the first `set_lora`.
+    lora: Option<GpuLora>,
+    lora_kernels: Option<LoraKernels>,
     gpu_bytes: u64,
     /// CPU seconds spent encoding decode steps and in their `submit` calls, and how many steps:
     /// the per-token CPU cost that bounds small models on real GPUs.
@@ -153,18 +159,66 @@ impl GpuModel {
             final_norm_ops: Vec::new(),
             head_dispatches: 0,
             position: 0,
+            lora: None,
+            lora_kernels: None,
         };
-        let mut decode_ops = model.layer_ops(&model.decode)?;
-        let head = model.head_ops()?;
-        model.head_dispatches = head.len();
-        decode_ops.extend(head);
-        model.decode_ops = decode_ops;
-        model.prefill_ops = model.layer_ops(&model.prefill)?;
+        model.bind_steps()?;
         model.final_norm_ops = model.final_norm_ops()?;
         model.pipelined = model.ctx.pipelined_decode;
         model.gpu_bytes = model.ctx.allocated_bytes() - model.weights.allocated_before;
         model.ctx.check()?;
         Ok(model)
+    }
+
+    /// Bind the ops of a decode step and of a prefill batch (again after adapters change).
+    fn bind_steps(&mut self) -> Result<()> {
+        let mut decode_ops = self.layer_ops(&self.decode)?;
+        let head = self.head_ops()?;
+        self.head_dispatches = head.len();
+        decode_ops.extend(head);
+        self.decode_ops = decode_ops;
+        self.prefill_ops = self.layer_ops(&self.prefill)?;
+        Ok(())
+    }
+
+    /// Apply these adapters (the active set, combined) from the next step on, or none. The
+    /// KV cache's keys and values were computed without them: the caller starts over (the
+    /// engine's session does). Their pipelines are compiled on the first call.
+    pub async fn set_lora(&mut self, stack: Option<&LoraStack>) -> Result<()> {
+        self.discard_in_flight();
+        self.lora = None;
+        if let Some(stack) = stack {
+            if self.lora_kernels.is_none() {
+                let k = LoraKernels::new(&self.ctx, &self.config, &self.kernels).await?;
+                self.lora_kernels = Some(k);
+            }
+            let c = &self.config;
+            let outputs = |layer: Option<usize>, slot: Slot| match (layer, slot) {
+                (None, _) => vec![c.n_vocab],
+                (_, Slot::Qkv) => vec![c.q_dim(), c.kv_dim(), c.kv_dim()],
+                (_, Slot::GateUp) => vec![c.n_ff, c.n_ff],
+                (_, Slot::AttnOutput | Slot::Down) => vec![c.n_embd],
+            };
+            let max_tokens = self.prefill.max_tokens;
+            self.lora = Some(GpuLora::upload(&self.ctx, stack, max_tokens, outputs)?);
+        }
+        let bound = self.bind_steps();
+        if bound.is_err() {
+            self.lora = None;
+            self.bind_steps()?;
+        }
+        bound?;
+        self.ctx.check()
+    }
+
+    /// GPU bytes the active adapters hold.
+    pub fn lora_bytes(&self) -> u64 {
+        self.lora.as_ref().map_or(0, GpuLora::bytes)
+    }
+
+    /// The adapters and their pipelines, for the graph builder.
+    fn lora_for_graph(&self) -> Option<(&GpuLora, &LoraKernels)> {
+        self.lora.as_ref().zip(self.lora_kernels.as_ref())
     }
 
     /// The transformer blocks over the rows of `a` (embedding included), for batches of up to
@@ -173,14 +227,16 @@ impl GpuModel {
     fn layer_ops(&self, a: &Activations) -> Result<Vec<Op>> {
         let (c, w, kv) = (&self.config, &self.weights, &self.kv);
         let v = a.views();
-        let mut g = Graph::new(&self.ctx, &self.kernels, &self.step, a.max_tokens);
+        let mut g = Graph::new(&self.ctx, &self.kernels, &self.step, a.max_tokens)
+            .with_lora(self.lora_for_graph());
         // x = token_embd[tokens] * embedding_scale                          [n_tokens, n_embd]
         g.embed(&w.token_embd, &a.tokens, v.x, c.embedding_scale)?;
         for (l, lw) in w.layers.iter().enumerate() {
             // h = rmsnorm(x) * attn_norm
             let h = g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
-            // q, k, v = Wq h, Wk h, Wv h                          [n_tokens, q_dim | kv_dim]
+            // q, k, v = Wq h, Wk h, Wv h (+ LoRA)                 [n_tokens, q_dim | kv_dim]
             g.project(&lw.qkv, h, &[v.q, v.k, v.v])?;
+            g.lora(Some(l), Slot::Qkv, h, &[v.q, v.k, v.v])?;
             // q, k = rope(rmsnorm per head(q + bq, k + bk)); k, v + bv into the cache
             let extras = RopeExtras {
                 bias: lw.qkv_bias.as_ref().map(whole),
@@ -191,9 +247,13 @@ impl GpuModel {
             g.attention(v.q_rope, kv, l, &a.scratch, v.att, c.window(l))?;
             // x += Wo att, normed first with post_attention_norm (gemma3)
             match &lw.post_attn_norm {
-                None => g.linear_add(&lw.wo, v.att, v.x)?,
+                None => {
+                    g.linear_add(&lw.wo, v.att, v.x)?;
+                    g.lora(Some(l), Slot::AttnOutput, v.att.into(), &[v.x])?;
+                }
                 Some(norm) => {
                     g.linear(&lw.wo, v.att, v.h)?;
+                    g.lora(Some(l), Slot::AttnOutput, v.att.into(), &[v.h])?;
                     g.rmsnorm_add(v.h, norm, v.x)?;
                 }
             }
@@ -201,12 +261,17 @@ impl GpuModel {
             let h = g.rmsnorm(v.x, &lw.ffn_norm, v.h)?;
             // gate = act(Wgate h) * (Wup h)                                  [n_tokens, n_ff]
             g.project(&lw.gate_up, h, &[v.gate, v.up])?;
+            g.lora(Some(l), Slot::GateUp, h, &[v.gate, v.up])?;
             let gate = g.gate(v.gate, v.up)?;
             // x += Wdown gate, normed first with post_ffw_norm (gemma3)
             match &lw.post_ffn_norm {
-                None => g.linear_add(&lw.w_down, gate, v.x)?,
+                None => {
+                    g.linear_add(&lw.w_down, gate, v.x)?;
+                    g.lora(Some(l), Slot::Down, gate, &[v.x])?;
+                }
                 Some(norm) => {
                     g.linear(&lw.w_down, gate, v.h)?;
+                    g.lora(Some(l), Slot::Down, gate, &[v.h])?;
                     g.rmsnorm_add(v.h, norm, v.x)?;
                 }
             }
@@ -218,7 +283,7 @@ impl GpuModel {
     fn head_ops(&self) -> Result<Vec<Op>> {
         let (ctx, k, a) = (&self.ctx, &self.kernels, &self.decode);
         let (v, w) = (a.views(), &self.weights);
-        let mut g = Graph::new(ctx, k, &self.step, 1);
+        let mut g = Graph::new(ctx, k, &self.step, 1).with_lora(self.lora_for_graph());
         let h = g.rmsnorm(v.x, &w.output_norm, v.h)?;
         let logits = View {
             buffer: &self.logits,
@@ -226,6 +291,7 @@ impl GpuModel {
             width: self.config.n_vocab,
         };
         g.linear(w.lm_head(), h, logits)?;
+        g.lora(None, Slot::Qkv, h, &[logits])?;
         let mut ops = g.ops;
         ops.extend(k.sampler.op(
             ctx,

@@ -105,3 +105,78 @@ pub fn synthesize(gguf: &[u8], out: &std::path::Path, header_only: bool) -> Resu
     file.flush().map_err(io)?;
     Ok(written)
 }
+
+/// A random LoRA adapter GGUF for `config`'s model, as llama.cpp writes adapters: every
+/// matrix an adapter can adapt (the block projections, and `output.weight` when the model has
+/// its own) whose name `adapt` accepts, `lora_a` uniform in ±1/sqrt(n_in) and `lora_b` in
+/// ±`amplitude`, stored as `ty` (F32 or F16), `adapter.lora.alpha` = `alpha`. For benchmarks
+/// (the cost of an adapter does not depend on its values) and tests.
+pub fn random_lora(
+    config: &crate::config::Config,
+    rank: usize,
+    alpha: f32,
+    amplitude: f32,
+    ty: GgmlType,
+    seed: u64,
+    adapt: &dyn Fn(&str) -> bool,
+) -> Result<Vec<u8>> {
+    use crate::gguf::Value;
+    if !matches!(ty, GgmlType::F32 | GgmlType::F16) || rank == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "a random adapter is F32 or F16 of rank >= 1, not {ty} of rank {rank}"
+        )));
+    }
+    let mut state = seed;
+    let mut uniform = |scale: f32| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+    };
+    let encode = |values: Vec<f32>| -> Vec<u8> {
+        match ty {
+            GgmlType::F16 => values
+                .into_iter()
+                .flat_map(|v| f16::from_f32(v).to_le_bytes())
+                .collect(),
+            _ => values.into_iter().flat_map(f32::to_le_bytes).collect(),
+        }
+    };
+    let mut w = crate::gguf_writer::GgufWriter::new();
+    w.metadata("general.type", Value::String("adapter".into()))
+        .metadata("adapter.type", Value::String("lora".into()))
+        .metadata("adapter.lora.alpha", Value::F32(alpha))
+        .metadata(
+            "general.architecture",
+            Value::String(config.arch.name.into()),
+        )
+        .metadata(
+            "general.name",
+            Value::String(format!("random-lora-r{rank}")),
+        );
+    let matrices = config
+        .expected_tensors()
+        .into_iter()
+        .filter(|(name, dims)| dims.len() == 2 && name != crate::config::TOKEN_EMBD && adapt(name));
+    for (name, dims) in matrices {
+        let (n_in, n_out) = (dims[0], dims[1]);
+        let a_scale = 1.0 / (n_in as f32).sqrt();
+        let a = (0..rank as u64 * n_in).map(|_| uniform(a_scale)).collect();
+        let b = (0..n_out * rank as u64)
+            .map(|_| uniform(amplitude))
+            .collect();
+        w.tensor(
+            &format!("{name}.lora_a"),
+            &[n_in, rank as u64],
+            ty,
+            encode(a),
+        );
+        w.tensor(
+            &format!("{name}.lora_b"),
+            &[rank as u64, n_out],
+            ty,
+            encode(b),
+        );
+    }
+    Ok(w.to_bytes())
+}

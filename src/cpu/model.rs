@@ -17,6 +17,7 @@ use crate::cpu::q8::Q8Activations;
 use crate::cpu::weights::{CpuWeights, Matrix};
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
+use crate::lora::{self, LoraStack, Slot};
 use crate::reference::ops::{
     add, attention, gelu_tanh, rmsnorm, rmsnorm_heads, silu, zeroed_cache, Rope,
 };
@@ -50,6 +51,8 @@ pub struct CpuModel {
     pos: usize,
     b: Batch,
     logits: Vec<f32>,
+    /// The active LoRA adapters, combined (`lora::LoraStack`).
+    lora: Option<LoraStack>,
 }
 
 impl CpuModel {
@@ -85,6 +88,7 @@ impl CpuModel {
             pos: 0,
             b: Batch::default(),
             logits: vec![0.0; config.n_vocab],
+            lora: None,
             config,
             w,
         })
@@ -107,6 +111,12 @@ impl CpuModel {
     /// Forget everything after the first `n` tokens.
     pub fn truncate(&mut self, n: usize) {
         self.pos = self.pos.min(n);
+    }
+
+    /// Apply these adapters from the next pass on (`None`: none). The cached keys and values
+    /// were computed without them: the caller starts over.
+    pub fn set_lora(&mut self, lora: Option<LoraStack>) {
+        self.lora = lora;
     }
 
     /// Bytes held: weights, KV cache and the activations of the largest pass so far.
@@ -194,7 +204,7 @@ impl CpuModel {
         let (t_len, pos0) = (tokens.len(), self.pos);
         let (e, q_dim, kv_dim, ff, eps) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.rms_eps);
         let qkv_dim = q_dim + 2 * kv_dim;
-        let b = &mut self.b;
+        let (b, lora) = (&mut self.b, self.lora.as_ref());
         for (v, width) in [
             (&mut b.x, e),
             (&mut b.h, e),
@@ -223,9 +233,10 @@ impl CpuModel {
             // h[t] = rmsnorm(x[t]) * attn_norm                                     [T][n_embd]
             rmsnorm_rows(&mut b.h, &b.x, &layer.attn_norm, eps);
 
-            // q, k, v = Wq h, Wk h, Wv h (+ biases)                [T][q_dim | kv_dim | kv_dim]
+            // q, k, v = Wq h, Wk h, Wv h (+ LoRA, + biases)       [T][q_dim | kv_dim | kv_dim]
             quantize_rows(&mut b.acts, &b.h, e)?;
             project(&layer.qkv, &b.acts, &mut b.qkv, &mut b.part)?;
+            lora::apply(lora, l, Slot::Qkv, &b.h, &mut b.qkv);
             let rope = Rope {
                 style: c.rope_style,
                 head_dim: c.head_dim,
@@ -271,6 +282,7 @@ impl CpuModel {
                 &mut b.h,
                 &mut b.part,
             )?;
+            lora::apply(lora, l, Slot::AttnOutput, &b.att, &mut b.h);
             add_block_output(&mut b.x, &mut b.h, layer.post_attn_norm.as_deref(), e, eps);
 
             // h = rmsnorm(x) * ffn_norm                                           [T][n_embd]
@@ -279,6 +291,7 @@ impl CpuModel {
             // gate = act(Wgate h) * (Wup h)                                          [T][n_ff]
             quantize_rows(&mut b.acts, &b.h, e)?;
             project(&layer.gate_up, &b.acts, &mut b.gate_up, &mut b.part)?;
+            lora::apply(lora, l, Slot::GateUp, &b.h, &mut b.gate_up);
             let act = match c.arch.activation {
                 Activation::Silu => silu,
                 Activation::GeluTanh => gelu_tanh,
@@ -302,6 +315,7 @@ impl CpuModel {
                 &mut b.h,
                 &mut b.part,
             )?;
+            lora::apply(lora, l, Slot::Down, &b.gate, &mut b.h);
             add_block_output(&mut b.x, &mut b.h, layer.post_ffn_norm.as_deref(), e, eps);
         }
         self.pos += t_len;
@@ -324,7 +338,9 @@ impl CpuModel {
             &head.data,
             &b.acts[..1],
             &mut self.logits,
-        )
+        )?;
+        lora::apply_head(self.lora.as_ref(), h, &mut self.logits);
+        Ok(())
     }
 }
 

@@ -20,8 +20,10 @@ use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
 use crate::gpu::kernels::sample::GpuSampler;
 use crate::gpu::loader::{LayerWeights, Weights};
+use crate::gpu::lora::{GpuLora, GpuLoraGroup, LoraKernels};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
+use crate::lora::Slot;
 
 /// Every kernel a model uses, compiled once at load for its weight types and options.
 pub struct Kernels {
@@ -209,6 +211,8 @@ pub struct Graph<'a> {
     /// The step uniform: batch size and position of each run.
     step: &'a wgpu::Buffer,
     tokens: usize,
+    /// The active LoRA adapters and their pipelines, if any (`lora` records nothing without).
+    lora: Option<(&'a GpuLora, &'a LoraKernels)>,
     pub ops: Vec<Op>,
 }
 
@@ -224,8 +228,15 @@ impl<'a> Graph<'a> {
             k,
             step,
             tokens,
+            lora: None,
             ops: Vec::new(),
         }
+    }
+
+    /// Apply these adapters where the pass calls [`lora`](Self::lora).
+    pub fn with_lora(mut self, lora: Option<(&'a GpuLora, &'a LoraKernels)>) -> Graph<'a> {
+        self.lora = lora;
+        self
     }
 
     /// x = table[ids] * scale
@@ -311,11 +322,64 @@ impl<'a> Graph<'a> {
     }
 
     fn matmul_into(&mut self, w: &GpuWeight, x: Input<'_>, y: View<'_>, add: bool) -> Result<()> {
-        self.matmul(w, x, y.buffer, &Route::contiguous(w, y.offset / 4), add)
+        let products = (&self.k.matvec, &self.k.matmul);
+        let routes = Route::contiguous(w, y.offset / 4);
+        self.matmul(products, w, x, y.buffer, &routes, add)
     }
 
     /// [outs[0]; outs[1]; ...] = P x: every output view in one buffer.
     pub fn project(&mut self, p: &Projection, x: Input<'_>, outs: &[View<'_>]) -> Result<()> {
+        let products = (&self.k.matvec, &self.k.matmul);
+        self.project_with(products, p, x, outs, false)
+    }
+
+    /// [outs[0]; outs[1]; ...] += B (A x) for the active adapters' group of block `layer`'s
+    /// `slot` (`None`: the LM head), when they have one: right after the projection it adapts
+    /// (before biases and post-norms), on the same input and outputs.
+    pub fn lora(
+        &mut self,
+        layer: Option<usize>,
+        slot: Slot,
+        x: Input<'_>,
+        outs: &[View<'_>],
+    ) -> Result<()> {
+        let Some((lora, kernels)) = self.lora else {
+            return Ok(());
+        };
+        let group: Option<&GpuLoraGroup> = match layer {
+            Some(l) => lora.group(l, slot),
+            None => lora.head(),
+        };
+        let Some(g) = group else {
+            return Ok(());
+        };
+        if self.tokens > lora.max_tokens {
+            return Err(Error::InvalidArgument(format!(
+                "the adapters' scratch holds {} tokens, the batch {}",
+                lora.max_tokens, self.tokens
+            )));
+        }
+        let products = (&kernels.matvec, &kernels.matmul);
+        // t = A x                                                               [T][rank]
+        let t = View {
+            buffer: &lora.scratch,
+            offset: 0,
+            width: g.a.rows as usize,
+        };
+        let routes = Route::contiguous(&g.a, 0);
+        self.matmul(products, &g.a, x, t.buffer, &routes, false)?;
+        // outs += B t
+        self.project_with(products, &g.b, t.into(), outs, true)
+    }
+
+    fn project_with(
+        &mut self,
+        products: (&MatVec, &MatMul),
+        p: &Projection,
+        x: Input<'_>,
+        outs: &[View<'_>],
+        accumulate: bool,
+    ) -> Result<()> {
         let buffer = outs[0].buffer;
         let same = outs.iter().all(|o| o.buffer == buffer);
         let widths: Vec<usize> = outs.iter().map(|o| o.width).collect();
@@ -328,7 +392,7 @@ impl<'a> Graph<'a> {
         }
         let bases: Vec<u64> = outs.iter().map(|o| o.offset / 4).collect();
         for (w, routes) in p.weights.iter().zip(p.routes(&bases)) {
-            self.matmul(w, x, buffer, &routes, false)?;
+            self.matmul(products, w, x, buffer, &routes, accumulate)?;
         }
         Ok(())
     }
@@ -336,6 +400,7 @@ impl<'a> Graph<'a> {
     /// One token: a matvec, applying what `x` still asks for as it loads it; a batch: a matmul.
     fn matmul(
         &mut self,
+        (matvec, matmul): (&MatVec, &MatMul),
         w: &GpuWeight,
         x: Input<'_>,
         y: &wgpu::Buffer,
@@ -347,10 +412,9 @@ impl<'a> Graph<'a> {
         let ops = match (t, x) {
             (1, x) => {
                 let input = self.matvec_input(x)?;
-                let k = &self.k.matvec;
-                k.op_input(ctx, w, input, y, routes, accumulate)?
+                matvec.op_input(ctx, w, input, y, routes, accumulate)?
             }
-            (n, Input::View(x)) => self.k.matmul.op_routed(
+            (n, Input::View(x)) => matmul.op_routed(
                 ctx,
                 w,
                 x.binding(n),

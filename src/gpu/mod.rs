@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod kernel_bench;
 pub mod kernels;
 pub mod loader;
+pub mod lora;
 pub mod weight_types;
 pub mod weights;
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::cpu::weights::CpuWeights;
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
+use crate::lora::{self, LoraStack, Slot};
 
 pub(crate) mod ops;
 
@@ -42,6 +43,8 @@ pub struct ReferenceModel {
     /// Store keys and values rounded to f16, as the GPU's f16 KV cache (and llama.cpp's
     /// default cache) does; the arithmetic stays f32.
     f16_cache: bool,
+    /// The active LoRA adapters, combined (`lora::LoraStack`).
+    lora: Option<LoraStack>,
 }
 
 impl ReferenceModel {
@@ -90,6 +93,7 @@ impl ReferenceModel {
             pos: 0,
             s,
             f16_cache: false,
+            lora: None,
         })
     }
 
@@ -123,12 +127,19 @@ impl ReferenceModel {
         self.pos = 0;
     }
 
+    /// Apply these adapters from the next token on (`None`: none). The cached keys and values
+    /// were computed without them: the caller starts over.
+    pub fn set_lora(&mut self, lora: Option<LoraStack>) {
+        self.lora = lora;
+    }
+
     /// Run `token` at the next position and return the logits for the token after it
     /// (n_vocab values).
     pub fn forward(&mut self, token: u32) -> Result<&[f32]> {
         self.hidden(token)?;
         // logits = Woutput h; Woutput = token_embd when tied                        [n_vocab]
         matvec(self.w.lm_head(), &self.s.h, &mut self.s.logits)?;
+        lora::apply_head(self.lora.as_ref(), &self.s.h, &mut self.s.logits);
         Ok(&self.s.logits)
     }
 
@@ -149,7 +160,7 @@ impl ReferenceModel {
                 context: self.context,
             });
         }
-        let s = &mut self.s;
+        let (s, lora) = (&mut self.s, self.lora.as_ref());
         let (kv_dim, eps) = (c.kv_dim(), c.rms_eps);
         let layer_cache = self.context * kv_dim;
 
@@ -167,8 +178,9 @@ impl ReferenceModel {
             // h = rmsnorm(x) * attn_norm                                              [n_embd]
             rmsnorm(&mut s.h, &s.x, &layer.attn_norm, eps);
 
-            // q, k, v = Wq h, Wk h, Wv h (+ biases)                     [q_dim | kv_dim | kv_dim]
+            // q, k, v = Wq h, Wk h, Wv h (+ LoRA B (A h), + biases)   [q_dim | kv_dim | kv_dim]
             project(&layer.qkv, &s.h, &mut s.qkv)?;
+            lora::apply(lora, l, Slot::Qkv, &s.h, &mut s.qkv);
             if let Some(b) = &layer.qkv_bias {
                 add(&mut s.qkv, b);
             }
@@ -207,6 +219,7 @@ impl ReferenceModel {
 
             // x += Wo att, normed first with post_attention_norm (gemma3)             [n_embd]
             matvec(&layer.wo, &s.att, &mut s.h)?;
+            lora::apply(lora, l, Slot::AttnOutput, &s.att, &mut s.h);
             if let Some(w) = &layer.post_attn_norm {
                 let o = s.h.clone();
                 rmsnorm(&mut s.h, &o, w, eps);
@@ -218,6 +231,7 @@ impl ReferenceModel {
 
             // gate = act(Wgate h) * (Wup h)                                            [n_ff]
             project(&layer.gate_up, &s.h, &mut s.gate_up)?;
+            lora::apply(lora, l, Slot::GateUp, &s.h, &mut s.gate_up);
             let (gate, up) = s.gate_up.split_at_mut(c.n_ff);
             let act = match c.arch.activation {
                 Activation::Silu => silu,
@@ -229,6 +243,7 @@ impl ReferenceModel {
 
             // x += Wdown gate, normed first with post_ffw_norm (gemma3)               [n_embd]
             matvec(&layer.w_down, gate, &mut s.h)?;
+            lora::apply(lora, l, Slot::Down, gate, &mut s.h);
             if let Some(w) = &layer.post_ffn_norm {
                 let o = s.h.clone();
                 rmsnorm(&mut s.h, &o, w, eps);

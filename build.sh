@@ -340,6 +340,12 @@ cmd_bench() {
   "$bin" bench --model "$DEFAULT_MODEL" --device gpu "${args[@]}" > "$out/native-gpu.json"
   "$bin" bench --model "$DEFAULT_MODEL" --device cpu "${args[@]}" > "$out/native-cpu.json"
   "$bin" bench --model "$DEFAULT_MODEL" --device reference "${rargs[@]}" > "$out/native-reference.json"
+  # The cost of a LoRA adapter: a random rank-16 one on every projection, same runs.
+  local lora="$CACHE/models/SmolLM2-135M-Instruct.lora-r16.gguf"
+  [ -f "$lora" ] || "$bin" synth-lora --model "$DEFAULT_MODEL" --out "$lora" --rank 16 >/dev/null
+  log "native: the GPU and the CPU engine with a rank-16 LoRA adapter"
+  "$bin" bench --model "$DEFAULT_MODEL" --device gpu --lora "$lora" "${args[@]}" > "$out/native-gpu-lora.json"
+  "$bin" bench --model "$DEFAULT_MODEL" --device cpu --lora "$lora" "${args[@]}" > "$out/native-cpu-lora.json"
   # The other architectures, natively, on the GPU and the CPU engine (shorter runs: the GPU on
   # an emulated adapter is slow on 0.5B). Quick mode runs only the smallest, to check the
   # harness and report handle them.

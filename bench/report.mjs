@@ -8,6 +8,7 @@
 //   native-gpu.json        `llama-wgpu bench --json --device gpu`
 //   native-cpu.json        `llama-wgpu bench --json --device cpu` (the CPU engine)
 //   native-reference.json  `llama-wgpu bench --json --device reference` (the f32 reference decoder)
+//   native-{gpu,cpu}-lora.json  the same with `--lora` (a random rank-16 adapter of every projection)
 //   native-llama-cpp.json  the same shape from llama.cpp, plus "engine": "llama.cpp"
 //   models/NAME.DEVICE.json `llama-wgpu bench --json --device DEVICE` on another architecture's
 //                          model (NAME.gguf)
@@ -310,7 +311,9 @@ function markdown(r) {
 
   const native = [
     ["gpu", "llama-wgpu, GPU"],
+    ["gpu_lora", "llama-wgpu, GPU + rank-16 LoRA"],
     ["cpu", "llama-wgpu, CPU engine"],
+    ["cpu_lora", "llama-wgpu, CPU engine + rank-16 LoRA"],
     ["reference", "llama-wgpu, f32 reference"],
     ["llama_cpp", "llama.cpp, CPU"],
   ].filter(([k]) => r.native[k]);
@@ -323,7 +326,8 @@ function markdown(r) {
       `\`llama-wgpu bench --json --device gpu|cpu|reference\`: ${n0.prompt_tokens}-token prompt, ${n0.gen_tokens} generated, median of ${n0.repeats} (min–max), ` +
         "unless the tokens column says otherwise (the f32 reference runs shorter); load once per process. " +
         "The CPU engine is the quantized SIMD one users get without a GPU; the f32 reference is the slow decoder the tests compare against. " +
-        "Embeddings/s: `engine.embed` of inputs as long as the prompt, 4 per call, the default model pooled by its last token (any pooling costs the same).",
+        "Embeddings/s: `engine.embed` of inputs as long as the prompt, 4 per call, the default model pooled by its last token (any pooling costs the same). " +
+        "\"+ rank-16 LoRA\": the same with `--lora`, a random rank-16 adapter (`llama-wgpu synth-lora`) on every projection of every layer.",
     );
     L.push("");
     L.push("| engine | device | tokens (prompt + generated × runs) | load s | prefill tok/s | decode tok/s | TTFT s | embeddings/s (prompt-long inputs) | GPU memory | CPU engine memory | host peak RSS after load | dispatches / token | submits / token | readback / token | encode µs / token |");
@@ -606,7 +610,9 @@ function main() {
   const browser = readJson(o.out, "browser.json");
   const native = {
     gpu: readJson(o.out, "native-gpu.json"),
+    gpu_lora: readJson(o.out, "native-gpu-lora.json"),
     cpu: readJson(o.out, "native-cpu.json"),
+    cpu_lora: readJson(o.out, "native-cpu-lora.json"),
     reference: readJson(o.out, "native-reference.json"),
     llama_cpp: readJson(o.out, "native-llama-cpp.json"),
   };

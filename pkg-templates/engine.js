@@ -1,3 +1,4 @@
+import { activeList, adapterLoadArgs } from "./adapters.js";
 import { Channel } from "./channel.js";
 import { LlamaWgpuError, abortError, invalidArgument, throwIfAborted } from "./errors.js";
 import { ChunkShaper, chatCompletion, completionId, embeddingList } from "./openai.js";
@@ -10,6 +11,8 @@ import { linkedController } from "./signals.js";
 //     onPiece(piece, logprobEntry?) once per token that has text or logprobs
 //   embed(inputs, signal) -> Promise<{data: Float32Array, dimensions, promptTokens, pooling}>
 //   stats(), resetChat(), countTokens(text), reload({onProgress, signal}), unload()
+//   loadAdapter(source, {cache, sha256}, {signal, onProgress}) -> Promise<{id, name, rank, ...}>,
+//     setAdapters([{id, scale}]), removeAdapter(id)
 // and queues its calls, so generations started together run one after another.
 //
 // A lost GPU device (driver reset, a mobile tab backgrounded, device.destroy()) ends the call
@@ -19,6 +22,8 @@ export class Engine {
   #backend;
   #state = "ready"; // "ready" | "lost" | "unloaded"
   #onDeviceLost;
+  #adapters = new Set(); // the Adapter handles loadAdapter gave, until unloadAdapter
+  #active = []; // [{adapter, scale}]
 
   constructor(backend, { onDeviceLost } = {}) {
     this.#backend = backend;
@@ -37,6 +42,53 @@ export class Engine {
 
   stats() {
     return { ...this.#backend.stats(), state: this.#state };
+  }
+
+  // A LoRA adapter GGUF (llama.cpp's format) for this model, from a URL (downloaded and cached
+  // like a model), a File/Blob, bytes or a stream; applied at `scale` (default 1) beside the
+  // adapters already active. Resolves to its handle {id, name, rank, alpha, tensors, bytes}.
+  async loadAdapter(source, options = {}) {
+    const { scale, load } = adapterLoadArgs(source, options);
+    const { signal, onProgress, ...read } = load;
+    throwIfAborted(signal);
+    const info = await this.#watch(() => this.#backend.loadAdapter(source, read, { signal, onProgress }));
+    const adapter = Object.freeze({ ...info });
+    this.#adapters.add(adapter);
+    try {
+      await this.setAdapters([...this.#active, { adapter, scale }]);
+    } catch (error) {
+      await this.unloadAdapter(adapter).catch(() => {});
+      throw error;
+    }
+    return adapter;
+  }
+
+  // The adapters every later call runs with: [{adapter, scale}] (empty: none). Scales are
+  // llama.cpp's (the update is scale * alpha / rank * BA); 0 leaves an adapter out. The
+  // conversation cache starts over.
+  async setAdapters(list) {
+    const active = activeList(list, (a) => this.#adapters.has(a));
+    const ids = active.map(({ adapter, scale }) => ({ id: adapter.id, scale }));
+    try {
+      await this.#watch(() => this.#backend.setAdapters(ids));
+    } catch (error) {
+      if (error?.code !== "INVALID_ARGUMENT") this.#active = []; // the engine dropped them all
+      throw error;
+    }
+    this.#active = active;
+  }
+
+  // Free an adapter (taken out of the active set first).
+  async unloadAdapter(adapter) {
+    if (!this.#adapters.has(adapter)) throw invalidArgument("unloadAdapter: not an adapter loaded in this engine (or already unloaded)");
+    await this.#watch(() => this.#backend.removeAdapter(adapter.id));
+    this.#adapters.delete(adapter);
+    this.#active = this.#active.filter((a) => a.adapter !== adapter);
+  }
+
+  // The active adapters: [{adapter, scale}].
+  adapters() {
+    return this.#active.map(({ adapter, scale }) => ({ adapter, scale }));
   }
 
   resetChat() {

@@ -464,6 +464,18 @@ export interface Engine {
   /** Tokens the text makes as a raw prompt. */
   countTokens(text: string): Promise<number>;
 
+  /** Reads a LoRA adapter GGUF (llama.cpp's format: `general.type` "adapter", `lora_a`/`lora_b`
+   * tensors) for this model and applies it beside the active ones. An adapter made for another
+   * base model rejects with MODEL_INVALID naming the tensor; a file that is no adapter too. */
+  loadAdapter(source: ModelSource, options?: LoadAdapterOptions): Promise<Adapter>;
+  /** Makes exactly these adapters active, at these scales (default 1), for every later call;
+   * `[]` runs the base model. Switching is cheap (no reload); the conversation starts over. */
+  setAdapters(adapters: { adapter: Adapter; scale?: number }[]): Promise<void>;
+  /** Frees an adapter (taken out of the active set first). */
+  unloadAdapter(adapter: Adapter): Promise<void>;
+  /** The active adapters and their scales. */
+  adapters(): { adapter: Adapter; scale: number }[];
+
   /** Stops any running generation, refuses queued ones and frees the model's memory (and ends the
    * worker the package started). Later calls reject with code "ENGINE_UNLOADED". */
   unload(): Promise<void>;
@@ -472,6 +484,34 @@ export interface Engine {
    * (a ReadableStream cannot be read twice: INVALID_ARGUMENT). The conversation starts over.
    * Rejects as createEngine() would (the state stays "lost"), ENGINE_UNLOADED after unload(). */
   reload(options?: { onProgress?: (event: ProgressEvent) => void; signal?: AbortSignal }): Promise<void>;
+}
+
+/** A LoRA adapter loaded into an engine (engine.loadAdapter): a handle for setAdapters and
+ * unloadAdapter, with what its file says. */
+export interface Adapter {
+  readonly id: number;
+  /** `general.name`, when the file has one. */
+  readonly name: string | null;
+  /** The largest rank of its tensors. */
+  readonly rank: number;
+  /** `adapter.lora.alpha` (0: none). */
+  readonly alpha: number;
+  /** Adapted weights (lora_a/lora_b pairs). */
+  readonly tensors: number;
+  /** Bytes it holds in memory (f32). */
+  readonly bytes: number;
+}
+
+export interface LoadAdapterOptions {
+  /** Applied at this scale beside the adapters already active (default 1; 0 loads it inactive).
+   * The update is `scale * alpha / rank * B A`, as in llama.cpp. */
+  scale?: number;
+  /** A URL is kept in the Cache API like a model (default true). */
+  cache?: boolean;
+  /** Expected SHA-256 of the file (hex): a mismatch is FETCH_FAILED. */
+  sha256?: string;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
 }
 
 /** Loads a model and runs it on this thread. Rejects with a LlamaWgpuError. */

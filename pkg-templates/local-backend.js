@@ -1,3 +1,4 @@
+import { loadAdapterInto } from "./adapters.js";
 import { LlamaWgpuError, abortError, invalidArgument, unloadedError, wrapError } from "./errors.js";
 import { loadModel } from "./load.js";
 import { Mutex } from "./mutex.js";
@@ -28,6 +29,11 @@ export class LocalBackend {
   #running = new Set(); // controllers of queued and running generations, stopped by unload()
 
   #options; // what load() was given, for reload()
+  // LoRA adapters by the ids this backend gives out: { wasmId, source, load } (the source is
+  // kept so reload() can read it again), and the active set [{ id, scale }].
+  #adapters = new Map();
+  #nextAdapter = 1;
+  #active = [];
 
   static async load(options, hooks) {
     const { engine, ...timing } = await loadModel(options, hooks);
@@ -50,6 +56,9 @@ export class LocalBackend {
     if (typeof model?.getReader === "function") {
       return Promise.reject(invalidArgument("a model loaded from a ReadableStream cannot be reloaded: create a new engine"));
     }
+    if ([...this.#adapters.values()].some((a) => typeof a.source?.getReader === "function")) {
+      return Promise.reject(invalidArgument("an adapter loaded from a ReadableStream cannot be reloaded: create a new engine"));
+    }
     return this.#mutex.run(async () => {
       this.#engine?.free();
       this.#engine = null;
@@ -62,6 +71,11 @@ export class LocalBackend {
       this.#load = timing;
       this.#info = engine.info();
       this.#last = NO_GENERATION;
+      // The adapters again, from their sources, and the same active set.
+      for (const adapter of this.#adapters.values()) {
+        adapter.wasmId = (await loadAdapterInto(engine, adapter.source, adapter.load)).id;
+      }
+      await engine.setAdapters(this.#wasmList(this.#active));
     }).catch((error) => {
       throw wrapError(error);
     });
@@ -128,6 +142,48 @@ export class LocalBackend {
     };
     return this.#mutex.run(task, signal).catch((error) => {
       throw wrapError(error);
+    });
+  }
+
+  // A LoRA adapter read from `source` (checked by the facade) and kept by the engine, not yet
+  // active: its { id, name, rank, alpha, tensors, bytes }. Queued like every call.
+  loadAdapter(source, load, { signal, onProgress } = {}) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    const task = async () => {
+      const info = await loadAdapterInto(this.#open(), source, { ...load, signal, onProgress });
+      const id = this.#nextAdapter++;
+      this.#adapters.set(id, { wasmId: info.id, source, load });
+      return { ...info, id };
+    };
+    return this.#mutex.run(task, signal).catch((error) => {
+      throw wrapError(error);
+    });
+  }
+
+  // Make [{ id, scale }] the active adapters; the KV cache starts over.
+  setAdapters(list) {
+    return this.#call(async (engine) => {
+      this.#active = [];
+      await engine.setAdapters(this.#wasmList(list));
+      this.#active = list;
+    });
+  }
+
+  removeAdapter(id) {
+    return this.#call(async (engine) => {
+      const adapter = this.#adapters.get(id);
+      if (!adapter) throw invalidArgument(`no adapter has id ${id}`);
+      await engine.removeAdapter(adapter.wasmId);
+      this.#adapters.delete(id);
+      this.#active = this.#active.filter((a) => a.id !== id);
+    });
+  }
+
+  #wasmList(list) {
+    return list.map(({ id, scale }) => {
+      const adapter = this.#adapters.get(id);
+      if (!adapter) throw invalidArgument(`no adapter has id ${id}`);
+      return { id: adapter.wasmId, scale };
     });
   }
 

@@ -12,8 +12,10 @@ const THREADED_GLUE = "llama_wgpu.js";
 // (served with COOP `same-origin` and COEP `require-corp` or `credentialless`), so the threaded
 // build is loaded there and the plain one elsewhere. The GPU path is the same in both.
 
-// The loaded build's ModelLoader and Sha256 (live bindings: set once loadWasm() has resolved).
+// The loaded build's ModelLoader, AdapterLoader and Sha256 (live bindings: set once loadWasm()
+// has resolved).
 export let ModelLoader = null;
+export let AdapterLoader = null;
 export let Sha256 = null;
 
 let ready = null;
@@ -44,13 +46,13 @@ async function load(threads) {
       const threaded = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
       await threaded.default();
       await threaded.startThreads(threads);
-      ({ ModelLoader, Sha256 } = threaded);
+      ({ ModelLoader, AdapterLoader, Sha256 } = threaded);
       return threads;
     } catch (cause) {
       console.warn(`llama-wgpu: the threaded build (${url}) did not load; running on one thread`, cause);
     }
   }
   await plain.default();
-  ({ ModelLoader, Sha256 } = plain);
+  ({ ModelLoader, AdapterLoader, Sha256 } = plain);
   return 1;
 }

@@ -33,6 +33,12 @@ export async function createWorkerEngine(options = {}) {
 // Firefox), else relayed chunk by chunk.
 function sendLoad(connection, kind, model, loadOptions, hooks) {
   const load = (source, transfer = []) => connection.call("load", [{ ...loadOptions, model: source }], { ...hooks, transfer });
+  return sendSource(connection, kind, model, load);
+}
+
+// `send(source, transfer)` with the source in the form that crosses to the worker best.
+function sendSource(connection, kind, model, send) {
+  const load = send;
   if (kind === "url") return load(absoluteUrl(model));
   if (kind === "blob") return load(model);
   if (kind === "bytes") {
@@ -78,6 +84,20 @@ class WorkerBackend {
 
   embed(inputs, signal) {
     return this.#call("embed", [inputs], { signal });
+  }
+
+  loadAdapter(source, load, { signal, onProgress } = {}) {
+    if (this.#unloading) return Promise.reject(unloadedError());
+    const send = (from, transfer = []) => this.#connection.call("loadAdapter", [from, load], { signal, onProgress, transfer });
+    return sendSource(this.#connection, sourceKind(source), source, send);
+  }
+
+  async setAdapters(list) {
+    await this.#call("setAdapters", [list]);
+  }
+
+  async removeAdapter(id) {
+    await this.#call("removeAdapter", [id]);
   }
 
   async resetChat() {

@@ -36,6 +36,12 @@ export function serve(port) {
     generate: (id, [request, options], signal) =>
       loaded().generate(request, options, (piece, entry) => post({ type: "piece", id, piece, entry }), signal),
     embed: (id, [inputs], signal) => loaded().embed(inputs, signal),
+    loadAdapter: (id, [source, load], signal) => {
+      const from = source?.relayStream !== undefined ? relay.stream(source.relayStream) : source;
+      return loaded().loadAdapter(from, load, { onProgress: (event) => post({ type: "progress", id, event }), signal });
+    },
+    setAdapters: (id, [list]) => loaded().setAdapters(list),
+    removeAdapter: (id, [adapterId]) => loaded().removeAdapter(adapterId),
     resetChat: () => loaded().resetChat(),
     countTokens: (id, [text]) => loaded().countTokens(text),
     reload: (id, args, signal) => loaded().reload({ onProgress: (event) => post({ type: "progress", id, event }), signal }),

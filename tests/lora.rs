@@ -38,7 +38,7 @@ fn config(bytes: &[u8]) -> Config {
     Config::from_header(&header(bytes)).unwrap()
 }
 
-fn tensor<'a>(bytes: &'a [u8], h: &Header, name: &str) -> Option<(Vec<u64>, Vec<f32>)> {
+fn tensor(bytes: &[u8], h: &Header, name: &str) -> Option<(Vec<u64>, Vec<f32>)> {
     let t = h.tensor(name)?;
     let start = (h.data_offset + t.offset) as usize;
     let data = &bytes[start..start + t.n_bytes as usize];

@@ -248,7 +248,7 @@ enum Prompt {
 pub struct WasmEngine {
     /// Shared with the futures of running calls; the RefCell's borrow is the "one generation
     /// at a time" rule (a second call gets `ENGINE_BUSY`; the facade queues instead).
-    engine: Rc<RefCell<Engine>>,
+    pub(super) engine: Rc<RefCell<Engine>>,
     info: ModelInfo,
     adapter: String,
     features: Features,

@@ -13,11 +13,13 @@
 //! whose `code` property is [`crate::Error::code`]. Nothing here panics on input: a panic
 //! would kill the page's module.
 
+mod adapters;
 mod convert;
 mod digest;
 mod engine;
 mod loader;
 
+pub use adapters::AdapterLoader;
 pub use digest::Sha256;
 pub use engine::WasmEngine;
 pub use loader::ModelLoader;

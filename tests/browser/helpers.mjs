@@ -252,13 +252,13 @@ export function withPoolingType(bytes, arch, pooling) {
 // the prerequisites checked, the demo server started, Chromium launched (with `initScript`, a
 // function, run in every page before its scripts). Returns {browser, step, server}; `server` is
 // set once the before hook has run.
-export function browserSuite(prefix, { initScript, webgpu = true } = {}) {
+export function browserSuite(prefix, { initScript, webgpu = true, serverArgs = [] } = {}) {
   const suite = { browser: {}, server: null };
   suite.step = stepRunner(suite.browser, prefix);
   before(async () => {
     const missing = missingPrerequisites();
     if (missing.length) throw new Error(`missing prerequisites:\n  ${missing.join("\n  ")}`);
-    suite.server = await startServer();
+    suite.server = await startServer(serverArgs);
     Object.assign(suite.browser, await launchBrowser({ webgpu }));
     if (initScript) await suite.browser.context.addInitScript(initScript);
   });

@@ -49,6 +49,18 @@ export class ModelLoader {
   free() { if (this.consumed) throw new Error("free after consume"); this.freed = true; }
 }
 
+// An adapter file: any GGUF (the real checks are src/lora/'s, tested natively and in Chromium).
+export class AdapterLoader {
+  constructor(size) { this.size = size; this.bytes = 0; this.head = []; this.freed = false; log.adapterLoaders = (log.adapterLoaders ?? 0) + 1; }
+  push(chunk) {
+    if (this.freed) throw new Error("use after free");
+    for (let i = 0; i < chunk.length && this.head.length < 4; i++) this.head.push(chunk[i]);
+    if (this.head.length === 4 && String.fromCharCode(...this.head) !== "GGUF") throw codeError("GGUF_INVALID", "invalid GGUF at byte 0: bad magic");
+    this.bytes += chunk.byteLength;
+  }
+  free() { this.freed = true; }
+}
+
 const WORDS = ["Once", "", " upon", " a", " time", " there", " was", " a", " cat", ".", " The", " end"];
 
 export class WasmEngine {
@@ -121,6 +133,23 @@ export class WasmEngine {
     return { model: { architecture: "llama", name: "Mock 1M", fileType: 3, nParams: 1e6, contextLength: 2048, nLayer: 2, nEmbd: 8, nVocab: 32, tensorTypes: ["Q4_1"], gpuBytes, cpuBytes },
       device: this.choice.device, deviceReason: this.choice.reason, adapter: gpu ? "mock" : "CPU engine (simd128, 1 thread)",
       features: { shaderF16: false, subgroups: gpu }, contextLength: 2048, contextReduced: null, gpuBytes, cpuBytes };
+  }
+  addAdapter(loader) {
+    if (loader.freed) throw new Error("use after free");
+    loader.freed = true;
+    this.adapters ??= new Map();
+    this.nextAdapter = (this.nextAdapter ?? 100) + 1; // ids of their own, unlike the facade's
+    this.adapters.set(this.nextAdapter, loader.bytes);
+    return { id: this.nextAdapter, name: null, rank: 4, alpha: 8, tensors: 2, bytes: loader.bytes };
+  }
+  async setAdapters(list) {
+    if (this.busy) throw codeError("ENGINE_BUSY", "busy");
+    for (const { id } of list) if (!this.adapters?.has(id)) throw codeError("INVALID_ARGUMENT", `no adapter has id ${id}`);
+    (this.adapterSets ??= []).push(list);
+  }
+  async removeAdapter(id) {
+    if (!this.adapters?.delete(id)) throw codeError("INVALID_ARGUMENT", `no adapter has id ${id}`);
+    (this.removed ??= []).push(id);
   }
   countTokens(text) { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); return text.split(" ").length; }
   reset() { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); this.resets++; }

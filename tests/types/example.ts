@@ -8,6 +8,7 @@ import {
   hasWebGPU,
   listCachedModels,
   LlamaWgpuError,
+  type Adapter,
   type ChatCompletion,
   type ChatCompletionChunk,
   type CreateEmbeddingResponse,
@@ -124,5 +125,15 @@ export async function main(): Promise<string[]> {
   await engine.embeddings.create({ input: "x", encoding_format: "binary" });
   // @ts-expect-error OpenAI's snake_case, not camelCase
   await engine.embeddings.create({ input: "x", encodingFormat: "base64" });
+  // LoRA adapters: load (applied at once), switch, unload.
+  const adapter: Adapter = await engine.loadAdapter("/adapters/style.gguf", { scale: 0.5, onProgress: (e) => lines.push(e.phase) });
+  lines.push(`${adapter.name ?? ""} rank ${adapter.rank} alpha ${adapter.alpha} ${adapter.tensors} ${adapter.bytes}`);
+  await engine.setAdapters([{ adapter, scale: 1 }, { adapter }]);
+  const active: { adapter: Adapter; scale: number }[] = engine.adapters();
+  lines.push(String(active.length));
+  await engine.setAdapters([]);
+  await engine.unloadAdapter(adapter);
+  // @ts-expect-error the scale is a number
+  await engine.loadAdapter("/a.gguf", { scale: "1" });
   return lines;
 }

@@ -55,6 +55,27 @@ pub(crate) enum Command {
         #[arg(long)]
         header_only: bool,
     },
+    /// Write a random LoRA adapter for a model (every projection, llama.cpp's adapter format):
+    /// for benchmarks and tests of adapter support; it changes the text meaninglessly.
+    SynthLora {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+        /// `adapter.lora.alpha` (default: the rank, so a scale of 1 applies B A as is).
+        #[arg(long)]
+        alpha: Option<f32>,
+        /// Half-width of the uniform `lora_b` values.
+        #[arg(long, default_value_t = 0.02)]
+        amplitude: f32,
+        /// F32 or F16.
+        #[arg(long = "type", default_value = "F16")]
+        ty: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Rewrite a GGUF with its matrices requantized (llama.cpp's reference quantizers).
     Quantize {
         #[arg(long)]
@@ -102,6 +123,24 @@ pub(crate) struct ModelArgs {
     /// Pipelined decode steps: `auto` (on real GPUs), `on` or `off`.
     #[arg(long, default_value = "auto")]
     pub(crate) pipeline: String,
+    /// A LoRA adapter GGUF (llama.cpp's format) applied with a scale (default 1), as FILE or
+    /// FILE:SCALE. Repeat for several adapters at once.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]", value_parser = parse_lora)]
+    pub(crate) lora: Vec<(PathBuf, f32)>,
+}
+
+/// "adapter.gguf" (scale 1) or "adapter.gguf:0.5": the scale is what follows the last colon
+/// when it is a number.
+fn parse_lora(text: &str) -> std::result::Result<(PathBuf, f32), String> {
+    let (path, scale) = match text.rsplit_once(':') {
+        Some((path, scale)) if !path.is_empty() => match scale.parse::<f32>() {
+            Ok(s) if s.is_finite() => (path, s),
+            Ok(_) => return Err(format!("`{text}`: the scale must be a finite number")),
+            Err(_) => (text, 1.0),
+        },
+        _ => (text, 1.0),
+    };
+    Ok((PathBuf::from(path), scale))
 }
 
 /// "512M", "2G", "64K" (powers of 1024) or plain bytes, at least 1.

@@ -35,6 +35,35 @@ pub fn run() -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::Inspect { model } => inspect(model),
         Command::Quantize { model, out, ty } => quantize(model, out, &ty),
+        Command::SynthLora {
+            model,
+            out,
+            rank,
+            alpha,
+            amplitude,
+            ty,
+            seed,
+        } => {
+            let config = Config::from_header(&GgufFile::open(&model)?.header)?;
+            let ty = match ty.to_ascii_uppercase().as_str() {
+                "F32" => llama_wgpu::quant::GgmlType::F32,
+                "F16" => llama_wgpu::quant::GgmlType::F16,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "--type {other}: expected F32 or F16"
+                    )))
+                }
+            };
+            let alpha = alpha.unwrap_or(rank as f32);
+            let bytes =
+                llama_wgpu::synth::random_lora(&config, rank, alpha, amplitude, ty, seed, &|_| {
+                    true
+                })?;
+            std::fs::write(&out, &bytes)
+                .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+            println!("{}: {} bytes", out.display(), bytes.len());
+            Ok(())
+        }
         Command::BenchKernels { json, quick } => bench_kernels(json, quick),
         Command::Synth {
             model,
@@ -96,7 +125,21 @@ pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
         },
         max_cpu_bytes: m.max_cpu_bytes,
     };
-    let engine = Engine::load(&m.model, &options)?;
+    let mut engine = Engine::load(&m.model, &options)?;
+    let mut active = Vec::new();
+    for (path, scale) in &m.lora {
+        let adapter = llama_wgpu::lora::Adapter::load(path)?;
+        eprintln!(
+            "[adapter {}: rank {}, {} tensors, scale {scale}]",
+            path.display(),
+            adapter.rank(),
+            adapter.pairs.len()
+        );
+        active.push((engine.add_adapter(adapter)?, *scale));
+    }
+    if !active.is_empty() {
+        engine.set_adapters(&active)?;
+    }
     if let Some(r) = engine.context_reduced() {
         eprintln!(
             "[context {} instead of {}: {}]",

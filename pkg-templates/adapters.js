@@ -1,5 +1,5 @@
-import { LlamaWgpuError, invalidArgument, throwIfAborted, wrapError } from "./errors.js";
-import { openModelSource } from "./model-source.js";
+import { invalidArgument, throwIfAborted, wrapError } from "./errors.js";
+import { feedChunks, openModelSource } from "./model-source.js";
 import { throttledProgress } from "./progress.js";
 import { sourceKind } from "./sources.js";
 import { AdapterLoader } from "./wasm.js";
@@ -16,17 +16,7 @@ export async function loadAdapterInto(engine, source, { cache = true, sha256, si
   const opened = await openModelSource(source, { cache, sha256: sha256?.toLowerCase(), signal, progress });
   const loader = new AdapterLoader(opened.size);
   try {
-    let loaded = 0;
-    for await (const chunk of opened.chunks) {
-      throwIfAborted(signal);
-      loader.push(chunk);
-      loaded += chunk.byteLength;
-      progress({ phase: opened.phase, loaded, total: opened.size });
-    }
-    progress({ phase: opened.phase, loaded, total: opened.size }, true);
-    if (opened.size !== undefined && loaded !== opened.size) {
-      throw new LlamaWgpuError("GGUF_INVALID", `the adapter ended after ${loaded} of ${opened.size} bytes`);
-    }
+    await feedChunks(opened, (chunk) => loader.push(chunk), { signal, progress, what: "the adapter" });
   } catch (cause) {
     loader.free();
     opened.cancel();

@@ -1,5 +1,5 @@
-import { LlamaWgpuError, throwIfAborted, wrapError } from "./errors.js";
-import { openModelSource } from "./model-source.js";
+import { throwIfAborted, wrapError } from "./errors.js";
+import { feedChunks, openModelSource } from "./model-source.js";
 import { deviceOption, threadsOption } from "./options.js";
 import { throttledProgress } from "./progress.js";
 import { untilAborted } from "./signals.js";
@@ -29,17 +29,7 @@ export async function loadModel(options, { onProgress, signal } = {}) {
   let loader = null;
   try {
     loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize, maxGpuBytes, device });
-    let loaded = 0;
-    for await (const chunk of source.chunks) {
-      throwIfAborted(signal);
-      loader.push(chunk);
-      loaded += chunk.byteLength;
-      progress({ phase: source.phase, loaded, total: source.size });
-    }
-    progress({ phase: source.phase, loaded, total: source.size }, true);
-    if (source.size !== undefined && loaded !== source.size) {
-      throw new LlamaWgpuError("GGUF_INVALID", `the model ended after ${loaded} of ${source.size} bytes`);
-    }
+    await feedChunks(source, (chunk) => loader.push(chunk), { signal, progress, what: "the model" });
     progress({ phase: "compile", loaded: 0, total: 1 }, true);
     const finishing = loader;
     loader = null; // finish() consumes the loader, even when it fails

@@ -15,6 +15,22 @@ import { Sha256 } from "./wasm.js";
 // the download there and nothing is stored. With `sha256`, the chunks' digest is checked at the
 // end, before the engine is built and before a download is committed to the cache.
 // `progress` also receives `{ cacheError }` when the cache refused a downloaded model.
+// Pushes every chunk of an opened source into `push`, reporting progress, and insists the source
+// delivered the size it announced (`what` names the file in that error).
+export async function feedChunks(source, push, { signal, progress, what }) {
+  let loaded = 0;
+  for await (const chunk of source.chunks) {
+    throwIfAborted(signal);
+    push(chunk);
+    loaded += chunk.byteLength;
+    progress({ phase: source.phase, loaded, total: source.size });
+  }
+  progress({ phase: source.phase, loaded, total: source.size }, true);
+  if (source.size !== undefined && loaded !== source.size) {
+    throw new LlamaWgpuError("GGUF_INVALID", `${what} ended after ${loaded} of ${source.size} bytes`);
+  }
+}
+
 export async function openModelSource(model, { cache = true, sha256, signal, progress }) {
   const source = await openKind(model, { cache, sha256, signal, progress });
   if (sha256 && !source.checked) source.chunks = checkedChunks(source.chunks, sha256, "the model");

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::max_abs_diff;
+
 use llama_wgpu::gguf::GgufFile;
 use llama_wgpu::gpu::kernels::rope::KvElement;
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
@@ -64,14 +66,6 @@ fn kernel_sets() -> Vec<(&'static str, GpuOptions)> {
             },
         ),
     ]
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::max_abs_diff;
+
 use common::quant_data::Rng;
 use common::small_models::{small_model, with_f16_matrices};
 use llama_wgpu::arch::{Architecture, ARCHITECTURES};
@@ -136,14 +138,6 @@ fn reference_logits(bytes: &[u8], tag: &str, f16_cache: bool) -> Vec<Vec<f32>> {
         .collect();
     std::fs::remove_file(path).ok();
     logits
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn gpu_model(bytes: &[u8], tag: &str, options: &GpuOptions) -> GpuModel {

@@ -252,3 +252,12 @@ pub fn argmax(v: &[f32]) -> u32 {
     }
     best as u32
 }
+
+/// The largest |a[i] - b[i]| (the two of one length): how logits or vectors are compared.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -100,4 +100,36 @@ describe("LoRA adapters in Chromium", () => {
       });
     });
   }
+
+  it("the demo's adapter picker applies, rescales and removes an adapter", { timeout: 10 * MINUTE }, async () => {
+    await suite.step("lora-demo", async () => {
+      const page = suite.browser.page;
+      const tid = (id) => `[data-testid="${id}"]`;
+      const state = () => page.getAttribute(tid("adapter-panel"), "data-state");
+      const settled = (want) =>
+        page.waitForFunction((w) => w.includes(document.querySelector('[data-testid="adapter-panel"]').dataset.state), want, { timeout: 3 * MINUTE });
+      await page.goto(suite.server.url);
+      await page.click(tid("adapter-load"));
+      assert.equal(await state(), "error", "no model yet");
+      await page.click(tid("load-button"));
+      await page.waitForFunction(() => window.__demo?.engine, null, { timeout: 5 * MINUTE });
+      await page.fill(tid("adapter-url"), "/test/lora.gguf");
+      await page.click(tid("adapter-load"));
+      await settled(["active", "error"]);
+      const status = await page.textContent(tid("adapter-status"));
+      assert.equal(await state(), "active", status);
+      assert.match(status, /rank 8, 210 weights, scale 1/);
+      await page.evaluate(() => {
+        const slider = document.querySelector('[data-testid="adapter-scale"]');
+        slider.value = "0.5";
+        slider.dispatchEvent(new Event("change"));
+      });
+      await page.waitForFunction(() => document.querySelector('[data-testid="adapter-status"]').textContent.includes("scale 0.5"), null, { timeout: MINUTE });
+      assert.deepEqual(await page.evaluate(() => window.__demo.engine.adapters().map((a) => a.scale)), [0.5]);
+      await page.click(tid("adapter-remove"));
+      await settled(["idle", "error"]);
+      assert.equal(await state(), "idle");
+      assert.deepEqual(await page.evaluate(() => window.__demo.engine.adapters()), []);
+    });
+  });
 });

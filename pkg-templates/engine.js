@@ -16,7 +16,8 @@ import { linkedController } from "./signals.js";
 // and queues its calls, so generations started together run one after another.
 //
 // A lost GPU device (driver reset, a mobile tab backgrounded, device.destroy()) ends the call
-// that meets it with DEVICE_LOST; from then on the engine is "lost": onDeviceLost is called once,
+// that meets it with DEVICE_LOST, and is reported by the backend's onLost when no call runs;
+// from then on the engine is "lost": onDeviceLost is called once,
 // calls fail at once with DEVICE_LOST, and reload() builds the engine again from its source.
 export class Engine {
   #backend;
@@ -28,6 +29,8 @@ export class Engine {
   constructor(backend, { onDeviceLost } = {}) {
     this.#backend = backend;
     this.#onDeviceLost = onDeviceLost;
+    // A device lost while no call runs is known at once, not at the next call.
+    backend.onLost?.((error) => this.#lose(error));
     this.chat = { completions: { create: (params, requestOptions) => this.#createCompletion(params, requestOptions) } };
     this.embeddings = { create: (params, requestOptions) => this.#createEmbeddings(params, requestOptions) };
   }

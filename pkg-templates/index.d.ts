@@ -51,8 +51,9 @@ export interface EngineOptions {
   threads?: number;
   /** Called as the model downloads, loads and compiles (at most about once per MiB). */
   onProgress?: (event: ProgressEvent) => void;
-  /** Called once when the engine finds its GPU device lost (a driver reset, a mobile tab sent to
-   * the background, `device.destroy()`): the call that met the loss rejects with DEVICE_LOST,
+  /** Called once when the engine's GPU device is lost (a driver reset, a mobile tab sent to the
+   * background, `device.destroy()`), as soon as the device says so, whether or not a call is
+   * running (never for unload()): a call that meets the loss rejects with DEVICE_LOST,
    * `stats().state` becomes "lost", and later calls reject with DEVICE_LOST at once until
    * `engine.reload()` succeeds. */
   onDeviceLost?: (error: LlamaWgpuError) => void;

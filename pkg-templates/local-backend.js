@@ -34,6 +34,7 @@ export class LocalBackend {
   #adapters = new Map();
   #nextAdapter = 1;
   #active = [];
+  #onLost = null; // told when the GPU device is lost, even between calls
 
   static async load(options, hooks) {
     const { engine, ...timing } = await loadModel(options, hooks);
@@ -45,6 +46,18 @@ export class LocalBackend {
     this.#load = timing;
     this.#info = engine.info();
     this.#options = options;
+    this.#watchDevice(engine);
+  }
+
+  // `listener(error)` once per lost GPU device, whether or not a call was running.
+  onLost(listener) {
+    this.#onLost = listener;
+  }
+
+  #watchDevice(engine) {
+    engine.onDeviceLost?.((error) => {
+      if (engine === this.#engine && !this.#unloading) this.#onLost?.(wrapError(error));
+    });
   }
 
   // A new wasm engine from the same source, after the device was lost: a URL comes from the
@@ -71,6 +84,7 @@ export class LocalBackend {
       this.#load = timing;
       this.#info = engine.info();
       this.#last = NO_GENERATION;
+      this.#watchDevice(engine);
       // The adapters again, from their sources, and the same active set.
       for (const adapter of this.#adapters.values()) {
         adapter.wasmId = (await loadAdapterInto(engine, adapter.source, adapter.load)).id;

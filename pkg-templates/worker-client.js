@@ -73,6 +73,11 @@ class WorkerBackend {
     this.#owned = owned;
   }
 
+  // The engine's listener for a GPU device lost between calls (the worker says so unasked).
+  onLost(listener) {
+    this.#connection.onLost = listener;
+  }
+
   // The worker sends its stats with every reply, so stats() stays synchronous like the local one.
   stats() {
     return structuredClone(this.#connection.stats);
@@ -140,6 +145,7 @@ class WorkerConnection {
   #failure = null;
   relay;
   stats = null; // the latest engine stats the worker sent
+  onLost = null; // told when the worker's engine lost its GPU device
 
   constructor(worker) {
     this.#worker = worker;
@@ -174,6 +180,11 @@ class WorkerConnection {
   #receive(message) {
     if (message?.type === "pull" || message?.type === "cancel") {
       this.relay.receive(message);
+      return;
+    }
+    if (message?.type === "lost") {
+      if (message.stats) this.stats = message.stats;
+      this.onLost?.(deserializeError(message.error));
       return;
     }
     const call = this.#calls.get(message?.id);

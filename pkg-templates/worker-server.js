@@ -7,6 +7,7 @@ import { RelayReceiver } from "./stream-relay.js";
 //   page -> worker  {type: "call", id, method, args}   {type: "abort", id}
 //   worker -> page  {type: "progress", id, event}   {type: "piece", id, piece, entry?}
 //                   {type: "result", id, value, stats}   {type: "error", id, error, stats}
+//                   {type: "lost", error, stats}  (the GPU device was lost, whether or not a call ran)
 // plus the stream relay's messages (stream-relay.js). `port` is the worker's global scope, or a
 // MessagePort in tests.
 export function serve(port) {
@@ -29,6 +30,7 @@ export function serve(port) {
         const model = options.model?.relayStream !== undefined ? relay.stream(options.model.relayStream) : options.model;
         const onProgress = (event) => post({ type: "progress", id, event });
         backend = await LocalBackend.load({ ...options, model }, { onProgress, signal });
+        backend.onLost((error) => post({ type: "lost", error: serializeError(error), stats: backend.stats() }));
       } finally {
         loading = false;
       }

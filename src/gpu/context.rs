@@ -1,6 +1,6 @@
 //! The GPU: adapter selection, the features and limits it offers, and the device we ask for.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -68,6 +68,8 @@ pub struct GpuContext {
     /// device (shared by the clones): what a load really allocated, held to the estimate.
     allocated: Arc<AtomicU64>,
     lost: Arc<Mutex<Option<String>>>,
+    /// Told once when the device is lost, whenever that happens (`on_lost`).
+    lost_hooks: Arc<Mutex<Vec<LostHook>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Destroys the device when the last clone of this context is dropped.
     _owner: Arc<DeviceOwner>,
@@ -78,13 +80,20 @@ pub struct GpuContext {
 /// garbage collector: in a browser, wgpu drops GPU buffers without `destroy()`, so an unloaded
 /// model's video memory stayed held until the page's GC ran. Each engine opens its own device,
 /// so nothing else lives on it.
-struct DeviceOwner(wgpu::Device);
+struct DeviceOwner {
+    device: wgpu::Device,
+    /// Set before this owner's own `destroy()`: that loss is a release, not news for `on_lost`.
+    released: Arc<AtomicBool>,
+}
 
 impl Drop for DeviceOwner {
     fn drop(&mut self) {
-        self.0.destroy();
+        self.released.store(true, Ordering::SeqCst);
+        self.device.destroy();
     }
 }
+
+type LostHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl GpuContext {
     /// Pick the high-performance adapter and open a device with the limits it offers.
@@ -126,10 +135,20 @@ impl GpuContext {
             .map_err(|e| Error::WebGpuUnavailable(format!("the adapter refused a device: {e}")))?;
 
         let lost = Arc::new(Mutex::new(None));
-        let lost_cb = lost.clone();
+        let lost_hooks: Arc<Mutex<Vec<LostHook>>> = Arc::default();
+        let released = Arc::new(AtomicBool::new(false));
+        let (lost_cb, hooks_cb, released_cb) = (lost.clone(), lost_hooks.clone(), released.clone());
         device.set_device_lost_callback(move |reason, message| {
+            let reason = format!("{reason:?}: {message}");
             if let Ok(mut l) = lost_cb.lock() {
-                *l = Some(format!("{reason:?}: {message}"));
+                *l = Some(reason.clone());
+            }
+            if !released_cb.load(Ordering::SeqCst) {
+                let hooks = hooks_cb.lock().map(|mut h| std::mem::take(&mut *h));
+                hooks
+                    .unwrap_or_default()
+                    .iter()
+                    .for_each(|hook| hook(&reason));
             }
         });
         let uncaptured = Arc::new(Mutex::new(None));
@@ -151,7 +170,10 @@ impl GpuContext {
         // Arc like the rest of the context, which natively crosses threads; in wasm the handles
         // are not Send, but there the context never leaves the page's (or worker's) thread.
         #[allow(clippy::arc_with_non_send_sync)]
-        let owner = Arc::new(DeviceOwner(device.clone()));
+        let owner = Arc::new(DeviceOwner {
+            device: device.clone(),
+            released,
+        });
         Ok(GpuContext {
             _owner: owner,
             pipelined_decode: options.pipelined_decode.unwrap_or(!is_cpu),
@@ -168,8 +190,27 @@ impl GpuContext {
             limits,
             max_binding_size,
             lost,
+            lost_hooks,
             uncaptured,
         })
+    }
+
+    /// Call `hook(reason)` once if the device is lost (a driver reset, a backgrounded mobile
+    /// tab, `destroy()` by someone else) while this context lives, even between calls; not for
+    /// the release when the last clone is dropped. Already lost: called at once.
+    pub fn on_lost(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        // Hooks locked first: a loss recorded after the check below waits for this lock and
+        // then finds the hook (the callback records the loss before it takes the hooks).
+        let Ok(mut hooks) = self.lost_hooks.lock() else {
+            return;
+        };
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(reason) => {
+                drop(hooks);
+                hook(&reason)
+            }
+            None => hooks.push(Box::new(hook)),
+        }
     }
 
     /// Create a buffer, counting its bytes. Every buffer of the crate is made here.

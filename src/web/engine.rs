@@ -255,6 +255,29 @@ pub struct WasmEngine {
     /// "gpu" / "cpu" / "reference" and why (a copy of `Engine::device`: `info()` must answer
     /// while a generation holds the engine).
     device: (&'static str, String),
+    /// The GPU context, for `onDeviceLost` (`None` on the CPU engine).
+    gpu: Option<crate::gpu::GpuContext>,
+    /// `onDeviceLost` listeners of this engine, dropped with it.
+    lost_listeners: RefCell<Vec<u64>>,
+}
+
+thread_local! {
+    /// `onDeviceLost` functions by id: the device-lost hook (`GpuContext::on_lost`) must be
+    /// `Send`, a JS function is not, and wgpu calls the hook on this thread (the page's or the
+    /// worker's, from the `GPUDevice.lost` promise).
+    static LOST_LISTENERS: RefCell<std::collections::HashMap<u64, js_sys::Function>> =
+        RefCell::default();
+    static NEXT_LISTENER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        let ids = self.lost_listeners.take();
+        LOST_LISTENERS.with(|l| {
+            let mut l = l.borrow_mut();
+            ids.iter().for_each(|id| drop(l.remove(id)));
+        });
+    }
 }
 
 impl WasmEngine {
@@ -275,12 +298,18 @@ impl WasmEngine {
                 },
             ),
         };
+        let gpu = match &choice.target {
+            Target::Gpu(ctx) => Some((**ctx).clone()),
+            Target::Cpu | Target::Reference => None,
+        };
         WasmEngine {
             engine: Rc::new(RefCell::new(engine)),
             info,
             adapter,
             features,
             device: (choice.kind(), choice.reason.clone()),
+            gpu,
+            lost_listeners: RefCell::default(),
         }
     }
 
@@ -454,6 +483,30 @@ impl WasmEngine {
             .map_err(|_| js_error(&Error::Busy("a generation is running".into())))?;
         let ids = engine.encode_prompt(text).map_err(|e| js_error(&e))?;
         Ok(ids.len() as u32)
+    }
+
+    /// Call `listener(error)` (a `DEVICE_LOST` error) once if the GPU device is lost while this
+    /// engine lives, even between calls (a driver reset, a backgrounded mobile tab); never for
+    /// `free()`'s own release, never on the CPU engine.
+    #[wasm_bindgen(js_name = onDeviceLost)]
+    pub fn on_device_lost(&self, listener: js_sys::Function) {
+        let Some(ctx) = &self.gpu else {
+            return;
+        };
+        let id = NEXT_LISTENER.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        LOST_LISTENERS.with(|l| l.borrow_mut().insert(id, listener));
+        self.lost_listeners.borrow_mut().push(id);
+        ctx.on_lost(move |reason| {
+            let listener = LOST_LISTENERS.with(|l| l.borrow_mut().remove(&id));
+            if let Some(f) = listener {
+                let error = js_error(&Error::DeviceLost(reason.to_string()));
+                // The listener's own exception is the page's business.
+                let _ = f.call1(&JsValue::NULL, &error);
+            }
+        });
     }
 
     /// Forget the conversation held in the KV cache.

@@ -90,6 +90,38 @@ const loseDevice = () =>
     return { before, error, state, second, secondSeconds, lost, fetchesBefore, fetchesAfter: fetches(), reloadedState, text, stateAfterUnload: engine.stats().state };
   });
 
+// A device lost while the engine is idle (no call running): onDeviceLost and the "lost" state
+// come from the device's own notice, without a call to find it; after reload() the new
+// engine's device is watched in turn, and unload() (which destroys the device itself) is not
+// reported.
+const loseIdleDevice = () =>
+  import("/pkg/index.js").then(async ({ createEngine }) => {
+    const lost = [];
+    let told;
+    const notice = new Promise((resolve) => (told = resolve));
+    const engine = await createEngine({
+      model: "/models/default.gguf",
+      device: "gpu",
+      contextLength: 256,
+      onDeviceLost: (e) => {
+        lost.push(e.code);
+        told();
+      },
+    });
+    for await (const piece of engine.generate("Once upon a time", { maxTokens: 2, temperature: 0 })) void piece;
+    const started = performance.now();
+    globalThis.__gpuMemory.lastDevice.destroy();
+    const timeout = new Promise((resolve) => setTimeout(resolve, 10_000));
+    await Promise.race([notice, timeout]);
+    const seconds = (performance.now() - started) / 1000;
+    const state = engine.stats().state;
+    await engine.reload();
+    const reloaded = engine.stats().state;
+    await engine.unload();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return { lost, seconds, state, reloaded };
+  });
+
 describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
   const suite = browserSuite("lifecycle", { initScript: countGpuMemory });
   const { browser, step } = suite;
@@ -145,5 +177,17 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
       assert.equal(r.reloadedState, "ready");
       assert.ok(r.text.length > 0 && r.text.startsWith(r.before), `the reloaded engine continues greedily as before: ${JSON.stringify(r.text)} vs ${JSON.stringify(r.before)}`);
       assert.equal(r.stateAfterUnload, "unloaded");
+    }));
+
+  it("a device lost while idle is reported at once, without a call", { timeout: 3 * MINUTE }, () =>
+    step("device-lost-idle", async () => {
+      const { page } = browser;
+      await page.goto(suite.server.url);
+      const r = await page.evaluate(loseIdleDevice);
+      console.log(`device lost while idle: ${JSON.stringify(r)}`);
+      assert.deepEqual(r.lost, ["DEVICE_LOST"], "onDeviceLost once, and not for unload()");
+      assert.ok(r.seconds < 5, `told after ${r.seconds} s`);
+      assert.equal(r.state, "lost");
+      assert.equal(r.reloaded, "ready");
     }));
 });

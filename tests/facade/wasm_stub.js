@@ -151,6 +151,9 @@ export class WasmEngine {
     if (!this.adapters?.delete(id)) throw codeError("INVALID_ARGUMENT", `no adapter has id ${id}`);
     (this.removed ??= []).push(id);
   }
+  // The GPU device lost while idle: `loseIdle()` plays the GPUDevice.lost promise resolving.
+  onDeviceLost(listener) { this.lostListener = listener; }
+  loseIdle() { this.lost = true; const l = this.lostListener; this.lostListener = null; l?.(codeError("DEVICE_LOST", "the GPU device was lost: Unknown: destroyed")); }
   countTokens(text) { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); return text.split(" ").length; }
   reset() { if (this.busy) throw codeError("ENGINE_BUSY", "busy"); this.resets++; }
   free() { this.freed = true; }

@@ -196,3 +196,27 @@ test("worker engine: a worker the package started is terminated by unload() and 
     delete globalThis.Worker;
   }
 });
+
+test("a GPU device lost between calls is reported at once, page and worker alike", async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  for (const worker of [null, fakeWorker()]) {
+    const lost = [];
+    const options = { model: gguf(1000), onDeviceLost: (e) => lost.push(e.code) };
+    const engine = worker ? await createWorkerEngine({ ...options, worker }) : await (await import("./pkg/index.js")).createEngine(options);
+    await collect(engine.generate("a", { maxTokens: 2 }));
+    log.engines.at(-1).loseIdle();
+    for (let i = 0; i < 50 && !lost.length; i++) await sleep(10);
+    assert.deepEqual(lost, ["DEVICE_LOST"], worker ? "worker" : "page");
+    assert.equal(engine.stats().state, "lost", "known before any call");
+    await assert.rejects(engine.countTokens("x"), (e) => e.code === "DEVICE_LOST");
+    await engine.reload();
+    assert.equal(engine.stats().state, "ready");
+    // The replaced engine's listener is gone; the new one's works.
+    assert.equal((await collect(engine.generate("b", { maxTokens: 2 }))).length > 0, true);
+    await engine.unload();
+    log.engines.at(-1).loseIdle(); // after unload: no news
+    await sleep(20);
+    assert.deepEqual(lost, ["DEVICE_LOST"]);
+    worker?.close();
+  }
+});

@@ -19,7 +19,7 @@ use crate::gpu::kernels::sample::LogprobsReadback;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
 use crate::gpu::lora::{GpuLora, LoraKernels};
 use crate::gpu::GpuContext;
-use crate::lora::{LoraStack, Slot};
+use crate::lora::{LoraStack, Place, Place::Block, Slot};
 use crate::sampler::Sampler;
 
 pub use crate::gpu::loader::{LayerWeights, WeightLoader, Weights};
@@ -193,11 +193,11 @@ impl GpuModel {
                 self.lora_kernels = Some(k);
             }
             let c = &self.config;
-            let outputs = |layer: Option<usize>, slot: Slot| match (layer, slot) {
-                (None, _) => vec![c.n_vocab],
-                (_, Slot::Qkv) => vec![c.q_dim(), c.kv_dim(), c.kv_dim()],
-                (_, Slot::GateUp) => vec![c.n_ff, c.n_ff],
-                (_, Slot::AttnOutput | Slot::Down) => vec![c.n_embd],
+            let outputs = |place: Place| match place {
+                Place::Head => vec![c.n_vocab],
+                Block(_, Slot::Qkv) => vec![c.q_dim(), c.kv_dim(), c.kv_dim()],
+                Block(_, Slot::GateUp) => vec![c.n_ff, c.n_ff],
+                Block(_, Slot::AttnOutput | Slot::Down) => vec![c.n_embd],
             };
             let max_tokens = self.prefill.max_tokens;
             self.lora = Some(GpuLora::upload(&self.ctx, stack, max_tokens, outputs)?);
@@ -236,7 +236,7 @@ impl GpuModel {
             let h = g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
             // q, k, v = Wq h, Wk h, Wv h (+ LoRA)                 [n_tokens, q_dim | kv_dim]
             g.project(&lw.qkv, h, &[v.q, v.k, v.v])?;
-            g.lora(Some(l), Slot::Qkv, h, &[v.q, v.k, v.v])?;
+            g.lora(Block(l, Slot::Qkv), h, &[v.q, v.k, v.v])?;
             // q, k = rope(rmsnorm per head(q + bq, k + bk)); k, v + bv into the cache
             let extras = RopeExtras {
                 bias: lw.qkv_bias.as_ref().map(whole),
@@ -249,11 +249,11 @@ impl GpuModel {
             match &lw.post_attn_norm {
                 None => {
                     g.linear_add(&lw.wo, v.att, v.x)?;
-                    g.lora(Some(l), Slot::AttnOutput, v.att.into(), &[v.x])?;
+                    g.lora(Block(l, Slot::AttnOutput), v.att.into(), &[v.x])?;
                 }
                 Some(norm) => {
                     g.linear(&lw.wo, v.att, v.h)?;
-                    g.lora(Some(l), Slot::AttnOutput, v.att.into(), &[v.h])?;
+                    g.lora(Block(l, Slot::AttnOutput), v.att.into(), &[v.h])?;
                     g.rmsnorm_add(v.h, norm, v.x)?;
                 }
             }
@@ -261,17 +261,17 @@ impl GpuModel {
             let h = g.rmsnorm(v.x, &lw.ffn_norm, v.h)?;
             // gate = act(Wgate h) * (Wup h)                                  [n_tokens, n_ff]
             g.project(&lw.gate_up, h, &[v.gate, v.up])?;
-            g.lora(Some(l), Slot::GateUp, h, &[v.gate, v.up])?;
+            g.lora(Block(l, Slot::GateUp), h, &[v.gate, v.up])?;
             let gate = g.gate(v.gate, v.up)?;
             // x += Wdown gate, normed first with post_ffw_norm (gemma3)
             match &lw.post_ffn_norm {
                 None => {
                     g.linear_add(&lw.w_down, gate, v.x)?;
-                    g.lora(Some(l), Slot::Down, gate, &[v.x])?;
+                    g.lora(Block(l, Slot::Down), gate, &[v.x])?;
                 }
                 Some(norm) => {
                     g.linear(&lw.w_down, gate, v.h)?;
-                    g.lora(Some(l), Slot::Down, gate, &[v.h])?;
+                    g.lora(Block(l, Slot::Down), gate, &[v.h])?;
                     g.rmsnorm_add(v.h, norm, v.x)?;
                 }
             }
@@ -291,7 +291,7 @@ impl GpuModel {
             width: self.config.n_vocab,
         };
         g.linear(w.lm_head(), h, logits)?;
-        g.lora(None, Slot::Qkv, h, &[logits])?;
+        g.lora(Place::Head, h, &[logits])?;
         let mut ops = g.ops;
         ops.extend(k.sampler.op(
             ctx,

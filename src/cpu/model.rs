@@ -17,7 +17,7 @@ use crate::cpu::q8::Q8Activations;
 use crate::cpu::weights::{CpuWeights, Matrix};
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
-use crate::lora::{self, LoraStack, Slot};
+use crate::lora::{self, LoraStack, Place, Place::Block, Slot};
 use crate::reference::ops::{
     add, attention, gelu_tanh, rmsnorm, rmsnorm_heads, silu, zeroed_cache, Rope,
 };
@@ -236,7 +236,7 @@ impl CpuModel {
             // q, k, v = Wq h, Wk h, Wv h (+ LoRA, + biases)       [T][q_dim | kv_dim | kv_dim]
             quantize_rows(&mut b.acts, &b.h, e)?;
             project(&layer.qkv, &b.acts, &mut b.qkv, &mut b.part)?;
-            lora::apply(lora, l, Slot::Qkv, &b.h, &mut b.qkv);
+            lora::apply(lora, Block(l, Slot::Qkv), &b.h, &mut b.qkv);
             let rope = Rope {
                 style: c.rope_style,
                 head_dim: c.head_dim,
@@ -282,7 +282,7 @@ impl CpuModel {
                 &mut b.h,
                 &mut b.part,
             )?;
-            lora::apply(lora, l, Slot::AttnOutput, &b.att, &mut b.h);
+            lora::apply(lora, Block(l, Slot::AttnOutput), &b.att, &mut b.h);
             add_block_output(&mut b.x, &mut b.h, layer.post_attn_norm.as_deref(), e, eps);
 
             // h = rmsnorm(x) * ffn_norm                                           [T][n_embd]
@@ -291,7 +291,7 @@ impl CpuModel {
             // gate = act(Wgate h) * (Wup h)                                          [T][n_ff]
             quantize_rows(&mut b.acts, &b.h, e)?;
             project(&layer.gate_up, &b.acts, &mut b.gate_up, &mut b.part)?;
-            lora::apply(lora, l, Slot::GateUp, &b.h, &mut b.gate_up);
+            lora::apply(lora, Block(l, Slot::GateUp), &b.h, &mut b.gate_up);
             let act = match c.arch.activation {
                 Activation::Silu => silu,
                 Activation::GeluTanh => gelu_tanh,
@@ -315,7 +315,7 @@ impl CpuModel {
                 &mut b.h,
                 &mut b.part,
             )?;
-            lora::apply(lora, l, Slot::Down, &b.gate, &mut b.h);
+            lora::apply(lora, Block(l, Slot::Down), &b.gate, &mut b.h);
             add_block_output(&mut b.x, &mut b.h, layer.post_ffn_norm.as_deref(), e, eps);
         }
         self.pos += t_len;
@@ -339,7 +339,7 @@ impl CpuModel {
             &b.acts[..1],
             &mut self.logits,
         )?;
-        lora::apply_head(self.lora.as_ref(), h, &mut self.logits);
+        lora::apply(self.lora.as_ref(), Place::Head, h, &mut self.logits);
         Ok(())
     }
 }

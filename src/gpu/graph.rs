@@ -20,10 +20,10 @@ use crate::gpu::kernels::norm::RmsNorm;
 use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
 use crate::gpu::kernels::sample::GpuSampler;
 use crate::gpu::loader::{LayerWeights, Weights};
-use crate::gpu::lora::{GpuLora, GpuLoraGroup, LoraKernels};
+use crate::gpu::lora::{GpuLora, LoraKernels};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
-use crate::lora::Slot;
+use crate::lora::Place;
 
 /// Every kernel a model uses, compiled once at load for its weight types and options.
 pub struct Kernels {
@@ -333,24 +333,14 @@ impl<'a> Graph<'a> {
         self.project_with(products, p, x, outs, false)
     }
 
-    /// [outs[0]; outs[1]; ...] += B (A x) for the active adapters' group of block `layer`'s
-    /// `slot` (`None`: the LM head), when they have one: right after the projection it adapts
-    /// (before biases and post-norms), on the same input and outputs.
-    pub fn lora(
-        &mut self,
-        layer: Option<usize>,
-        slot: Slot,
-        x: Input<'_>,
-        outs: &[View<'_>],
-    ) -> Result<()> {
+    /// [outs[0]; outs[1]; ...] += B (A x) for the active adapters' group at `place`, when they
+    /// have one: right after the projection it adapts (before biases and post-norms), on the
+    /// same input and outputs.
+    pub fn lora(&mut self, place: Place, x: Input<'_>, outs: &[View<'_>]) -> Result<()> {
         let Some((lora, kernels)) = self.lora else {
             return Ok(());
         };
-        let group: Option<&GpuLoraGroup> = match layer {
-            Some(l) => lora.group(l, slot),
-            None => lora.head(),
-        };
-        let Some(g) = group else {
+        let Some(g) = lora.group(place) else {
             return Ok(());
         };
         if self.tokens > lora.max_tokens {

@@ -15,7 +15,7 @@ use crate::gpu::kernel::storage_buffer;
 use crate::gpu::kernels::matvec::{InputKind, MatMul, MatVec};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
-use crate::lora::{LoraGroup, LoraStack, Slot};
+use crate::lora::{LoraGroup, LoraStack, Place};
 
 /// The matvec (decode) and matmul (prefill) pipelines for f32 adapter weights, for every input
 /// a decode matvec of this model reads (x, a normed x, a gated pair).
@@ -60,13 +60,13 @@ pub struct GpuLora {
 }
 
 impl GpuLora {
-    /// Upload `stack` for batches of up to `max_tokens` tokens. `outputs(layer, slot)` gives
-    /// the widths of the views a group writes (its projection's outputs).
+    /// Upload `stack` for batches of up to `max_tokens` tokens. `outputs(place)` gives the
+    /// widths of the views a group writes (its projection's outputs).
     pub fn upload(
         ctx: &GpuContext,
         stack: &LoraStack,
         max_tokens: usize,
-        outputs: impl Fn(Option<usize>, Slot) -> Vec<usize>,
+        outputs: impl Fn(Place) -> Vec<usize>,
     ) -> Result<GpuLora> {
         let before = ctx.allocated_bytes();
         let group = |g: &LoraGroup, name: String, widths: Vec<usize>| -> Result<GpuLoraGroup> {
@@ -86,13 +86,14 @@ impl GpuLora {
             for (slot, g) in crate::lora::SLOTS.iter().zip(groups) {
                 if let Some(g) = g {
                     let name = format!("blk.{l}.{slot:?}");
-                    uploaded[*slot as usize] = Some(group(g, name, outputs(Some(l), *slot))?);
+                    let widths = outputs(Place::Block(l, *slot));
+                    uploaded[*slot as usize] = Some(group(g, name, widths)?);
                 }
             }
             layers.push(uploaded);
         }
         let head = match &stack.head {
-            Some(g) => Some(group(g, "output".into(), outputs(None, Slot::Qkv))?),
+            Some(g) => Some(group(g, "output".into(), outputs(Place::Head))?),
             None => None,
         };
         let scratch_bytes = (max_tokens * stack.max_rank().max(1) * 4) as u64;
@@ -106,12 +107,11 @@ impl GpuLora {
         })
     }
 
-    pub fn group(&self, layer: usize, slot: Slot) -> Option<&GpuLoraGroup> {
-        self.layers.get(layer)?[slot as usize].as_ref()
-    }
-
-    pub fn head(&self) -> Option<&GpuLoraGroup> {
-        self.head.as_ref()
+    pub fn group(&self, place: Place) -> Option<&GpuLoraGroup> {
+        match place {
+            Place::Block(l, slot) => self.layers.get(l)?[slot as usize].as_ref(),
+            Place::Head => self.head.as_ref(),
+        }
     }
 
     /// GPU bytes the adapters hold (weights and scratch).

@@ -8,4 +8,4 @@ mod adapter;
 mod stack;
 
 pub use adapter::{Adapter, AdapterReader, LoraPair, MAX_RANK};
-pub use stack::{apply, apply_head, check, LoraGroup, LoraStack, Slot, RANK_ALIGN, SLOTS};
+pub use stack::{apply, check, LoraGroup, LoraStack, Place, Slot, RANK_ALIGN, SLOTS};

@@ -29,6 +29,13 @@ pub enum Slot {
 
 pub const SLOTS: [Slot; 4] = [Slot::Qkv, Slot::AttnOutput, Slot::GateUp, Slot::Down];
 
+/// Where a group applies: a slot of a block, or the LM head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Block(usize, Slot),
+    Head,
+}
+
 /// Every active adapter's pairs of one group: `y[t] += B (A x[t])`.
 #[derive(Debug, Clone)]
 pub struct LoraGroup {
@@ -65,18 +72,11 @@ impl LoraGroup {
     }
 }
 
-/// `y[t] += B (A x[t])` with the group of `layer` and `slot` of `lora`, if it has one: what
-/// the CPU decoders call after each projection.
-pub fn apply(lora: Option<&LoraStack>, layer: usize, slot: Slot, x: &[f32], y: &mut [f32]) {
-    if let Some(g) = lora.and_then(|s| s.group(layer, slot)) {
+/// `y[t] += B (A x[t])` with the group of `lora` at `place`, if it has one: what the CPU
+/// decoders call after each projection.
+pub fn apply(lora: Option<&LoraStack>, place: Place, x: &[f32], y: &mut [f32]) {
+    if let Some(g) = lora.and_then(|s| s.group(place)) {
         g.apply(x, y);
-    }
-}
-
-/// [`apply`] with the LM head's group.
-pub fn apply_head(lora: Option<&LoraStack>, x: &[f32], logits: &mut [f32]) {
-    if let Some(g) = lora.and_then(|s| s.head.as_ref()) {
-        g.apply(x, logits);
     }
 }
 
@@ -91,8 +91,7 @@ pub struct LoraStack {
 /// output.
 struct Target {
     name: String,
-    layer: Option<usize>,
-    slot: Slot,
+    place: Place,
     first_row: usize,
     n_in: usize,
     n_out: usize,
@@ -118,22 +117,22 @@ impl LoraStack {
             head: None,
         };
         // Pass 1: each group's rank.
-        let mut ranks: Vec<(Option<usize>, Slot, usize, usize, usize)> = Vec::new();
+        let mut ranks: Vec<(Place, usize, usize, usize)> = Vec::new();
         for (adapter, _) in &active {
             for pair in &adapter.pairs {
                 let t = target(&targets, &pair.target)?;
-                match ranks.iter_mut().find(|r| r.0 == t.layer && r.1 == t.slot) {
-                    Some(r) => r.2 += pair.rank,
+                match ranks.iter_mut().find(|r| r.0 == t.place) {
+                    Some(r) => r.1 += pair.rank,
                     None => {
-                        let n_out = group_width(&targets, t.layer, t.slot);
-                        ranks.push((t.layer, t.slot, pair.rank, t.n_in, n_out));
+                        let n_out = group_width(&targets, t.place);
+                        ranks.push((t.place, pair.rank, t.n_in, n_out));
                     }
                 }
             }
         }
-        for &(layer, slot, rank, n_in, n_out) in &ranks {
+        for &(place, rank, n_in, n_out) in &ranks {
             let rank = rank.next_multiple_of(RANK_ALIGN);
-            *stack.group_mut(layer, slot) = Some(LoraGroup {
+            *stack.group_mut(place) = Some(LoraGroup {
                 rank,
                 n_in,
                 n_out,
@@ -142,24 +141,21 @@ impl LoraStack {
             });
         }
         // Pass 2: each pair's rows of A and columns of B, in adapter order.
-        let mut filled: Vec<(Option<usize>, Slot, usize)> = Vec::new();
+        let mut filled: Vec<(Place, usize)> = Vec::new();
         for (adapter, user_scale) in &active {
             for pair in &adapter.pairs {
                 let t = target(&targets, &pair.target)?;
-                let at = match filled.iter_mut().find(|f| f.0 == t.layer && f.1 == t.slot) {
+                let at = match filled.iter_mut().find(|f| f.0 == t.place) {
                     Some(f) => f,
                     None => {
-                        filled.push((t.layer, t.slot, 0));
+                        filled.push((t.place, 0));
                         filled.last_mut().expect("just pushed")
                     }
                 };
-                let first = at.2;
-                at.2 += pair.rank;
+                let first = at.1;
+                at.1 += pair.rank;
                 let scale = adapter.pair_scale(pair, *user_scale);
-                let g = stack
-                    .group_mut(t.layer, t.slot)
-                    .as_mut()
-                    .expect("sized in pass 1");
+                let g = stack.group_mut(t.place).as_mut().expect("sized in pass 1");
                 g.a[first * g.n_in..][..pair.rank * g.n_in].copy_from_slice(&pair.a);
                 for (o, b) in pair.b.chunks_exact(pair.rank).enumerate() {
                     let row = &mut g.b[(t.first_row + o) * g.rank..][..g.rank];
@@ -172,18 +168,21 @@ impl LoraStack {
         Ok(Some(stack))
     }
 
-    fn group_mut(&mut self, layer: Option<usize>, slot: Slot) -> &mut Option<LoraGroup> {
-        match layer {
-            Some(l) => &mut self.layers[l][slot as usize],
-            None => &mut self.head,
+    fn group_mut(&mut self, place: Place) -> &mut Option<LoraGroup> {
+        match place {
+            Place::Block(l, slot) => &mut self.layers[l][slot as usize],
+            Place::Head => &mut self.head,
         }
     }
 
-    pub fn group(&self, layer: usize, slot: Slot) -> Option<&LoraGroup> {
-        self.layers.get(layer)?[slot as usize].as_ref()
+    pub fn group(&self, place: Place) -> Option<&LoraGroup> {
+        match place {
+            Place::Block(l, slot) => self.layers.get(l)?[slot as usize].as_ref(),
+            Place::Head => self.head.as_ref(),
+        }
     }
 
-    /// Every group, with its layer (`None`: the head).
+    /// Every group.
     pub fn groups(&self) -> impl Iterator<Item = &LoraGroup> {
         self.layers.iter().flatten().flatten().chain(&self.head)
     }
@@ -227,10 +226,10 @@ fn target<'a>(targets: &'a [Target], name: &str) -> Result<&'a Target> {
 }
 
 /// The width of a group's output: the rows of all its tensors.
-fn group_width(targets: &[Target], layer: Option<usize>, slot: Slot) -> usize {
+fn group_width(targets: &[Target], place: Place) -> usize {
     targets
         .iter()
-        .filter(|t| t.layer == layer && t.slot == slot)
+        .filter(|t| t.place == place)
         .map(|t| t.n_out)
         .sum()
 }
@@ -254,8 +253,7 @@ fn targets(config: &Config) -> Vec<Target> {
                 let (n_in, n_out) = (d[0] as usize, d[1] as usize);
                 out.push(Target {
                     name: t.name(layer),
-                    layer: Some(layer),
-                    slot,
+                    place: Place::Block(layer, slot),
                     first_row,
                     n_in,
                     n_out,
@@ -267,8 +265,7 @@ fn targets(config: &Config) -> Vec<Target> {
     if !config.tied_embeddings {
         out.push(Target {
             name: OUTPUT.to_string(),
-            layer: None,
-            slot: Slot::Qkv, // unused for the head
+            place: Place::Head,
             first_row: 0,
             n_in: config.n_embd,
             n_out: config.n_vocab,

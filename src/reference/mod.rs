@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::cpu::weights::CpuWeights;
 use crate::error::{Error, Result};
 use crate::gguf::{Header, TensorInfo};
-use crate::lora::{self, LoraStack, Slot};
+use crate::lora::{self, LoraStack, Place, Place::Block, Slot};
 
 pub(crate) mod ops;
 
@@ -139,7 +139,12 @@ impl ReferenceModel {
         self.hidden(token)?;
         // logits = Woutput h; Woutput = token_embd when tied                        [n_vocab]
         matvec(self.w.lm_head(), &self.s.h, &mut self.s.logits)?;
-        lora::apply_head(self.lora.as_ref(), &self.s.h, &mut self.s.logits);
+        lora::apply(
+            self.lora.as_ref(),
+            Place::Head,
+            &self.s.h,
+            &mut self.s.logits,
+        );
         Ok(&self.s.logits)
     }
 
@@ -180,7 +185,7 @@ impl ReferenceModel {
 
             // q, k, v = Wq h, Wk h, Wv h (+ LoRA B (A h), + biases)   [q_dim | kv_dim | kv_dim]
             project(&layer.qkv, &s.h, &mut s.qkv)?;
-            lora::apply(lora, l, Slot::Qkv, &s.h, &mut s.qkv);
+            lora::apply(lora, Block(l, Slot::Qkv), &s.h, &mut s.qkv);
             if let Some(b) = &layer.qkv_bias {
                 add(&mut s.qkv, b);
             }
@@ -219,7 +224,7 @@ impl ReferenceModel {
 
             // x += Wo att, normed first with post_attention_norm (gemma3)             [n_embd]
             matvec(&layer.wo, &s.att, &mut s.h)?;
-            lora::apply(lora, l, Slot::AttnOutput, &s.att, &mut s.h);
+            lora::apply(lora, Block(l, Slot::AttnOutput), &s.att, &mut s.h);
             if let Some(w) = &layer.post_attn_norm {
                 let o = s.h.clone();
                 rmsnorm(&mut s.h, &o, w, eps);
@@ -231,7 +236,7 @@ impl ReferenceModel {
 
             // gate = act(Wgate h) * (Wup h)                                            [n_ff]
             project(&layer.gate_up, &s.h, &mut s.gate_up)?;
-            lora::apply(lora, l, Slot::GateUp, &s.h, &mut s.gate_up);
+            lora::apply(lora, Block(l, Slot::GateUp), &s.h, &mut s.gate_up);
             let (gate, up) = s.gate_up.split_at_mut(c.n_ff);
             let act = match c.arch.activation {
                 Activation::Silu => silu,
@@ -243,7 +248,7 @@ impl ReferenceModel {
 
             // x += Wdown gate, normed first with post_ffw_norm (gemma3)               [n_embd]
             matvec(&layer.w_down, gate, &mut s.h)?;
-            lora::apply(lora, l, Slot::Down, gate, &mut s.h);
+            lora::apply(lora, Block(l, Slot::Down), gate, &mut s.h);
             if let Some(w) = &layer.post_ffn_norm {
                 let o = s.h.clone();
                 rmsnorm(&mut s.h, &o, w, eps);

@@ -119,7 +119,8 @@ impl CpuModel {
         self.lora = lora;
     }
 
-    /// Bytes held: weights, KV cache and the activations of the largest pass so far.
+    /// Bytes held: weights, KV cache, the activations of the largest pass so far and the
+    /// active adapters.
     pub fn memory_bytes(&self) -> u64 {
         let matrices = self
             .w
@@ -138,7 +139,8 @@ impl CpuModel {
             .sum::<usize>()
             + self.keys.len()
             + self.values.len()
-            + self.logits.len();
+            + self.logits.len()
+            + self.lora.as_ref().map_or(0, LoraStack::floats);
         (weights + 4 * floats) as u64
     }
 

@@ -187,6 +187,11 @@ impl LoraStack {
         self.layers.iter().flatten().flatten().chain(&self.head)
     }
 
+    /// f32 values the groups hold.
+    pub fn floats(&self) -> usize {
+        self.groups().map(|g| g.a.len() + g.b.len()).sum()
+    }
+
     /// The largest stacked rank (the GPU sizes its scratch by it).
     pub fn max_rank(&self) -> usize {
         self.groups().map(|g| g.rank).max().unwrap_or(0)

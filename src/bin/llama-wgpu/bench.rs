@@ -300,11 +300,21 @@ fn structured_output(engine: &mut llama_wgpu::Engine, repeats: usize) -> Result<
     }))
 }
 
+/// `bench --profile`: the GPU model built as the model options say (features, kernels,
+/// pipelining, context, `--lora`), each op of a decode step timed alone.
 pub(crate) fn profile(a: &BenchArgs) -> Result<()> {
     let file = GgufFile::open(&a.model.model)?;
-    let context = a.model.context_length.unwrap_or(1024);
-    let ctx = llama_wgpu::gpu::GpuContext::new_blocking(&Default::default())?;
+    let options = crate::commands::engine_options(&a.model)?;
+    let context = options.context_length.unwrap_or(1024);
+    let ctx = llama_wgpu::gpu::GpuContext::new_blocking(&options.gpu)?;
     let mut model = pollster::block_on(GpuModel::load(ctx, &file, context))?;
+    if let Some(on) = options.gpu.pipelined_decode {
+        model.set_pipelined(on);
+    }
+    let adapters = crate::commands::adapters(&a.model)?;
+    let active: Vec<_> = adapters.iter().map(|(adapter, s)| (adapter, *s)).collect();
+    let stack = llama_wgpu::lora::LoraStack::build(model.config(), &active)?;
+    pollster::block_on(model.set_lora(stack.as_ref()))?;
     let prompt: Vec<u32> = (0..a.prompt_tokens as u32)
         .map(|i| 100 + i % 1000)
         .collect();

@@ -109,10 +109,11 @@ fn quantize(model: PathBuf, out: PathBuf, ty: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
+/// The engine options the model arguments ask for.
+pub(crate) fn engine_options(m: &ModelArgs) -> Result<EngineOptions> {
     let emulator_kernels = auto_or("--kernels", &m.kernels, "emulator", "gpu")?;
     let pipelined_decode = auto_or("--pipeline", &m.pipeline, "on", "off")?;
-    let options = EngineOptions {
+    Ok(EngineOptions {
         device: m.device.parse::<Device>()?,
         context_length: m.context_length,
         gpu: GpuOptions {
@@ -124,9 +125,12 @@ pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
             ..GpuOptions::default()
         },
         max_cpu_bytes: m.max_cpu_bytes,
-    };
-    let mut engine = Engine::load(&m.model, &options)?;
-    let mut active = Vec::new();
+    })
+}
+
+/// The `--lora` adapters, read (and announced on stderr), with their scales.
+pub(crate) fn adapters(m: &ModelArgs) -> Result<Vec<(llama_wgpu::lora::Adapter, f32)>> {
+    let mut adapters = Vec::new();
     for (path, scale) in &m.lora {
         let adapter = llama_wgpu::lora::Adapter::load(path)?;
         eprintln!(
@@ -135,7 +139,16 @@ pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
             adapter.rank(),
             adapter.pairs.len()
         );
-        active.push((engine.add_adapter(adapter)?, *scale));
+        adapters.push((adapter, *scale));
+    }
+    Ok(adapters)
+}
+
+pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
+    let mut engine = Engine::load(&m.model, &engine_options(m)?)?;
+    let mut active = Vec::new();
+    for (adapter, scale) in adapters(m)? {
+        active.push((engine.add_adapter(adapter)?, scale));
     }
     if !active.is_empty() {
         engine.set_adapters(&active)?;

@@ -188,8 +188,78 @@ cmd_test() {
   fi
   log "cargo test (release: the model tests decode real text on the CPU and on lavapipe)"
   cargo test --release 2>&1
+  test_fuzz
   test_aarch64
   test_browser
+}
+
+# The fuzz targets (fuzz/README.md), each with the executions `./build.sh test` gives it: about
+# 10-30 s per target on 2 cores, on the committed corpus.
+FUZZ_TARGETS=(gguf_reader:30000 tokenizer:20000 config:200000 chat_template:50000 loader:20000)
+FUZZ_TARGET_DIR="$CACHE/target-fuzz"
+
+# cargo-fuzz and the targets built with libFuzzer's coverage instrumentation but without
+# AddressSanitizer (`-s none`: the crate has no `unsafe` of its own, and ASan doubles the cold
+# build), in a target dir of their own under the cache so that it stays warm between runs.
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take the -Z flags cargo-fuzz passes.
+setup_fuzz() {
+  setup_apt g++ # libfuzzer-sys builds libFuzzer from its C++ source
+  if ! command -v cargo-fuzz >/dev/null; then
+    log "installing cargo-fuzz"
+    retry_once "cargo install cargo-fuzz" cargo install cargo-fuzz --locked
+  fi
+  log "cargo fuzz build -s none (into $FUZZ_TARGET_DIR)"
+  RUSTC_BOOTSTRAP=1 cargo fuzz build -s none --target-dir "$FUZZ_TARGET_DIR"
+}
+
+# Run fuzz target $1 with the remaining arguments for libFuzzer (corpus folders first; new
+# inputs go to the first), printing its summary lines. A crash, hang or OOM fails the run and
+# leaves its input in fuzz/artifacts/$1/.
+run_fuzz_target() {
+  local target="$1"; shift
+  local host log status=0
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  log="$(mktemp)"
+  mkdir -p "$ROOT/fuzz/artifacts/$target"
+  "$FUZZ_TARGET_DIR/$host/release/$target" "$@" \
+    -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$ROOT/fuzz/artifacts/$target/" >"$log" 2>&1 || status=$?
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log" || true
+  if [ "$status" != 0 ]; then
+    grep -E -A12 'panicked|ERROR|SUMMARY' "$log" | head -40 >&2 || true
+    rm -f "$log"
+    die "fuzz target $target failed (exit $status): see fuzz/artifacts/$target/ and fuzz/README.md"
+  fi
+  rm -f "$log"
+}
+
+# Each fuzz target for a fixed number of executions on the committed corpus, which is read and
+# never written (new inputs go to a temporary folder listed first): a regression check (the
+# corpus holds inputs that reach each branch) and a short search.
+test_fuzz() {
+  setup_fuzz
+  local spec target new
+  for spec in "${FUZZ_TARGETS[@]}"; do
+    target="${spec%%:*}"
+    log "fuzz target $target: ${spec##*:} executions on fuzz/corpus/$target"
+    new="$(mktemp -d)"
+    run_fuzz_target "$target" "$new" "$ROOT/fuzz/corpus/$target" -runs="${spec##*:}"
+    rm -rf "$new"
+  done
+}
+
+# The long run (`./build.sh fuzz [SECONDS]`, default 600 per target): every target in turn on
+# one core, new inputs added to fuzz/corpus/<target>/ (minimise them before a commit:
+# fuzz/README.md). Its figures go into fuzz/README.md's table.
+cmd_fuzz() {
+  local seconds="${1:-600}" spec target
+  setup_fuzz
+  for spec in "${FUZZ_TARGETS[@]}"; do
+    target="${spec%%:*}"
+    log "fuzz target $target for $seconds s"
+    mkdir -p "$ROOT/fuzz/corpus/$target"
+    run_fuzz_target "$target" "$ROOT/fuzz/corpus/$target" -max_total_time="$seconds"
+  done
 }
 
 # The CPU engine's NEON kernels (aarch64) built with the cross linker and run under qemu-user:
@@ -406,5 +476,6 @@ case "${1:-}" in
   gpu-bundle) cmd_gpu_bundle ;;
   bench) shift; cmd_bench "$@" ;;
   demo) shift; cmd_demo "$@" ;;
-  *) echo "usage: $0 setup|test|build|demo [--cli]|bench [--quick]|gpu-bundle" >&2; exit 2 ;;
+  fuzz) shift; cmd_fuzz "$@" ;;
+  *) echo "usage: $0 setup|test|build|demo [--cli]|bench [--quick]|gpu-bundle|fuzz [SECONDS]" >&2; exit 2 ;;
 esac

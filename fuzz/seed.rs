@@ -1,8 +1,15 @@
-//! Writes the seed corpus for the `gguf_reader` fuzz target into `fuzz/corpus/gguf_reader/`:
-//! a few small valid GGUFs built with `GgufWriter` (a tiny llama model with a SentencePiece
-//! vocabulary, one with a byte-level BPE vocabulary, a vocab-only file, a v2-style metadata zoo)
-//! and the quantization fixtures from `tests/fixtures/quant/`. Each file is written behind one
-//! control byte (see the target), once per control value in `CONTROL`.
+//! Writes seed corpora for the fuzz targets (`fuzz/corpus/<target>/`):
+//! - `gguf_reader`: a few small valid GGUFs built with `GgufWriter` (a tiny llama model with a
+//!   SentencePiece vocabulary, one with a byte-level BPE vocabulary, vocab-only files, a
+//!   metadata zoo) and the quantization fixtures from `tests/fixtures/quant/`, each behind one
+//!   control byte (see the target), once per control value in `CONTROL`;
+//! - `loader`: the two tiny models, the same way;
+//! - `chat_template`: the built-in templates and the chat templates of the GGUF files in the
+//!   cache (`$LLAMA_WGPU_CACHE/{models,vocabs}`, when there), over a conversation with every
+//!   role.
+//!
+//! `tokenizer` and `config` take structured input (`arbitrary`) and start from the committed
+//! corpus (or from nothing).
 //!
 //! Run from the repository root:
 //! `cargo run --release --manifest-path fuzz/Cargo.toml --example seed`
@@ -158,11 +165,88 @@ fn ok_or_code(r: llama_wgpu::Result<()>) -> String {
     }
 }
 
+/// A conversation with every role, in the `chat_template` target's message layout.
+const CONVERSATION: &str = "system\x1fBe brief.\x1euser\x1fWeather in Paris?\x1eassistant\x1f{\"city\": \"Paris\"}\x1etool\x1f22 C\x1euser\x1fThanks <s> wörld";
+
+/// Chat templates: the built-in ones and those of the GGUF files in the cache.
+fn templates() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = llama_wgpu::chat::BUILTIN_TEMPLATES
+        .iter()
+        .map(|name| {
+            let t = llama_wgpu::chat::ChatTemplate::builtin(name).expect("a built-in template");
+            (format!("builtin-{name}"), t.source().to_string())
+        })
+        .collect();
+    let cache = std::env::var_os("LLAMA_WGPU_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/llama-wgpu")));
+    let mut files: Vec<PathBuf> = ["models", "vocabs"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(cache.as_ref()?.join(dir)).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    files.sort();
+    for path in files {
+        let Ok(file) = llama_wgpu::gguf::GgufFile::open(&path) else {
+            continue;
+        };
+        if let Some(source) = file.header.metadata.get_str("tokenizer.chat_template") {
+            // One seed per distinct template.
+            if out.iter().all(|(_, s)| s != source) {
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                out.push((stem, source.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn write_seeds(dir: &Path, seeds: &[(String, Vec<u8>)]) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    for (name, data) in seeds {
+        std::fs::write(dir.join(format!("seed-{name}")), data)?;
+    }
+    Ok(seeds.len())
+}
+
 fn main() -> std::io::Result<()> {
     let fuzz_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+
+    // chat_template: flags (bit 0: add_generation_prompt, bit 1: tools, bit 2: tool calls),
+    // the conversation, NUL, the source.
+    let mut chat = Vec::new();
+    for (name, source) in templates() {
+        for flags in [0x01u8, 0x06] {
+            let mut data = vec![flags];
+            data.extend_from_slice(CONVERSATION.as_bytes());
+            data.push(0);
+            data.extend_from_slice(source.as_bytes());
+            chat.push((format!("{name}-{flags:02x}"), data));
+        }
+    }
+    let n = write_seeds(&fuzz_dir.join("corpus/chat_template"), &chat)?;
+    println!("wrote {n} chat_template seeds");
+
     let corpus = fuzz_dir.join("corpus/gguf_reader");
     std::fs::create_dir_all(&corpus)?;
     let mut files = seeds();
+    // loader: the two tiny models (the others have no weights), behind each control byte.
+    let loader: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .filter(|(name, _)| name.starts_with("llama-"))
+        .flat_map(|(name, bytes)| {
+            CONTROL.iter().map(move |&c| {
+                let mut data = vec![c];
+                data.extend_from_slice(bytes);
+                (format!("{name}-{c:02x}"), data)
+            })
+        })
+        .collect();
+    let n = write_seeds(&fuzz_dir.join("corpus/loader"), &loader)?;
+    println!("wrote {n} loader seeds");
+
     let quant = fuzz_dir.join("../tests/fixtures/quant");
     let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&quant)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -320,6 +320,17 @@ impl Engine {
     /// `loader::choose_device`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<std::path::Path>, options: &EngineOptions) -> Result<Engine> {
+        Engine::load_until(path, options, &|| false)
+    }
+
+    /// [`Engine::load`] that asks `stop` before each 1 MiB piece of weights and gives up with
+    /// an `IO_ERROR` (kind `Interrupted`) when it says yes: the CLI's Ctrl-C.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_until(
+        path: impl AsRef<std::path::Path>,
+        options: &EngineOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Engine> {
         let file = crate::gguf::GgufFile::open(path)?;
         let choice =
             pollster::block_on(crate::loader::choose_device(options.device, &options.gpu))?;
@@ -327,7 +338,7 @@ impl Engine {
             context_length: options.context_length,
             max_cpu_bytes: options.max_cpu_bytes,
         };
-        crate::loader::load_file(&file, &choice, &load)
+        crate::loader::load_file_until(&file, &choice, &load, stop)
     }
 
     /// An engine over a backend loaded elsewhere (the web loader streams weights in).

@@ -251,8 +251,27 @@ pub fn load_file(
     choice: &DeviceChoice,
     options: &LoadOptions,
 ) -> Result<Engine> {
+    load_file_until(file, choice, options, &|| false)
+}
+
+/// [`load_file`] that asks `stop` before each piece: when it says yes (the CLI's Ctrl-C) the
+/// load ends with an `IO_ERROR` of kind `Interrupted` within one piece, the weights read so
+/// far dropped.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_file_until(
+    file: &crate::gguf::GgufFile,
+    choice: &DeviceChoice,
+    options: &LoadOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<Engine> {
     let mut loading = Loading::new(&file.header, &choice.target, options)?;
-    file.stream_tensors(&mut |event| loading.accept(event))?;
+    file.stream_tensors(&mut |event| match stop() {
+        true => Err(Error::io(
+            "loading the model",
+            std::io::ErrorKind::Interrupted.into(),
+        )),
+        false => loading.accept(event),
+    })?;
     let mut engine = pollster::block_on(loading.finish())?;
     engine.set_device_choice(choice);
     Ok(engine)

@@ -439,6 +439,30 @@ fn offsets_near_the_end_of_u64_do_not_overflow() {
 }
 
 #[test]
+fn a_file_without_tensors_needs_no_padding_after_its_header() {
+    // Found by the `gguf_reader` fuzz target (2026-12-07): a GGUF with no tensors and no
+    // metadata, its 24-byte header followed by 5 of the 8 padding bytes. `Header::parse`
+    // accepted it while the sized `StreamReader` refused it ("file ends early"), waiting for a
+    // data section that holds nothing. Both must accept it, cut anywhere in the padding.
+    let mut full = b"GGUF".to_vec();
+    full.extend_from_slice(&3u32.to_le_bytes());
+    full.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    full.extend_from_slice(&0u64.to_le_bytes()); // metadata entries
+    full.extend_from_slice(&[0, 0x0a, 0, 0, 0, 0, 0, 0]); // padding to 32 (not checked)
+    for len in 24..=32 {
+        let file = &full[..len];
+        let parsed = parse(file).unwrap_or_else(|e| panic!("parse, {len} bytes: {e}"));
+        assert!(parsed.tensors.is_empty());
+        let mut stream = StreamReader::new(Some(len as u64));
+        stream.push(file, &mut |_| Ok(())).unwrap();
+        let streamed = stream
+            .finish(&mut |_| Ok(()))
+            .unwrap_or_else(|e| panic!("stream, {len} bytes: {e}"));
+        assert_eq!(streamed.data_offset, parsed.data_offset);
+    }
+}
+
+#[test]
 fn random_corruption_never_panics() {
     // A cheap deterministic mutation sweep (the fuzz target in fuzz/ does this at scale).
     let bytes = tiny_llama().to_bytes();

@@ -28,7 +28,7 @@ impl Chunks {
         self.0 ^= self.0 >> 17;
         self.0 ^= self.0 << 5;
         // Mostly small chunks (they cut fields apart), now and then a large one.
-        let n = if self.0 % 8 == 0 {
+        let n = if self.0.is_multiple_of(8) {
             (self.0 >> 3) as usize % 4096
         } else {
             (self.0 >> 3) as usize % 24

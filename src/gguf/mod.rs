@@ -80,12 +80,14 @@ impl Header {
     }
 
     /// Absolute end of the last tensor's data: the smallest file size that holds every tensor.
+    /// Without tensors that is the header itself: the padding to the data section may be
+    /// missing or cut short (llama.cpp reads such files, and `parse` accepts them).
     pub fn data_end(&self) -> u64 {
         self.tensors
             .iter()
             .map(|t| self.data_offset + t.offset + t.n_bytes)
             .max()
-            .unwrap_or(self.data_offset)
+            .unwrap_or(self.header_len)
     }
 
     /// Parse a header from the start of a file. `bytes` may hold just the header or the whole

@@ -2,7 +2,7 @@ import "./env.mjs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { gguf, collect } from "./env.mjs";
-import { createEngine, LlamaWgpuError, hasWebGPU } from "./pkg/index.js";
+import { createEngine, createWorkerEngine, LlamaWgpuError, hasWebGPU } from "./pkg/index.js";
 import { log } from "./pkg/llama_wgpu.js";
 import { generateOptions, chatOptions, chatMessages, deviceOption } from "./pkg/options.js";
 import { Mutex } from "./pkg/mutex.js";
@@ -415,4 +415,27 @@ test("embeddings queue behind a running generation, never ENGINE_BUSY", async ()
   await Promise.all([gen, emb]);
   assert.deepEqual(order, ["generate", "embed"]);
   assert.deepEqual(e.embedded, [["q"]]);
+});
+
+test("every promise-returning API reports a bad argument as a rejection, never a synchronous throw", async () => {
+  const engine = await load();
+  const messages = [{ role: "user", content: "hi" }];
+  const calls = {
+    "createEngine (unknown option)": () => createEngine({ model: gguf(1000), bogus: 1 }),
+    "createEngine (bad threads)": () => createEngine({ model: gguf(1000), threads: 0 }),
+    "createWorkerEngine (unknown option)": () => createWorkerEngine({ model: gguf(1000), bogus: 1 }),
+    "countTokens (not a string)": () => engine.countTokens(5),
+    "chat.completions.create (no params)": () => engine.chat.completions.create(),
+    "chat.completions.create (empty messages)": () => engine.chat.completions.create({ messages: [] }),
+    "chat.completions.create (n: 2)": () => engine.chat.completions.create({ messages, n: 2 }),
+    "chat.completions.create (stream, bad option)": () => engine.chat.completions.create({ messages, stream: true, max_tokens: -1 }),
+    "embeddings.create (no params)": () => engine.embeddings.create(),
+    "embeddings.create (bad input)": () => engine.embeddings.create({ input: 3 }),
+  };
+  for (const [name, call] of Object.entries(calls)) {
+    let result;
+    assert.doesNotThrow(() => { result = call(); }, `${name} threw synchronously`);
+    assert.ok(result instanceof Promise, `${name} returned ${result}`);
+    await assert.rejects(result, (err) => err.code === "INVALID_ARGUMENT", name);
+  }
 });

@@ -16,6 +16,7 @@ use llama_wgpu::{Error, Result};
 
 use crate::args::{ChatArgs, Cli, Command, EmbedArgs, GenerateArgs, ModelArgs, TokenizeArgs};
 use crate::bench::{bench, bench_kernels};
+use crate::interrupt::interrupted;
 
 /// `writeln!` into a String, which cannot fail.
 macro_rules! outln {
@@ -145,7 +146,7 @@ pub(crate) fn adapters(m: &ModelArgs) -> Result<Vec<(llama_wgpu::lora::Adapter, 
 }
 
 pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
-    let mut engine = Engine::load(&m.model, &engine_options(m)?)?;
+    let mut engine = Engine::load_until(&m.model, &engine_options(m)?, &interrupted)?;
     let mut active = Vec::new();
     for (adapter, scale) in adapters(m)? {
         active.push((engine.add_adapter(adapter)?, scale));
@@ -176,18 +177,22 @@ fn auto_or(flag: &str, value: &str, yes: &str, no: &str) -> Result<Option<bool>>
     }
 }
 
+/// Print a generated piece; `false` (stop generating) once Ctrl-C was pressed, the piece
+/// printed first so the output holds every token generated.
 fn stdout_piece(piece: &str) -> bool {
     let mut out = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) stops generation instead of erroring.
-    out.write_all(piece.as_bytes())
-        .and_then(|_| out.flush())
-        .is_ok()
+    let written = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+    written.is_ok() && !interrupted()
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let mut engine = load(&a.model)?;
     let options = a.sampling.options()?;
-    let mut sink = |piece: &str| a.json || stdout_piece(piece);
+    let mut sink = |piece: &str| match a.json {
+        true => !interrupted(),
+        false => stdout_piece(piece),
+    };
     let (prompt_ids, result) = match (&a.prompt, &a.chat) {
         (Some(prompt), _) => {
             let ids = engine.encode_prompt(prompt)?;
@@ -284,7 +289,7 @@ fn chat(a: ChatArgs) -> Result<()> {
     }
     eprintln!(
         "Model loaded ({}, {} layers, context {}; chatting through {}). Type a message; \
-         Ctrl-D quits.",
+         Ctrl-D quits, Ctrl-C stops a reply and quits.",
         engine.config.architecture,
         engine.config.n_layer,
         engine.context_length(),
@@ -300,6 +305,10 @@ fn chat(a: ChatArgs) -> Result<()> {
             .map_err(|e| Error::io("reading stdin", e))?
             == 0
         {
+            return Ok(());
+        }
+        // Ctrl-C at the prompt: read_line does not return for it, the Enter that follows does.
+        if interrupted() {
             return Ok(());
         }
         let line = line.trim();
@@ -318,6 +327,9 @@ fn chat(a: ChatArgs) -> Result<()> {
                 }
                 print_logprobs(&reply);
                 print_stats(&reply);
+                if interrupted() {
+                    return Ok(());
+                }
                 let mut answer = Message::new("assistant", &reply.text);
                 answer.tool_calls = reply.tool_calls;
                 messages.push(answer);

@@ -151,13 +151,17 @@ describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
       assert.equal(r.texts.length, 1, "every cycle writes the same greedy text");
       assert.ok(r.texts[0].length > 0);
       // The first cycles grow the memory to its working size (the model's weights, the
-      // tokenizer, scratch: ~135 MB). After that, a leak of the model's weights (~100 MB) per
-      // cycle would add gigabytes, and one of its KV cache or tokenizer (~1 MB) 40 MB; what the
-      // allocator's fragmentation adds is a few steps of 3 MB over 40 cycles (measured: one),
-      // hence the bound of 8 MB.
-      const settled = r.memory[WARMUP_CYCLES - 1];
-      const growth = r.memory.at(-1) - settled;
-      assert.ok(growth <= 8 << 20, `wasm memory grew by ${growth} bytes after cycle ${WARMUP_CYCLES}: ${r.memory.join(", ")}`);
+      // tokenizer, scratch: ~135 MB). After that, a leak grows it in most cycles: the model's
+      // weights (~100 MB) or KV cache (~24 MB) every cycle, the tokenizer (~1 MB) at least every
+      // few. The allocator's fragmentation grows it in rare steps instead: a freed region a
+      // later allocation does not fit (measured: none in most runs; a 3 MB step; once one step
+      // of 28.75 MB, a KV cache, at cycle 38 of 50, flat before and after). Hence: at most two
+      // growing cycles after the warm-up, adding less than one model (64 MB).
+      const settled = r.memory.slice(WARMUP_CYCLES - 1);
+      const growths = settled.slice(1).filter((m, i) => m > settled[i]).length;
+      const growth = r.memory.at(-1) - settled[0];
+      const detail = `${growths} growing cycles, ${growth} bytes after cycle ${WARMUP_CYCLES}: ${r.memory.join(", ")}`;
+      assert.ok(growths <= 2 && growth < 64 << 20, `wasm memory kept growing: ${detail}`);
     }));
 
   it("a device lost mid-generation ends the call with DEVICE_LOST; the engine is lost until reload() recovers it from the cache", { timeout: 3 * MINUTE }, () =>

@@ -206,7 +206,7 @@ impl CpuModel {
         let (t_len, pos0) = (tokens.len(), self.pos);
         let (e, q_dim, kv_dim, ff, eps) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.rms_eps);
         let qkv_dim = q_dim + 2 * kv_dim;
-        let (b, lora) = (&mut self.b, self.lora.as_ref());
+        let (b, lora) = (&mut self.b, &mut self.lora);
         for (v, width) in [
             (&mut b.x, e),
             (&mut b.h, e),
@@ -341,7 +341,7 @@ impl CpuModel {
             &b.acts[..1],
             &mut self.logits,
         )?;
-        lora::apply(self.lora.as_ref(), Place::Head, h, &mut self.logits);
+        lora::apply(&mut self.lora, Place::Head, h, &mut self.logits);
         Ok(())
     }
 }

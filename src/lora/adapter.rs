@@ -55,25 +55,9 @@ impl Adapter {
 
     /// The adapter in a whole GGUF file in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Adapter> {
-        let mut stream = crate::gguf::StreamReader::new(Some(bytes.len() as u64));
-        let mut reader: Option<AdapterReader> = None;
-        let mut sink = |event: Event<'_>| match (&mut reader, event) {
-            (None, Event::Header(h)) => {
-                reader = Some(AdapterReader::new(h)?);
-                Ok(())
-            }
-            (Some(r), e) => r.event(e),
-            (None, _) => Err(Error::Io {
-                context: "reading an adapter".into(),
-                source: std::io::Error::other("tensor data before the header"),
-            }),
-        };
-        stream.push(bytes, &mut sink)?;
-        stream.finish(&mut sink)?;
-        match reader {
-            Some(r) => r.finish(),
-            None => Err(Error::ModelInvalid("the adapter file has no header".into())),
-        }
+        let mut stream = AdapterStream::new(Some(bytes.len() as u64));
+        stream.push(bytes)?;
+        stream.finish()
     }
 
     /// Rank of the adapter (the largest of its pairs').
@@ -93,6 +77,54 @@ impl Adapter {
     pub fn bytes(&self) -> u64 {
         let floats: usize = self.pairs.iter().map(|p| p.a.len() + p.b.len()).sum();
         4 * floats as u64
+    }
+}
+
+/// An adapter GGUF pushed in chunks of any size (a download, a `File` read in slices): the
+/// header is checked as soon as it is complete, the tensors gathered by an [`AdapterReader`].
+pub struct AdapterStream {
+    stream: crate::gguf::StreamReader,
+    reader: Option<AdapterReader>,
+}
+
+impl AdapterStream {
+    /// `file_size`, when known, lets impossible offsets be refused early.
+    pub fn new(file_size: Option<u64>) -> AdapterStream {
+        AdapterStream {
+            stream: crate::gguf::StreamReader::new(file_size),
+            reader: None,
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        let AdapterStream { stream, reader } = self;
+        stream.push(chunk, &mut |event| take(reader, event))
+    }
+
+    /// Bytes pushed so far.
+    pub fn position(&self) -> u64 {
+        self.stream.position()
+    }
+
+    /// Every byte was pushed: the adapter.
+    pub fn finish(mut self) -> Result<Adapter> {
+        let AdapterStream { stream, reader } = &mut self;
+        stream.finish(&mut |event| take(reader, event))?;
+        match self.reader {
+            Some(r) => r.finish(),
+            None => Err(Error::ModelInvalid("the adapter file has no header".into())),
+        }
+    }
+}
+
+fn take(reader: &mut Option<AdapterReader>, event: Event<'_>) -> Result<()> {
+    match (reader.as_mut(), event) {
+        (None, Event::Header(h)) => {
+            *reader = Some(AdapterReader::new(h)?);
+            Ok(())
+        }
+        (Some(r), e) => r.event(e),
+        (None, _) => Err(Error::ModelInvalid("adapter data before its header".into())),
     }
 }
 
@@ -140,6 +172,15 @@ impl AdapterReader {
         }
         for t in &header.tensors {
             check_tensor(t)?;
+            // Each half of a pair needs the other (lora_a's partner is looked up in `finish`).
+            if let Some(target) = t.name.strip_suffix(".lora_b") {
+                let a = format!("{target}.lora_a");
+                if header.tensor(&a).is_none() {
+                    return Err(Error::ModelInvalid(format!(
+                        "adapter tensor `{a}` is missing"
+                    )));
+                }
+            }
         }
         Ok(AdapterReader {
             header: header.clone(),
@@ -191,17 +232,6 @@ impl AdapterReader {
                 a: decode(a, &self.data[i])?,
                 b: decode(b, &self.data[j])?,
             });
-        }
-        for t in tensors {
-            let paired = t.name.strip_suffix(".lora_b").map(|target| {
-                pairs.iter().any(|p| p.target == target) // its lora_a was found
-            });
-            if paired == Some(false) {
-                return Err(Error::ModelInvalid(format!(
-                    "adapter tensor `{}.lora_a` is missing",
-                    t.name.trim_end_matches(".lora_b")
-                )));
-            }
         }
         if pairs.is_empty() {
             return Err(Error::ModelInvalid(

@@ -7,5 +7,5 @@
 mod adapter;
 mod stack;
 
-pub use adapter::{Adapter, AdapterReader, LoraPair, MAX_RANK};
+pub use adapter::{Adapter, AdapterReader, AdapterStream, LoraPair, MAX_RANK};
 pub use stack::{apply, check, LoraGroup, LoraStack, Place, Slot, RANK_ALIGN, SLOTS};

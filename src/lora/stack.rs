@@ -51,10 +51,11 @@ pub struct LoraGroup {
 }
 
 impl LoraGroup {
-    /// `y[t] += B (A x[t])` for each row of `x` (`[T][n_in]`, `y` `[T][n_out]`).
-    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
+    /// `y[t] += B (A x[t])` for each row of `x` (`[T][n_in]`, `y` `[T][n_out]`), `A x` kept in
+    /// `t` (grown to the largest batch once, not allocated per call).
+    pub fn apply(&self, x: &[f32], y: &mut [f32], t: &mut Vec<f32>) {
         let tokens = x.len() / self.n_in;
-        let mut t = vec![0f32; tokens * self.rank];
+        t.resize(tokens * self.rank, 0.0);
         for (x, t) in x.chunks_exact(self.n_in).zip(t.chunks_exact_mut(self.rank)) {
             for (t, a) in t.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
                 *t = dot(a, x);
@@ -74,9 +75,14 @@ impl LoraGroup {
 
 /// `y[t] += B (A x[t])` with the group of `lora` at `place`, if it has one: what the CPU
 /// decoders call after each projection.
-pub fn apply(lora: Option<&LoraStack>, place: Place, x: &[f32], y: &mut [f32]) {
-    if let Some(g) = lora.and_then(|s| s.group(place)) {
-        g.apply(x, y);
+pub fn apply(lora: &mut Option<LoraStack>, place: Place, x: &[f32], y: &mut [f32]) {
+    if let Some(stack) = lora {
+        // Taken out for the call: `group` borrows the stack.
+        let mut t = std::mem::take(&mut stack.scratch);
+        if let Some(g) = stack.group(place) {
+            g.apply(x, y, &mut t);
+        }
+        stack.scratch = t;
     }
 }
 
@@ -85,6 +91,8 @@ pub fn apply(lora: Option<&LoraStack>, place: Place, x: &[f32], y: &mut [f32]) {
 pub struct LoraStack {
     pub layers: Vec<[Option<LoraGroup>; 4]>,
     pub head: Option<LoraGroup>,
+    /// `A x` of the CPU decoders' `apply`, reused from call to call.
+    scratch: Vec<f32>,
 }
 
 /// Where an adaptable tensor's output rows go: its group, and its first row in the group's
@@ -115,6 +123,7 @@ impl LoraStack {
                 .map(|_| [None, None, None, None])
                 .collect(),
             head: None,
+            scratch: Vec::new(),
         };
         // Pass 1: each group's rank.
         let mut ranks: Vec<(Place, usize, usize, usize)> = Vec::new();

@@ -139,12 +139,7 @@ impl ReferenceModel {
         self.hidden(token)?;
         // logits = Woutput h; Woutput = token_embd when tied                        [n_vocab]
         matvec(self.w.lm_head(), &self.s.h, &mut self.s.logits)?;
-        lora::apply(
-            self.lora.as_ref(),
-            Place::Head,
-            &self.s.h,
-            &mut self.s.logits,
-        );
+        lora::apply(&mut self.lora, Place::Head, &self.s.h, &mut self.s.logits);
         Ok(&self.s.logits)
     }
 
@@ -165,7 +160,7 @@ impl ReferenceModel {
                 context: self.context,
             });
         }
-        let (s, lora) = (&mut self.s, self.lora.as_ref());
+        let (s, lora) = (&mut self.s, &mut self.lora);
         let (kv_dim, eps) = (c.kv_dim(), c.rms_eps);
         let layer_cache = self.context * kv_dim;
 

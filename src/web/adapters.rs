@@ -12,13 +12,11 @@ use super::convert::{from_js, js_error, to_js};
 use super::engine::WasmEngine;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::gguf::{Event, StreamReader};
-use crate::lora::{Adapter, AdapterReader};
+use crate::lora::{Adapter, AdapterStream};
 
 #[wasm_bindgen]
 pub struct AdapterLoader {
-    stream: StreamReader,
-    reader: Option<AdapterReader>,
+    stream: AdapterStream,
     /// The first error, repeated to every later call.
     failed: Option<Error>,
 }
@@ -29,8 +27,7 @@ impl AdapterLoader {
     #[wasm_bindgen(constructor)]
     pub fn new(file_size: Option<f64>) -> AdapterLoader {
         AdapterLoader {
-            stream: StreamReader::new(file_size.map(|s| s as u64)),
-            reader: None,
+            stream: AdapterStream::new(file_size.map(|s| s as u64)),
             failed: None,
         }
     }
@@ -41,9 +38,7 @@ impl AdapterLoader {
         if let Some(e) = &self.failed {
             return Err(js_error(e));
         }
-        let AdapterLoader { stream, reader, .. } = self;
-        let result = stream.push(chunk, &mut |event| take(reader, event));
-        result.map_err(|e| {
+        self.stream.push(chunk).map_err(|e| {
             let js = js_error(&e);
             self.failed = Some(e);
             js
@@ -57,27 +52,11 @@ impl AdapterLoader {
 }
 
 impl AdapterLoader {
-    fn finish(mut self) -> Result<Adapter> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
+    fn finish(self) -> Result<Adapter> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => self.stream.finish(),
         }
-        let AdapterLoader { stream, reader, .. } = &mut self;
-        stream.finish(&mut |event| take(reader, event))?;
-        match self.reader {
-            Some(r) => r.finish(),
-            None => Err(Error::ModelInvalid("the adapter file has no header".into())),
-        }
-    }
-}
-
-fn take(reader: &mut Option<AdapterReader>, event: Event<'_>) -> Result<()> {
-    match (reader.as_mut(), event) {
-        (None, Event::Header(h)) => {
-            *reader = Some(AdapterReader::new(h)?);
-            Ok(())
-        }
-        (Some(r), e) => r.event(e),
-        (None, _) => Err(Error::ModelInvalid("adapter data before its header".into())),
     }
 }
 

@@ -254,9 +254,25 @@ export interface EngineStats {
   /** Seconds from the first byte read (a download's included: it goes straight into the engine)
    * to the engine being ready. */
   loadSeconds: number;
+  /** Where the load's time went. Waiting for the model's bytes: the network, or the Cache API
+   * for a cached model (opening the source included). null when the engine came from a reload
+   * that failed to time it. */
+  downloadSeconds: number | null;
+  /** Pushing the bytes into the engine as they arrived: parsing, and writing the tensors into
+   * GPU buffers (or wasm memory). Downloads and uploads interleave chunk by chunk, so
+   * downloadSeconds + uploadSeconds + compileSeconds is about loadSeconds plus the wait for the
+   * first byte. */
+  uploadSeconds: number | null;
   /** The part of loadSeconds after the last byte: building the engine (on the GPU, compiling
    * its kernels). */
   compileSeconds: number;
+  /** The first generation's time to its first token after the load (its prompt's prefill, and
+   * any work a GPU driver defers to a pipeline's first use); null until then. */
+  firstTokenSeconds: number | null;
+  /** GPU engine: each compute pipeline it compiled, in order, with the wall time from creating
+   * its shader module to the browser answering that it compiled (the GPU process's compilation
+   * included); [] on the CPU engine. For finding which kernels make a load slow. */
+  compiledKernels: { name: string; seconds: number }[];
   /** GPU engine: the mean CPU time to encode one decode step (its WebGPU calls: pipelines,
    * bind groups, dispatches, finishing the command buffer), in microseconds; null before the
    * first decoded token and on the CPU engine. */

@@ -11,7 +11,8 @@ import { requireWebGPU } from "./webgpu.js";
 // load downloads the file again. (An unsupported but intact model stays cached.)
 const INVALID_FILE = new Set(["GGUF_INVALID", "MODEL_INVALID"]);
 
-// Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds, compileSeconds }.
+// Streams a model into a new wasm engine: returns { engine: WasmEngine, loadSeconds,
+// downloadSeconds, uploadSeconds, compileSeconds } (the breakdown is engine.stats()'s).
 export async function loadModel(options, { onProgress, signal } = {}) {
   const { model, cache = true, contextLength, maxBindingSize, maxGpuBytes } = options;
   const sha256 = options.sha256?.toLowerCase();
@@ -24,12 +25,13 @@ export async function loadModel(options, { onProgress, signal } = {}) {
   if (device === "gpu") await requireWebGPU();
   await loadWasm({ threads });
   const progress = throttledProgress(onProgress);
+  const opening = performance.now();
   const source = await openModelSource(model, { cache, sha256, signal, progress });
   const started = performance.now();
   let loader = null;
   try {
     loader = await ModelLoader.create({ contextLength, fileSize: source.size, maxBindingSize, maxGpuBytes, device });
-    await feedChunks(source, (chunk) => loader.push(chunk), { signal, progress, what: "the model" });
+    const fed = await feedChunks(source, (chunk) => loader.push(chunk), { signal, progress, what: "the model" });
     progress({ phase: "compile", loaded: 0, total: 1 }, true);
     const finishing = loader;
     loader = null; // finish() consumes the loader, even when it fails
@@ -39,7 +41,13 @@ export async function loadModel(options, { onProgress, signal } = {}) {
     const engine = await untilAborted(finishing.finish(), signal, (late) => late.free());
     progress({ phase: "compile", loaded: 1, total: 1 }, true);
     const now = performance.now();
-    return { engine, loadSeconds: (now - started) / 1000, compileSeconds: (now - compiling) / 1000 };
+    return {
+      engine,
+      loadSeconds: (now - started) / 1000,
+      downloadSeconds: (started - opening) / 1000 + fed.readSeconds,
+      uploadSeconds: fed.pushSeconds,
+      compileSeconds: (now - compiling) / 1000,
+    };
   } catch (cause) {
     loader?.free();
     source.cancel();

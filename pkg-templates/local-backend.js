@@ -23,7 +23,8 @@ export class LocalBackend {
   #engine;
   #mutex = new Mutex();
   #info;
-  #load; // { loadSeconds, compileSeconds }
+  #load; // { loadSeconds, downloadSeconds, uploadSeconds, compileSeconds }
+  #firstToken = null; // the first generation's time to first token after the load
   #last = NO_GENERATION;
   #unloading = null;
   #running = new Set(); // controllers of queued and running generations, stopped by unload()
@@ -82,6 +83,7 @@ export class LocalBackend {
       }
       this.#engine = engine;
       this.#load = timing;
+      this.#firstToken = null;
       this.#info = engine.info();
       this.#last = NO_GENERATION;
       this.#watchDevice(engine);
@@ -96,9 +98,15 @@ export class LocalBackend {
   }
 
   stats() {
-    const { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes, encodeUsPerToken = null } = this.#info;
-    const { loadSeconds, compileSeconds } = this.#load;
-    return { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes, loadSeconds, compileSeconds, encodeUsPerToken, ...this.#last };
+    const { model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes } = this.#info;
+    const { encodeUsPerToken = null, compiledKernels = [] } = this.#info;
+    const { loadSeconds, downloadSeconds = null, uploadSeconds = null, compileSeconds } = this.#load;
+    const firstTokenSeconds = this.#firstToken;
+    return {
+      model, device, deviceReason, adapter, features, contextLength, contextReduced, gpuBytes, cpuBytes,
+      loadSeconds, downloadSeconds, uploadSeconds, compileSeconds, firstTokenSeconds, compiledKernels, encodeUsPerToken,
+      ...this.#last,
+    };
   }
 
   generate(request, options, onPiece, signal) {
@@ -124,6 +132,7 @@ export class LocalBackend {
         ? await engine.chat(request.messages, options, onToken)
         : await engine.generate(request.prompt, options, onToken);
       this.#last = pick(result);
+      this.#firstToken ??= this.#last.timeToFirstTokenS;
       this.#info = engine.info();
       if (pieceError) throw pieceError;
       if (result.finishReason === "abort") {

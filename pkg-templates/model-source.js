@@ -19,16 +19,26 @@ import { Sha256 } from "./wasm.js";
 // delivered the size it announced (`what` names the file in that error).
 export async function feedChunks(source, push, { signal, progress, what }) {
   let loaded = 0;
+  // Where the time goes: waiting for bytes (the network or the cache) and pushing them into the
+  // engine (parsing, and writing the tensors into GPU buffers or wasm memory).
+  const timing = { readSeconds: 0, pushSeconds: 0 };
+  let mark = performance.now();
   for await (const chunk of source.chunks) {
+    const arrived = performance.now();
+    timing.readSeconds += (arrived - mark) / 1000;
     throwIfAborted(signal);
     push(chunk);
     loaded += chunk.byteLength;
     progress({ phase: source.phase, loaded, total: source.size });
+    mark = performance.now();
+    timing.pushSeconds += (mark - arrived) / 1000;
   }
+  timing.readSeconds += (performance.now() - mark) / 1000;
   progress({ phase: source.phase, loaded, total: source.size }, true);
   if (source.size !== undefined && loaded !== source.size) {
     throw new LlamaWgpuError("GGUF_INVALID", `${what} ended after ${loaded} of ${source.size} bytes`);
   }
+  return timing;
 }
 
 export async function openModelSource(model, { cache = true, sha256, signal, progress }) {

@@ -182,6 +182,7 @@ impl Backend for GpuModel {
             encode_us_per_token,
             submit_us_per_token,
             lora_gpu_bytes: self.lora_bytes(),
+            compiled_kernels: self.context().compiled_kernels(),
             ..Default::default()
         }
     }

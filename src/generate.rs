@@ -94,6 +94,8 @@ pub struct BackendStats {
     pub submit_us_per_token: f64,
     /// GPU bytes the active LoRA adapters hold (their combined weights and scratch).
     pub lora_gpu_bytes: u64,
+    /// Every pipeline compiled for the model, with its compile time (GPU; empty elsewhere).
+    pub compiled_kernels: Vec<crate::gpu::context::CompiledKernel>,
 }
 
 #[derive(Debug, Clone)]

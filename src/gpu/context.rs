@@ -70,6 +70,8 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     /// Told once when the device is lost, whenever that happens (`on_lost`).
     lost_hooks: Arc<Mutex<Vec<LostHook>>>,
+    /// Every pipeline compiled on this device and what it cost (`Kernel::new`).
+    compiled: Arc<Mutex<Vec<CompiledKernel>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Destroys the device when the last clone of this context is dropped.
     _owner: Arc<DeviceOwner>,
@@ -94,6 +96,15 @@ impl Drop for DeviceOwner {
 }
 
 type LostHook = Box<dyn Fn(&str) + Send + Sync>;
+
+/// One pipeline's compilation: its kernel name and the wall time from the shader module's
+/// creation to the pipeline's error scope answering (in a browser the GPU process has compiled
+/// it by then, so the figure includes the driver's or SwiftShader's work).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CompiledKernel {
+    pub name: String,
+    pub seconds: f64,
+}
 
 impl GpuContext {
     /// Pick the high-performance adapter and open a device with the limits it offers.
@@ -191,6 +202,7 @@ impl GpuContext {
             max_binding_size,
             lost,
             lost_hooks,
+            compiled: Arc::default(),
             uncaptured,
         })
     }
@@ -217,6 +229,21 @@ impl GpuContext {
     pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
         self.allocated.fetch_add(desc.size, Ordering::Relaxed);
         self.device.create_buffer(desc)
+    }
+
+    /// Record a pipeline's compile time (`Kernel::new` calls this).
+    pub fn record_compile(&self, name: &str, seconds: f64) {
+        if let Ok(mut c) = self.compiled.lock() {
+            c.push(CompiledKernel {
+                name: name.to_string(),
+                seconds,
+            });
+        }
+    }
+
+    /// Every pipeline compiled on this device so far, in order, with its compile time.
+    pub fn compiled_kernels(&self) -> Vec<CompiledKernel> {
+        self.compiled.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Bytes of all the buffers created on this device so far (freed ones included).

@@ -55,6 +55,7 @@ impl Kernel {
     /// Compile `source` (entry point `main`). Compilation errors come back as `Error::Gpu`
     /// naming the kernel, not as a panic from the uncaptured-error handler.
     pub async fn new(ctx: &GpuContext, name: &str, source: ShaderSource) -> Result<Kernel> {
+        let started = web_time::Instant::now();
         let mut wgsl = source.finish(name)?;
         if ctx.features.shader_f16 && wgsl.contains("f16") && !wgsl.contains("enable f16;") {
             wgsl = format!("enable f16;\n{wgsl}");
@@ -85,6 +86,7 @@ impl Kernel {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("kernel {name} failed to compile: {e}")));
         }
+        ctx.record_compile(name, started.elapsed().as_secs_f64());
         let layout = pipeline.get_bind_group_layout(0);
         Ok(Kernel {
             name: name.to_string(),

@@ -97,6 +97,8 @@ struct EngineInfo<'a> {
     load_seconds: f64,
     /// Mean CPU time to encode a decode step, µs (GPU engine, once it has decoded).
     encode_us_per_token: Option<f64>,
+    /// The GPU engine's pipelines with their compile times, in compile order (empty on the CPU).
+    compiled_kernels: Vec<crate::gpu::context::CompiledKernel>,
 }
 
 #[derive(Debug, Serialize)]
@@ -449,6 +451,7 @@ impl WasmEngine {
 
     /// The model, adapter and load figures.
     pub fn info(&self) -> Result<JsValue, JsValue> {
+        let stats = self.engine.try_borrow().ok().map(|e| e.backend_stats());
         to_js(&EngineInfo {
             model: &self.info,
             device: self.device.0,
@@ -463,13 +466,12 @@ impl WasmEngine {
             gpu_bytes: self.info.gpu_bytes,
             cpu_bytes: self.info.cpu_bytes,
             load_seconds: self.info.load_seconds,
-            // Between calls the engine is free; during one, the figure is left out.
-            encode_us_per_token: self
-                .engine
-                .try_borrow()
-                .ok()
-                .map(|e| e.backend_stats().encode_us_per_token)
+            // Between calls the engine is free; during one, the figures are left out.
+            encode_us_per_token: stats
+                .as_ref()
+                .map(|s| s.encode_us_per_token)
                 .filter(|us| *us > 0.0),
+            compiled_kernels: stats.map(|s| s.compiled_kernels).unwrap_or_default(),
         })
         .map_err(|e| js_error(&e))
     }

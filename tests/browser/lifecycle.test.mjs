@@ -11,28 +11,58 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { browserSuite, countGpuMemory } from "./helpers.mjs";
+import fs from "node:fs";
+import path from "node:path";
+import { REPO, browserSuite, countGpuMemory } from "./helpers.mjs";
 
 const MINUTE = 60_000;
-const CYCLES = 4;
-const CPU_CYCLES = 50;
+const CYCLES = 50;
 const WARMUP_CYCLES = 10;
+// The GPU cycles' model: a tiny llama (d64, 2 layers, SmolLM2's vocabulary, 5 MB) from
+// ../shared/fixtures, so that a cycle costs about its kernel compilation (~4 s on SwiftShader)
+// and 50 fit in the suite; the default model (7.7 s to load, 3 s to its first token) opens and
+// closes the run, to count a real model's bytes. Without ../shared only those two run.
+const TINY = path.join(REPO, "..", "shared", "fixtures", "tiny-models", "tiny-llama-d64-smollm2vocab.Q8_0.gguf");
+const HAS_TINY = fs.existsSync(TINY);
+if (!HAS_TINY) console.log(`SKIPPED: the ${CYCLES} GPU cycles need ${TINY} (../shared beside the checkout); the default model's 2 run`);
 
-const cycles = ({ cycles }) =>
+// A cycle per model: createEngine -> generate -> unload, with the GPU bytes held while loaded
+// and after, and the module's wasm memory after (as in cpuCycles below).
+const cycles = ({ models }) =>
   import("/pkg/index.js").then(async ({ createEngine }) => {
+    const glue = await import("/pkg/llama_wgpu.js");
     const after = [];
-    for (let i = 0; i < cycles; i++) {
-      const engine = await createEngine({ model: "/models/default.gguf", device: "gpu", contextLength: 256 });
+    for (const model of models) {
+      // `threads: 1`: the plain build, whose memory the glue below reads (the page is
+      // cross-origin isolated, so the package would pick the threaded build).
+      const engine = await createEngine({ model, device: "gpu", contextLength: 256, threads: 1 });
       let text = "";
       for await (const piece of engine.generate("Once upon a time", { maxTokens: 3, temperature: 0 })) text += piece;
       const loadedBytes = globalThis.__gpuMemory.liveBytes();
+      const stats = after.length === 0 ? engine.stats() : null; // the first cycle's, for the load breakdown
       await engine.unload();
-      after.push({ text, loadedBytes, liveBytes: globalThis.__gpuMemory.liveBytes() });
+      const memory = (await glue.default()).memory.buffer.byteLength;
+      after.push({ model, text, loadedBytes, liveBytes: globalThis.__gpuMemory.liveBytes(), memory, stats });
     }
     return { after, stats: globalThis.__gpuMemory.stats };
   });
 
-// CPU_CYCLES cycles on the CPU engine (the plain build: `threads: 1`), reading the module's
+// Whether wasm memory stayed flat over `memory` (bytes after each cycle). The first cycles grow
+// it to its working size (the model's weights, the tokenizer, scratch). After that, a leak grows
+// it in most cycles: the model's weights or KV cache every cycle, the tokenizer (~1 MB) at least
+// every few. The allocator's fragmentation grows it in rare steps instead: a freed region a
+// later allocation does not fit (measured on the CPU engine: none in most runs; a 3 MB step;
+// once one step of 28.75 MB, a KV cache, at cycle 38 of 50, flat before and after). Hence: at
+// most two growing cycles after the warm-up, adding less than one model (64 MB).
+function assertFlat(memory) {
+  const settled = memory.slice(WARMUP_CYCLES - 1);
+  const growths = settled.slice(1).filter((m, i) => m > settled[i]).length;
+  const growth = memory.at(-1) - settled[0];
+  const detail = `${growths} growing cycles, ${growth} bytes after cycle ${WARMUP_CYCLES}: ${memory.join(", ")}`;
+  assert.ok(growths <= 2 && growth < 64 << 20, `wasm memory kept growing: ${detail}`);
+}
+
+// CYCLES cycles on the CPU engine (the plain build: `threads: 1`), reading the module's
 // memory size after each: wasm memory cannot shrink, so an engine that leaked would make it
 // grow cycle after cycle; one that frees everything lets the allocator reuse the same pages.
 const cpuCycles = ({ cycles }) =>
@@ -40,16 +70,18 @@ const cpuCycles = ({ cycles }) =>
     const glue = await import("/pkg/llama_wgpu.js");
     const memory = [];
     const texts = new Set();
+    let kernels;
     for (let i = 0; i < cycles; i++) {
       const engine = await createEngine({ model: "/models/default.gguf", device: "cpu", threads: 1, contextLength: 64 });
       let text = "";
       for await (const piece of engine.generate("Once upon a time", { maxTokens: 2, temperature: 0 })) text += piece;
       texts.add(text);
+      if (i === 0) kernels = engine.stats().compiledKernels;
       await engine.unload();
       // The glue's init returns the instance's exports once the module is loaded.
       memory.push((await glue.default()).memory.buffer.byteLength);
     }
-    return { memory, texts: [...texts] };
+    return { memory, texts: [...texts], kernels };
   });
 
 // A device lost mid-generation (destroyed by the page, as a driver reset or a backgrounded
@@ -122,46 +154,55 @@ const loseIdleDevice = () =>
     return { lost, seconds, state, reloaded };
   });
 
-describe("engine lifecycle in Chromium", { timeout: 6 * MINUTE }, () => {
-  const suite = browserSuite("lifecycle", { initScript: countGpuMemory });
+describe("engine lifecycle in Chromium", { timeout: 15 * MINUTE }, () => {
+  const serverArgs = HAS_TINY ? ["--serve", `/test/tiny.gguf=${TINY}`] : [];
+  const suite = browserSuite("lifecycle", { initScript: countGpuMemory, serverArgs });
   const { browser, step } = suite;
 
 
-  it(`${CYCLES} create -> generate -> unload cycles on the GPU leave no GPU memory held`, { timeout: 5 * MINUTE }, () =>
+  it(`${CYCLES} create -> generate -> unload cycles on the GPU leave no GPU memory held and wasm memory flat`, { timeout: 8 * MINUTE }, () =>
     step("gpu-cycles", async () => {
       const { page } = browser;
       await page.goto(suite.server.url);
-      const r = await page.evaluate(cycles, { cycles: CYCLES });
-      console.log(`lifecycle: ${JSON.stringify(r)}`);
+      const tiny = HAS_TINY ? Array(CYCLES).fill("/test/tiny.gguf") : [];
+      const models = ["/models/default.gguf", ...tiny, "/models/default.gguf"];
+      const r = await page.evaluate(cycles, { models });
+      console.log(`lifecycle: ${JSON.stringify(r.stats)}; memory ${r.after.map((c) => c.memory).join(", ")}`);
       for (const [i, c] of r.after.entries()) {
         assert.ok(c.text.length > 0, `cycle ${i} generated`);
-        assert.ok(c.loadedBytes > 50e6, `cycle ${i}: the model's ${c.loadedBytes} bytes were counted while loaded`);
+        // Weights, KV cache, activations: at least the weights' bytes (the default model's
+        // 98 MB file, the tiny one's 5 MB).
+        const least = c.model === "/models/default.gguf" ? 50e6 : 2e6;
+        assert.ok(c.loadedBytes > least, `cycle ${i}: the model's ${c.loadedBytes} bytes were counted while loaded`);
         assert.equal(c.liveBytes, 0, `cycle ${i}: GPU bytes still held after unload`);
       }
-      assert.equal(r.stats.devices, CYCLES, "one device per engine");
-      assert.equal(r.stats.destroyedDevices, CYCLES, "each unload destroys its device");
+      assert.equal(r.after[0].text, r.after.at(-1).text, "the default model's first and last cycles write the same greedy text");
+      assert.equal(new Set(r.after.slice(1, -1).map((c) => c.text)).size <= 1, true, "every tiny cycle writes the same text");
+      assert.equal(r.stats.devices, models.length, "one device per engine");
+      assert.equal(r.stats.destroyedDevices, models.length, "each unload destroys its device");
+      if (HAS_TINY) assertFlat(r.after.slice(1, -1).map((c) => c.memory));
+      // The load's breakdown (stats()): every pipeline compiled is listed with its time, and
+      // their sum is the compile phase's wall time but for the JS between them (5% or 50 ms).
+      const s = r.after[0].stats;
+      console.log(`load: ${JSON.stringify({ ...s, compiledKernels: s.compiledKernels.map((k) => `${k.name} ${k.seconds.toFixed(3)}`) })}`);
+      const names = s.compiledKernels.map((k) => k.name);
+      for (const kernel of ["sample_pick", "attention", "embed_q8_0"]) assert.ok(names.includes(kernel), `${kernel} in ${names}`);
+      const compiled = s.compiledKernels.reduce((t, k) => t + k.seconds, 0);
+      assert.ok(compiled > 0 && compiled <= s.compileSeconds * 1.05 + 0.05, `kernels ${compiled} s of a ${s.compileSeconds} s compile phase`);
+      assert.ok(s.downloadSeconds >= 0 && s.uploadSeconds > 0 && s.firstTokenSeconds > 0, JSON.stringify(s));
+      assert.ok(s.uploadSeconds + s.compileSeconds <= s.loadSeconds + 0.05, JSON.stringify(s));
     }));
 
-  it(`${CPU_CYCLES} cycles on the CPU engine leave wasm memory flat`, { timeout: 5 * MINUTE }, () =>
+  it(`${CYCLES} cycles on the CPU engine leave wasm memory flat`, { timeout: 5 * MINUTE }, () =>
     step("cpu-cycles", async () => {
       const { page } = browser;
       await page.goto(suite.server.url);
-      const r = await page.evaluate(cpuCycles, { cycles: CPU_CYCLES });
+      const r = await page.evaluate(cpuCycles, { cycles: CYCLES });
       console.log(`cpu cycles: memory ${r.memory[0]} -> ${r.memory.at(-1)} bytes, texts ${JSON.stringify(r.texts)}`);
       assert.equal(r.texts.length, 1, "every cycle writes the same greedy text");
       assert.ok(r.texts[0].length > 0);
-      // The first cycles grow the memory to its working size (the model's weights, the
-      // tokenizer, scratch: ~135 MB). After that, a leak grows it in most cycles: the model's
-      // weights (~100 MB) or KV cache (~24 MB) every cycle, the tokenizer (~1 MB) at least every
-      // few. The allocator's fragmentation grows it in rare steps instead: a freed region a
-      // later allocation does not fit (measured: none in most runs; a 3 MB step; once one step
-      // of 28.75 MB, a KV cache, at cycle 38 of 50, flat before and after). Hence: at most two
-      // growing cycles after the warm-up, adding less than one model (64 MB).
-      const settled = r.memory.slice(WARMUP_CYCLES - 1);
-      const growths = settled.slice(1).filter((m, i) => m > settled[i]).length;
-      const growth = r.memory.at(-1) - settled[0];
-      const detail = `${growths} growing cycles, ${growth} bytes after cycle ${WARMUP_CYCLES}: ${r.memory.join(", ")}`;
-      assert.ok(growths <= 2 && growth < 64 << 20, `wasm memory kept growing: ${detail}`);
+      assertFlat(r.memory);
+      assert.deepEqual(r.kernels, [], "the CPU engine compiles no GPU pipelines");
     }));
 
   it("a device lost mid-generation ends the call with DEVICE_LOST; the engine is lost until reload() recovers it from the cache", { timeout: 3 * MINUTE }, () =>

@@ -86,6 +86,12 @@ test("generate yields non-empty pieces and returns the result; wasm is initialis
   assert.equal(typeof s.loadSeconds, "number");
   assert.ok(s.compileSeconds >= 0 && s.compileSeconds <= s.loadSeconds);
   assert.equal(s.encodeUsPerToken, null);
+  // The load's breakdown: each part a time, together within the load (the first byte's wait
+  // aside: the stub's source has none worth counting, so 50 ms covers timer granularity).
+  for (const k of ["downloadSeconds", "uploadSeconds"]) assert.ok(s[k] >= 0, `${k}: ${s[k]}`);
+  assert.ok(s.downloadSeconds + s.uploadSeconds + s.compileSeconds <= s.loadSeconds + 0.05);
+  assert.equal(s.firstTokenSeconds, 0.1, "the first generation's time to first token");
+  assert.deepEqual(s.compiledKernels, [], "none reported by the engine: an empty list");
   assert.equal(s.contextReduced, null, "the engine's context report reaches stats()");
   await load(); assert.equal(log.inits, 1);
 });

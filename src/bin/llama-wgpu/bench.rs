@@ -114,6 +114,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let stats = engine.backend_stats();
     let ttft = spread(ttft)["median"].clone();
     let (device, device_reason) = engine.device();
+    let mut compiled = stats.compiled_kernels.clone();
+    compiled.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let compile_s: f64 = compiled.iter().map(|k| k.seconds).sum();
     let report = serde_json::json!({
         "adapter": stats.device,
         "device": device,
@@ -137,6 +140,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         "readback_bytes_per_token": stats.readback_bytes_per_token,
         "encode_us_per_token": stats.encode_us_per_token,
         "submit_us_per_token": stats.submit_us_per_token,
+        "pipelines": compiled.len(),
+        "compile_s": compile_s,
+        "compile_s_by_kernel": compiled,
         "json_schema": structured,
         "embeddings": embeddings,
     });
@@ -192,6 +198,18 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         stats.encode_us_per_token,
         stats.submit_us_per_token
     );
+    if !compiled.is_empty() {
+        let slowest: Vec<String> = compiled
+            .iter()
+            .take(5)
+            .map(|k| format!("{} {:.3} s", k.name, k.seconds))
+            .collect();
+        println!(
+            "kernels:     {} pipelines compiled in {compile_s:.2} s (slowest: {})",
+            compiled.len(),
+            slowest.join(", ")
+        );
+    }
     let e = &r["embeddings"];
     println!(
         "embeddings:  {:.2} per s of {}-token inputs ({} per call, {} pooling)",

@@ -365,8 +365,11 @@ impl MatVecVariant {
 pub struct MatVec {
     variant: MatVecVariant,
     /// Per input and output kind, one pipeline per weight type.
-    kernels: Vec<(InputKind, OutputKind, Vec<(GgmlType, Kernel)>)>,
+    kernels: Vec<(InputKind, OutputKind, Pipelines)>,
 }
+
+/// One pipeline per weight type.
+type Pipelines = Vec<(GgmlType, Kernel)>;
 
 impl MatVec {
     /// The variant suited to the adapter, for every GPU type.

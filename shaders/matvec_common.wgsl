@@ -25,10 +25,11 @@ fn x_unit(base: u32, u: u32) -> Unit {
     return v;
 }
 
-// Row `first + i` of a group of rows an invocation computes; past the part's end, its last row
-// (read, never stored), so that the group's loads need no branch.
+// The row of slot `first + i` of a group an invocation computes (slot_row: the output piece,
+// matvec_output_*.wgsl); past the part's end, its last slot's (read, never stored), so that
+// the group's loads need no branch.
 fn row_of(first: u32, i: u32) -> u32 {
-    return min(first + i, params.rows - 1u);
+    return slot_row(min(first + i, params.rows - 1u));
 }
 
 fn row_unit(row: u32, u: u32) -> Unit {

@@ -40,14 +40,6 @@ fn main(
             row_dot(row_of(first, 7u), u, xs),
         );
     }
-    acc_a = finish(acc_a, ss);
-    acc_b = finish(acc_b, ss);
-    for (var i = 0u; i < 4u; i++) {
-        if (first + i < params.rows) {
-            store(out_index(0u, first + i), acc_a[i]);
-        }
-        if (first + 4u + i < params.rows) {
-            store(out_index(0u, first + 4u + i), acc_b[i]);
-        }
-    }
+    write_rows(first, finish(acc_a, ss));
+    write_rows(first + 4u, finish(acc_b, ss));
 }

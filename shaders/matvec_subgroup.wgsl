@@ -32,10 +32,6 @@ fn main(
     // Outside every branch: all invocations of the subgroup take part.
     let total = finish(subgroupAdd(p.acc), subgroupAdd(p.ss));
     if (lane == 0u) {
-        for (var i = 0u; i < ROWS; i++) {
-            if (first + i < params.rows) {
-                store(out_index(0u, first + i), total[i]);
-            }
-        }
+        write_rows(first, total);
     }
 }

@@ -33,11 +33,6 @@ fn main(
         workgroupBarrier();
     }
     if (lane == 0u) {
-        let total = finish(partial[lid], partial_ss[lid]);
-        for (var i = 0u; i < ROWS; i++) {
-            if (first + i < params.rows) {
-                store(out_index(0u, first + i), total[i]);
-            }
-        }
+        write_rows(first, finish(partial[lid], partial_ss[lid]));
     }
 }

@@ -4,8 +4,9 @@
 //! Decode: the ops of one step are bound once at load and recorded into one command encoder per
 //! token (those its position asks for: attention has a form without a combine for short
 //! contexts); one submit; 4 bytes (the sampled id) come back. On real GPUs its norms and gates
-//! are folded into the matvecs that read them (six dispatches per layer; ARCHITECTURE.md). Prefill: the prompt runs in batches
-//! of up to `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
+//! are folded into the matvecs that read them, and RoPE with the KV append into the q/k/v matvec
+//! (five dispatches per layer; ARCHITECTURE.md). Prefill: the prompt runs in batches of up to
+//! `PREFILL_BATCH` tokens through batched matmuls, and its last token runs as a decode
 //! step (whose final norm, LM head and sampler give the first new token). Both op lists are
 //! bound at load; each submit is preceded by one write of the step uniform (position, tokens).
 
@@ -235,14 +236,14 @@ impl GpuModel {
             // h = rmsnorm(x) * attn_norm
             let h = g.rmsnorm(v.x, &lw.attn_norm, v.h)?;
             // q, k, v = Wq h, Wk h, Wv h (+ LoRA)                 [n_tokens, q_dim | kv_dim]
-            g.project(&lw.qkv, h, &[v.q, v.k, v.v])?;
-            g.lora(Block(l, Slot::Qkv), h, &[v.q, v.k, v.v])?;
+            let qkv = g.qkv(&lw.qkv, h, [v.q, v.k, v.v], Block(l, Slot::Qkv));
             // q, k = rope(rmsnorm per head(q + bq, k + bk)); k, v + bv into the cache
+            // (one token: in the q/k/v matvec's epilogue where the kernels take it)
             let extras = RopeExtras {
                 bias: lw.qkv_bias.as_ref().map(whole),
                 norms: lw.qk_norms.as_ref().map(|(q, k)| (whole(q), whole(k))),
             };
-            g.rope_kv([v.q, v.k, v.v], v.q_rope, extras, kv, l)?;
+            g.rope_kv(qkv, v.q_rope, extras, kv, l)?;
             // att = softmax(q K^T * attention_scale) V over the keys each token sees
             g.attention(v.q_rope, kv, l, &a.scratch, v.att, c.window(l))?;
             // x += Wo att, normed first with post_attention_norm (gemma3)

@@ -264,22 +264,7 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
     let mut cpu = ReferenceModel::load(&file, 64).unwrap();
     let mut gpu_model = load(&path, 64);
     cpu.set_f16_cache(gpu_model.kv_element() == KvElement::F16);
-    // Its projections share one type (Q4_1), so q/k/v and gate/up each stack into one weight.
-    // Per layer: QKV (the rmsnorm before it folded in), RoPE + KV append, attention, Wo (+
-    // residual), gate/up (rmsnorm folded in), Wdown (SiLU gate folded in, + residual). Attention
-    // is one pass while the keys fit the direct form, else a pass over the one cache part and
-    // the combine. Then: embed, LM head (final norm folded in), the sampler's two passes. On a
-    // CPU emulator the two norms and the gate are dispatches of their own (and the final norm).
-    let n_layer = gpu_model.config().n_layer;
-    let unfused = usize::from(gpu_model.context().is_cpu);
-    let (layer, head) = (6 + 3 * unfused, 1 + 1 + 2 + unfused);
-    assert_eq!(gpu_model.dispatches_per_token(), layer * n_layer + head);
-    assert_eq!(gpu_model.dispatches_per_layer(false), layer);
-    assert_eq!(gpu_model.dispatches_per_layer(true), layer + 1);
-    assert_eq!(
-        gpu_model.dispatches_per_token_long(),
-        (layer + 1) * n_layer + head
-    );
+    check_dispatch_counts(&gpu_model);
     let tokens: Vec<u32> = common::ONCE_UPON_A_TIME
         .into_iter()
         .chain(generation.ids.iter().copied().take(8))
@@ -312,6 +297,42 @@ fn default_model_matches_the_cpu_reference_and_the_reference_text() {
 /// history), for a generation stopped by the caller (the step in flight is discarded), for a
 /// second turn that reuses the cache after it, and for greedy decoding up to a full context;
 /// with the same logprobs where they are asked.
+/// The default model's decode step, counted from its structure. Its projections share one
+/// type (Q4_1), so q/k/v and gate/up each stack into one weight. Per layer on the real-GPU
+/// kernels: QKV (the rmsnorm before it folded in, RoPE and the KV append in its epilogue),
+/// attention, Wo (+ residual), gate/up (rmsnorm folded in), Wdown (SiLU gate folded in, +
+/// residual). Attention is one pass while the keys fit the direct form, else a pass over the
+/// one cache part and the combine. Then: embed, LM head (final norm folded in), the sampler's
+/// two passes. On a CPU emulator the two norms and the gate are dispatches of their own (and
+/// the final norm).
+fn check_dispatch_counts(gpu_model: &GpuModel) {
+    let n_layer = gpu_model.config().n_layer;
+    let emulated = usize::from(gpu_model.context().is_cpu);
+    let (layer, head) = (5 + 3 * emulated, 1 + 1 + 2 + emulated);
+    assert_eq!(gpu_model.dispatches_per_token(), layer * n_layer + head);
+    assert_eq!(gpu_model.dispatches_per_layer(false), layer);
+    assert_eq!(gpu_model.dispatches_per_layer(true), layer + 1);
+    assert_eq!(
+        gpu_model.dispatches_per_token_long(),
+        (layer + 1) * n_layer + head
+    );
+}
+
+/// Both kernel families count as `check_dispatch_counts` says, whatever the adapter.
+#[test]
+fn dispatch_counts_follow_the_layer_structure_on_both_kernel_families() {
+    let Some(path) = common::default_model() else {
+        return;
+    };
+    for emulator in [true, false] {
+        let options = GpuOptions {
+            emulator_kernels: Some(emulator),
+            ..GpuOptions::default()
+        };
+        check_dispatch_counts(&load_with(&path, 64, &options));
+    }
+}
+
 #[test]
 fn pipelined_decoding_gives_the_tokens_of_step_by_step_decoding() {
     use llama_wgpu::chat::ChatTemplate;

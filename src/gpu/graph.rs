@@ -6,101 +6,23 @@
 //! ([`Projection`] routes each row range to its own view), whether a batch runs as a matvec or
 //! a matmul, how many ops a kernel needs (one per weight part or cache part), and which steps
 //! are folded into the next kernel: for one token, `rmsnorm` and `gate` record nothing and
-//! return an [`Input`] that the projection consuming it applies as it loads x.
+//! return an [`Input`] that the projection consuming it applies as it loads x; and `qkv`
+//! records nothing and returns a [`Qkv`] that `rope_kv` records, as a projection followed by
+//! RoPE, or for one token as a projection with RoPE and the KV append in its epilogue.
 
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{range, Op};
 use crate::gpu::kernels::attention::{Attention, AttentionScratch};
-use crate::gpu::kernels::embed::Embed;
-use crate::gpu::kernels::ffn::Ffn;
-use crate::gpu::kernels::matvec::{InputKind, MatMul, MatVec, MatVecInput, Route};
-use crate::gpu::kernels::norm::RmsNorm;
-use crate::gpu::kernels::rope::{KvCache, Rope, RopeExtras};
-use crate::gpu::kernels::sample::GpuSampler;
-use crate::gpu::loader::{LayerWeights, Weights};
+use crate::gpu::kernels::matvec::{MatMul, MatVec, MatVecInput, Route};
+use crate::gpu::kernels::rope::{KvCache, RopeExtras};
 use crate::gpu::lora::{GpuLora, LoraKernels};
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 use crate::lora::Place;
 
-/// Every kernel a model uses, compiled once at load for its weight types and options.
-pub struct Kernels {
-    /// Whether a decode step folds its norms and gate into the matvecs that read them: on real
-    /// GPUs, where a dispatch costs more than the loads of the norm weight (or of up) that each
-    /// matvec invocation then adds; not on CPU emulators, where measured the other way
-    /// (lavapipe, SmolLM2 decode step: 130 ms of the ops fusion replaces, 144 fused).
-    pub fuse_inputs: bool,
-    pub matvec: MatVec,
-    pub matmul: MatMul,
-    pub embed: Embed,
-    pub norm: RmsNorm,
-    pub rope: Rope,
-    pub attention: Attention,
-    pub ffn: Ffn,
-    pub sampler: GpuSampler,
-}
+mod kernel_set;
 
-impl Kernels {
-    /// The kernels `config`'s model with `weights` uses, for contexts of `context_len`: the
-    /// pipelines of the weight types each product needs, the decode matvecs for the inputs
-    /// they read (x; normed x for q/k/v, gate/up and the LM head; the gate for down).
-    pub async fn for_model(
-        ctx: &GpuContext,
-        config: &Config,
-        weights: &Weights,
-        context_len: usize,
-    ) -> Result<Kernels> {
-        let types = |ws: &mut dyn Iterator<Item = &GpuWeight>| {
-            let mut types: Vec<GgmlType> = ws.map(|w| w.ty).collect();
-            types.sort_by_key(|t| t.id());
-            types.dedup();
-            types
-        };
-        let layers = || weights.layers.iter();
-        let plain = types(&mut layers().map(|l| &l.wo));
-        let normed = types(
-            &mut layers()
-                .flat_map(|l| l.qkv.weights().chain(l.gate_up.weights()))
-                .chain([weights.lm_head()]),
-        );
-        let gated = types(&mut layers().map(|l| &l.w_down));
-        let activation = config.arch.activation;
-        let fuse_inputs = !ctx.is_cpu;
-        let all = types(
-            &mut layers()
-                .flat_map(LayerWeights::matrices)
-                .chain([weights.lm_head()]),
-        );
-        let uses = match fuse_inputs {
-            true => vec![
-                (InputKind::X, plain.as_slice()),
-                (InputKind::Normed, normed.as_slice()),
-                (InputKind::Gated(activation), gated.as_slice()),
-            ],
-            false => vec![(InputKind::X, all.as_slice())],
-        };
-        Ok(Kernels {
-            fuse_inputs,
-            matvec: MatVec::for_inputs(ctx, &uses).await?,
-            matmul: MatMul::for_types(ctx, &weights.block_types()).await?,
-            embed: Embed::for_types(ctx, &[weights.token_embd.ty]).await?,
-            norm: RmsNorm::new(ctx, config).await?,
-            rope: Rope::new(
-                ctx,
-                config,
-                weights.rope_factors(config.rope_factor_tensor(context_len)),
-                context_len,
-            )
-            .await?,
-            attention: Attention::new(ctx, config).await?,
-            ffn: Ffn::new(ctx, activation).await?,
-            sampler: GpuSampler::new(ctx, config.n_vocab, crate::model::MAX_SAMPLER_HISTORY)
-                .await?,
-        })
-    }
-}
+pub use kernel_set::Kernels;
 
 /// `width` f32 values per token from byte `offset` of `buffer`: one activation of a batch.
 #[derive(Clone, Copy)]
@@ -146,6 +68,14 @@ impl<'a> Input<'a> {
             Input::View(x) | Input::Normed { x, .. } | Input::Gated { gate: x, .. } => x.width,
         }
     }
+}
+
+/// q, k and v, not yet computed: the projection (and its adapters) that `rope_kv` records.
+pub struct Qkv<'a> {
+    p: &'a Projection,
+    x: Input<'a>,
+    outs: [View<'a>; 3],
+    place: Place,
 }
 
 /// The weights whose output rows, concatenated, are one or more activations: q, k, v (three
@@ -450,16 +380,37 @@ impl<'a> Graph<'a> {
         })
     }
 
+    /// [q; k; v] = P x (+ the active adapters' group at `place`), recorded by `rope_kv`.
+    pub fn qkv<'v>(
+        &self,
+        p: &'v Projection,
+        x: Input<'v>,
+        outs: [View<'v>; 3],
+        place: Place,
+    ) -> Qkv<'v> {
+        Qkv { p, x, outs, place }
+    }
+
     /// q_out = rope(norm(q + bq)); rope(norm(k + bk)) and v + bv into the cache rows of the
-    /// step's positions (biases and norms as the architecture has them: `extras`).
+    /// step's positions (biases and norms as the architecture has them: `extras`), q, k, v
+    /// computed first as `qkv` says. For one token where the kernels take RoPE into the
+    /// projection (`Kernels::rope_in_projection`), one matvec does all of it, unless adapters
+    /// add to q, k or v (before RoPE, so after the projection's epilogue would have run).
     pub fn rope_kv(
         &mut self,
-        [q, k, v]: [View<'_>; 3],
+        qkv: Qkv<'_>,
         q_out: View<'_>,
         extras: RopeExtras<'_>,
         cache: &KvCache,
         layer: usize,
     ) -> Result<()> {
+        let adapted = self.lora.is_some_and(|(l, _)| l.group(qkv.place).is_some());
+        if self.tokens == 1 && self.k.rope_in_projection && !adapted {
+            return self.project_rope_kv(qkv, q_out, extras, cache, layer);
+        }
+        self.project(qkv.p, qkv.x, &qkv.outs)?;
+        self.lora(qkv.place, qkv.x, &qkv.outs)?;
+        let [q, k, v] = qkv.outs;
         let t = self.tokens;
         let qkv = [q.binding(t), k.binding(t), v.binding(t)];
         let ops = self.k.rope.ops(
@@ -473,6 +424,45 @@ impl<'a> Graph<'a> {
             t,
         )?;
         self.ops.extend(ops);
+        Ok(())
+    }
+
+    /// `rope_kv` for one token in the q/k/v matvec's epilogue: its rows routed to q | k | v
+    /// coordinates (`MatVec::op_rope_kv`).
+    fn project_rope_kv(
+        &mut self,
+        qkv: Qkv<'_>,
+        q_out: View<'_>,
+        extras: RopeExtras<'_>,
+        cache: &KvCache,
+        layer: usize,
+    ) -> Result<()> {
+        let widths = qkv.outs.map(|o| o.width);
+        if extras.norms.is_some() || widths[..] != qkv.p.outputs {
+            return Err(Error::InvalidArgument(format!(
+                "rope epilogue: q/k norms given, or q, k, v of {widths:?} values for a \
+                 projection to {:?}",
+                qkv.p.outputs
+            )));
+        }
+        let target = self
+            .k
+            .rope
+            .epilogue(self.ctx, self.step, extras.bias, cache, layer)?;
+        let input = self.matvec_input(qkv.x)?;
+        let bases = [0, widths[0], widths[0] + widths[1]].map(|b| b as u64);
+        for (w, routes) in qkv.p.weights.iter().zip(qkv.p.routes(&bases)) {
+            check_width(&w.name, qkv.x.width(), w.cols as usize)?;
+            let ops = (self.k.matvec).op_rope_kv(
+                self.ctx,
+                w,
+                input.clone(),
+                q_out.buffer,
+                &routes,
+                &target,
+            )?;
+            self.ops.extend(ops);
+        }
         Ok(())
     }
 

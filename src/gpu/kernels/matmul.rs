@@ -2,8 +2,8 @@
 //! `matvec.rs`, which describes the shaders both are assembled from and their drivers.
 
 use super::matvec::{
-    batch_bindings, check_io, compile, grid, kernel_for, part_bindings, InputKind, Route,
-    WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_WORKGROUP,
+    batch_bindings, check_io, compile, grid, kernel_for, part_bindings, InputKind, OutputKind,
+    Route, WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_WORKGROUP,
 };
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
@@ -65,7 +65,8 @@ impl MatMul {
             MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
         };
         let x = InputKind::X.source().1;
-        let driver = [MATVEC_COMMON, x.as_str(), BATCH_TOKENS, driver].join("\n");
+        let y = OutputKind::Y.source().1;
+        let driver = [MATVEC_COMMON, &x, &y, BATCH_TOKENS, driver].join("\n");
         Ok(MatMul {
             variant,
             kernels: compile(ctx, family, &driver, types).await?,

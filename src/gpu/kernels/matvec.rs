@@ -5,11 +5,12 @@
 //! Arithmetic is f32 throughout; f16 values are decoded from u32 with `unpack2x16float`, so no
 //! optional feature is needed.
 //!
-//! A shader is assembled from four pieces: `quant_common.wgsl` (parameters, byte unpacking),
+//! A shader is assembled from five pieces: `quant_common.wgsl` (parameters, byte unpacking),
 //! the type's decoder as its row of [`GPU_TYPE_TABLE`] gives it (the bindings of the planes it
 //! has, shared helpers, and its `quant_<type>.wgsl`: `unit_values`, the 32 values of one unit of
-//! a row, loading each plane once), the input (`matvec_input_*.wgsl`) and a driver saying who
-//! computes what:
+//! a row, loading each plane once), the input (`matvec_input_*.wgsl`), the output
+//! (`matvec_output_*.wgsl`: rows to y, or the q/k/v projection's RoPE and KV-cache append,
+//! `matvec_output.rs`) and a driver saying who computes what:
 //!
 //! | product | CPU emulations (`ctx.is_cpu`)                  | real GPUs                                   |
 //! |---------|------------------------------------------------|---------------------------------------------|
@@ -33,6 +34,7 @@ use crate::gpu::GpuContext;
 
 pub use super::matmul::{MatMul, MatMulVariant};
 pub use super::matvec_input::{InputKind, MatVecInput};
+pub use super::matvec_output::{OutputKind, RopeKvTarget};
 
 const QUANT_COMMON: &str = include_str!("../../../shaders/quant_common.wgsl");
 const QUANT_SCALES_F16: &str = include_str!("../../../shaders/quant_scales_f16.wgsl");
@@ -280,23 +282,7 @@ pub(crate) fn check_io(
             w.cols
         )));
     }
-    // The routes must tile the rows in order (the shader picks a row's route by its start).
-    let mut next_row = 0;
-    for r in routes {
-        if r.first_row != next_row || r.rows == 0 {
-            next_row = u64::MAX;
-            break;
-        }
-        next_row += r.rows;
-    }
-    if routes.is_empty() || routes.len() > 4 || next_row != w.rows {
-        return Err(Error::InvalidArgument(format!(
-            "`{}`: {} output routes do not cover its {} rows in order (at most 4 routes)",
-            w.name,
-            routes.len(),
-            w.rows
-        )));
-    }
+    check_routes(w, routes)?;
     for route in routes {
         let y_end = route.base + (n_tokens - 1) * route.stride + route.rows;
         if y.size() < y_end * 4 || y_end > u32::MAX as u64 {
@@ -312,6 +298,28 @@ pub(crate) fn check_io(
         return Err(Error::InvalidArgument(format!(
             "`{}`: x and y must be different buffers",
             w.name
+        )));
+    }
+    Ok(())
+}
+
+/// Check that `routes` tile the rows of `w` in order (the shader picks a row's route by its
+/// start), at most 4 of them.
+pub(crate) fn check_routes(w: &GpuWeight, routes: &[Route]) -> Result<()> {
+    let mut next_row = 0;
+    for r in routes {
+        if r.first_row != next_row || r.rows == 0 {
+            next_row = u64::MAX;
+            break;
+        }
+        next_row += r.rows;
+    }
+    if routes.is_empty() || routes.len() > 4 || next_row != w.rows {
+        return Err(Error::InvalidArgument(format!(
+            "`{}`: {} output routes do not cover its {} rows in order (at most 4 routes)",
+            w.name,
+            routes.len(),
+            w.rows
         )));
     }
     Ok(())
@@ -352,12 +360,16 @@ impl MatVecVariant {
     }
 }
 
-/// y = W x (or y += W x) for one token, x as a [`MatVecInput`] gives it.
+/// y = W x (or y += W x) for one token, x as a [`MatVecInput`] gives it, written as an
+/// [`OutputKind`] says.
 pub struct MatVec {
     variant: MatVecVariant,
-    /// Per input kind, one pipeline per weight type.
-    kernels: Vec<(InputKind, Vec<(GgmlType, Kernel)>)>,
+    /// Per input and output kind, one pipeline per weight type.
+    kernels: Vec<(InputKind, OutputKind, Pipelines)>,
 }
+
+/// One pipeline per weight type.
+type Pipelines = Vec<(GgmlType, Kernel)>;
 
 impl MatVec {
     /// The variant suited to the adapter, for every GPU type.
@@ -367,7 +379,7 @@ impl MatVec {
 
     /// A chosen variant (tests run both on one adapter).
     pub async fn with_variant(ctx: &GpuContext, variant: MatVecVariant) -> Result<MatVec> {
-        Self::build(ctx, variant, &[(InputKind::X, &GPU_TYPES)]).await
+        Self::with_variant_for_inputs(ctx, variant, &[(InputKind::X, &GPU_TYPES)]).await
     }
 
     /// The adapter's variant for just these weight types (what a model needs).
@@ -377,6 +389,15 @@ impl MatVec {
 
     /// The adapter's variant for each input kind with the weight types it is used with.
     pub async fn for_inputs(ctx: &GpuContext, uses: &[(InputKind, &[GgmlType])]) -> Result<MatVec> {
+        Self::with_variant_for_inputs(ctx, MatVecVariant::for_context(ctx), uses).await
+    }
+
+    /// The adapter's variant for each input and output kind with the weight types it is used
+    /// with.
+    pub async fn for_outputs(
+        ctx: &GpuContext,
+        uses: &[(InputKind, OutputKind, &[GgmlType])],
+    ) -> Result<MatVec> {
         Self::build(ctx, MatVecVariant::for_context(ctx), uses).await
     }
 
@@ -386,13 +407,16 @@ impl MatVec {
         variant: MatVecVariant,
         uses: &[(InputKind, &[GgmlType])],
     ) -> Result<MatVec> {
-        Self::build(ctx, variant, uses).await
+        let uses: Vec<_> = uses.iter().map(|&(k, t)| (k, OutputKind::Y, t)).collect();
+        Self::build(ctx, variant, &uses).await
     }
 
-    async fn build(
+    /// A chosen variant for each input and output kind with the weight types it is used with
+    /// (tests).
+    pub async fn build(
         ctx: &GpuContext,
         variant: MatVecVariant,
-        uses: &[(InputKind, &[GgmlType])],
+        uses: &[(InputKind, OutputKind, &[GgmlType])],
     ) -> Result<MatVec> {
         let (family, driver) = match variant {
             MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
@@ -405,11 +429,12 @@ impl MatVec {
             MatVecVariant::Subgroup => ("matvec_subgroup", MATVEC_SUBGROUP),
         };
         let mut kernels = Vec::with_capacity(uses.len());
-        for &(kind, types) in uses {
+        for &(kind, output, types) in uses {
             let (suffix, input) = kind.source();
-            let driver = [MATVEC_COMMON, input.as_str(), driver].join("\n");
-            let family = format!("{family}{suffix}");
-            kernels.push((kind, compile(ctx, &family, &driver, types).await?));
+            let (out_suffix, out) = output.source();
+            let driver = [MATVEC_COMMON, input.as_str(), out.as_str(), driver].join("\n");
+            let family = format!("{family}{suffix}{out_suffix}");
+            kernels.push((kind, output, compile(ctx, &family, &driver, types).await?));
         }
         Ok(MatVec { variant, kernels })
     }
@@ -458,11 +483,29 @@ impl MatVec {
         accumulate: bool,
     ) -> Result<Vec<Op>> {
         check_io(w, input.x(), 1, y, routes)?;
+        let output = (OutputKind::Y, Vec::new());
+        self.op_output(ctx, w, input, y, routes, accumulate, output)
+    }
+
+    /// [`op_input`](Self::op_input)'s dispatches, writing as `output` says with its
+    /// bindings, once the caller has checked x, y and the routes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn op_output(
+        &self,
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        input: MatVecInput<'_>,
+        y: &wgpu::Buffer,
+        routes: &[Route],
+        accumulate: bool,
+        (output, output_bindings): (OutputKind, Vec<(u32, wgpu::BufferBinding<'_>)>),
+    ) -> Result<Vec<Op>> {
         input.check(w, y)?;
-        let kernels = self.kernels.iter().find(|(kind, _)| *kind == input.kind());
-        let kernels = kernels.map(|(_, k)| k.as_slice()).ok_or_else(|| {
+        let wanted = |(kind, out, _): &&(_, _, _)| *kind == input.kind() && *out == output;
+        let kernels = self.kernels.iter().find(wanted);
+        let kernels = kernels.map(|(_, _, k)| k.as_slice()).ok_or_else(|| {
             Error::InvalidArgument(format!(
-                "`{}`: no matvec pipeline for a {:?} input",
+                "`{}`: no matvec pipeline for a {:?} input and {output:?} output",
                 w.name,
                 input.kind()
             ))
@@ -496,6 +539,7 @@ impl MatVec {
             let params = uniform_buffer(ctx, &kernel.name, &params);
             let mut bindings = part_bindings(w, part, &params, input.x().clone(), y);
             bindings.extend(input.extra_bindings());
+            bindings.extend(output_bindings.iter().cloned());
             ops.push(kernel.op_at(ctx, &bindings, [gx, gy, 1]));
         }
         Ok(ops)

@@ -8,6 +8,7 @@ pub mod ffn;
 pub mod matmul;
 pub mod matvec;
 pub mod matvec_input;
+pub mod matvec_output;
 pub mod norm;
 pub mod rope;
 pub mod sample;

@@ -7,11 +7,14 @@
 //! `pos .. pos + n_tokens` (read from the step uniform); biases and norms, where the
 //! architecture has them, come first. The angles are computed on the GPU from the position;
 //! each layer's per-pair frequencies are a small table made once at load (`Config::rope`).
+//! Prefill runs this dispatch; a decode step runs it only where the q/k/v matvec's epilogue
+//! (`matvec_output.rs`, whose parameters [`Rope::epilogue`] makes) cannot do the same.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::matvec_output::{OutputKind, RopeKvParams, RopeKvTarget, MAX_ROPE_PAIRS};
 use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
-use crate::config::{Config, RopeStyle};
+use crate::config::{Config, RopeStyle, RopeTable};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     storage_buffer, storage_bytes, uniform_buffer, whole, Kernel, Op, ShaderSource,
@@ -19,6 +22,8 @@ use crate::gpu::kernel::{
 use crate::gpu::GpuContext;
 
 const ROPE_WGSL: &str = include_str!("../../../shaders/rope.wgsl");
+/// `cos_sin` of an angle, shared with the q/k/v matvec's RoPE epilogue (`matvec_output.rs`).
+pub(crate) const ROPE_ANGLE: &str = include_str!("../../../shaders/rope_angle.wgsl");
 const WORKGROUP: u32 = 64;
 
 /// How the cache stores a value: f16 where the adapter has `shader-f16` (half the memory
@@ -248,9 +253,9 @@ pub struct RopeExtras<'a> {
 pub struct Rope {
     kernel: Kernel,
     element: KvElement,
-    /// Per layer: the frequency table (`Config::rope`), shared between layers that agree, and
-    /// the cos/sin multiplier.
-    tables: Vec<(wgpu::Buffer, f32)>,
+    /// Per layer: the frequency table (`Config::rope`) on the GPU, shared between layers that
+    /// agree, and as made (frequencies and the cos/sin multiplier).
+    tables: Vec<(wgpu::Buffer, RopeTable)>,
     has_bias: bool,
     has_norms: bool,
     n_head: usize,
@@ -294,7 +299,7 @@ impl Rope {
             .zip(names)
             .map(|(i, n)| format!("@group(0) @binding({i}) var<storage, read> {n}: array<f32>;\n"))
             .collect();
-        let source = ShaderSource::new(ROPE_WGSL)
+        let source = ShaderSource::new(&[ROPE_ANGLE, ROPE_WGSL].join("\n"))
             .define("EXTRA_BINDINGS", extra)
             .define(
                 "BIAS",
@@ -314,7 +319,7 @@ impl Rope {
         let element = KvElement::for_context(ctx);
         let kernel =
             Kernel::new(ctx, "rope_kv_append", source.define("KV", element.wgsl())).await?;
-        let mut tables: Vec<(wgpu::Buffer, f32)> = Vec::new();
+        let mut tables: Vec<(wgpu::Buffer, RopeTable)> = Vec::new();
         let mut made: Vec<(Vec<f32>, wgpu::Buffer)> = Vec::new();
         for l in 0..config.n_layer {
             let table = config.rope(l, factors)?;
@@ -328,7 +333,7 @@ impl Rope {
                     b
                 }
             };
-            tables.push((buffer, table.mscale));
+            tables.push((buffer, table));
         }
         Ok(Rope {
             kernel,
@@ -392,7 +397,7 @@ impl Rope {
         }
         check_distinct("rope", &[&q_out], &read)?;
         check_distinct("rope", &[&q_out], &[&q])?;
-        let (freqs, mscale) = &self.tables[layer];
+        let (freqs, table) = &self.tables[layer];
 
         let pairs = (self.n_head + self.n_head_kv) * self.head_dim / 2;
         let workgroups = [
@@ -413,7 +418,7 @@ impl Rope {
                     rotate_q: (i == 0) as u32,
                     part_start: (i * cache.rows_per_part()) as u32,
                     part_len: cache.part_rows(i) as u32,
-                    mscale: *mscale,
+                    mscale: table.mscale,
                     eps: self.eps,
                     _pad: [0; 2],
                 };
@@ -436,5 +441,77 @@ impl Rope {
                 Ok(self.kernel.op(ctx, &bindings, workgroups))
             })
             .collect()
+    }
+
+    /// Whether [`epilogue`](Self::epilogue) takes this model's layers with a cache in
+    /// `cache_parts` parts: no q/k
+    /// norms (each scales a head by its own sum of squares, so it needs all of the head's rows
+    /// before the rotation, and the q/k/v matvec has a few rows per invocation: qwen3 and
+    /// gemma3 keep the dispatch), and the cache in one part (the epilogue binds one buffer
+    /// each for keys and values; a split cache takes an op per part).
+    pub fn fits_epilogue(&self, cache_parts: usize) -> bool {
+        !self.has_norms && cache_parts == 1 && self.rope_dims / 2 <= MAX_ROPE_PAIRS
+    }
+
+    /// Layer `layer`'s RoPE, biases (`bias`: q | k | v, exactly when the model has them) and
+    /// KV append for the q/k/v matvec's epilogue (`MatVec::op_rope_kv`), for one token at the
+    /// position `step` gives.
+    pub fn epilogue<'a>(
+        &self,
+        ctx: &GpuContext,
+        step: &'a wgpu::Buffer,
+        bias: Option<wgpu::BufferBinding<'a>>,
+        cache: &'a KvCache,
+        layer: usize,
+    ) -> Result<RopeKvTarget<'a>> {
+        check_step(step)?;
+        let (q_dim, kv_dim) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
+        cache.check_layer(layer, kv_dim, self.element)?;
+        if !self.fits_epilogue(cache.parts()) || bias.is_some() != self.has_bias {
+            return Err(Error::InvalidArgument(format!(
+                "rope epilogue: q/k norms ({}), a cache in {} parts, {} rotated pairs (at most \
+                 {MAX_ROPE_PAIRS}), or biases given ({}) where the model has none ({})",
+                self.has_norms,
+                cache.parts(),
+                self.rope_dims / 2,
+                bias.is_some(),
+                self.has_bias
+            )));
+        }
+        if let Some(b) = &bias {
+            check_f32(ctx, "rope bias", b, q_dim + 2 * kv_dim)?;
+        }
+        let table = &self.tables[layer].1;
+        let mut freqs = [0f32; MAX_ROPE_PAIRS];
+        freqs[..table.freqs.len()].copy_from_slice(&table.freqs);
+        let params = RopeKvParams {
+            n_head: self.n_head as u32,
+            n_head_kv: self.n_head_kv as u32,
+            head_dim: self.head_dim as u32,
+            rope_dims: self.rope_dims as u32,
+            half_style: (self.style == RopeStyle::Half) as u32,
+            mscale: table.mscale,
+            _pad: [0; 2],
+            freqs,
+        };
+        Ok(RopeKvTarget {
+            kind: self.epilogue_kind(),
+            params: uniform_buffer(ctx, "rope epilogue params", &params),
+            step,
+            k_cache: &cache.keys(layer)[0],
+            v_cache: &cache.values(layer)[0],
+            bias,
+            head_dim: self.head_dim as u64,
+            q_dim: q_dim as u64,
+            kv_dim: kv_dim as u64,
+        })
+    }
+
+    /// The matvec output the epilogue is compiled as for this model.
+    pub fn epilogue_kind(&self) -> OutputKind {
+        OutputKind::RopeKv {
+            kv: self.element,
+            bias: self.has_bias,
+        }
     }
 }

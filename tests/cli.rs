@@ -349,6 +349,20 @@ fn errors_are_one_line_with_a_code() {
         "INVALID_ARGUMENT",
     );
     assert!(line.contains("tpu"), "{line}");
+    // Every argument error is such a line too, not clap's multi-line usage text: a value
+    // outside a typed option's choices (which it names), an unknown flag, a missing argument.
+    let line = fails_with(
+        &["generate", "--model", &m, "--kernels", "fast"],
+        "INVALID_ARGUMENT",
+    );
+    assert!(
+        line.contains("'fast'") && line.contains("emulator"),
+        "{line}"
+    );
+    let line = fails_with(&["generate", "--model", &m, "--bogus"], "INVALID_ARGUMENT");
+    assert!(line.contains("--bogus"), "{line}");
+    let line = fails_with(&["generate", "--prompt", "hi"], "INVALID_ARGUMENT");
+    assert!(line.contains("--model"), "{line}");
     // The GPU decoder: it runs where an adapter exists (lavapipe counts); where it cannot run,
     // a one-line error with a GPU code.
     let args = [

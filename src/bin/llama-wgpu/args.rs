@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use llama_wgpu::constraint::{JsonSchema, ResponseFormat};
+use llama_wgpu::engine::Device;
 use llama_wgpu::generate::GenerateOptions;
 use llama_wgpu::sampler::SamplingParams;
 use llama_wgpu::tools::{ToolChoice, ToolOptions};
@@ -96,8 +97,8 @@ pub(crate) struct ModelArgs {
     /// Where the decoder runs: `auto` (the GPU when the adapter is hardware, else the CPU
     /// engine), `gpu` (WGSL kernels through wgpu), `cpu` (the CPU engine: quantized SIMD
     /// kernels) or `reference` (the f32 reference decoder, for comparisons).
-    #[arg(long, default_value = "auto")]
-    pub(crate) device: String,
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub(crate) device: Device,
     /// KV cache length in tokens (default: the model's, at most 4096). Fitted to the memory
     /// limit: a shorter context is reported on stderr (and in --json).
     #[arg(long)]
@@ -118,15 +119,60 @@ pub(crate) struct ModelArgs {
     pub(crate) no_subgroups: bool,
     /// Kernel family: `auto` (from the adapter), `emulator` (shaped for CPU emulations of a
     /// GPU) or `gpu` (shaped for real GPUs). For comparisons; `auto` is what users get.
-    #[arg(long, default_value = "auto")]
-    pub(crate) kernels: String,
+    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+    pub(crate) kernels: Kernels,
     /// Pipelined decode steps: `auto` (on real GPUs), `on` or `off`.
-    #[arg(long, default_value = "auto")]
-    pub(crate) pipeline: String,
+    #[arg(long, value_enum, default_value_t = Pipeline::Auto)]
+    pub(crate) pipeline: Pipeline,
     /// A LoRA adapter GGUF (llama.cpp's format) applied with a scale (default 1), as FILE or
     /// FILE:SCALE. Repeat for several adapters at once.
     #[arg(long = "lora", value_name = "FILE[:SCALE]", value_parser = parse_lora)]
     pub(crate) lora: Vec<(PathBuf, f32)>,
+}
+
+/// `--kernels`: which kernel family the GPU decoder compiles (`GpuOptions::emulator_kernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Kernels {
+    Auto,
+    Emulator,
+    Gpu,
+}
+
+impl Kernels {
+    /// `GpuOptions::emulator_kernels`: `None` decides from the adapter.
+    pub(crate) fn emulator(self) -> Option<bool> {
+        match self {
+            Kernels::Auto => None,
+            Kernels::Emulator => Some(true),
+            Kernels::Gpu => Some(false),
+        }
+    }
+}
+
+/// `--pipeline`: whether decode steps are submitted ahead (`GpuOptions::pipelined_decode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Pipeline {
+    Auto,
+    On,
+    Off,
+}
+
+impl Pipeline {
+    pub(crate) fn pipelined(self) -> Option<bool> {
+        match self {
+            Pipeline::Auto => None,
+            Pipeline::On => Some(true),
+            Pipeline::Off => Some(false),
+        }
+    }
+}
+
+/// `--device`, through the library's own parser (its message names the choices).
+fn parse_device(text: &str) -> std::result::Result<Device, String> {
+    text.parse::<Device>().map_err(|e| match e {
+        Error::InvalidArgument(message) => message,
+        other => other.to_string(),
+    })
 }
 
 /// "adapter.gguf" (scale 1) or "adapter.gguf:0.5": the scale is what follows the last colon

@@ -7,7 +7,7 @@ use clap::Parser;
 use llama_wgpu::chat::Message;
 use llama_wgpu::config::Config;
 use llama_wgpu::embed::{EmbedInput, Pooling};
-use llama_wgpu::engine::{Device, Engine, EngineOptions};
+use llama_wgpu::engine::{Engine, EngineOptions};
 use llama_wgpu::generate::Generation;
 use llama_wgpu::gguf::{GgufFile, Value};
 use llama_wgpu::gpu::GpuOptions;
@@ -27,7 +27,10 @@ macro_rules! outln {
 }
 
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     match cli.command {
         Command::Generate(a) => generate(a),
         Command::Chat(a) => chat(a),
@@ -112,16 +115,14 @@ fn quantize(model: PathBuf, out: PathBuf, ty: &str) -> Result<()> {
 
 /// The engine options the model arguments ask for.
 pub(crate) fn engine_options(m: &ModelArgs) -> Result<EngineOptions> {
-    let emulator_kernels = auto_or("--kernels", &m.kernels, "emulator", "gpu")?;
-    let pipelined_decode = auto_or("--pipeline", &m.pipeline, "on", "off")?;
     Ok(EngineOptions {
-        device: m.device.parse::<Device>()?,
+        device: m.device,
         context_length: m.context_length,
         gpu: GpuOptions {
             allow_f16: !m.no_f16,
             allow_subgroups: !m.no_subgroups,
-            emulator_kernels,
-            pipelined_decode,
+            emulator_kernels: m.kernels.emulator(),
+            pipelined_decode: m.pipeline.pipelined(),
             max_gpu_bytes: m.max_gpu_bytes,
             ..GpuOptions::default()
         },
@@ -165,16 +166,32 @@ pub(crate) fn load(m: &ModelArgs) -> Result<Engine> {
     Ok(engine)
 }
 
-/// `auto` -> None (the adapter decides), `yes` -> Some(true), `no` -> Some(false).
-fn auto_or(flag: &str, value: &str, yes: &str, no: &str) -> Result<Option<bool>> {
-    match value {
-        "auto" => Ok(None),
-        v if v == yes => Ok(Some(true)),
-        v if v == no => Ok(Some(false)),
-        other => Err(Error::InvalidArgument(format!(
-            "{flag} {other}: expected auto, {yes} or {no}"
-        ))),
+/// Help and the version print as clap writes them; any other argument error (an unknown flag,
+/// a bad value, a missing argument) becomes the one-line `error [INVALID_ARGUMENT]: ...` every
+/// other error of the CLI is, exit status 1, its possible values kept.
+fn argument_error(e: clap::Error) -> Result<()> {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
     }
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect();
+    let message = message.join(" ");
+    Err(Error::InvalidArgument(
+        message
+            .strip_prefix("error: ")
+            .unwrap_or(&message)
+            .to_string(),
+    ))
 }
 
 /// Print a generated piece; `false` (stop generating) once Ctrl-C was pressed, the piece

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
 use crate::gpu::kernel::{storage_buffer, whole, Kernel, Op, ShaderSource};
-use crate::gpu::kernels::matvec::{grid, MatMul, MatVec};
+use crate::gpu::kernels::grid;
+use crate::gpu::kernels::matvec::{MatMul, MatVec};
 use crate::gpu::weights::{GpuWeight, GPU_TYPES};
 use crate::gpu::GpuContext;
 

@@ -24,8 +24,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use super::rope::{KvCache, KvElement};
+use super::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{

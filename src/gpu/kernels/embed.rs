@@ -6,9 +6,9 @@ use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
 use crate::gpu::kernels::matvec::{
-    batch_bindings, binding_bytes, compile, grid, kernel_for, part_bindings, WeightParams,
-    BATCH_TOKENS,
+    batch_bindings, compile, kernel_for, part_bindings, WeightParams, BATCH_TOKENS,
 };
+use crate::gpu::kernels::{binding_bytes, grid};
 use crate::gpu::weights::{GpuWeight, GPU_TYPES, UNIT};
 use crate::gpu::GpuContext;
 
@@ -49,7 +49,7 @@ impl Embed {
         step: &wgpu::Buffer,
         scale: f32,
     ) -> Result<Vec<Op>> {
-        super::norm::check_step(step)?;
+        super::check_step(step)?;
         let n_tokens = max_tokens;
         let n = n_tokens as u64;
         let x_needed = n * table.cols * 4;

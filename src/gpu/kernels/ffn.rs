@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
+use super::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::arch::Activation;
 use crate::error::Result;
 use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};

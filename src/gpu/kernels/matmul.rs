@@ -1,9 +1,10 @@
 //! `MatMul`: Y = X Wᵀ for a batch of tokens (prefill), the batched sibling of `MatVec` in
 //! `matvec.rs`, which describes the shaders both are assembled from and their drivers.
 
+use super::grid;
 use super::matvec::{
-    batch_bindings, check_io, compile, grid, kernel_for, part_bindings, InputKind, OutputKind,
-    Route, WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_WORKGROUP,
+    batch_bindings, check_io, compile, kernel_for, part_bindings, InputKind, OutputKind, Route,
+    WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_WORKGROUP,
 };
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
@@ -112,7 +113,7 @@ impl MatMul {
         accumulate: bool,
     ) -> Result<Vec<Op>> {
         let n_tokens = max_tokens;
-        super::norm::check_step(step)?;
+        super::check_step(step)?;
         if n_tokens == 0 {
             return Err(Error::InvalidArgument(format!(
                 "`{}`: a batch needs at least one token",

@@ -23,6 +23,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::{binding_bytes, grid};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
 use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
@@ -238,30 +239,6 @@ pub(crate) fn batch_bindings<'a>(
 ) -> Vec<(u32, wgpu::BufferBinding<'a>)> {
     part.push((STEP_BINDING, whole(step)));
     part
-}
-
-/// A dispatch of `n` workgroups as an (x, y) grid within the per-dimension limit; shaders
-/// number workgroups `wg.y * groups.x + wg.x` and ignore those past `n`.
-pub fn grid(ctx: &GpuContext, n: u64, what: &str) -> Result<[u32; 2]> {
-    let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
-    grid_within(max, n).ok_or_else(|| {
-        Error::ModelTooLarge(format!(
-            "{what} needs {n} workgroups, more than this adapter dispatches"
-        ))
-    })
-}
-
-fn grid_within(max: u64, n: u64) -> Option<[u32; 2]> {
-    let x = n.clamp(1, max);
-    let y = n.div_ceil(x);
-    (y <= max).then_some([x as u32, y as u32])
-}
-
-/// Bytes a binding covers.
-pub(crate) fn binding_bytes(b: &wgpu::BufferBinding<'_>) -> u64 {
-    b.size
-        .map(|s| s.get())
-        .unwrap_or(b.buffer.size().saturating_sub(b.offset))
 }
 
 /// Check that `x` holds `n_tokens` rows of `w.cols` f32, that every member's routed outputs
@@ -543,20 +520,5 @@ impl MatVec {
             ops.push(kernel.op_at(ctx, &bindings, [gx, gy, 1]));
         }
         Ok(ops)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grid_within;
-
-    #[test]
-    fn large_dispatches_fold_into_two_dimensions() {
-        assert_eq!(grid_within(65535, 300), Some([300, 1]));
-        assert_eq!(grid_within(65535, 65536), Some([65535, 2]));
-        // Shaders skip the workgroups past n: here 42 are dispatched for 40.
-        assert_eq!(grid_within(7, 40), Some([7, 6]));
-        assert_eq!(grid_within(7, 49), Some([7, 7]));
-        assert_eq!(grid_within(7, 50), None);
     }
 }

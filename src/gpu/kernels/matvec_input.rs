@@ -98,7 +98,7 @@ impl<'a> MatVecInput<'a> {
     /// The checks of `check_io` for what x does not show: the up values and the norm weight
     /// are there, and `y` is not among them.
     pub(crate) fn check(&self, w: &GpuWeight, y: &wgpu::Buffer) -> Result<()> {
-        let bytes = super::matvec::binding_bytes;
+        let bytes = super::binding_bytes;
         let problem = match self {
             MatVecInput::X(_) => None,
             MatVecInput::Normed { weight, .. } => (bytes(weight) < w.cols * 4

@@ -7,7 +7,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::matvec::{binding_bytes, check_routes, MatVec, MatVecInput, Route};
+use super::binding_bytes;
+use super::matvec::{check_routes, MatVec, MatVecInput, Route};
 use super::rope::{KvElement, ROPE_ANGLE};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{whole, Op};

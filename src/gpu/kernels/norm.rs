@@ -5,13 +5,10 @@
 //! Two variants with the same bindings: one workgroup per row with a tree reduction
 //! (`rmsnorm.wgsl`, for real GPUs) and one invocation per row (`rmsnorm_rows.wgsl`, for CPU
 //! emulators, where workgroup barriers cost more than a serial sum of a few thousand values).
-//!
-//! This file also holds the shape checks the activation kernels (`rope`, `attention`, `ffn`)
-//! share: every op checks its bindings when it is made, so a wrong buffer is an error there and
-//! never an out-of-bounds read in a shader.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
@@ -180,98 +177,4 @@ impl RmsNorm {
             [workgroups, 1, 1],
         ))
     }
-}
-
-/// Tokens a batch op is made for: at least one, and at most one dispatch dimension.
-pub(crate) fn check_tokens(op: &str, max_tokens: usize) -> Result<()> {
-    if max_tokens == 0 || max_tokens > 65535 {
-        return Err(Error::InvalidArgument(format!(
-            "{op}: a batch of {max_tokens} tokens (1 to 65535 are possible)"
-        )));
-    }
-    Ok(())
-}
-
-/// The step-parameter uniform (`kernels::step_params_buffer`).
-pub(crate) fn check_step(step: &wgpu::Buffer) -> Result<()> {
-    let size = std::mem::size_of::<super::StepParams>() as u64;
-    if !step.usage().contains(wgpu::BufferUsages::UNIFORM) || step.size() < size {
-        return Err(Error::InvalidArgument(
-            "the step parameters must be the uniform buffer from step_params_buffer".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Bytes a binding covers.
-pub(crate) fn binding_size(b: &wgpu::BufferBinding<'_>) -> u64 {
-    b.size
-        .map(|s| s.get())
-        .unwrap_or_else(|| b.buffer.size().saturating_sub(b.offset))
-}
-
-/// `b` is a storage binding this device accepts holding at least `floats` f32 values.
-pub(crate) fn check_f32(
-    ctx: &GpuContext,
-    what: &str,
-    b: &wgpu::BufferBinding<'_>,
-    floats: usize,
-) -> Result<()> {
-    let size = binding_size(b);
-    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
-    let problem = if !b.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-        Some("is not a storage buffer".to_string())
-    } else if b.offset % align != 0 {
-        Some(format!(
-            "starts at {} (not a multiple of {align})",
-            b.offset
-        ))
-    } else if b.offset + size > b.buffer.size() {
-        Some("reaches past the end of its buffer".to_string())
-    } else if size > ctx.max_binding_size {
-        Some(format!(
-            "covers {size} bytes, over the binding limit of {}",
-            ctx.max_binding_size
-        ))
-    } else if size < floats as u64 * 4 {
-        Some(format!(
-            "holds {} f32 values, the op needs {floats}",
-            size / 4
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(Error::InvalidArgument(format!("{what} {p}"))),
-        None => Ok(()),
-    }
-}
-
-/// No buffer written by an op is bound a second time in it: WebGPU forbids a writable binding
-/// aliasing another, and reading one binding while writing another would race. Read-only
-/// bindings may share a buffer.
-pub(crate) fn check_distinct(
-    op: &str,
-    written: &[&wgpu::BufferBinding<'_>],
-    read: &[&wgpu::BufferBinding<'_>],
-) -> Result<()> {
-    for (i, w) in written.iter().enumerate() {
-        let others = written[i + 1..].iter().chain(read);
-        if others.into_iter().any(|b| overlap(b, w)) {
-            return Err(Error::InvalidArgument(format!(
-                "{op}: a range it writes is bound twice; outputs need memory of their own"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether two bindings share bytes (ranges of one buffer may sit side by side).
-fn overlap(a: &wgpu::BufferBinding<'_>, b: &wgpu::BufferBinding<'_>) -> bool {
-    let end = |x: &wgpu::BufferBinding<'_>| x.offset + binding_size(x);
-    a.buffer == b.buffer && a.offset < end(b) && b.offset < end(a)
-}
-
-pub(crate) fn to_u32(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} {v} is too large")))
 }

@@ -13,7 +13,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::matvec_output::{OutputKind, RopeKvParams, RopeKvTarget, MAX_ROPE_PAIRS};
-use super::norm::{check_distinct, check_f32, check_step, check_tokens, to_u32};
+use super::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::config::{Config, RopeStyle, RopeTable};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{

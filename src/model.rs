@@ -15,9 +15,10 @@ use crate::error::{Error, Result};
 use crate::gpu::activations::Activations;
 use crate::gpu::graph::{Graph, Kernels, View};
 use crate::gpu::kernel::{range, readback_buffer, storage_buffer, whole, Op};
-use crate::gpu::kernels::rope::{KvCache, RopeExtras};
+use crate::gpu::kernels::rope::RopeExtras;
 use crate::gpu::kernels::sample::LogprobsReadback;
 use crate::gpu::kernels::{step_params_buffer, StepParams};
+use crate::gpu::kv_cache::KvCache;
 use crate::gpu::lora::{GpuLora, LoraKernels};
 use crate::gpu::GpuContext;
 use crate::lora::{LoraStack, Place, Place::Block, Slot};
@@ -357,7 +358,7 @@ impl GpuModel {
     }
 
     /// How the KV cache stores a value (f16 where the adapter has shader-f16).
-    pub fn kv_element(&self) -> crate::gpu::kernels::rope::KvElement {
+    pub fn kv_element(&self) -> crate::gpu::kv_cache::KvElement {
         self.kv.element()
     }
 

@@ -22,8 +22,9 @@ use llama_wgpu::gpu::kernel::{range, read_buffer, read_f32, storage_buffer, subm
 use llama_wgpu::gpu::kernels::matvec::{
     InputKind, MatVec, MatVecInput, MatVecVariant, OutputKind, Route,
 };
-use llama_wgpu::gpu::kernels::rope::{KvCache, KvElement, Rope, RopeExtras};
+use llama_wgpu::gpu::kernels::rope::{Rope, RopeExtras};
 use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
+use llama_wgpu::gpu::kv_cache::{KvCache, KvElement};
 use llama_wgpu::gpu::weights::GpuWeight;
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::quant::GgmlType;

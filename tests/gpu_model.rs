@@ -12,7 +12,7 @@ mod common;
 use common::max_abs_diff;
 
 use llama_wgpu::gguf::GgufFile;
-use llama_wgpu::gpu::kernels::rope::KvElement;
+use llama_wgpu::gpu::kv_cache::KvElement;
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::model::GpuModel;
 use llama_wgpu::reference::ReferenceModel;

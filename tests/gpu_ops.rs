@@ -20,8 +20,9 @@ use llama_wgpu::gpu::kernel::{
 use llama_wgpu::gpu::kernels::attention::{Attention, AttentionTuning};
 use llama_wgpu::gpu::kernels::ffn::Ffn;
 use llama_wgpu::gpu::kernels::norm::{NormVariant, RmsNorm};
-use llama_wgpu::gpu::kernels::rope::{KvCache, KvElement, Rope, RopeExtras};
+use llama_wgpu::gpu::kernels::rope::{Rope, RopeExtras};
 use llama_wgpu::gpu::kernels::{step_params_buffer, StepParams};
+use llama_wgpu::gpu::kv_cache::{KvCache, KvElement};
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 
 /// The adapter without shader-f16: an f32 KV cache.

@@ -20,7 +20,7 @@ use llama_wgpu::config::Config;
 use llama_wgpu::cpu::CpuModel;
 use llama_wgpu::gguf::{GgufFile, Header};
 use llama_wgpu::gguf_writer::GgufWriter;
-use llama_wgpu::gpu::kernels::rope::KvElement;
+use llama_wgpu::gpu::kv_cache::KvElement;
 use llama_wgpu::gpu::{GpuContext, GpuOptions};
 use llama_wgpu::lora::{Adapter, LoraStack};
 use llama_wgpu::model::GpuModel;

@@ -100,7 +100,7 @@ fn gpu_agrees_with_cpu(file: &str, prompt: &str, steps: usize) {
     let ctx = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
     let mut gpu = pollster::block_on(GpuModel::load(ctx, &gguf, 256)).unwrap();
     let mut cpu = ReferenceModel::load(&gguf, 256).unwrap();
-    cpu.set_f16_cache(gpu.kv_element() == llama_wgpu::gpu::kernels::rope::KvElement::F16);
+    cpu.set_f16_cache(gpu.kv_element() == llama_wgpu::gpu::kv_cache::KvElement::F16);
 
     let mut want = Vec::new();
     for &t in &ids {

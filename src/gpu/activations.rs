@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::graph::{Kernels, View};
 use crate::gpu::kernel::{storage_buffer, storage_bytes};
 use crate::gpu::kernels::attention::AttentionScratch;
-use crate::gpu::kernels::rope::KvCache;
+use crate::gpu::kv_cache::KvCache;
 use crate::gpu::GpuContext;
 
 /// Per-token activations of a batch of up to `max_tokens` tokens, each `[max_tokens][width]`.

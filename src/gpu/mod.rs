@@ -8,6 +8,7 @@ pub mod kernel;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod kernel_bench;
 pub mod kernels;
+pub mod kv_cache;
 pub mod loader;
 pub mod lora;
 pub mod weight_types;

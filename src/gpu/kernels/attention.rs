@@ -24,13 +24,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::rope::{KvCache, KvElement};
 use super::{check_distinct, check_f32, check_step, check_tokens, to_u32};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     storage_buffer, storage_bytes, uniform_buffer, whole, Kernel, Op, ShaderSource, When,
 };
+use crate::gpu::kv_cache::{KvCache, KvElement};
 use crate::gpu::GpuContext;
 
 const ATTENTION_WGSL: &str = include_str!("../../../shaders/attention.wgsl");

@@ -9,9 +9,10 @@ use bytemuck::{Pod, Zeroable};
 
 use super::binding_bytes;
 use super::matvec::{check_routes, MatVec, MatVecInput, Route};
-use super::rope::{KvElement, ROPE_ANGLE};
+use super::rope::ROPE_ANGLE;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{whole, Op};
+use crate::gpu::kv_cache::KvElement;
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
 

@@ -1,6 +1,7 @@
-//! The machinery every kernel shares: WGSL source with explicit substitutions, a compute
-//! pipeline with its bind-group layout, bind groups built from a list of buffers, and reading a
-//! buffer back. Kernel-specific code (which buffers, how many workgroups) lives in `kernels.rs`.
+//! The machinery every kernel shares: a compute pipeline compiled from a [`ShaderSource`]
+//! (`shader.rs`: substitutions and declared features) with its bind-group layout, bind groups
+//! built from a list of buffers, and reading a buffer back. Kernel-specific code (which
+//! buffers, how many workgroups) lives in `kernels/`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,39 +11,7 @@ use std::task::{Context, Poll, Waker};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 
-/// WGSL text with `{{NAME}}` placeholders replaced by explicit values. Variants of a kernel
-/// (workgroup size, f16 or f32 storage) are the same file with different substitutions.
-pub struct ShaderSource {
-    text: String,
-}
-
-impl ShaderSource {
-    pub fn new(template: &str) -> Self {
-        ShaderSource {
-            text: template.to_string(),
-        }
-    }
-
-    pub fn define(mut self, name: &str, value: impl std::fmt::Display) -> Self {
-        self.text = self
-            .text
-            .replace(&format!("{{{{{name}}}}}"), &value.to_string());
-        self
-    }
-
-    /// The final text; an error if a placeholder was left unfilled.
-    pub fn finish(self, kernel: &str) -> Result<String> {
-        if let Some(at) = self.text.find("{{") {
-            let rest = &self.text[at..];
-            let end = rest.find("}}").map(|e| e + 2).unwrap_or(rest.len().min(40));
-            return Err(Error::Gpu(format!(
-                "kernel {kernel}: placeholder {} was not defined",
-                &rest[..end]
-            )));
-        }
-        Ok(self.text)
-    }
-}
+pub use crate::gpu::shader::{ShaderFeature, ShaderSource};
 
 /// A compiled compute pipeline and the layout of its bind group 0.
 pub struct Kernel {
@@ -56,16 +25,7 @@ impl Kernel {
     /// naming the kernel, not as a panic from the uncaptured-error handler.
     pub async fn new(ctx: &GpuContext, name: &str, source: ShaderSource) -> Result<Kernel> {
         let started = web_time::Instant::now();
-        let mut wgsl = source.finish(name)?;
-        if ctx.features.shader_f16 && wgsl.contains("f16") && !wgsl.contains("enable f16;") {
-            wgsl = format!("enable f16;\n{wgsl}");
-        }
-        // Browsers require the directive for subgroup builtins; naga rejects it. Only where
-        // the device has the feature: elsewhere the directive is itself a compile error (and
-        // the word alone, e.g. in a comment, says nothing about the shader using it).
-        if cfg!(target_arch = "wasm32") && ctx.features.subgroups && wgsl.contains("subgroup") {
-            wgsl = format!("enable subgroups;\n{wgsl}");
-        }
+        let wgsl = source.finish(name, &ctx.features)?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = ctx
             .device

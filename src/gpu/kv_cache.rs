@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{storage_buffer, storage_bytes};
+use crate::gpu::kernel::{storage_buffer, storage_bytes, ShaderFeature, ShaderSource};
 use crate::gpu::kernels::to_u32;
 use crate::gpu::GpuContext;
 
@@ -39,6 +39,19 @@ impl KvElement {
             KvElement::F32 => "f32",
             KvElement::F16 => "f16",
         }
+    }
+
+    /// The optional shader features a kernel storing or reading this type uses.
+    pub fn features(self) -> &'static [ShaderFeature] {
+        match self {
+            KvElement::F32 => &[],
+            KvElement::F16 => &[ShaderFeature::F16],
+        }
+    }
+
+    /// `source` with `{{KV}}` as this type, declaring f16 where it is f16.
+    pub(crate) fn define(self, source: ShaderSource) -> ShaderSource {
+        source.define("KV", self.wgsl()).uses_all(self.features())
     }
 }
 

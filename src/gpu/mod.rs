@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
 pub mod lora;
+pub mod shader;
 pub mod weight_types;
 pub mod weights;
 

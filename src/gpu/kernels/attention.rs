@@ -157,16 +157,12 @@ impl Attention {
         } = Shape::new(config, cpu)?;
         let element = KvElement::for_context(ctx);
         let pass1 = |direct| {
-            unrolled(
-                ShaderSource::new(ATTENTION_WGSL),
-                heads,
-                head_dim / 4,
-                direct,
-            )
-            .define("KV", element.wgsl())
-            .define("HEAD_DIM", head_dim)
-            .define("HEADS", heads)
-            .define("WG", partial_workgroup)
+            let source = ShaderSource::new(ATTENTION_WGSL);
+            element
+                .define(unrolled(source, heads, head_dim / 4, direct))
+                .define("HEAD_DIM", head_dim)
+                .define("HEADS", heads)
+                .define("WG", partial_workgroup)
         };
         let combine = ShaderSource::new(COMBINE_WGSL).define("HEAD_DIM", head_dim);
         Ok(Attention {

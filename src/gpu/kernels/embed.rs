@@ -30,7 +30,14 @@ impl Embed {
     /// Gathers from tables of these types only.
     pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<Embed> {
         Ok(Embed {
-            kernels: compile(ctx, "embed", &[BATCH_TOKENS, EMBED_WGSL].join("\n"), types).await?,
+            kernels: compile(
+                ctx,
+                "embed",
+                &[BATCH_TOKENS, EMBED_WGSL].join("\n"),
+                &[],
+                types,
+            )
+            .await?,
         })
     }
 

@@ -70,7 +70,7 @@ impl MatMul {
         let driver = [MATVEC_COMMON, &x, &y, BATCH_TOKENS, driver].join("\n");
         Ok(MatMul {
             variant,
-            kernels: compile(ctx, family, &driver, types).await?,
+            kernels: compile(ctx, family, &driver, &[], types).await?,
         })
     }
 

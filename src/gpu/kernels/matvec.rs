@@ -26,7 +26,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{binding_bytes, grid};
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderSource};
+use crate::gpu::kernel::{uniform_buffer, whole, Kernel, Op, ShaderFeature, ShaderSource};
 use crate::gpu::weights::{
     gpu_type, GpuType, GpuWeight, Helper, ScaleFormat, WeightPart, GPU_TYPES, GPU_TYPES_HINT,
     PLANE_BINDINGS, UNIT,
@@ -182,11 +182,13 @@ impl Route {
 }
 
 /// One pipeline of `driver` per type in `types` (a model compiles only the types it holds:
-/// pipeline creation is the bulk of a load on emulated adapters).
+/// pipeline creation is the bulk of a load on emulated adapters). `uses`: the optional
+/// features the driver's WGSL uses (the type decoders use none).
 pub(crate) async fn compile(
     ctx: &GpuContext,
     family: &str,
     driver: &str,
+    uses: &[ShaderFeature],
     types: &[GgmlType],
 ) -> Result<Vec<(GgmlType, Kernel)>> {
     let mut kernels = Vec::with_capacity(types.len());
@@ -198,7 +200,8 @@ pub(crate) async fn compile(
         })?;
         let text = [decode_source(t).as_str(), driver].join("\n");
         let name = format!("{family}_{}", ty.name().to_lowercase());
-        kernels.push((ty, Kernel::new(ctx, &name, ShaderSource::new(&text)).await?));
+        let source = ShaderSource::new(&text).uses_all(uses);
+        kernels.push((ty, Kernel::new(ctx, &name, source).await?));
     }
     Ok(kernels)
 }
@@ -395,15 +398,19 @@ impl MatVec {
         variant: MatVecVariant,
         uses: &[(InputKind, OutputKind, &[GgmlType])],
     ) -> Result<MatVec> {
-        let (family, driver) = match variant {
-            MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS),
-            MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP),
+        let (family, driver, features): (_, _, &[_]) = match variant {
+            MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS, &[]),
+            MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP, &[]),
             MatVecVariant::Subgroup if !ctx.features.subgroups => {
                 return Err(Error::Gpu(
                     "the subgroup matvec needs the adapter's `subgroups` feature".into(),
                 ))
             }
-            MatVecVariant::Subgroup => ("matvec_subgroup", MATVEC_SUBGROUP),
+            MatVecVariant::Subgroup => (
+                "matvec_subgroup",
+                MATVEC_SUBGROUP,
+                &[ShaderFeature::Subgroups],
+            ),
         };
         let mut kernels = Vec::with_capacity(uses.len());
         for &(kind, output, types) in uses {
@@ -411,7 +418,9 @@ impl MatVec {
             let (out_suffix, out) = output.source();
             let driver = [MATVEC_COMMON, input.as_str(), out.as_str(), driver].join("\n");
             let family = format!("{family}{suffix}{out_suffix}");
-            kernels.push((kind, output, compile(ctx, &family, &driver, types).await?));
+            let features = [features, output.features()].concat();
+            let pipelines = compile(ctx, &family, &driver, &features, types).await?;
+            kernels.push((kind, output, pipelines));
         }
         Ok(MatVec { variant, kernels })
     }

@@ -11,7 +11,7 @@ use super::binding_bytes;
 use super::matvec::{check_routes, MatVec, MatVecInput, Route};
 use super::rope::ROPE_ANGLE;
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{whole, Op};
+use crate::gpu::kernel::{whole, Op, ShaderFeature};
 use crate::gpu::kv_cache::KvElement;
 use crate::gpu::weights::GpuWeight;
 use crate::gpu::GpuContext;
@@ -33,6 +33,14 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
+    /// The optional shader features the output's WGSL uses (an f16 cache's stores).
+    pub(crate) fn features(self) -> &'static [ShaderFeature] {
+        match self {
+            OutputKind::Y => &[],
+            OutputKind::RopeKv { kv, .. } => kv.features(),
+        }
+    }
+
     /// The pipeline name's suffix and the WGSL that defines `slot_row` and `write_rows`.
     pub(crate) fn source(self) -> (String, String) {
         match self {

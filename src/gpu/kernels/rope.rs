@@ -117,8 +117,7 @@ impl Rope {
             )
             .define("QK_NORM", has_norms);
         let element = KvElement::for_context(ctx);
-        let kernel =
-            Kernel::new(ctx, "rope_kv_append", source.define("KV", element.wgsl())).await?;
+        let kernel = Kernel::new(ctx, "rope_kv_append", element.define(source)).await?;
         let mut tables: Vec<(wgpu::Buffer, RopeTable)> = Vec::new();
         let mut made: Vec<(Vec<f32>, wgpu::Buffer)> = Vec::new();
         for l in 0..config.n_layer {

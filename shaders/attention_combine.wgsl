@@ -46,7 +46,7 @@ fn chunks(visible: u32, part: u32) -> u32 {
     return (len + chunk - 1u) / chunk;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let t = id.y;
     let h = id.x / HEAD_DIM;

@@ -6,7 +6,7 @@
 @group(0) @binding(2) var<storage, read> tokens: array<u32>;
 @group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
 
-const WORKGROUP: u32 = 64u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
 
 @compute @workgroup_size(WORKGROUP)
 fn main(

@@ -3,9 +3,9 @@
 // and a loaded x unit serves 8 rows, with no workgroup barrier (see matvec_rows.wgsl for why
 // loads are what count there). matmul_tiled.wgsl is the variant for real GPUs.
 
-const WORKGROUP: u32 = 16u;
-const ROWS: u32 = 8u;
-const TOKENS: u32 = 8u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const ROWS: u32 = {{ROWS}}u;
+const TOKENS: u32 = {{TOKENS}}u;
 
 @compute @workgroup_size(WORKGROUP)
 fn main(

@@ -4,9 +4,9 @@
 // invocation stages one vec4 of X (32 tokens x 32 values, 4 KiB), and each invocation then
 // accumulates 4 rows x 2 tokens from there: a weight is decoded once per 32 tokens.
 
-const WORKGROUP: u32 = 256u;
-const TILE_ROWS: u32 = 64u;
-const TILE_TOKENS: u32 = 32u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const TILE_ROWS: u32 = {{TILE_ROWS}}u;
+const TILE_TOKENS: u32 = {{TILE_TOKENS}}u;
 
 // [k][row / 4]: the values at column k of four adjacent rows, so one vec4 load feeds 4 rows.
 var<workgroup> w_tile: array<vec4<f32>, 512>;

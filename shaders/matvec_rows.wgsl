@@ -4,8 +4,8 @@
 // every load is a loop over the SIMD lanes; loading x once per 8 rows made this kernel ~3x
 // faster than one row per invocation. matvec_workgroup.wgsl is the variant for real GPUs.
 
-const WORKGROUP: u32 = 16u;
-const ROWS: u32 = 8u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const ROWS: u32 = {{ROWS}}u;
 
 @compute @workgroup_size(WORKGROUP)
 fn main(

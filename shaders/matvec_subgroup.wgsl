@@ -10,8 +10,8 @@
 // the adapter's largest subgroup size (the fewest row groups per workgroup), and workgroups
 // past the rows (when the subgroups are smaller) return at once.
 
-const WORKGROUP: u32 = 128u;
-const ROWS: u32 = 4u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const ROWS: u32 = {{ROWS}}u;
 
 var<workgroup> next_slot: atomic<u32>;
 

@@ -4,8 +4,8 @@
 // partial sums meet in a tree reduction in workgroup memory. Nothing assumes a hardware SIMD
 // width. Rows per workgroup = WORKGROUP / threads_per_row * ROWS.
 
-const WORKGROUP: u32 = 256u;
-const ROWS: u32 = 4u;
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const ROWS: u32 = {{ROWS}}u;
 
 var<workgroup> partial: array<vec4<f32>, WORKGROUP>;
 // Sums of squares of the x values each invocation loaded (a normed input's row scale).

@@ -89,7 +89,7 @@ fn head_scale(t: u32, head: u32) -> f32 {
     return inverseSqrt(s / f32(params.head_dim) + params.eps);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let t = id.y;
     let half_head = params.head_dim / 2u;

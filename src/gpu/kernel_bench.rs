@@ -116,6 +116,9 @@ fn time_ops(ctx: &GpuContext, ops: &[Op], quick: bool) -> Result<f64> {
     Ok(times[1])
 }
 
+/// Invocations per workgroup of `copy.wgsl`, each copying 16 bytes.
+const COPY_WORKGROUP: u64 = 256;
+
 /// Measure everything. `quick`: one shape per type, one run each (tests use it so the table
 /// cannot rot; its figures mean little).
 pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> {
@@ -124,14 +127,14 @@ pub async fn kernel_table(ctx: &GpuContext, quick: bool) -> Result<KernelTable> 
     let copy = Kernel::new(
         ctx,
         "copy",
-        ShaderSource::new(include_str!("../../shaders/copy.wgsl")),
+        ShaderSource::new(include_str!("../../shaders/copy.wgsl")).define("WG", COPY_WORKGROUP),
     )
     .await?;
     let (src, dst) = (
         storage_buffer(ctx, "copy src", copy_bytes),
         storage_buffer(ctx, "copy dst", copy_bytes),
     );
-    let [gx, gy] = grid(ctx, (copy_bytes / 16).div_ceil(256), "copy")?;
+    let [gx, gy] = grid(ctx, (copy_bytes / 16).div_ceil(COPY_WORKGROUP), "copy")?;
     let copy_op = copy.op(ctx, &[whole(&src), whole(&dst)], [gx, gy, 1]);
     let copy_gbps = copy_bytes as f64 / time_ops(ctx, &[copy_op], quick)? / 1e9;
 

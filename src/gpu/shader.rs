@@ -18,6 +18,7 @@ pub enum ShaderFeature {
 
 /// WGSL text with `{{NAME}}` placeholders replaced by explicit values. Variants of a kernel
 /// (workgroup size, f16 or f32 storage) are the same file with different substitutions.
+#[derive(Clone)]
 pub struct ShaderSource {
     text: String,
     f16: bool,
@@ -37,6 +38,12 @@ impl ShaderSource {
         self.text = self
             .text
             .replace(&format!("{{{{{name}}}}}"), &value.to_string());
+        self
+    }
+
+    /// `text` (WGSL needing no substitution) put in front of the source.
+    pub fn prepend(mut self, text: &str) -> Self {
+        self.text = [text, self.text.as_str()].join("\n");
         self
     }
 

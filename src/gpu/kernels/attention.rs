@@ -164,7 +164,9 @@ impl Attention {
                 .define("HEADS", heads)
                 .define("WG", partial_workgroup)
         };
-        let combine = ShaderSource::new(COMBINE_WGSL).define("HEAD_DIM", head_dim);
+        let combine = ShaderSource::new(COMBINE_WGSL)
+            .define("HEAD_DIM", head_dim)
+            .define("WG", WORKGROUP);
         Ok(Attention {
             partial: Kernel::new(ctx, "attention", pass1(false)).await?,
             direct: Kernel::new(ctx, "attention_direct", pass1(true)).await?,

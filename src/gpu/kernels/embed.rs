@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
+use crate::gpu::kernel::{uniform_buffer, Kernel, Op, ShaderSource};
 use crate::gpu::kernels::matvec::{
     batch_bindings, compile, kernel_for, part_bindings, WeightParams, BATCH_TOKENS,
 };
@@ -14,7 +14,7 @@ use crate::gpu::GpuContext;
 
 const EMBED_WGSL: &str = include_str!("../../../shaders/embed.wgsl");
 
-/// Invocations per workgroup (`WORKGROUP` in `embed.wgsl`).
+/// Invocations per workgroup (`embed.wgsl`'s `WORKGROUP`).
 const WORKGROUP: u64 = 64;
 
 /// One gather pipeline per GPU type (no barriers: the same kernel suits every adapter).
@@ -29,15 +29,10 @@ impl Embed {
 
     /// Gathers from tables of these types only.
     pub async fn for_types(ctx: &GpuContext, types: &[GgmlType]) -> Result<Embed> {
+        let source = ShaderSource::new(&[BATCH_TOKENS, EMBED_WGSL].join("\n"))
+            .define("WORKGROUP", WORKGROUP);
         Ok(Embed {
-            kernels: compile(
-                ctx,
-                "embed",
-                &[BATCH_TOKENS, EMBED_WGSL].join("\n"),
-                &[],
-                types,
-            )
-            .await?,
+            kernels: compile(ctx, "embed", &source, types).await?,
         })
     }
 

@@ -4,11 +4,12 @@
 use super::grid;
 use super::matvec::{
     batch_bindings, check_io, compile, kernel_for, part_bindings, InputKind, OutputKind, Route,
-    WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_WORKGROUP,
+    WeightParams, BATCH_TOKENS, MATVEC_COMMON, ROWS_PER_INVOCATION, ROWS_PER_WORKGROUP,
+    ROWS_WORKGROUP,
 };
 use crate::error::{Error, Result};
 use crate::ggml_type::GgmlType;
-use crate::gpu::kernel::{uniform_buffer, Kernel, Op};
+use crate::gpu::kernel::{uniform_buffer, Kernel, Op, ShaderSource};
 use crate::gpu::weights::{GpuWeight, GPU_TYPES};
 use crate::gpu::GpuContext;
 
@@ -16,7 +17,9 @@ const MATMUL_ROWS: &str = include_str!("../../../shaders/matmul_rows.wgsl");
 const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
 /// Tokens per workgroup of `matmul_rows.wgsl`.
 const MATMUL_ROWS_TOKENS: u64 = 8;
-/// Output tile of `matmul_tiled.wgsl`.
+/// Invocations per workgroup of `matmul_tiled.wgsl`, and its output tile (its indexing is
+/// written for these values).
+const TILE_WORKGROUP: u64 = 256;
 const TILE_ROWS: u64 = 64;
 const TILE_TOKENS: u64 = 32;
 
@@ -61,16 +64,29 @@ impl MatMul {
     }
 
     async fn build(ctx: &GpuContext, variant: MatMulVariant, types: &[GgmlType]) -> Result<MatMul> {
-        let (family, driver) = match variant {
-            MatMulVariant::RowsPerInvocation => ("matmul_rows", MATMUL_ROWS),
-            MatMulVariant::Tiled => ("matmul_tiled", MATMUL_TILED),
-        };
         let x = InputKind::X.source().1;
         let y = OutputKind::Y.source().1;
-        let driver = [MATVEC_COMMON, &x, &y, BATCH_TOKENS, driver].join("\n");
+        let driver =
+            |text: &str| ShaderSource::new(&[MATVEC_COMMON, &x, &y, BATCH_TOKENS, text].join("\n"));
+        let (family, driver) = match variant {
+            MatMulVariant::RowsPerInvocation => (
+                "matmul_rows",
+                driver(MATMUL_ROWS)
+                    .define("WORKGROUP", ROWS_WORKGROUP)
+                    .define("ROWS", ROWS_PER_INVOCATION)
+                    .define("TOKENS", MATMUL_ROWS_TOKENS),
+            ),
+            MatMulVariant::Tiled => (
+                "matmul_tiled",
+                driver(MATMUL_TILED)
+                    .define("WORKGROUP", TILE_WORKGROUP)
+                    .define("TILE_ROWS", TILE_ROWS)
+                    .define("TILE_TOKENS", TILE_TOKENS),
+            ),
+        };
         Ok(MatMul {
             variant,
-            kernels: compile(ctx, family, &driver, &[], types).await?,
+            kernels: compile(ctx, family, &driver, types).await?,
         })
     }
 

@@ -49,9 +49,11 @@ pub(crate) const BATCH_TOKENS: &str = include_str!("../../../shaders/batch_token
 /// Where the batch kernels (`batch_tokens.wgsl`) bind the step uniform.
 pub(crate) const STEP_BINDING: u32 = 5;
 
-/// Rows per workgroup of the barrier-free drivers (`WORKGROUP * ROWS` in
-/// `matvec_rows.wgsl` and `matmul_rows.wgsl`).
-pub(crate) const ROWS_PER_WORKGROUP: u64 = 16 * 8;
+/// Invocations per workgroup of the barrier-free drivers (`matvec_rows.wgsl` and
+/// `matmul_rows.wgsl`), rows each computes (their code is written for 8), and rows per workgroup.
+pub(crate) const ROWS_WORKGROUP: u64 = 16;
+pub(crate) const ROWS_PER_INVOCATION: u64 = 8;
+pub(crate) const ROWS_PER_WORKGROUP: u64 = ROWS_WORKGROUP * ROWS_PER_INVOCATION;
 /// Invocations per workgroup of `matvec_workgroup.wgsl`, and rows each group of them shares.
 const REDUCE_WORKGROUP: u64 = 256;
 const REDUCE_ROWS: u64 = 4;
@@ -181,14 +183,13 @@ impl Route {
     }
 }
 
-/// One pipeline of `driver` per type in `types` (a model compiles only the types it holds:
-/// pipeline creation is the bulk of a load on emulated adapters). `uses`: the optional
-/// features the driver's WGSL uses (the type decoders use none).
+/// One pipeline of `driver` (its substitutions made, its features declared) after each type's
+/// decoder, per type in `types` (a model compiles only the types it holds: pipeline creation
+/// is the bulk of a load on emulated adapters).
 pub(crate) async fn compile(
     ctx: &GpuContext,
     family: &str,
-    driver: &str,
-    uses: &[ShaderFeature],
+    driver: &ShaderSource,
     types: &[GgmlType],
 ) -> Result<Vec<(GgmlType, Kernel)>> {
     let mut kernels = Vec::with_capacity(types.len());
@@ -198,9 +199,8 @@ pub(crate) async fn compile(
             ty: ty.name().to_string(),
             hint: GPU_TYPES_HINT.as_str(),
         })?;
-        let text = [decode_source(t).as_str(), driver].join("\n");
         let name = format!("{family}_{}", ty.name().to_lowercase());
-        let source = ShaderSource::new(&text).uses_all(uses);
+        let source = driver.clone().prepend(&decode_source(t));
         kernels.push((ty, Kernel::new(ctx, &name, source).await?));
     }
     Ok(kernels)
@@ -398,9 +398,19 @@ impl MatVec {
         variant: MatVecVariant,
         uses: &[(InputKind, OutputKind, &[GgmlType])],
     ) -> Result<MatVec> {
-        let (family, driver, features): (_, _, &[_]) = match variant {
-            MatVecVariant::RowsPerInvocation => ("matvec_rows", MATVEC_ROWS, &[]),
-            MatVecVariant::RowsPerWorkgroup => ("matvec_workgroup", MATVEC_WORKGROUP, &[]),
+        let (family, driver, [workgroup, rows], features): (_, _, _, &[_]) = match variant {
+            MatVecVariant::RowsPerInvocation => (
+                "matvec_rows",
+                MATVEC_ROWS,
+                [ROWS_WORKGROUP, ROWS_PER_INVOCATION],
+                &[],
+            ),
+            MatVecVariant::RowsPerWorkgroup => (
+                "matvec_workgroup",
+                MATVEC_WORKGROUP,
+                [REDUCE_WORKGROUP, REDUCE_ROWS],
+                &[],
+            ),
             MatVecVariant::Subgroup if !ctx.features.subgroups => {
                 return Err(Error::Gpu(
                     "the subgroup matvec needs the adapter's `subgroups` feature".into(),
@@ -409,6 +419,7 @@ impl MatVec {
             MatVecVariant::Subgroup => (
                 "matvec_subgroup",
                 MATVEC_SUBGROUP,
+                [SUBGROUP_WORKGROUP, SUBGROUP_ROWS],
                 &[ShaderFeature::Subgroups],
             ),
         };
@@ -418,8 +429,12 @@ impl MatVec {
             let (out_suffix, out) = output.source();
             let driver = [MATVEC_COMMON, input.as_str(), out.as_str(), driver].join("\n");
             let family = format!("{family}{suffix}{out_suffix}");
-            let features = [features, output.features()].concat();
-            let pipelines = compile(ctx, &family, &driver, &features, types).await?;
+            let driver = ShaderSource::new(&driver)
+                .define("WORKGROUP", workgroup)
+                .define("ROWS", rows)
+                .uses_all(features)
+                .uses_all(output.features());
+            let pipelines = compile(ctx, &family, &driver, types).await?;
             kernels.push((kind, output, pipelines));
         }
         Ok(MatVec { variant, kernels })

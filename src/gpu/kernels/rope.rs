@@ -115,7 +115,8 @@ impl Rope {
                     false => "return 1.0;",
                 },
             )
-            .define("QK_NORM", has_norms);
+            .define("QK_NORM", has_norms)
+            .define("WG", WORKGROUP);
         let element = KvElement::for_context(ctx);
         let kernel = Kernel::new(ctx, "rope_kv_append", element.define(source)).await?;
         let mut tables: Vec<(wgpu::Buffer, RopeTable)> = Vec::new();

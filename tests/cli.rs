@@ -647,6 +647,28 @@ fn lora_adapters_from_the_command_line() {
     assert!(e.contains("not a LoRA adapter"), "{e}");
 }
 
+/// Send SIGINT (Ctrl-C) to `child` and wait for it to exit: at most 10 s (see the tests below).
+#[cfg(unix)]
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    use std::time::{Duration, Instant};
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let signalled = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if signalled.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Ctrl-C during a generation: the CLI stops at the next token, keeps what it printed, reports
 /// the stop (`stop: abort`) and exits with 130 (128 + SIGINT). Bound: 10 s from the signal to
 /// the exit. One token of the default model takes about 30 ms on the CPU engine here (about
@@ -692,22 +714,7 @@ fn ctrl_c_stops_a_generation_keeps_its_text_and_exits_130() {
             Err(e) => panic!("no generated text within 300 s ({e}): {child:?}"),
         }
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = interrupt(&mut child);
     reader.join().unwrap();
     text.extend(rx.try_iter().flatten());
     let mut err = String::new();
@@ -735,7 +742,7 @@ fn ctrl_c_stops_a_generation_keeps_its_text_and_exits_130() {
 #[test]
 fn ctrl_c_during_the_load_stops_it_and_exits_130() {
     use std::io::Read;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let Some(m) = common::cached_model("Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf") else {
         return;
@@ -755,22 +762,7 @@ fn ctrl_c_during_the_load_stops_it_and_exits_130() {
         .spawn()
         .expect("the llama-wgpu binary starts");
     std::thread::sleep(Duration::from_millis(250));
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = interrupt(&mut child);
     let (mut out, mut err) = (String::new(), String::new());
     child
         .stdout

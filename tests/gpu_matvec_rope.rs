@@ -13,12 +13,13 @@
 //! The whole models (`gpu_model.rs`) hold the fused step to the CPU reference.
 
 mod common;
+use common::gpu_read::{read, read_kv};
 
 use common::quant_data::{Rng, Tensor};
 
 use llama_wgpu::arch::{self, Architecture};
 use llama_wgpu::config::{Config, RopeFactors, RopeScaling, RopeStyle};
-use llama_wgpu::gpu::kernel::{range, read_buffer, read_f32, storage_buffer, submit_ops, whole};
+use llama_wgpu::gpu::kernel::{range, storage_buffer, submit_ops, whole};
 use llama_wgpu::gpu::kernels::matvec::{
     InputKind, MatVec, MatVecInput, MatVecVariant, OutputKind, Route,
 };
@@ -91,25 +92,6 @@ fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
     ctx.queue
         .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
     buffer
-}
-
-fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let values = pollster::block_on(read_f32(ctx, buffer, 0, n)).unwrap();
-    ctx.check().unwrap();
-    values
-}
-
-fn read_kv(ctx: &GpuContext, cache: &KvCache, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    match cache.element() {
-        KvElement::F32 => read(ctx, buffer, n),
-        KvElement::F16 => {
-            let bytes = pollster::block_on(read_buffer(ctx, buffer, 0, n as u64 * 2)).unwrap();
-            bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect()
-        }
-    }
 }
 
 fn contexts() -> Vec<GpuContext> {

@@ -12,11 +12,12 @@
 
 use std::sync::OnceLock;
 
+mod common;
+use common::gpu_read::{read, read_kv};
+
 use llama_wgpu::arch::{self, Activation};
 use llama_wgpu::config::{Config, RopeFactors, RopeScaling, RopeStyle};
-use llama_wgpu::gpu::kernel::{
-    range, read_buffer, read_f32, storage_buffer, submit_ops, whole, Op,
-};
+use llama_wgpu::gpu::kernel::{range, storage_buffer, submit_ops, whole, Op};
 use llama_wgpu::gpu::kernels::attention::{Attention, AttentionTuning};
 use llama_wgpu::gpu::kernels::ffn::Ffn;
 use llama_wgpu::gpu::kernels::norm::{NormVariant, RmsNorm};
@@ -52,20 +53,6 @@ fn ctx_f16() -> Option<&'static GpuContext> {
 /// Both contexts the KV kernels run on.
 fn kv_contexts() -> Vec<&'static GpuContext> {
     std::iter::once(ctx()).chain(ctx_f16()).collect()
-}
-
-/// `n` values of a KV-cache buffer as f32.
-fn read_kv(ctx: &GpuContext, cache: &KvCache, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    match cache.element() {
-        KvElement::F32 => read(ctx, buffer, n),
-        KvElement::F16 => {
-            let bytes = pollster::block_on(read_buffer(ctx, buffer, 0, n as u64 * 2)).unwrap();
-            bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect()
-        }
-    }
 }
 
 /// How far a stored cache value may be from the f32 value written: nothing for f32; for f16,
@@ -150,12 +137,6 @@ fn set_step(ctx: &GpuContext, buffer: &wgpu::Buffer, pos: usize, n_tokens: usize
 
 fn run(ctx: &GpuContext, ops: &[Op]) {
     submit_ops(ctx, &ops.iter().collect::<Vec<_>>());
-}
-
-fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let values = pollster::block_on(read_f32(ctx, buffer, 0, n)).unwrap();
-    ctx.check().unwrap();
-    values
 }
 
 /// Largest |gpu - cpu| / (|cpu| + floor) over all elements.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub mod arch_models;
 pub mod embedding_models;
+pub mod gpu_read;
 pub mod quant_data;
 pub mod small_models;
 pub mod tiny_llama;

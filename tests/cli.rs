@@ -647,9 +647,11 @@ fn lora_adapters_from_the_command_line() {
     assert!(e.contains("not a LoRA adapter"), "{e}");
 }
 
-/// Send SIGINT (Ctrl-C) to `child` and wait for it to exit: at most 10 s (see the tests below).
+/// Send SIGINT (Ctrl-C) to `child` and wait for it to exit, at most 10 s (see the tests
+/// below): its exit status and stderr.
 #[cfg(unix)]
-fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+fn interrupt(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
     use std::time::{Duration, Instant};
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -659,7 +661,10 @@ fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     let signalled = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            let mut err = String::new();
+            let stderr = child.stderr.as_mut().expect("stderr piped");
+            stderr.read_to_string(&mut err).unwrap();
+            return (status, err);
         }
         if signalled.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
@@ -714,16 +719,9 @@ fn ctrl_c_stops_a_generation_keeps_its_text_and_exits_130() {
             Err(e) => panic!("no generated text within 300 s ({e}): {child:?}"),
         }
     }
-    let status = interrupt(&mut child);
+    let (status, err) = interrupt(&mut child);
     reader.join().unwrap();
     text.extend(rx.try_iter().flatten());
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
     assert_eq!(status.code(), Some(130), "{status}; stderr:\n{err}");
     let text = String::from_utf8_lossy(&text);
     assert!(text.trim().len() >= 40, "partial output: {text:?}");
@@ -762,19 +760,13 @@ fn ctrl_c_during_the_load_stops_it_and_exits_130() {
         .spawn()
         .expect("the llama-wgpu binary starts");
     std::thread::sleep(Duration::from_millis(250));
-    let status = interrupt(&mut child);
-    let (mut out, mut err) = (String::new(), String::new());
+    let (status, err) = interrupt(&mut child);
+    let mut out = String::new();
     child
         .stdout
         .take()
         .unwrap()
         .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
         .unwrap();
     assert_eq!(status.code(), Some(130), "{status}; stderr:\n{err}");
     assert_eq!(out, "", "nothing generated after an interrupted load");
